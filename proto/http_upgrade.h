@@ -1,0 +1,159 @@
+// Incremental parser for the HTTP/1.1 WebSocket upgrade request (RFC 6455 4.2.1,
+// RFC 9112), and builders for the responses.
+//
+// The parser is a byte-at-a-time state machine: it can be fed any split of
+// the request, keeps no copy of the raw bytes, and remembers only the few
+// header values an upgrade needs, in fixed arrays.  Its whole state is about
+// 2.5 KiB and lives in a per-worker pool only while a handshake is in flight.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace rg::proto::http {
+
+struct Limits {
+  std::uint32_t request_line_bytes_max = 8 * 1024;  // 414 beyond this
+  std::uint32_t header_bytes_max = 32 * 1024;       // 431 beyond this (all header lines)
+  std::uint32_t headers_max = 100;                  // 431 beyond this
+};
+
+// Longest path the parser keeps.  A longer path cannot match a route (routes
+// are capped at this length by config validation), so it is answered with 404
+// without storing it.
+inline constexpr std::size_t path_bytes_max = 1024;
+// Longest value kept for a header the upgrade needs (Upgrade, Connection,
+// Sec-WebSocket-*).  Real values are tens of bytes.
+inline constexpr std::size_t value_bytes_max = 1024;
+inline constexpr std::size_t protocols_bytes_max = 512;
+
+enum class Method : std::uint8_t { unknown, get, other };
+
+class UpgradeParser {
+ public:
+  enum class Status : std::uint8_t { need_more, complete, error };
+
+  struct Result {
+    Status status;
+    std::size_t consumed;  // bytes of this feed() that belong to the request
+  };
+
+  explicit UpgradeParser(Limits limits = {}) noexcept : limits_(limits) {}
+
+  // Feeds the next bytes.  On `complete`, bytes after `consumed` already
+  // belong to the WebSocket stream.  On `error`, error_status()/error_reason()
+  // say what to answer.  Feeding after complete/error is a programmer error.
+  [[nodiscard]] Result feed(std::span<const std::uint8_t> bytes) noexcept;
+
+  [[nodiscard]] std::uint16_t error_status() const noexcept { return error_status_; }
+  [[nodiscard]] std::string_view error_reason() const noexcept { return error_reason_; }
+
+  // What was parsed (valid once complete).
+  [[nodiscard]] Method method() const noexcept { return method_; }
+  [[nodiscard]] std::string_view path() const noexcept { return {path_.data(), path_len_}; }
+  [[nodiscard]] bool path_too_long() const noexcept { return path_truncated_; }
+  [[nodiscard]] std::string_view version() const noexcept { return {version_.data(), version_len_}; }
+  [[nodiscard]] bool host_seen() const noexcept { return host_seen_; }
+  [[nodiscard]] bool upgrade_websocket() const noexcept { return upgrade_websocket_; }
+  [[nodiscard]] bool upgrade_seen() const noexcept { return upgrade_seen_; }
+  [[nodiscard]] bool connection_upgrade() const noexcept { return connection_upgrade_; }
+  [[nodiscard]] std::string_view key() const noexcept { return {key_.data(), key_len_}; }
+  [[nodiscard]] std::uint8_t key_count() const noexcept { return key_count_; }
+  [[nodiscard]] std::string_view ws_version() const noexcept { return {ws_version_.data(), ws_version_len_}; }
+  [[nodiscard]] std::uint8_t ws_version_count() const noexcept { return ws_version_count_; }
+  [[nodiscard]] std::string_view protocols() const noexcept { return {protocols_.data(), protocols_len_}; }
+  [[nodiscard]] std::uint32_t header_count() const noexcept { return header_count_; }
+
+ private:
+  enum class State : std::uint8_t {
+    method, path, version, request_line_lf,
+    header_start, header_name, header_value_lead, header_value, header_lf,
+    end_lf, complete, error,
+  };
+  enum class Field : std::uint8_t {
+    none, host, upgrade, connection, key, ws_version, protocol,
+  };
+
+  Result fail(std::uint16_t status, std::string_view reason, std::size_t consumed) noexcept;
+  [[nodiscard]] bool finish_request_line() noexcept;
+  void classify_header_name() noexcept;
+  [[nodiscard]] bool finish_header_value() noexcept;
+
+  Limits limits_;
+  State state_ = State::method;
+  Field field_ = Field::none;
+  Method method_ = Method::unknown;
+  bool path_truncated_ = false;
+  bool host_seen_ = false;
+  bool upgrade_seen_ = false;
+  bool upgrade_websocket_ = false;
+  bool connection_upgrade_ = false;
+  bool value_overflow_ = false;
+  std::uint8_t key_count_ = 0;
+  std::uint8_t ws_version_count_ = 0;
+  std::uint8_t method_len_ = 0;
+  std::uint8_t version_len_ = 0;
+  std::uint8_t name_len_ = 0;
+  std::uint8_t key_len_ = 0;
+  std::uint8_t ws_version_len_ = 0;
+  std::uint16_t error_status_ = 0;
+  std::uint16_t path_len_ = 0;
+  std::uint16_t protocols_len_ = 0;
+  std::uint16_t value_len_ = 0;
+  std::uint32_t request_line_bytes_ = 0;
+  std::uint32_t header_bytes_ = 0;
+  std::uint32_t header_count_ = 0;
+  std::string_view error_reason_;
+  std::array<char, 16> method_text_{};
+  std::array<char, 16> version_{};
+  std::array<char, 32> name_{};  // lower-cased; longer names are not interesting
+  std::array<char, 32> key_{};
+  std::array<char, 8> ws_version_{};
+  std::array<char, path_bytes_max> path_{};
+  std::array<char, value_bytes_max> value_{};
+  std::array<char, protocols_bytes_max> protocols_{};
+};
+
+// ---------------------------------------------------------------- decisions
+
+struct UpgradePolicy {
+  std::string_view echo_path = "/echo";
+  // Comma-separated subprotocols the server speaks, in no particular order.
+  std::string_view subprotocols;
+};
+
+struct Decision {
+  std::uint16_t status;          // 101, or the error status to answer
+  std::string_view reason;       // short human text for error bodies
+  std::string_view subprotocol;  // chosen protocol (points into the parser), may be empty
+};
+
+// Applies RFC 6455 4.2.1 to a complete request.
+[[nodiscard]] Decision decide(const UpgradeParser& request, const UpgradePolicy& policy) noexcept;
+
+// True when `key` is base64 that decodes to exactly 16 bytes (RFC 6455 4.1).
+[[nodiscard]] bool key_valid(std::string_view key) noexcept;
+
+// Sec-WebSocket-Accept for `key`: base64(SHA-1(key + GUID)), 28 chars.
+using AcceptKey = std::array<char, 28>;
+[[nodiscard]] AcceptKey accept_key(std::string_view key) noexcept;
+
+// Longest response the builders produce; callers size buffers with it.
+inline constexpr std::size_t response_bytes_max = 512;
+
+// Builds "101 Switching Protocols" into `out`; returns the length.
+std::size_t build_switching_protocols(std::span<char, response_bytes_max> out, std::string_view key,
+                                      std::string_view subprotocol) noexcept;
+
+// Builds an error response with a text/plain body naming `reason`, plus any
+// headers the status needs (Allow for 405, Sec-WebSocket-Version for 426,
+// Retry-After for 503 when retry_after_s > 0).  Always "Connection: close".
+std::size_t build_error(std::span<char, response_bytes_max> out, std::uint16_t status, std::string_view reason,
+                        std::uint32_t retry_after_s = 0) noexcept;
+
+[[nodiscard]] std::string_view status_text(std::uint16_t status) noexcept;
+
+}  // namespace rg::proto::http

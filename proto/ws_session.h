@@ -1,0 +1,113 @@
+// One WebSocket conversation, server side: wslay's event engine behind a
+// byte-in / byte-out interface (no sockets).
+//
+// A Session is heavy (wslay's contexts are ~8.7 KiB), so the server keeps a
+// pool of them and attaches one to a connection only while that connection is
+// mid-message or has output queued.  quiescent() says when it may go back to
+// the pool; reusable() says whether its wslay context is clean enough to serve
+// another connection without being re-created.
+//
+// Inbound bytes pass FrameTracker (proto/ws_frame.h) before wslay sees them,
+// so every protocol violation is answered with its RFC 6455 close code and a
+// reason naming what was wrong.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "proto/ws_frame.h"
+
+struct wslay_event_context;
+
+namespace rg::proto::ws {
+
+struct SessionLimits {
+  std::uint64_t max_message_bytes = 1024 * 1024;
+  // Output bytes staged per send.  Beyond it wslay keeps messages queued
+  // until the previous send completes.
+  std::uint32_t output_chunk_bytes = 256 * 1024;
+};
+
+class Session;
+
+// What the application does with a complete data message.
+class MessageHandler {
+ public:
+  virtual void on_message(Session& session, Opcode opcode, std::span<const std::uint8_t> payload) = 0;
+
+ protected:
+  ~MessageHandler() = default;
+};
+
+class Session {
+ public:
+  Session() = default;
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session();
+
+  // Creates the wslay context.  False only on allocation failure.
+  [[nodiscard]] bool init(const SessionLimits& limits, MessageHandler* handler) noexcept;
+
+  enum class FeedResult : std::uint8_t {
+    ok,
+    fatal,  // wslay failed internally (memory): drop the connection
+  };
+  // Processes inbound bytes.  Messages reach the handler before this returns.
+  [[nodiscard]] FeedResult feed(std::span<const std::uint8_t> bytes) noexcept;
+
+  // Queues a data message (copied).  False once a close has been queued.
+  bool queue_message(Opcode opcode, std::span<const std::uint8_t> payload) noexcept;
+  // Queues a close frame and stops reading.  reason <= 123 bytes.
+  void queue_close(std::uint16_t code, std::string_view reason) noexcept;
+
+  // Output: next_output() returns bytes that stay valid and unchanged until
+  // output_sent(); the caller sends them and reports how many went out.
+  [[nodiscard]] std::span<const std::uint8_t> next_output() noexcept;
+  void output_sent(std::size_t bytes) noexcept;
+  [[nodiscard]] bool has_output() noexcept;
+
+  [[nodiscard]] bool close_received() const noexcept;
+  [[nodiscard]] bool close_sent() const noexcept;
+  // True once no more input will be read (a close was queued or received).
+  [[nodiscard]] bool read_closed() const noexcept;
+  // Close code we sent (or queued), 0 if none.
+  [[nodiscard]] std::uint16_t close_code() const noexcept { return close_code_; }
+
+  // No partial frame, no fragmented message, nothing queued or staged, no
+  // close in progress: the connection can drop this session.
+  [[nodiscard]] bool quiescent() const noexcept;
+  // Whether the wslay context may serve another connection as is.  Contexts
+  // that saw a close or an error are re-created instead.
+  [[nodiscard]] bool reusable() const noexcept { return !dirty_ && quiescent(); }
+  // Prepares a reusable session for its next connection.
+  void recycle() noexcept;
+
+  // Bytes this session holds right now (staged output, not counting wslay's
+  // internal queue), for accounting.
+  [[nodiscard]] std::size_t staged_bytes() const noexcept { return out_.size() - out_sent_; }
+
+  // wslay callbacks (C linkage trampolines call these).
+  long on_wslay_recv(std::uint8_t* buf, std::size_t len) noexcept;
+  long on_wslay_send(const std::uint8_t* data, std::size_t len) noexcept;
+  void on_wslay_message(std::uint8_t opcode, const std::uint8_t* msg, std::size_t len) noexcept;
+
+ private:
+  void pump() noexcept;
+
+  wslay_event_context* ctx_ = nullptr;
+  MessageHandler* handler_ = nullptr;
+  SessionLimits limits_{};
+  FrameTracker tracker_;
+  std::span<const std::uint8_t> in_;  // what on_wslay_recv serves from
+  std::vector<std::uint8_t> out_;
+  std::size_t out_sent_ = 0;
+  bool send_in_flight_ = false;  // out_ is handed to the kernel: never append
+  bool dirty_ = false;
+  std::uint16_t close_code_ = 0;
+};
+
+}  // namespace rg::proto::ws

@@ -1,0 +1,164 @@
+// ring/: the io_uring layer.  Knows rings, sockets and direct descriptors;
+// knows nothing about HTTP or WebSocket.
+//
+// One Ring per worker thread (SINGLE_ISSUER: only the creating thread may
+// submit).  Every SQE carries a Tag in user_data; every CQE comes back as a
+// Completion, a typed view of (tag, res, flags), so that no caller reads raw
+// cqe->res or guesses at flag bits.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace rg::ring {
+
+// ---------------------------------------------------------------- tags
+// user_data = op (8 bits) | generation (24 bits) | index (32 bits).
+// The generation lets the owner of `index` ignore a completion that arrives
+// after the slot it names was freed and reused.
+inline constexpr std::uint32_t generation_mask = 0xFFFFFF;
+
+struct Tag {
+  std::uint8_t op = 0;
+  std::uint32_t generation = 0;  // only the low 24 bits travel
+  std::uint32_t index = 0;
+
+  [[nodiscard]] constexpr std::uint64_t pack() const noexcept {
+    return (std::uint64_t{op} << 56) | (std::uint64_t{generation & generation_mask} << 32) | index;
+  }
+  [[nodiscard]] static constexpr Tag unpack(std::uint64_t v) noexcept {
+    return {static_cast<std::uint8_t>(v >> 56), static_cast<std::uint32_t>((v >> 32) & generation_mask),
+            static_cast<std::uint32_t>(v)};
+  }
+};
+
+// ---------------------------------------------------------------- results
+struct Completion {
+  Tag tag;
+  std::int32_t res;
+  std::uint32_t flags;
+
+  [[nodiscard]] bool ok() const noexcept { return res >= 0; }
+  // Positive errno when !ok().
+  [[nodiscard]] int error() const noexcept { return res < 0 ? -res : 0; }
+  // Multishot requests stay armed while this is set.
+  [[nodiscard]] bool more() const noexcept { return (flags & IORING_CQE_F_MORE) != 0; }
+  [[nodiscard]] bool has_buffer() const noexcept { return (flags & IORING_CQE_F_BUFFER) != 0; }
+  [[nodiscard]] std::uint16_t buffer_id() const noexcept {
+    return static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+  }
+};
+
+// ---------------------------------------------------------------- setup
+struct RingParams {
+  std::uint32_t sq_entries = 4096;
+  std::uint32_t cq_entries = 16384;  // multishot ops post many CQEs per SQE
+};
+
+// What the kernel turned out to support; logged once at start-up.
+struct RingFeatures {
+  bool single_issuer = false;   // IORING_SETUP_SINGLE_ISSUER (6.0+)
+  bool defer_taskrun = false;   // IORING_SETUP_DEFER_TASKRUN (6.1+)
+  bool multishot_recv = false;  // IORING_OP_RECV with IORING_RECV_MULTISHOT (6.0+)
+  bool buf_ring = false;        // provided-buffer rings (5.19+)
+};
+
+class BufferRing;
+
+class Ring {
+ public:
+  Ring() = default;
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+  ~Ring();
+
+  // Creates the ring with SINGLE_ISSUER|DEFER_TASKRUN, falling back to plain
+  // flags on kernels without them (features() says which).  Returns 0 or a
+  // positive errno; `error` names what failed.
+  [[nodiscard]] int init(const RingParams& params, std::string& error);
+
+  [[nodiscard]] const RingFeatures& features() const noexcept { return features_; }
+  [[nodiscard]] io_uring* raw() noexcept { return &ring_; }
+
+  // A sparse table of direct descriptors.  The kernel refuses more slots than
+  // RLIMIT_NOFILE (EMFILE), per ring.
+  [[nodiscard]] int register_direct_table(std::uint32_t slots);
+
+  // Next free SQE.  If the SQ is full it submits first, so it only returns
+  // null when the kernel refuses to take SQEs at all.
+  [[nodiscard]] io_uring_sqe* sqe() noexcept;
+
+  // Submits pending SQEs and waits for at least one CQE or the timeout.
+  // Returns 0, or a positive errno other than ETIME/EINTR.
+  int submit_and_wait(std::uint32_t timeout_ms) noexcept;
+  int submit() noexcept;
+
+  // Copies up to `out.size()` CQEs out and advances the CQ.  Reaping first and
+  // handling afterwards keeps handlers free to submit new SQEs.
+  std::size_t reap(std::span<Completion> out) noexcept;
+
+  // ------------------------------------------------------------ prep helpers
+  // Each takes a Tag, fills one SQE, and returns false if no SQE was free.
+  bool accept_multishot_direct(int listen_fd, Tag tag) noexcept;
+  bool recv_multishot(std::uint32_t slot, std::uint16_t buffer_group, Tag tag) noexcept;
+  bool send(std::uint32_t slot, std::span<const std::uint8_t> bytes, Tag tag) noexcept;
+  bool shutdown_write(std::uint32_t slot, Tag tag) noexcept;
+  bool cancel_all_on_slot(std::uint32_t slot, Tag tag) noexcept;
+  bool close_direct(std::uint32_t slot, Tag tag) noexcept;
+  bool cancel_tag(Tag target, Tag tag) noexcept;
+
+ private:
+  io_uring ring_{};
+  bool initialised_ = false;
+  RingFeatures features_;
+};
+
+// A provided-buffer ring: `count` buffers of `size` bytes, registered under
+// one buffer group.  liburing 2.3 lacks io_uring_setup_buf_ring(), so the ring
+// memory is mapped and registered by hand.
+class BufferRing {
+ public:
+  BufferRing() = default;
+  BufferRing(const BufferRing&) = delete;
+  BufferRing& operator=(const BufferRing&) = delete;
+  ~BufferRing();
+
+  // count must be a power of two (kernel requirement), at most 32768.
+  [[nodiscard]] int init(Ring& ring, std::uint16_t group, std::uint32_t count, std::uint32_t size, std::string& error);
+
+  [[nodiscard]] std::span<std::uint8_t> buffer(std::uint16_t id, std::uint32_t len) noexcept {
+    return {base_ + std::size_t{id} * size_, len};
+  }
+  // Hands buffer `id` back to the kernel; made visible by publish().
+  void recycle(std::uint16_t id) noexcept;
+  // Publishes all recycled buffers in one store (one per loop turn).
+  void publish() noexcept;
+
+  [[nodiscard]] std::uint16_t group() const noexcept { return group_; }
+  [[nodiscard]] std::uint32_t count() const noexcept { return count_; }
+  [[nodiscard]] std::uint32_t size() const noexcept { return size_; }
+
+ private:
+  io_uring* ring_ = nullptr;
+  io_uring_buf_ring* br_ = nullptr;
+  std::uint8_t* base_ = nullptr;
+  std::size_t ring_bytes_ = 0;
+  std::size_t pool_bytes_ = 0;
+  std::uint16_t group_ = 0;
+  std::uint32_t count_ = 0;
+  std::uint32_t size_ = 0;
+  std::uint32_t pending_ = 0;  // recycled but not yet published
+};
+
+// ---------------------------------------------------------------- sockets
+// A listening TCP socket with SO_REUSEPORT, in the process fd table (only
+// listeners and the ring itself ever are).  Returns the fd or -errno.
+int listen_reuseport(const std::string& host, std::uint16_t port, int backlog, std::string& error);
+// The port a bound socket got (for port 0).
+std::uint16_t bound_port(int fd);
+
+}  // namespace rg::ring

@@ -1,0 +1,379 @@
+#include "server/config.h"
+
+// toml++ is used header-only with exceptions off: configuration errors come
+// back as values, the same way every other error in ringgate does.
+#define TOML_HEADER_ONLY 1
+#define TOML_EXCEPTIONS 0
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <sstream>
+
+namespace rg::server {
+
+namespace {
+
+enum class Kind { text, u32, u64, size32, size64, duration, list, address };
+
+struct Option {
+  const char* name;  // snake_case; the flag is the kebab-case form
+  Kind kind;
+  const char* value_hint;
+  const char* help;
+  std::function<void(Config&, std::uint64_t, const std::string&)> set;
+  std::function<std::string(const Config&)> show;
+};
+
+std::string kebab(std::string s) {
+  std::replace(s.begin(), s.end(), '_', '-');
+  return s;
+}
+std::string snake(std::string s) {
+  std::replace(s.begin(), s.end(), '-', '_');
+  return s;
+}
+
+std::string show_size(std::uint64_t b) {
+  if (b != 0 && b % (1024 * 1024) == 0) return std::to_string(b / (1024 * 1024)) + "MiB";
+  if (b != 0 && b % 1024 == 0) return std::to_string(b / 1024) + "KiB";
+  return std::to_string(b);
+}
+std::string show_ms(std::uint64_t ms) {
+  if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+#define RG_U32(field) [](Config& c, std::uint64_t v, const std::string&) { c.field = static_cast<std::uint32_t>(v); }, \
+                      [](const Config& c) { return std::to_string(c.field); }
+#define RG_U64(field) [](Config& c, std::uint64_t v, const std::string&) { c.field = v; }, \
+                      [](const Config& c) { return std::to_string(c.field); }
+#define RG_SIZE32(field) [](Config& c, std::uint64_t v, const std::string&) { c.field = static_cast<std::uint32_t>(v); }, \
+                         [](const Config& c) { return show_size(c.field); }
+#define RG_SIZE64(field) [](Config& c, std::uint64_t v, const std::string&) { c.field = v; }, \
+                         [](const Config& c) { return show_size(c.field); }
+#define RG_MS(field) [](Config& c, std::uint64_t v, const std::string&) { c.field = v; }, \
+                     [](const Config& c) { return show_ms(c.field); }
+#define RG_TEXT(field) [](Config& c, std::uint64_t, const std::string& s) { c.field = s; }, \
+                       [](const Config& c) { return c.field; }
+
+const std::vector<Option>& options() {
+  static const std::vector<Option> all = {
+      {"listen", Kind::address, "HOST:PORT",
+       "Address to accept WebSocket connections on. Port 0 picks a free port (logged at start-up).",
+       [](Config& c, std::uint64_t v, const std::string& s) {
+         c.listen_host = s;
+         c.listen_port = static_cast<std::uint16_t>(v);
+       },
+       [](const Config& c) { return c.listen_host + ":" + std::to_string(c.listen_port); }},
+      {"backlog", Kind::u32, "N", "listen(2) backlog per worker socket (the kernel caps it at net.core.somaxconn).",
+       RG_U32(backlog)},
+      {"workers", Kind::u32, "N",
+       "Worker threads, each with its own io_uring and listener. 0 = online CPUs, raised to "
+       "ceil(max_connections / table_slots_per_worker) when one table per CPU cannot hold max_connections.",
+       RG_U32(workers)},
+      {"max_connections", Kind::u64, "N",
+       "Upgraded connections the process holds at most; beyond it new handshakes get 503 with Retry-After. "
+       "0 = what the descriptor tables hold.",
+       RG_U64(max_connections)},
+      {"table_slots_per_worker", Kind::u32, "N",
+       "Direct-descriptor table slots per worker ring. 0 = RLIMIT_NOFILE, the kernel's per-ring cap.",
+       RG_U32(table_slots_per_worker)},
+      {"max_pending_handshakes", Kind::u32, "N",
+       "Handshakes in flight per worker (each holds ~2.6 KiB of parse state); beyond it new connections get 503.",
+       RG_U32(max_pending_handshakes)},
+      {"max_active_sessions", Kind::u32, "N",
+       "Connections per worker that may be mid-message at once (each holds a ~13 KiB wslay context); "
+       "beyond it a connection is closed with 1013.",
+       RG_U32(max_active_sessions)},
+      {"retry_after", Kind::u32, "SECONDS", "Retry-After value sent with 503 answers.", RG_U32(retry_after_s)},
+      {"recv_buffer_size", Kind::size32, "SIZE", "Size of each provided receive buffer.", RG_SIZE32(recv_buffer_size)},
+      {"recv_buffer_count", Kind::u32, "N", "Provided receive buffers per worker (power of two, <= 32768).",
+       RG_U32(recv_buffer_count)},
+      {"frame_buffer_size", Kind::size32, "SIZE",
+       "Outbound bytes a connection stages per send; larger messages are sent in several steps.",
+       RG_SIZE32(frame_buffer_size)},
+      {"echo_path", Kind::text, "PATH", "Path of the echo endpoint; '/' works too.", RG_TEXT(echo_path)},
+      {"subprotocols", Kind::list, "LIST",
+       "Comma-separated subprotocols the server accepts; the first one the client offers wins.",
+       [](Config& c, std::uint64_t, const std::string& s) {
+         c.subprotocols.clear();
+         std::stringstream ss(s);
+         std::string item;
+         while (std::getline(ss, item, ',')) {
+           item.erase(0, item.find_first_not_of(" \t"));
+           item.erase(item.find_last_not_of(" \t") + 1);
+           if (!item.empty()) c.subprotocols.push_back(item);
+         }
+       },
+       [](const Config& c) { return join(c.subprotocols); }},
+      {"max_request_line", Kind::size32, "SIZE", "Longest HTTP request line (414 beyond).",
+       RG_SIZE32(max_request_line)},
+      {"max_header_bytes", Kind::size32, "SIZE", "Largest total of request header lines (431 beyond).",
+       RG_SIZE32(max_header_bytes)},
+      {"max_headers", Kind::u32, "N", "Most request headers (431 beyond).", RG_U32(max_headers)},
+      {"handshake_timeout", Kind::duration, "DURATION",
+       "Time a client has to send a complete upgrade request (slowloris protection); then 408 and close.",
+       RG_MS(handshake_timeout_ms)},
+      {"max_message_size", Kind::size64, "SIZE", "Largest WebSocket message accepted (close 1009 beyond).",
+       RG_SIZE64(max_message_size)},
+      {"close_timeout", Kind::duration, "DURATION",
+       "Time the peer has to answer our close frame (or to finish reading an error response) before the TCP "
+       "connection is closed.",
+       RG_MS(close_timeout_ms)},
+      {"drain_timeout", Kind::duration, "DURATION",
+       "On SIGTERM/SIGINT: time connections get to finish the close handshake before the process exits.",
+       RG_MS(drain_timeout_ms)},
+      {"log_level", Kind::text, "LEVEL", "debug, info, warn or error.", RG_TEXT(log_level)},
+  };
+  return all;
+}
+
+const Option* find_option(const std::string& key) {
+  const std::string k = snake(key);
+  for (const auto& o : options())
+    if (k == o.name) return &o;
+  return nullptr;
+}
+
+bool parse_u64(const std::string& s, std::uint64_t& out) {
+  if (s.empty() || s.size() > 20) return false;
+  std::uint64_t v = 0;
+  for (char ch : s) {
+    if (ch < '0' || ch > '9') return false;
+    const std::uint64_t d = static_cast<std::uint64_t>(ch - '0');
+    if (v > (std::numeric_limits<std::uint64_t>::max() - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  out = v;
+  return true;
+}
+
+// Splits "123unit" into number and unit.
+bool split_number(const std::string& text, std::uint64_t& number, std::string& unit) {
+  std::size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (!parse_u64(text.substr(0, i), number)) return false;
+  unit = text.substr(i);
+  unit.erase(0, unit.find_first_not_of(' '));
+  return true;
+}
+
+bool checked_mul(std::uint64_t a, std::uint64_t b, std::uint64_t& out) {
+  if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) return false;
+  out = a * b;
+  return true;
+}
+
+}  // namespace
+
+bool parse_size(const std::string& text, std::uint64_t& bytes) {
+  std::uint64_t n;
+  std::string unit;
+  if (!split_number(text, n, unit)) return false;
+  std::uint64_t mult;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "KiB" || unit == "K" || unit == "k") mult = 1024;
+  else if (unit == "MiB" || unit == "M") mult = 1024 * 1024;
+  else if (unit == "GiB" || unit == "G") mult = 1024ull * 1024 * 1024;
+  else if (unit == "KB" || unit == "kB") mult = 1000;
+  else if (unit == "MB") mult = 1000 * 1000;
+  else if (unit == "GB") mult = 1000ull * 1000 * 1000;
+  else return false;
+  return checked_mul(n, mult, bytes);
+}
+
+bool parse_duration_ms(const std::string& text, std::uint64_t& ms) {
+  std::uint64_t n;
+  std::string unit;
+  if (!split_number(text, n, unit)) return false;
+  if (unit == "ms") {
+    ms = n;
+    return true;
+  }
+  if (unit == "us") {
+    ms = (n + 999) / 1000;  // round up: a positive duration never becomes zero
+    return true;
+  }
+  std::uint64_t mult;
+  if (unit.empty() || unit == "s") mult = 1000;
+  else if (unit == "m" || unit == "min") mult = 60 * 1000;
+  else if (unit == "h") mult = 3600 * 1000;
+  else return false;
+  return checked_mul(n, mult, ms);
+}
+
+bool apply_option(const std::string& key, const std::string& value, Config& c, std::string& error) {
+  const Option* o = find_option(key);
+  if (!o) {
+    error = "unknown option '" + key + "' (see --help)";
+    return false;
+  }
+  std::uint64_t n = 0;
+  const auto bad = [&](const char* what) {
+    error = "option " + kebab(o->name) + ": '" + value + "' is not " + what;
+    return false;
+  };
+  switch (o->kind) {
+    case Kind::text:
+    case Kind::list:
+      break;
+    case Kind::u32:
+      if (!parse_u64(value, n) || n > std::numeric_limits<std::uint32_t>::max()) return bad("a number");
+      break;
+    case Kind::u64:
+      if (!parse_u64(value, n)) return bad("a number");
+      break;
+    case Kind::size32:
+      if (!parse_size(value, n) || n > std::numeric_limits<std::uint32_t>::max())
+        return bad("a size below 4GiB (e.g. 4096, 64KiB, 1MiB)");
+      break;
+    case Kind::size64:
+      if (!parse_size(value, n)) return bad("a size (e.g. 4096, 64KiB, 1MiB)");
+      break;
+    case Kind::duration:
+      if (!parse_duration_ms(value, n)) return bad("a duration (e.g. 500ms, 2s, 1m)");
+      break;
+    case Kind::address: {
+      // HOST:PORT, or [v6]:PORT
+      std::string host;
+      std::string port;
+      if (!value.empty() && value[0] == '[') {
+        const auto close = value.find("]:");
+        if (close == std::string::npos) return bad("HOST:PORT");
+        host = value.substr(1, close - 1);
+        port = value.substr(close + 2);
+      } else {
+        const auto colon = value.rfind(':');
+        if (colon == std::string::npos) return bad("HOST:PORT");
+        host = value.substr(0, colon);
+        port = value.substr(colon + 1);
+      }
+      if (host.empty() || !parse_u64(port, n) || n > 65535) return bad("HOST:PORT");
+      o->set(c, n, host);
+      return true;
+    }
+  }
+  o->set(c, n, value);
+  return true;
+}
+
+bool apply_toml(const std::string& text, const std::string& origin, Config& c, std::string& error) {
+  toml::parse_result parsed = toml::parse(text, origin);
+  if (!parsed) {
+    std::ostringstream os;
+    os << origin << ":" << parsed.error().source().begin.line << ": " << parsed.error().description();
+    error = os.str();
+    return false;
+  }
+  const toml::table& table = parsed.table();
+  for (const auto& [k, node] : table) {
+    const std::string key{k.str()};
+    std::string value;
+    if (const auto* s = node.as_string()) {
+      value = s->get();
+    } else if (const auto* i = node.as_integer()) {
+      if (i->get() < 0) {
+        error = origin + ": " + key + " must not be negative";
+        return false;
+      }
+      value = std::to_string(i->get());
+    } else if (const auto* b = node.as_boolean()) {
+      value = b->get() ? "1" : "0";
+    } else if (const auto* a = node.as_array()) {
+      for (const auto& el : *a) {
+        const auto* s = el.as_string();
+        if (!s) {
+          error = origin + ": " + key + " must be an array of strings";
+          return false;
+        }
+        value += (value.empty() ? "" : ",") + std::string(s->get());
+      }
+    } else {
+      error = origin + ": " + key + " has an unsupported type (use a string, integer or array)";
+      return false;
+    }
+    if (!apply_option(key, value, c, error)) {
+      error = origin + ": " + error;
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string help_text() {
+  const Config defaults;
+  std::string out =
+      "ringgate: an io_uring WebSocket server\n\n"
+      "usage: ringgate [--config FILE] [--OPTION VALUE ...]\n\n"
+      "Every option is also a key in the TOML config file, with '_' for '-'\n"
+      "(frame_buffer_size = \"256KiB\" <-> --frame-buffer-size 256KiB).  Flags win over\n"
+      "the file.  Sizes take units (4096, 64KiB, 1MiB, 100KB); durations take units\n"
+      "(500ms, 2s, 1m).\n\n"
+      "  --config FILE                 TOML file with any of the keys below\n"
+      "  --help                        this text\n";
+  for (const auto& o : options()) {
+    std::string left = "  --" + kebab(o.name) + " " + o.value_hint;
+    if (left.size() < 32) left.resize(32, ' ');
+    else left += "\n" + std::string(32, ' ');
+    out += left + o.help + " [default: " + o.show(defaults) + "]\n";
+  }
+  return out;
+}
+
+bool load_config(int argc, char** argv, Config& c, std::string& error, bool& exit_now) {
+  exit_now = false;
+  // Pass 1: --help and --config, so the file applies before any flag.
+  std::vector<std::pair<std::string, std::string>> flags;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(help_text().c_str(), stdout);
+      exit_now = true;
+      return true;
+    }
+    if (arg.rfind("--", 0) != 0) {
+      error = "unexpected argument '" + arg + "' (options look like --name value; see --help)";
+      return false;
+    }
+    arg.erase(0, 2);
+    std::string value;
+    const auto eq = arg.find('=');
+    if (eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg.resize(eq);
+    } else {
+      if (i + 1 >= argc) {
+        error = "option --" + arg + " needs a value";
+        return false;
+      }
+      value = argv[++i];
+    }
+    if (arg == "config") c.config_file = value;
+    else flags.emplace_back(arg, value);
+  }
+  if (!c.config_file.empty()) {
+    std::ifstream in(c.config_file);
+    if (!in) {
+      error = "cannot read config file " + c.config_file;
+      return false;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (!apply_toml(ss.str(), c.config_file, c, error)) return false;
+  }
+  for (const auto& [k, v] : flags)
+    if (!apply_option(k, v, c, error)) return false;
+  return true;
+}
+
+}  // namespace rg::server

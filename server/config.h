@@ -1,0 +1,68 @@
+// Configuration: one struct, filled from embedded defaults, then a TOML file
+// (--config), then flags.  Every key is also a flag with the same name in
+// kebab case (frame_buffer_size <-> --frame-buffer-size); flags win.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rg::server {
+
+struct Config {
+  // Network
+  std::string listen_host = "127.0.0.1";
+  std::uint16_t listen_port = 8080;
+  std::uint32_t backlog = 4096;
+
+  // Workers and capacity
+  std::uint32_t workers = 0;              // 0: online CPUs, raised to fit max_connections
+  std::uint64_t max_connections = 0;      // 0: whatever the descriptor tables hold
+  std::uint32_t table_slots_per_worker = 0;  // 0: RLIMIT_NOFILE (the kernel's per-ring cap)
+  std::uint32_t max_pending_handshakes = 4096;  // per worker
+  std::uint32_t max_active_sessions = 16384;    // per worker: connections mid-message
+  std::uint32_t retry_after_s = 60;
+
+  // Receive path
+  std::uint32_t recv_buffer_size = 16 * 1024;
+  std::uint32_t recv_buffer_count = 1024;  // per worker, power of two
+  std::uint32_t frame_buffer_size = 256 * 1024;  // output staged per send
+
+  // HTTP upgrade
+  std::string echo_path = "/echo";
+  std::vector<std::string> subprotocols;
+  std::uint32_t max_request_line = 8 * 1024;
+  std::uint32_t max_header_bytes = 32 * 1024;
+  std::uint32_t max_headers = 100;
+  std::uint64_t handshake_timeout_ms = 10'000;
+
+  // WebSocket
+  std::uint64_t max_message_size = 1024 * 1024;
+  std::uint64_t close_timeout_ms = 5'000;
+
+  // Process
+  std::uint64_t drain_timeout_ms = 10'000;
+  std::string log_level = "info";
+  std::string config_file;
+};
+
+// Parses argv (and the --config file it names) over the defaults.  Returns
+// false with `error` set on bad input; sets `exit_now` for --help/--version
+// after printing to stdout.
+bool load_config(int argc, char** argv, Config& config, std::string& error, bool& exit_now);
+
+// Applies a TOML document (used by load_config; exposed for tests).
+bool apply_toml(const std::string& text, const std::string& origin, Config& config, std::string& error);
+
+// Applies one "--flag value" pair by key name (kebab or snake case).
+bool apply_option(const std::string& key, const std::string& value, Config& config, std::string& error);
+
+// Unit parsing, exposed for tests.  Sizes: 4096, 64KiB, 1MiB, 2GiB, 100KB,
+// 1MB (KB/MB/GB are decimal).  Durations: 500ms, 2s, 1m, 1h, 250us; a bare
+// number is seconds.
+bool parse_size(const std::string& text, std::uint64_t& bytes);
+bool parse_duration_ms(const std::string& text, std::uint64_t& ms);
+
+std::string help_text();
+
+}  // namespace rg::server

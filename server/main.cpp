@@ -1,0 +1,225 @@
+// ringgate: start-up, capacity planning, signals and shutdown.
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "proto/http_upgrade.h"
+#include "ring/ring.h"
+#include "server/config.h"
+#include "server/log.h"
+#include "server/worker.h"
+
+namespace {
+
+using namespace rg::server;
+
+// Upper bound on workers: each costs a thread, a ring and its buffers.
+constexpr std::uint32_t workers_max = 1024;
+
+bool validate(const Config& c, std::string& error) {
+  log::Level level;
+  if (!log::parse_level(c.log_level, level)) {
+    error = "log_level must be debug, info, warn or error, not '" + c.log_level + "'";
+    return false;
+  }
+  if (c.echo_path.empty() || c.echo_path[0] != '/' || c.echo_path.size() > rg::proto::http::path_bytes_max ||
+      c.echo_path.find_first_of(" ?#") != std::string::npos) {
+    error = "echo_path must start with '/', hold no spaces, '?' or '#', and be at most 1024 bytes";
+    return false;
+  }
+  for (const auto& p : c.subprotocols) {
+    if (p.size() > 64 || p.find_first_of(" \t,;\"") != std::string::npos) {
+      error = "subprotocol '" + p + "' must be a token of at most 64 characters";
+      return false;
+    }
+  }
+  const auto count = c.recv_buffer_count;
+  if (count == 0 || count > 32768 || (count & (count - 1)) != 0) {
+    error = "recv_buffer_count must be a power of two between 1 and 32768";
+    return false;
+  }
+  if (c.recv_buffer_size < 512 || c.recv_buffer_size > 1024 * 1024) {
+    error = "recv_buffer_size must be between 512B and 1MiB";
+    return false;
+  }
+  if (c.frame_buffer_size < 4096) {
+    error = "frame_buffer_size must be at least 4KiB";
+    return false;
+  }
+  if (c.max_request_line < 64 || c.max_header_bytes < 64 || c.max_headers == 0) {
+    error = "max_request_line and max_header_bytes must be at least 64 bytes, max_headers at least 1";
+    return false;
+  }
+  if (c.max_message_size == 0 || c.max_message_size > (1ull << 31)) {
+    error = "max_message_size must be between 1B and 2GiB";
+    return false;
+  }
+  if (c.max_pending_handshakes == 0 || c.max_active_sessions == 0) {
+    error = "max_pending_handshakes and max_active_sessions must be at least 1";
+    return false;
+  }
+  if (c.workers > workers_max) {
+    error = "workers must be at most " + std::to_string(workers_max);
+    return false;
+  }
+  return true;
+}
+
+std::uint64_t read_proc_u64(const char* path) {
+  std::ifstream in(path);
+  std::uint64_t v = 0;
+  in >> v;
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto shared = std::make_unique<Shared>();
+  Config& config = shared->config;
+  std::string error;
+  bool exit_now = false;
+  if (!load_config(argc, argv, config, error, exit_now)) {
+    std::fprintf(stderr, "ringgate: %s\n", error.c_str());
+    return 2;
+  }
+  if (exit_now) return 0;
+  if (!validate(config, error)) {
+    std::fprintf(stderr, "ringgate: invalid configuration: %s\n", error.c_str());
+    return 2;
+  }
+  log::Level level = log::Level::info;
+  (void)log::parse_level(config.log_level, level);
+  log::set_level(level);
+
+  // Direct descriptors do not count against RLIMIT_NOFILE, but each ring's
+  // table may hold at most RLIMIT_NOFILE slots: raise the soft limit to the
+  // hard one so every table can be that large.
+  rlimit nofile{};
+  getrlimit(RLIMIT_NOFILE, &nofile);
+  if (nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &nofile) != 0)
+      RG_LOG(warn, "could not raise RLIMIT_NOFILE soft limit to %u: %s", nofile.rlim_max, std::strerror(errno));
+    getrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  const std::uint64_t nofile_limit = nofile.rlim_cur;
+  std::uint64_t slots = config.table_slots_per_worker ? config.table_slots_per_worker : nofile_limit;
+  if (slots > nofile_limit) {
+    RG_LOG(warn, "table_slots_per_worker %u exceeds RLIMIT_NOFILE %u; using %u", slots, nofile_limit, nofile_limit);
+    slots = nofile_limit;
+  }
+  slots = std::min<std::uint64_t>(slots, 1u << 20);  // IORING_MAX_FIXED_FILES
+  shared->table_slots_per_worker = static_cast<std::uint32_t>(slots);
+
+  // Workers: one per CPU by default, but density needs one table per
+  // `slots` connections, so a large max_connections raises the count.
+  const auto cpus = static_cast<std::uint32_t>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  std::uint32_t workers = config.workers ? config.workers : cpus;
+  if (config.workers == 0 && config.max_connections > std::uint64_t{workers} * slots) {
+    workers = static_cast<std::uint32_t>(std::min<std::uint64_t>(
+        workers_max, (config.max_connections + slots - 1) / slots));
+    RG_LOG(info, "max_connections %u needs %u workers of %u table slots each (more workers than the %u CPUs)",
+           config.max_connections, workers, slots, cpus);
+  }
+  const std::uint64_t table_capacity = std::uint64_t{workers} * slots;
+  std::string bound;
+  if (config.max_connections != 0 && config.max_connections <= table_capacity) {
+    shared->max_connections = config.max_connections;
+    bound = "max_connections";
+  } else {
+    if (config.max_connections > table_capacity)
+      RG_LOG(warn, "max_connections %u exceeds what %u workers x %u table slots hold; capacity is %u (raise --workers)",
+             config.max_connections, workers, slots, table_capacity);
+    shared->max_connections = table_capacity;
+    bound = absl::StrFormat("direct-descriptor tables: %u workers x %u slots, RLIMIT_NOFILE %u", workers, slots,
+                            nofile_limit);
+  }
+
+  const std::uint64_t somaxconn = read_proc_u64("/proc/sys/net/core/somaxconn");
+  if (somaxconn != 0 && config.backlog > somaxconn)
+    RG_LOG(warn, "backlog %u exceeds net.core.somaxconn %u, so the kernel uses %u; raise it with "
+                 "sysctl -w net.core.somaxconn=%u", config.backlog, somaxconn, somaxconn, config.backlog);
+
+  // Listeners are made here, before any worker starts, so that a bad address
+  // fails start-up and port 0 resolves once for all workers.
+  std::vector<int> listeners;
+  std::uint16_t port = config.listen_port;
+  for (std::uint32_t i = 0; i < workers; ++i) {
+    const int fd = rg::ring::listen_reuseport(config.listen_host, port, static_cast<int>(config.backlog), error);
+    if (fd < 0) {
+      RG_LOG(error, "cannot listen: %s", error);
+      return 1;
+    }
+    if (i == 0) port = rg::ring::bound_port(fd);
+    listeners.push_back(fd);
+  }
+
+  // Signals go to this thread only, via sigwait; workers never see them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  for (std::uint32_t i = 0; i < workers; ++i) shared->counters.push_back(std::make_unique<WorkerCounters>());
+  std::vector<std::thread> threads;
+  std::vector<std::atomic<int>> ready(workers);
+  std::vector<std::string> errors(workers);
+  std::atomic<std::uint32_t> finished{0};
+  for (std::uint32_t i = 0; i < workers; ++i) {
+    threads.emplace_back([&, i] {
+      run_worker(*shared, i, listeners[i], ready[i], errors[i]);
+      finished.fetch_add(1);
+    });
+  }
+  for (std::uint32_t i = 0; i < workers; ++i) {
+    ready[i].wait(0);
+    if (ready[i].load() < 0) {
+      RG_LOG(error, "worker %u failed to start: %s", i, errors[i]);
+      shared->stopping.store(true);
+      for (auto& t : threads) t.join();
+      return 1;
+    }
+  }
+  const std::string host = config.listen_host.find(':') != std::string::npos ? "[" + config.listen_host + "]"
+                                                                              : config.listen_host;
+  RG_LOG(info, "listening on %s:%u echo=%s workers=%u capacity=%u connections (bounded by %s)", host, port,
+         config.echo_path, workers, shared->max_connections, bound);
+
+  // First signal: drain.  Second: leave at once.
+  bool draining = false;
+  const timespec poll{0, 100 * 1000 * 1000};
+  while (finished.load() < workers) {
+    siginfo_t info{};
+    const int sig = sigtimedwait(&signals, &info, &poll);
+    if (sig < 0) continue;
+    if (!draining) {
+      draining = true;
+      RG_LOG(info, "%s: closing %u connections with 1001 (drain_timeout %ums); send again to exit now",
+             strsignal(sig), shared->open_connections(), config.drain_timeout_ms);
+      shared->stopping.store(true);
+    } else {
+      RG_LOG(warn, "%s again: exiting without finishing the drain", strsignal(sig));
+      _exit(1);
+    }
+  }
+  for (auto& t : threads) t.join();
+  std::uint64_t upgraded = 0;
+  for (const auto& c : shared->counters) upgraded += c->upgraded_total.load();
+  RG_LOG(info, "stopped cleanly after %u upgraded connections", upgraded);
+  return 0;
+}

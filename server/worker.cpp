@@ -1,0 +1,815 @@
+#include "server/worker.h"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "proto/http_upgrade.h"
+#include "proto/ws_frame.h"
+#include "proto/ws_session.h"
+#include "ring/ring.h"
+#include "server/log.h"
+
+namespace rg::server {
+
+namespace {
+
+namespace http = rg::proto::http;
+namespace ws = rg::proto::ws;
+
+constexpr std::uint32_t nil = UINT32_MAX;
+// The loop wakes at least this often to run timers and notice shutdown; it is
+// the resolution of every timeout.
+constexpr std::uint32_t tick_ms = 100;
+// CQEs handled per reap; more wait for the next turn of the loop.
+constexpr std::size_t reap_batch = 512;
+constexpr std::uint16_t buffer_group = 0;
+
+enum Op : std::uint8_t { op_accept = 1, op_recv, op_send, op_shutdown, op_cancel, op_close, op_accept_cancel };
+
+enum class State : std::uint8_t {
+  free = 0,
+  handshake,     // reading the upgrade request
+  open,          // upgraded
+  ws_closing,    // we sent close (shutdown): waiting for the peer's close
+  lingering,     // final answer sent, write side shut: draining until EOF
+  tearing_down,  // cancel submitted: waiting for in-flight ops to finish
+  closing,       // close_direct submitted
+};
+
+enum Flag : std::uint8_t {
+  f_recv_armed = 1 << 0,
+  f_send_in_flight = 1 << 1,
+  f_upgraded = 1 << 2,
+  f_send_from_session = 1 << 3,  // else from the handshake slot or a constant
+  f_send_const = 1 << 4,
+  f_shutdown_sent = 1 << 5,
+  f_rearm_queued = 1 << 6,
+};
+
+enum class TimerList : std::uint8_t { none, handshake, closing };
+
+enum class Const : std::uint8_t { none, busy_http, shutdown_http, busy_ws };
+
+// The record every connection costs, idle or not.  It is the whole per
+// connection user-space footprint while idle: the parse state and the wslay
+// session attach from pools only while there is work in flight.
+struct Conn {
+  std::uint32_t generation;   // bumped on release; travels in user_data
+  std::uint32_t timer_prev;   // intrusive timer list links (slot indices)
+  std::uint32_t timer_next;
+  std::uint32_t deadline_ms;  // worker-relative, compared wrap-safe
+  std::uint32_t handshake;    // pool index or nil
+  std::uint32_t session;      // pool index or nil
+  State state;
+  std::uint8_t flags;
+  TimerList timer_list;
+  Const pending_const;
+  std::uint16_t ops;          // operations in flight (multishot recv counts once)
+  std::uint16_t reserved;
+};
+static_assert(sizeof(Conn) == 32, "the connection record is the per-connection memory budget: keep it 32 bytes");
+
+struct Handshake {
+  explicit Handshake(http::Limits limits) : parser(limits) {}
+  http::UpgradeParser parser;
+  std::array<char, http::response_bytes_max> response{};
+  std::uint16_t response_len = 0;
+  std::uint16_t response_sent = 0;
+};
+
+std::uint64_t monotonic_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+// Objects created on first use up to a cap fixed at start-up, then reused.
+template <typename T>
+class Pool {
+ public:
+  void init(std::uint32_t cap) {
+    cap_ = cap;
+    items_.reserve(cap);
+    free_.reserve(cap);
+  }
+  // Returns an index, or nil when the cap is reached or memory is short.
+  template <typename Make>
+  std::uint32_t acquire(Make&& make) {
+    if (!free_.empty()) {
+      const std::uint32_t i = free_.back();
+      free_.pop_back();
+      return i;
+    }
+    if (items_.size() >= cap_) return nil;
+    T* t = make();
+    if (!t) return nil;
+    items_.emplace_back(t);
+    return static_cast<std::uint32_t>(items_.size() - 1);
+  }
+  void release(std::uint32_t i) { free_.push_back(i); }
+  T& operator[](std::uint32_t i) { return *items_[i]; }
+  [[nodiscard]] std::size_t in_use() const { return items_.size() - free_.size(); }
+
+ private:
+  std::uint32_t cap_ = 0;
+  std::vector<std::unique_ptr<T>> items_;
+  std::vector<std::uint32_t> free_;
+};
+
+class Worker final : public ws::MessageHandler {
+ public:
+  Worker(Shared& shared, std::uint32_t id, int listen_fd)
+      : shared_(shared), config_(shared.config), counters_(*shared.counters[id]), id_(id), listen_fd_(listen_fd) {}
+  ~Worker() {
+    if (conns_) munmap(conns_, slab_bytes_);
+  }
+
+  bool start(std::string& error);
+  void run();
+
+  // ws::MessageHandler: the echo endpoint.
+  void on_message(ws::Session& session, ws::Opcode opcode, std::span<const std::uint8_t> payload) override {
+    counters_.messages_in_total.fetch_add(1, std::memory_order_relaxed);
+    session.queue_message(opcode, payload);
+  }
+
+ private:
+  // ------------------------------------------------------------ plumbing
+  ring::Tag tag(Op op, std::uint32_t slot) const { return {op, conns_[slot].generation, slot}; }
+  std::uint32_t rel_now() const { return static_cast<std::uint32_t>(now_ms_ - epoch_ms_); }
+  void dispatch(const ring::Completion& c);
+  void arm_accept();
+  void arm_recv(std::uint32_t slot);
+
+  // ------------------------------------------------------------ events
+  void on_accept(const ring::Completion& c);
+  void on_recv(std::uint32_t slot, const ring::Completion& c);
+  void on_send(std::uint32_t slot, const ring::Completion& c);
+  void on_close(std::uint32_t slot, const ring::Completion& c);
+
+  // ------------------------------------------------------------ connection
+  void start_connection(std::uint32_t slot);
+  void handle_handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> data);
+  void handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> data);
+  void answer_error(std::uint32_t slot, std::uint16_t status, std::string_view reason, std::uint32_t retry_after_s);
+  void answer_const(std::uint32_t slot, Const what);
+  bool attach_session(std::uint32_t slot);
+  void after_ws_progress(std::uint32_t slot);
+  void pump_send(std::uint32_t slot);
+  void start_linger(std::uint32_t slot);
+  void teardown(std::uint32_t slot);
+  void maybe_finish_teardown(std::uint32_t slot);
+  void release(std::uint32_t slot);
+  void release_handshake(Conn& k);
+  void release_session(Conn& k);
+
+  // ------------------------------------------------------------ timers
+  void timer_add(std::uint32_t slot, TimerList list, std::uint64_t timeout_ms);
+  void timer_remove(std::uint32_t slot);
+  void run_timers();
+  void begin_drain();
+
+  Shared& shared_;
+  const Config& config_;
+  WorkerCounters& counters_;
+  std::uint32_t id_;
+  int listen_fd_;
+
+  ring::Ring ring_;
+  ring::BufferRing buffers_;
+  Conn* conns_ = nullptr;
+  std::size_t slab_bytes_ = 0;
+  std::uint32_t slots_ = 0;
+  Pool<Handshake> handshakes_;
+  Pool<ws::Session> sessions_;
+  http::Limits http_limits_;
+  http::UpgradePolicy policy_;
+  std::string subprotocols_joined_;
+  ws::SessionLimits session_limits_;
+
+  // Constant answers, built once and sent from here by any connection.
+  std::array<char, http::response_bytes_max> busy_http_{};
+  std::size_t busy_http_len_ = 0;
+  std::array<char, http::response_bytes_max> shutdown_http_{};
+  std::size_t shutdown_http_len_ = 0;
+  std::array<std::uint8_t, 64> busy_ws_{};
+  std::size_t busy_ws_len_ = 0;
+
+  struct ListHead {
+    std::uint32_t head = nil;
+    std::uint32_t tail = nil;
+  };
+  ListHead handshake_timers_;
+  ListHead closing_timers_;
+
+  std::vector<std::uint32_t> rearm_;  // connections whose multishot recv ended on ENOBUFS
+  bool accept_armed_ = false;
+  bool accept_paused_ = false;  // table full (ENFILE): resume when a slot frees
+  bool draining_ = false;
+  std::uint64_t drain_deadline_ms_ = 0;
+  std::uint64_t epoch_ms_ = 0;
+  std::uint64_t now_ms_ = 0;
+  log::RateLimited accept_log_;
+  log::RateLimited conn_log_;
+};
+
+bool Worker::start(std::string& error) {
+  epoch_ms_ = now_ms_ = monotonic_ms();
+  ring::RingParams params;
+  if (ring_.init(params, error) != 0) return false;
+  if (id_ == 0 && !ring_.features().defer_taskrun)
+    RG_LOG(warn, "kernel lacks IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN (Linux 6.1+): running without them");
+
+  slots_ = shared_.table_slots_per_worker;
+  if (const int err = ring_.register_direct_table(slots_); err != 0) {
+    error = absl::StrFormat("registering %u direct-descriptor slots: %s (the kernel allows at most RLIMIT_NOFILE per ring)",
+                            slots_, std::strerror(err));
+    return false;
+  }
+  // The slab: one record per table slot, so a slot index is a connection id.
+  // Anonymous pages are zero (State::free) and cost nothing until touched.
+  slab_bytes_ = std::size_t{slots_} * sizeof(Conn);
+  void* m = mmap(nullptr, slab_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) {
+    error = absl::StrFormat("mapping the connection slab (%u records): %s", slots_, std::strerror(errno));
+    return false;
+  }
+  conns_ = static_cast<Conn*>(m);
+
+  if (buffers_.init(ring_, buffer_group, config_.recv_buffer_count, config_.recv_buffer_size, error) != 0) return false;
+
+  handshakes_.init(config_.max_pending_handshakes);
+  sessions_.init(config_.max_active_sessions);
+  rearm_.reserve(slots_);
+  http_limits_ = {config_.max_request_line, config_.max_header_bytes, config_.max_headers};
+  for (const auto& p : config_.subprotocols) subprotocols_joined_ += (subprotocols_joined_.empty() ? "" : ",") + p;
+  policy_ = {config_.echo_path, subprotocols_joined_};
+  session_limits_ = {config_.max_message_size, config_.frame_buffer_size};
+
+  busy_http_len_ = http::build_error(busy_http_, 503, "Server at maximum connection capacity", config_.retry_after_s);
+  shutdown_http_len_ = http::build_error(shutdown_http_, 503, "server shutting down", config_.retry_after_s);
+  {
+    static constexpr std::string_view reason = "server busy: too many active sessions";
+    std::array<std::uint8_t, ws::header_size_max> header{};
+    const std::size_t hl = ws::encode_header(header, ws::Opcode::close, true, 2 + reason.size(), nullptr);
+    std::memcpy(busy_ws_.data(), header.data(), hl);
+    busy_ws_[hl] = 1013 >> 8;
+    busy_ws_[hl + 1] = 1013 & 0xFF;
+    std::memcpy(busy_ws_.data() + hl + 2, reason.data(), reason.size());
+    busy_ws_len_ = hl + 2 + reason.size();
+  }
+  arm_accept();
+  return true;
+}
+
+void Worker::arm_accept() {
+  if (accept_armed_ || draining_) return;
+  if (ring_.accept_multishot_direct(listen_fd_, {op_accept, 0, 0})) accept_armed_ = true;
+}
+
+void Worker::arm_recv(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  assert(!(k.flags & f_recv_armed));
+  if (!ring_.recv_multishot(slot, buffer_group, tag(op_recv, slot))) {
+    teardown(slot);
+    return;
+  }
+  k.flags |= f_recv_armed;
+  ++k.ops;
+}
+
+void Worker::run() {
+  std::array<ring::Completion, reap_batch> cqes;
+  for (;;) {
+    if (const int err = ring_.submit_and_wait(tick_ms); err != 0) {
+      RG_LOG(error, "worker %u: io_uring wait failed: %s", id_, std::strerror(err));
+    }
+    now_ms_ = monotonic_ms();
+    for (int round = 0; round < 8; ++round) {
+      const std::size_t n = ring_.reap(cqes);
+      for (std::size_t i = 0; i < n; ++i) dispatch(cqes[i]);
+      if (n < cqes.size()) break;
+    }
+    buffers_.publish();
+    // Multishot recvs that ended because the buffer ring ran dry resume now
+    // that this turn's buffers are back.
+    for (const std::uint32_t slot : rearm_) {
+      Conn& k = conns_[slot];
+      k.flags &= static_cast<std::uint8_t>(~f_rearm_queued);
+      if ((k.state == State::handshake || k.state == State::open || k.state == State::ws_closing ||
+           k.state == State::lingering) &&
+          !(k.flags & f_recv_armed))
+        arm_recv(slot);
+    }
+    rearm_.clear();
+    run_timers();
+    if (accept_paused_ && !draining_ && counters_.live_slots.load(std::memory_order_relaxed) < slots_) {
+      accept_paused_ = false;
+      arm_accept();
+    }
+    if (!draining_ && shared_.stopping.load(std::memory_order_relaxed)) begin_drain();
+    if (draining_) {
+      const std::uint64_t live = counters_.live_slots.load(std::memory_order_relaxed);
+      if ((live == 0 && !accept_armed_) || now_ms_ >= drain_deadline_ms_) {
+        if (live > 0) RG_LOG(warn, "worker %u: drain timeout with %u connections still open", id_, live);
+        break;
+      }
+    }
+  }
+}
+
+void Worker::dispatch(const ring::Completion& c) {
+  const Op op = static_cast<Op>(c.tag.op);
+  if (op == op_accept) {
+    on_accept(c);
+    return;
+  }
+  if (op == op_accept_cancel) return;
+  const std::uint32_t slot = c.tag.index;
+  assert(slot < slots_);
+  Conn& k = conns_[slot];
+  if ((k.generation & ring::generation_mask) != c.tag.generation || k.state == State::free) {
+    // A completion for a connection that is gone; its buffer still goes back.
+    if (c.has_buffer()) buffers_.recycle(c.buffer_id());
+    return;
+  }
+  switch (op) {
+    case op_recv: on_recv(slot, c); break;
+    case op_send: on_send(slot, c); break;
+    case op_shutdown:
+      --k.ops;
+      maybe_finish_teardown(slot);
+      break;
+    case op_cancel:
+      --k.ops;
+      maybe_finish_teardown(slot);
+      break;
+    case op_close: on_close(slot, c); break;
+    default: assert(false && "unknown op"); break;
+  }
+}
+
+void Worker::on_accept(const ring::Completion& c) {
+  if (!c.more()) accept_armed_ = false;
+  if (c.ok()) {
+    counters_.accepted_total.fetch_add(1, std::memory_order_relaxed);
+    start_connection(static_cast<std::uint32_t>(c.res));
+  } else if (c.error() == ENFILE || c.error() == EMFILE) {
+    // The direct-descriptor table is full.  Re-arm once a slot frees.
+    accept_paused_ = true;
+    counters_.accept_errors_total.fetch_add(1, std::memory_order_relaxed);
+    std::uint64_t dropped = 0;
+    if (accept_log_.allow(now_ms_, dropped))
+      RG_LOG(warn, "worker %u: descriptor table full (%u slots); accepting resumes when a connection closes "
+                   "(%u similar lines suppressed)", id_, slots_, dropped);
+  } else if (c.error() != ECANCELED) {
+    counters_.accept_errors_total.fetch_add(1, std::memory_order_relaxed);
+    std::uint64_t dropped = 0;
+    if (accept_log_.allow(now_ms_, dropped))
+      RG_LOG(warn, "worker %u: accept failed: %s (%u similar lines suppressed)", id_, std::strerror(c.error()),
+             dropped);
+  }
+  if (!accept_armed_ && !accept_paused_ && !draining_) arm_accept();
+}
+
+void Worker::start_connection(std::uint32_t slot) {
+  assert(slot < slots_);
+  Conn& k = conns_[slot];
+  assert(k.state == State::free && k.ops == 0);
+  const std::uint32_t generation = k.generation;
+  k = Conn{};
+  k.generation = generation;
+  k.handshake = nil;
+  k.session = nil;
+  k.timer_prev = k.timer_next = nil;
+  k.state = State::handshake;
+  counters_.live_slots.fetch_add(1, std::memory_order_relaxed);
+  timer_add(slot, TimerList::handshake, config_.handshake_timeout_ms);
+  arm_recv(slot);
+  if (draining_) answer_const(slot, Const::shutdown_http);
+}
+
+void Worker::on_recv(std::uint32_t slot, const ring::Completion& c) {
+  Conn& k = conns_[slot];
+  const bool ended = !c.more();
+  if (ended) {
+    k.flags &= static_cast<std::uint8_t>(~f_recv_armed);
+    --k.ops;
+  }
+  if (c.res > 0) {
+    assert(c.has_buffer());
+    const std::span<const std::uint8_t> data = buffers_.buffer(c.buffer_id(), static_cast<std::uint32_t>(c.res));
+    switch (k.state) {
+      case State::handshake: handle_handshake_bytes(slot, data); break;
+      case State::open:
+      case State::ws_closing: handle_ws_bytes(slot, data); break;
+      default: break;  // lingering or going away: input is discarded
+    }
+    buffers_.recycle(c.buffer_id());
+    if (ended && !(k.flags & f_recv_armed) && k.state != State::free && k.state < State::tearing_down &&
+        !(k.flags & f_rearm_queued)) {
+      k.flags |= f_rearm_queued;
+      rearm_.push_back(slot);
+    }
+  } else if (c.res == 0) {
+    // The peer closed its side.  Nothing more can be said to it usefully.
+    teardown(slot);
+  } else if (c.error() == ENOBUFS) {
+    if (!(k.flags & f_rearm_queued) && k.state < State::tearing_down) {
+      k.flags |= f_rearm_queued;
+      rearm_.push_back(slot);
+    }
+  } else if (c.error() != ECANCELED) {
+    teardown(slot);  // ECONNRESET, ETIMEDOUT, ...: the connection is gone
+  }
+  maybe_finish_teardown(slot);
+}
+
+void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> data) {
+  Conn& k = conns_[slot];
+  if (k.pending_const != Const::none) return;  // already answered
+  if (k.handshake == nil) {
+    k.handshake = handshakes_.acquire([&] { return new (std::nothrow) Handshake(http_limits_); });
+    if (k.handshake == nil) {
+      answer_const(slot, Const::busy_http);
+      return;
+    }
+    handshakes_[k.handshake] = Handshake(http_limits_);
+  }
+  Handshake& hs = handshakes_[k.handshake];
+  const auto r = hs.parser.feed(data);
+  if (r.status == http::UpgradeParser::Status::need_more) return;
+  if (r.status == http::UpgradeParser::Status::error) {
+    answer_error(slot, hs.parser.error_status(), hs.parser.error_reason(), 0);
+    return;
+  }
+  const http::Decision d = http::decide(hs.parser, policy_);
+  if (d.status != 101) {
+    answer_error(slot, d.status, d.reason, 0);
+    return;
+  }
+  if (shared_.open_connections() >= shared_.max_connections) {
+    counters_.capacity_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    answer_error(slot, 503, "Server at maximum connection capacity", config_.retry_after_s);
+    return;
+  }
+  const std::string_view key = hs.parser.key();
+  hs.response_len = static_cast<std::uint16_t>(http::build_switching_protocols(hs.response, key, d.subprotocol));
+  hs.response_sent = 0;
+  timer_remove(slot);
+  k.state = State::open;
+  k.flags |= f_upgraded;
+  counters_.open_connections.fetch_add(1, std::memory_order_relaxed);
+  counters_.upgraded_total.fetch_add(1, std::memory_order_relaxed);
+  // Bytes after the request already belong to the WebSocket stream.
+  const std::span<const std::uint8_t> rest = data.subspan(r.consumed);
+  pump_send(slot);
+  if (!rest.empty()) handle_ws_bytes(slot, rest);
+}
+
+void Worker::answer_error(std::uint32_t slot, std::uint16_t status, std::string_view reason,
+                          std::uint32_t retry_after_s) {
+  Conn& k = conns_[slot];
+  counters_.handshake_rejected_total.fetch_add(1, std::memory_order_relaxed);
+  if (k.handshake == nil) {
+    k.handshake = handshakes_.acquire([&] { return new (std::nothrow) Handshake(http_limits_); });
+    if (k.handshake == nil) {
+      answer_const(slot, Const::busy_http);
+      return;
+    }
+    handshakes_[k.handshake] = Handshake(http_limits_);
+  }
+  Handshake& hs = handshakes_[k.handshake];
+  hs.response_len = static_cast<std::uint16_t>(http::build_error(hs.response, status, reason, retry_after_s));
+  hs.response_sent = 0;
+  RG_LOG(debug, "worker %u: slot %u answered %d: %s", id_, slot, status, std::string(reason));
+  start_linger(slot);
+  pump_send(slot);
+}
+
+void Worker::answer_const(std::uint32_t slot, Const what) {
+  Conn& k = conns_[slot];
+  if (what != Const::busy_ws) counters_.handshake_rejected_total.fetch_add(1, std::memory_order_relaxed);
+  k.pending_const = what;
+  start_linger(slot);
+  pump_send(slot);
+}
+
+bool Worker::attach_session(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (k.session != nil) return true;
+  k.session = sessions_.acquire([&]() -> ws::Session* {
+    auto* s = new (std::nothrow) ws::Session();
+    if (s && !s->init(session_limits_, this)) {
+      delete s;
+      return nullptr;
+    }
+    return s;
+  });
+  return k.session != nil;
+}
+
+void Worker::handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> data) {
+  Conn& k = conns_[slot];
+  if (!attach_session(slot)) {
+    std::uint64_t dropped = 0;
+    if (conn_log_.allow(now_ms_, dropped))
+      RG_LOG(warn, "worker %u: %u sessions active (max_active_sessions): closing a connection with 1013 "
+                   "(%u similar lines suppressed)", id_, config_.max_active_sessions, dropped);
+    answer_const(slot, Const::busy_ws);
+    return;
+  }
+  ws::Session& s = sessions_[k.session];
+  if (s.feed(data) == ws::Session::FeedResult::fatal) {
+    teardown(slot);
+    return;
+  }
+  if (s.close_code() != 0 && s.close_code() != 1001 && s.close_code() != 1000) {
+    counters_.protocol_closes_total.fetch_add(1, std::memory_order_relaxed);
+  }
+  after_ws_progress(slot);
+}
+
+// Decides what the connection does next once its session moved: send more,
+// finish the close handshake, or give the session back to the pool.
+void Worker::after_ws_progress(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (k.session == nil || k.state >= State::lingering) {
+    pump_send(slot);
+    return;
+  }
+  ws::Session& s = sessions_[k.session];
+  pump_send(slot);
+  if (k.flags & f_send_in_flight) return;
+  if (s.close_sent()) {
+    if (s.close_received()) {
+      // RFC 6455 7.1.1: the server closes the TCP connection first.
+      teardown(slot);
+    } else if (s.read_closed()) {
+      start_linger(slot);  // we failed the connection: let the peer read our close
+    } else if (k.state != State::ws_closing) {
+      k.state = State::ws_closing;
+      timer_add(slot, TimerList::closing, config_.close_timeout_ms);
+    }
+    return;
+  }
+  if (s.quiescent() && k.handshake == nil) {
+    s.recycle();
+    sessions_.release(k.session);
+    k.session = nil;
+  }
+}
+
+void Worker::pump_send(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if ((k.flags & f_send_in_flight) || k.state >= State::tearing_down) return;
+  std::span<const std::uint8_t> bytes;
+  std::uint8_t source = 0;
+  if (k.pending_const != Const::none) {
+    switch (k.pending_const) {
+      case Const::busy_http:
+        bytes = {reinterpret_cast<const std::uint8_t*>(busy_http_.data()), busy_http_len_};
+        break;
+      case Const::shutdown_http:
+        bytes = {reinterpret_cast<const std::uint8_t*>(shutdown_http_.data()), shutdown_http_len_};
+        break;
+      case Const::busy_ws: bytes = {busy_ws_.data(), busy_ws_len_}; break;
+      case Const::none: break;
+    }
+    source = f_send_const;
+  } else if (k.handshake != nil && handshakes_[k.handshake].response_sent < handshakes_[k.handshake].response_len) {
+    Handshake& hs = handshakes_[k.handshake];
+    bytes = {reinterpret_cast<const std::uint8_t*>(hs.response.data()) + hs.response_sent,
+             static_cast<std::size_t>(hs.response_len - hs.response_sent)};
+  } else if (k.session != nil && k.state != State::lingering) {
+    bytes = sessions_[k.session].next_output();
+    source = f_send_from_session;
+  } else if (k.session != nil && sessions_[k.session].has_output()) {
+    bytes = sessions_[k.session].next_output();  // the close frame of a failed connection
+    source = f_send_from_session;
+  }
+  if (bytes.empty()) {
+    if (k.state == State::lingering && !(k.flags & f_shutdown_sent)) {
+      // Everything is said: send FIN, keep reading until the peer closes so
+      // unread input never turns our answer into a reset.
+      if (ring_.shutdown_write(slot, tag(op_shutdown, slot))) {
+        k.flags |= f_shutdown_sent;
+        ++k.ops;
+      }
+    }
+    return;
+  }
+  if (!ring_.send(slot, bytes, tag(op_send, slot))) {
+    if (source == f_send_from_session) sessions_[k.session].output_sent(0);
+    teardown(slot);
+    return;
+  }
+  k.flags = static_cast<std::uint8_t>((k.flags & ~(f_send_from_session | f_send_const)) | f_send_in_flight | source);
+  ++k.ops;
+}
+
+void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
+  Conn& k = conns_[slot];
+  --k.ops;
+  k.flags &= static_cast<std::uint8_t>(~f_send_in_flight);
+  const std::size_t sent = c.ok() ? static_cast<std::size_t>(c.res) : 0;
+  if (k.flags & f_send_from_session) {
+    sessions_[k.session].output_sent(sent);
+  } else if (k.flags & f_send_const) {
+    if (c.ok()) k.pending_const = Const::none;  // constant answers are tiny: one send
+  } else if (k.handshake != nil) {
+    Handshake& hs = handshakes_[k.handshake];
+    hs.response_sent = static_cast<std::uint16_t>(hs.response_sent + sent);
+    if (hs.response_sent == hs.response_len && k.state != State::lingering && k.state != State::handshake) {
+      release_handshake(k);
+    }
+  }
+  if (!c.ok()) {
+    teardown(slot);  // EPIPE, ECONNRESET, ECANCELED: the peer is gone or we are tearing down
+    maybe_finish_teardown(slot);
+    return;
+  }
+  if (k.state >= State::tearing_down) {
+    maybe_finish_teardown(slot);
+    return;
+  }
+  if (k.state == State::lingering) {
+    pump_send(slot);
+    return;
+  }
+  after_ws_progress(slot);
+}
+
+void Worker::start_linger(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (k.state >= State::lingering) return;
+  k.state = State::lingering;
+  timer_add(slot, TimerList::closing, config_.close_timeout_ms);
+  pump_send(slot);
+}
+
+void Worker::teardown(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (k.state >= State::tearing_down || k.state == State::free) return;
+  timer_remove(slot);
+  k.state = State::tearing_down;
+  if (k.flags & (f_recv_armed | f_send_in_flight)) {
+    if (ring_.cancel_all_on_slot(slot, tag(op_cancel, slot))) ++k.ops;
+  }
+  maybe_finish_teardown(slot);
+}
+
+void Worker::maybe_finish_teardown(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (k.state != State::tearing_down || k.ops != 0) return;
+  if (!ring_.close_direct(slot, tag(op_close, slot))) {
+    RG_LOG(error, "worker %u: no SQE to close slot %u; leaking it", id_, slot);
+    return;
+  }
+  k.state = State::closing;
+  ++k.ops;
+}
+
+void Worker::on_close(std::uint32_t slot, const ring::Completion& c) {
+  Conn& k = conns_[slot];
+  --k.ops;
+  if (!c.ok()) RG_LOG(warn, "worker %u: closing slot %u failed: %s", id_, slot, std::strerror(c.error()));
+  release(slot);
+}
+
+void Worker::release_handshake(Conn& k) {
+  if (k.handshake == nil) return;
+  handshakes_.release(k.handshake);
+  k.handshake = nil;
+}
+
+void Worker::release_session(Conn& k) {
+  if (k.session == nil) return;
+  ws::Session& s = sessions_[k.session];
+  if (s.reusable()) {
+    s.recycle();
+  } else if (!s.init(session_limits_, this)) {
+    // Out of memory re-creating the context: retire this pool entry by
+    // leaking its index rather than handing out a broken session.
+    k.session = nil;
+    return;
+  }
+  sessions_.release(k.session);
+  k.session = nil;
+}
+
+void Worker::release(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  assert(k.ops == 0);
+  release_handshake(k);
+  release_session(k);
+  if (k.flags & f_upgraded) counters_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+  counters_.live_slots.fetch_sub(1, std::memory_order_relaxed);
+  k.generation = (k.generation + 1) & ring::generation_mask;
+  k.state = State::free;
+  k.flags = 0;
+  k.pending_const = Const::none;
+}
+
+// ---------------------------------------------------------------- timers
+// Each list holds connections with the same timeout, so appending keeps it
+// sorted by deadline and expiry only ever looks at the head: O(1) per event,
+// nothing per idle connection.
+
+void Worker::timer_add(std::uint32_t slot, TimerList list, std::uint64_t timeout_ms) {
+  timer_remove(slot);
+  Conn& k = conns_[slot];
+  ListHead& l = list == TimerList::handshake ? handshake_timers_ : closing_timers_;
+  k.timer_list = list;
+  k.deadline_ms = rel_now() + static_cast<std::uint32_t>(std::min<std::uint64_t>(timeout_ms, 1u << 30));
+  k.timer_prev = l.tail;
+  k.timer_next = nil;
+  if (l.tail != nil) conns_[l.tail].timer_next = slot;
+  else l.head = slot;
+  l.tail = slot;
+}
+
+void Worker::timer_remove(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (k.timer_list == TimerList::none) return;
+  ListHead& l = k.timer_list == TimerList::handshake ? handshake_timers_ : closing_timers_;
+  if (k.timer_prev != nil) conns_[k.timer_prev].timer_next = k.timer_next;
+  else l.head = k.timer_next;
+  if (k.timer_next != nil) conns_[k.timer_next].timer_prev = k.timer_prev;
+  else l.tail = k.timer_prev;
+  k.timer_prev = k.timer_next = nil;
+  k.timer_list = TimerList::none;
+}
+
+void Worker::run_timers() {
+  const std::uint32_t now = rel_now();
+  const auto expired = [&](std::uint32_t slot) {
+    return static_cast<std::int32_t>(conns_[slot].deadline_ms - now) <= 0;
+  };
+  while (handshake_timers_.head != nil && expired(handshake_timers_.head)) {
+    const std::uint32_t slot = handshake_timers_.head;
+    timer_remove(slot);
+    // Slowloris protection: an incomplete request gets 408, then the socket.
+    answer_error(slot, 408, "upgrade request not completed within handshake_timeout", 0);
+  }
+  while (closing_timers_.head != nil && expired(closing_timers_.head)) {
+    const std::uint32_t slot = closing_timers_.head;
+    timer_remove(slot);
+    teardown(slot);
+  }
+}
+
+void Worker::begin_drain() {
+  draining_ = true;
+  drain_deadline_ms_ = now_ms_ + config_.drain_timeout_ms;
+  if (accept_armed_) ring_.cancel_tag({op_accept, 0, 0}, {op_accept_cancel, 0, 0});
+  accept_armed_ = false;
+  ring_.submit();
+  // No new connections: this worker's listener goes away; the kernel resets
+  // whatever waits in its backlog.
+  if (listen_fd_ >= 0) {
+    close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  for (std::uint32_t slot = 0; slot < slots_; ++slot) {
+    Conn& k = conns_[slot];
+    switch (k.state) {
+      case State::handshake:
+        answer_const(slot, Const::shutdown_http);
+        break;
+      case State::open:
+        if (!attach_session(slot)) {
+          teardown(slot);
+          break;
+        }
+        sessions_[k.session].queue_close(1001, "server shutting down");
+        after_ws_progress(slot);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+}  // namespace
+
+void run_worker(Shared& shared, std::uint32_t id, int listen_fd, std::atomic<int>& ready, std::string& error) {
+  auto worker = std::make_unique<Worker>(shared, id, listen_fd);
+  if (!worker->start(error)) {
+    ready.store(-1);
+    ready.notify_all();
+    return;
+  }
+  ready.store(1);
+  ready.notify_all();
+  worker->run();
+}
+
+}  // namespace rg::server

@@ -1,0 +1,49 @@
+// A worker: one thread, one io_uring, one listener, one slab of connection
+// records.  Workers share nothing on the data path; the only cross-worker
+// reads are the relaxed counter sums that admission uses.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "server/config.h"
+
+namespace rg::server {
+
+// Per-worker counters: single writer (the worker), any reader (relaxed).
+struct alignas(64) WorkerCounters {
+  std::atomic<std::uint64_t> open_connections{0};  // upgraded, not yet released
+  std::atomic<std::uint64_t> live_slots{0};        // table slots in use (any state)
+  std::atomic<std::uint64_t> accepted_total{0};
+  std::atomic<std::uint64_t> upgraded_total{0};
+  std::atomic<std::uint64_t> handshake_rejected_total{0};  // 4xx/5xx answers
+  std::atomic<std::uint64_t> capacity_rejected_total{0};   // 503 at max_connections
+  std::atomic<std::uint64_t> protocol_closes_total{0};     // we closed with 1002/1007/1009
+  std::atomic<std::uint64_t> messages_in_total{0};
+  std::atomic<std::uint64_t> accept_errors_total{0};
+};
+
+// What all workers read and nobody writes after start-up (except `stopping`).
+struct Shared {
+  Config config;
+  std::uint32_t table_slots_per_worker = 0;
+  std::uint64_t max_connections = 0;  // effective limit, never 0 here
+  std::vector<std::unique_ptr<WorkerCounters>> counters;
+  std::atomic<bool> stopping{false};
+
+  [[nodiscard]] std::uint64_t open_connections() const noexcept {
+    std::uint64_t sum = 0;
+    for (const auto& c : counters) sum += c->open_connections.load(std::memory_order_relaxed);
+    return sum;
+  }
+};
+
+// Runs worker `id` until shutdown.  `listen_fd` is this worker's
+// SO_REUSEPORT socket.  `ready` is set to 1 once the ring is up, or to -1 with
+// `error` filled if the worker could not start.
+void run_worker(Shared& shared, std::uint32_t id, int listen_fd, std::atomic<int>& ready, std::string& error);
+
+}  // namespace rg::server
