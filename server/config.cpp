@@ -89,7 +89,8 @@ const std::vector<Option>& options() {
        "Direct-descriptor table slots per worker ring. 0 = RLIMIT_NOFILE, the kernel's per-ring cap.",
        RG_U32(table_slots_per_worker)},
       {"max_pending_handshakes", Kind::u32, "N",
-       "Handshakes in flight per worker (each holds ~2.6 KiB of parse state); beyond it new connections get 503.",
+       "HTTP answers in flight per worker (512 B each, allocated at start-up), and the most requests that "
+       "arrived in pieces (~2.6 KiB of parse state each); beyond it new connections get 503.",
        RG_U32(max_pending_handshakes)},
       {"max_active_sessions", Kind::u32, "N",
        "Connections per worker that may be mid-message at once (each holds a ~13 KiB wslay context); "

@@ -25,7 +25,7 @@ struct Config {
 
   // Receive path
   std::uint32_t recv_buffer_size = 16 * 1024;
-  std::uint32_t recv_buffer_count = 1024;  // per worker, power of two
+  std::uint32_t recv_buffer_count = 512;  // per worker, power of two
   std::uint32_t frame_buffer_size = 256 * 1024;  // output staged per send
 
   // HTTP upgrade

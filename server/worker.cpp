@@ -51,6 +51,7 @@ enum Flag : std::uint8_t {
   f_send_const = 1 << 4,
   f_shutdown_sent = 1 << 5,
   f_rearm_queued = 1 << 6,
+  f_aux_parser = 1 << 7,  // aux names a parser slot; otherwise a response slot
 };
 
 enum class TimerList : std::uint8_t { none, handshake, closing };
@@ -65,7 +66,7 @@ struct Conn {
   std::uint32_t timer_prev;   // intrusive timer list links (slot indices)
   std::uint32_t timer_next;
   std::uint32_t deadline_ms;  // worker-relative, compared wrap-safe
-  std::uint32_t handshake;    // pool index or nil
+  std::uint32_t aux;          // parser slot while parsing, then response slot; or nil
   std::uint32_t session;      // pool index or nil
   State state;
   std::uint8_t flags;
@@ -76,12 +77,18 @@ struct Conn {
 };
 static_assert(sizeof(Conn) == 32, "the connection record is the per-connection memory budget: keep it 32 bytes");
 
-struct Handshake {
-  explicit Handshake(http::Limits limits) : parser(limits) {}
+// Parse state for a request that did not arrive in one piece.  Requests that
+// do (nearly all) are parsed in the worker's scratch parser and never hold one.
+struct ParseSlot {
+  explicit ParseSlot(http::Limits limits) : parser(limits) {}
   http::UpgradeParser parser;
-  std::array<char, http::response_bytes_max> response{};
-  std::uint16_t response_len = 0;
-  std::uint16_t response_sent = 0;
+};
+
+// An HTTP answer (101 or an error) waiting for its send to complete.
+struct Response {
+  std::array<char, http::response_bytes_max> bytes;
+  std::uint16_t len;
+  std::uint16_t sent;
 };
 
 std::uint64_t monotonic_ms() {
@@ -120,6 +127,41 @@ class Pool {
  private:
   std::uint32_t cap_ = 0;
   std::vector<std::unique_ptr<T>> items_;
+  std::vector<std::uint32_t> free_;
+};
+
+// A fixed array allocated (and faulted in) at start-up, with a free list.
+template <typename T>
+class FixedPool {
+ public:
+  FixedPool() = default;
+  FixedPool(const FixedPool&) = delete;
+  FixedPool& operator=(const FixedPool&) = delete;
+  ~FixedPool() {
+    if (items_) munmap(items_, bytes_);
+  }
+  bool init(std::uint32_t count) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    bytes_ = std::size_t{count} * sizeof(T);
+    void* m = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (m == MAP_FAILED) return false;
+    items_ = static_cast<T*>(m);
+    free_.reserve(count);
+    for (std::uint32_t i = count; i > 0; --i) free_.push_back(i - 1);
+    return true;
+  }
+  std::uint32_t acquire() {
+    if (free_.empty()) return nil;
+    const std::uint32_t i = free_.back();
+    free_.pop_back();
+    return i;
+  }
+  void release(std::uint32_t i) { free_.push_back(i); }
+  T& operator[](std::uint32_t i) { return items_[i]; }
+
+ private:
+  T* items_ = nullptr;
+  std::size_t bytes_ = 0;
   std::vector<std::uint32_t> free_;
 };
 
@@ -167,7 +209,8 @@ class Worker final : public ws::MessageHandler {
   void teardown(std::uint32_t slot);
   void maybe_finish_teardown(std::uint32_t slot);
   void release(std::uint32_t slot);
-  void release_handshake(Conn& k);
+  void release_aux(Conn& k);
+  std::uint32_t acquire_parser();
   void release_session(Conn& k);
 
   // ------------------------------------------------------------ timers
@@ -187,7 +230,9 @@ class Worker final : public ws::MessageHandler {
   Conn* conns_ = nullptr;
   std::size_t slab_bytes_ = 0;
   std::uint32_t slots_ = 0;
-  Pool<Handshake> handshakes_;
+  Pool<ParseSlot> parsers_;
+  FixedPool<Response> responses_;
+  http::UpgradeParser scratch_;
   Pool<ws::Session> sessions_;
   http::Limits http_limits_;
   http::UpgradePolicy policy_;
@@ -234,9 +279,11 @@ bool Worker::start(std::string& error) {
     return false;
   }
   // The slab: one record per table slot, so a slot index is a connection id.
-  // Anonymous pages are zero (State::free) and cost nothing until touched.
+  // Anonymous pages are zero, which is State::free.
   slab_bytes_ = std::size_t{slots_} * sizeof(Conn);
-  void* m = mmap(nullptr, slab_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  // The slab is faulted in now: memory sized at start-up is paid at start-up,
+  // so a connection costs no page faults and RSS stays flat as they arrive.
+  void* m = mmap(nullptr, slab_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (m == MAP_FAILED) {
     error = absl::StrFormat("mapping the connection slab (%u records): %s", slots_, std::strerror(errno));
     return false;
@@ -245,7 +292,11 @@ bool Worker::start(std::string& error) {
 
   if (buffers_.init(ring_, buffer_group, config_.recv_buffer_count, config_.recv_buffer_size, error) != 0) return false;
 
-  handshakes_.init(config_.max_pending_handshakes);
+  parsers_.init(config_.max_pending_handshakes);
+  if (!responses_.init(config_.max_pending_handshakes)) {
+    error = absl::StrFormat("mapping %u response slots: %s", config_.max_pending_handshakes, std::strerror(errno));
+    return false;
+  }
   sessions_.init(config_.max_active_sessions);
   rearm_.reserve(slots_);
   http_limits_ = {config_.max_request_line, config_.max_header_bytes, config_.max_headers};
@@ -386,7 +437,7 @@ void Worker::start_connection(std::uint32_t slot) {
   const std::uint32_t generation = k.generation;
   k = Conn{};
   k.generation = generation;
-  k.handshake = nil;
+  k.aux = nil;
   k.session = nil;
   k.timer_prev = k.timer_next = nil;
   k.state = State::handshake;
@@ -432,25 +483,39 @@ void Worker::on_recv(std::uint32_t slot, const ring::Completion& c) {
   maybe_finish_teardown(slot);
 }
 
+std::uint32_t Worker::acquire_parser() {
+  return parsers_.acquire([&] { return new (std::nothrow) ParseSlot(http_limits_); });
+}
+
 void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> data) {
   Conn& k = conns_[slot];
-  if (k.pending_const != Const::none) return;  // already answered
-  if (k.handshake == nil) {
-    k.handshake = handshakes_.acquire([&] { return new (std::nothrow) Handshake(http_limits_); });
-    if (k.handshake == nil) {
-      answer_const(slot, Const::busy_http);
-      return;
-    }
-    handshakes_[k.handshake] = Handshake(http_limits_);
+  if (k.pending_const != Const::none || (k.aux != nil && !(k.flags & f_aux_parser))) return;  // answered already
+  http::UpgradeParser* parser;
+  if (k.flags & f_aux_parser) {
+    parser = &parsers_[k.aux].parser;
+  } else {
+    scratch_ = http::UpgradeParser(http_limits_);
+    parser = &scratch_;
   }
-  Handshake& hs = handshakes_[k.handshake];
-  const auto r = hs.parser.feed(data);
-  if (r.status == http::UpgradeParser::Status::need_more) return;
-  if (r.status == http::UpgradeParser::Status::error) {
-    answer_error(slot, hs.parser.error_status(), hs.parser.error_reason(), 0);
+  const auto r = parser->feed(data);
+  if (r.status == http::UpgradeParser::Status::need_more) {
+    if (parser == &scratch_) {
+      // The request arrived split: its parse state now needs a home.
+      k.aux = acquire_parser();
+      if (k.aux == nil) {
+        answer_const(slot, Const::busy_http);
+        return;
+      }
+      k.flags |= f_aux_parser;
+      parsers_[k.aux].parser = scratch_;
+    }
     return;
   }
-  const http::Decision d = http::decide(hs.parser, policy_);
+  if (r.status == http::UpgradeParser::Status::error) {
+    answer_error(slot, parser->error_status(), parser->error_reason(), 0);
+    return;
+  }
+  const http::Decision d = http::decide(*parser, policy_);
   if (d.status != 101) {
     answer_error(slot, d.status, d.reason, 0);
     return;
@@ -460,9 +525,17 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
     answer_error(slot, 503, "Server at maximum connection capacity", config_.retry_after_s);
     return;
   }
-  const std::string_view key = hs.parser.key();
-  hs.response_len = static_cast<std::uint16_t>(http::build_switching_protocols(hs.response, key, d.subprotocol));
-  hs.response_sent = 0;
+  const std::uint32_t response = responses_.acquire();
+  if (response == nil) {
+    release_aux(k);
+    answer_const(slot, Const::busy_http);
+    return;
+  }
+  Response& out = responses_[response];
+  out.len = static_cast<std::uint16_t>(http::build_switching_protocols(out.bytes, parser->key(), d.subprotocol));
+  out.sent = 0;
+  release_aux(k);  // the parser (if any) is done; `d` and the key are used up
+  k.aux = response;
   timer_remove(slot);
   k.state = State::open;
   k.flags |= f_upgraded;
@@ -478,17 +551,16 @@ void Worker::answer_error(std::uint32_t slot, std::uint16_t status, std::string_
                           std::uint32_t retry_after_s) {
   Conn& k = conns_[slot];
   counters_.handshake_rejected_total.fetch_add(1, std::memory_order_relaxed);
-  if (k.handshake == nil) {
-    k.handshake = handshakes_.acquire([&] { return new (std::nothrow) Handshake(http_limits_); });
-    if (k.handshake == nil) {
-      answer_const(slot, Const::busy_http);
-      return;
-    }
-    handshakes_[k.handshake] = Handshake(http_limits_);
+  // Reasons are string literals, never parser memory, so the parser can go.
+  release_aux(k);
+  k.aux = responses_.acquire();
+  if (k.aux == nil) {
+    answer_const(slot, Const::busy_http);
+    return;
   }
-  Handshake& hs = handshakes_[k.handshake];
-  hs.response_len = static_cast<std::uint16_t>(http::build_error(hs.response, status, reason, retry_after_s));
-  hs.response_sent = 0;
+  Response& out = responses_[k.aux];
+  out.len = static_cast<std::uint16_t>(http::build_error(out.bytes, status, reason, retry_after_s));
+  out.sent = 0;
   RG_LOG(debug, "worker %u: slot %u answered %d: %s", id_, slot, status, std::string(reason));
   start_linger(slot);
   pump_send(slot);
@@ -560,7 +632,7 @@ void Worker::after_ws_progress(std::uint32_t slot) {
     }
     return;
   }
-  if (s.quiescent() && k.handshake == nil) {
+  if (s.quiescent() && k.aux == nil) {
     s.recycle();
     sessions_.release(k.session);
     k.session = nil;
@@ -584,10 +656,10 @@ void Worker::pump_send(std::uint32_t slot) {
       case Const::none: break;
     }
     source = f_send_const;
-  } else if (k.handshake != nil && handshakes_[k.handshake].response_sent < handshakes_[k.handshake].response_len) {
-    Handshake& hs = handshakes_[k.handshake];
-    bytes = {reinterpret_cast<const std::uint8_t*>(hs.response.data()) + hs.response_sent,
-             static_cast<std::size_t>(hs.response_len - hs.response_sent)};
+  } else if (k.aux != nil && !(k.flags & f_aux_parser) && responses_[k.aux].sent < responses_[k.aux].len) {
+    Response& out = responses_[k.aux];
+    bytes = {reinterpret_cast<const std::uint8_t*>(out.bytes.data()) + out.sent,
+             static_cast<std::size_t>(out.len - out.sent)};
   } else if (k.session != nil && k.state != State::lingering) {
     bytes = sessions_[k.session].next_output();
     source = f_send_from_session;
@@ -624,12 +696,10 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
     sessions_[k.session].output_sent(sent);
   } else if (k.flags & f_send_const) {
     if (c.ok()) k.pending_const = Const::none;  // constant answers are tiny: one send
-  } else if (k.handshake != nil) {
-    Handshake& hs = handshakes_[k.handshake];
-    hs.response_sent = static_cast<std::uint16_t>(hs.response_sent + sent);
-    if (hs.response_sent == hs.response_len && k.state != State::lingering && k.state != State::handshake) {
-      release_handshake(k);
-    }
+  } else if (k.aux != nil && !(k.flags & f_aux_parser)) {
+    Response& out = responses_[k.aux];
+    out.sent = static_cast<std::uint16_t>(out.sent + sent);
+    if (out.sent == out.len && k.state != State::lingering && k.state != State::handshake) release_aux(k);
   }
   if (!c.ok()) {
     teardown(slot);  // EPIPE, ECONNRESET, ECANCELED: the peer is gone or we are tearing down
@@ -684,10 +754,12 @@ void Worker::on_close(std::uint32_t slot, const ring::Completion& c) {
   release(slot);
 }
 
-void Worker::release_handshake(Conn& k) {
-  if (k.handshake == nil) return;
-  handshakes_.release(k.handshake);
-  k.handshake = nil;
+void Worker::release_aux(Conn& k) {
+  if (k.aux == nil) return;
+  if (k.flags & f_aux_parser) parsers_.release(k.aux);
+  else responses_.release(k.aux);
+  k.aux = nil;
+  k.flags &= static_cast<std::uint8_t>(~f_aux_parser);
 }
 
 void Worker::release_session(Conn& k) {
@@ -708,7 +780,7 @@ void Worker::release_session(Conn& k) {
 void Worker::release(std::uint32_t slot) {
   Conn& k = conns_[slot];
   assert(k.ops == 0);
-  release_handshake(k);
+  release_aux(k);
   release_session(k);
   if (k.flags & f_upgraded) counters_.open_connections.fetch_sub(1, std::memory_order_relaxed);
   counters_.live_slots.fetch_sub(1, std::memory_order_relaxed);

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages ringgate needs to build, run and test.
+# Sourced by run.sh, test.sh and .ci/run.  Installs only what is missing, so a
+# ready machine pays one dpkg query.
+set -euo pipefail
+
+RINGGATE_BUILD_PACKAGES=(
+  meson ninja-build pkg-config g++
+  liburing-dev libwslay-dev android-libboringssl-dev libabsl-dev libtomlplusplus-dev
+  libgtest-dev googletest libbenchmark-dev
+)
+RINGGATE_TEST_PACKAGES=(
+  python3 python3-websockets python3-pytest python3-prometheus-client
+  iproute2 procps
+)
+
+ringgate_install_packages() {
+  local missing=()
+  local pkg
+  for pkg in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$pkg")
+    fi
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  echo "ringgate: installing Debian packages: ${missing[*]}" >&2
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# meson setup + ninja for one build directory.  Extra args go to meson setup.
+ringgate_build() {
+  local dir="$1"
+  shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$@" >/dev/null
+  fi
+  ninja -C "$dir" >/dev/null
+}
