@@ -16,8 +16,9 @@ again, and prints a markdown table plus one JSON line:
 
 bytes_per_connection only sees memory touched AFTER start-up.  A server that
 preallocates per-connection pools sized by --max-connections shows a tiny
-delta, so the script also starts a baseline server with --max-connections 1
-and reports bytes_per_connection_incl_prealloc = (rss_after - rss_minimal)/N
+delta, so the script also starts a baseline server with a 64-slot table per
+worker (everything else equal) and reports
+bytes_per_connection_incl_prealloc = (rss_after - rss_minimal)/N
 (skip with --no-baseline).
 
 Slab is system-wide (it includes the client's sockets too: both ends of each
@@ -171,7 +172,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=300.0, help="overall time budget (s)")
     ap.add_argument("--json-out", default=None)
     ap.add_argument("--no-baseline", action="store_true",
-                    help="skip the --max-connections 1 baseline server")
+                    help="skip the 64-slot baseline server")
     ap.add_argument("--extra-arg", action="append", default=[],
                     help="extra server argument (repeatable), e.g. --extra-arg=--log-level=warn")
     a = ap.parse_args()
@@ -196,7 +197,10 @@ def main():
     if not a.no_baseline:
         # A server that preallocates per-connection state at start-up shows
         # almost no RSS delta; compare with a minimal server to expose it.
-        base = Server(binary, ["--max-connections", "1", "--workers", str(workers), *extra])
+        # Same pools, but a 64-slot table: the difference is the slab that a
+        # full-size server reserves (32 B per slot) for the connections.
+        base = Server(binary, ["--max-connections", "1", "--table-slots-per-worker", "64",
+                               "--workers", str(workers), *extra])
         try:
             time.sleep(0.5)
             result["rss_minimal_server_kib"] = settle_rss(base.proc.pid, max_wait=5)
