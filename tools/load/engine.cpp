@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -98,7 +99,9 @@ constexpr std::uint64_t pacing_wait_us_min = 500;
 // The token bucket holds at most this much time's worth of attempts, so a
 // slow turn does not turn into a burst.
 constexpr double bucket_depth_s = 0.05;
-// A chain is 4 SQEs: cap attempts per turn well inside the SQ (4096).
+// SQEs per connection attempt (socket, 2 x setsockopt, bind, connect).
+constexpr std::uint32_t chain_sqes = 5;
+// Cap attempts per turn well inside the SQ (4096 entries).
 constexpr std::uint32_t attempts_per_turn_max = 512;
 constexpr std::uint16_t buffer_group = 0;
 constexpr std::uint32_t recv_buffer_bytes = 4096;
@@ -521,15 +524,16 @@ void Engine::open_more() {
   }
 }
 
-// socket -> setsockopt(IP_BIND_ADDRESS_NO_PORT) -> bind(source, port 0) ->
-// connect, linked, in the slot we picked.  NO_PORT defers the port choice to
-// connect(), which picks by the full 4-tuple, so one source address serves
-// every destination instead of one port per socket.  The first three skip
-// their CQE on success, so a chain posts exactly one CQE: the first failure,
-// or the connect's result.
+// socket -> setsockopt(IP_BIND_ADDRESS_NO_PORT) -> setsockopt(TCP_NODELAY)
+// -> bind(source, port 0) -> connect, linked, in the slot we picked.  NO_PORT
+// defers the port choice to connect(), which picks by the full 4-tuple, so
+// one source address serves every destination instead of one port per
+// socket.  NODELAY: echo latency must be the server's, not Nagle's.  All but
+// the connect skip their CQE on success, so a chain posts exactly one CQE:
+// the first failure, or the connect's result.
 bool Engine::start_attempt() {
   static const int one = 1;
-  if (free_slots_.empty() || !ring_.reserve(4)) return false;
+  if (free_slots_.empty() || !ring_.reserve(chain_sqes)) return false;
   const std::uint32_t slot = free_slots_.back();
   free_slots_.pop_back();
   Conn& k = conns_[slot];
@@ -552,10 +556,11 @@ bool Engine::start_attempt() {
   const int domain = s_.target->family;
   const bool ok = ring_.socket_direct(domain, SOCK_STREAM, slot, tag(op_socket, slot), link) &&
                   ring_.setsockopt_int(slot, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, tag(op_sockopt, slot), link) &&
+                  ring_.setsockopt_int(slot, IPPROTO_TCP, TCP_NODELAY, &one, tag(op_sockopt, slot), link) &&
                   ring_.bind_direct(slot, source, source_len_, tag(op_bind, slot), link) &&
                   ring_.connect_direct(slot, reinterpret_cast<const sockaddr*>(&target_addr_), s_.target->addr_len,
                                        tag(op_connect, slot), {});
-  assert(ok);  // reserve(4) made room for all four
+  assert(ok);  // reserve() made room for the whole chain
   (void)ok;
   k.ops = 1;  // the chain: one CQE will end it
   timer_add(slot, TimerList::handshake, o_.handshake_timeout_ms);
