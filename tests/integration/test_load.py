@@ -227,3 +227,46 @@ def test_help_documents_every_flag():
                  "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
                  "--text", "--seed", "--json", "--help"):
         assert flag in out, flag
+
+
+PING_1013_SERVER = r"""
+import asyncio, sys, websockets
+
+async def handler(ws, path=None):
+    # Ping first (the tool must answer with a masked pong), then turn the
+    # connection away with 1013 as an overloaded server would.
+    await asyncio.wait_for(ws.ping(b"are you there"), 5)
+    await ws.close(1013, "try again later")
+
+async def main():
+    async with websockets.serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+        await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_pings_answered_and_close_1013_classified(tmp_path):
+    # A python-websockets server (it checks masking and pong payloads itself):
+    # every attempt upgrades, gets a ping, then a close 1013.
+    script = tmp_path / "ping_1013.py"
+    script.write_text(PING_1013_SERVER)
+    proc = subprocess.Popen(["/usr/bin/python3", str(script)], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert m, line
+        rc, out, err, j, _ = run_load("flood", "--connections", 20, "--rate", 200, "--duration", 10, "--json",
+                                      f"ws://127.0.0.1:{m.group(1)}/", timeout=60)
+        assert rc == 0, err
+        assert j["attempted"] == 20
+        assert j["failed"]["close_1013"] == 20, out
+        assert j["upgraded"] == 0
+        assert j["pings"] == 20
+        assert j["protocol_errors"] == 0
+        assert j["breaking_point"]["class"] == "close_1013"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -197,6 +197,9 @@ void Runner::run_flood() {
   command(Phase::settle, 0);
   wait_until([&](const Totals& s) { return s.upgraded + s.failed >= s.attempted; },
              monotonic_ns() + o_.handshake_timeout_ms * 1'000'000 + phase_slack_ns, "settling");
+  // A server turns connections away after the upgrade too (close 1013):
+  // watch the held connections for --hold before counting.
+  wait_until([](const Totals&) { return false; }, monotonic_ns() + o_.hold_ms * 1'000'000, "observing");
   report_.held = totals().open;
 }
 

@@ -112,7 +112,10 @@ options:
                          (default 10s); flood: longest run (default 30s); echo:
                          measured seconds (default 10s).  Units: ms, s, m, h;
                          a bare number is seconds.
-  --hold D               ramp: how long each step holds its connections (2s).
+  --hold D               ramp: how long each step holds its connections; flood:
+                         how long the open connections are watched (for
+                         late closes such as 1013) after the last attempt
+                         resolved (default 2s).
   --close-timeout D      longest wait for the server's close or EOF after our
                          close frame (5s); then the connection is dropped.
   --handshake-timeout D  longest wait from connect start to the 101 (10s);
