@@ -51,6 +51,10 @@ int Ring::init(const RingParams& p, std::string& error) {
     // multishot recv needs 6.0, which also brought IORING_OP_SEND_ZC.
     features_.buf_ring = io_uring_opcode_supported(probe, IORING_OP_SOCKET);
     features_.multishot_recv = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);
+    // probe->last_op is the kernel's, not the header's: opcodes newer than
+    // liburing 2.3 (IORING_OP_BIND, ...) are answered too.
+    for (unsigned op = 0; op <= probe->last_op && op < supported_ops_.size(); ++op)
+      supported_ops_.set(op, (probe->ops[op].flags & IO_URING_OP_SUPPORTED) != 0);
     io_uring_free_probe(probe);
   }
   if (!features_.multishot_recv || !features_.buf_ring) {
@@ -58,6 +62,16 @@ int Ring::init(const RingParams& p, std::string& error) {
     return ENOSYS;
   }
   return 0;
+}
+
+std::string Ring::missing_client_socket_ops() const {
+  if (!supports(IORING_OP_SOCKET)) return "io_uring lacks IORING_OP_SOCKET (direct sockets need Linux 5.19 or newer)";
+  if (!supports(IORING_OP_URING_CMD))
+    return "io_uring lacks IORING_OP_URING_CMD (SOCKET_URING_OP_SETSOCKOPT needs Linux 6.7 or newer)";
+  if (!supports(op_bind))
+    return "io_uring lacks IORING_OP_BIND (binding direct sockets needs Linux 6.11 or newer; "
+           "SOCKET_URING_OP_SETSOCKOPT needs 6.7)";
+  return {};
 }
 
 int Ring::register_direct_table(std::uint32_t slots) {
@@ -72,6 +86,12 @@ io_uring_sqe* Ring::sqe() noexcept {
   return io_uring_get_sqe(&ring_);
 }
 
+bool Ring::reserve(std::uint32_t count) noexcept {
+  if (io_uring_sq_space_left(&ring_) >= count) return true;
+  io_uring_submit(&ring_);
+  return io_uring_sq_space_left(&ring_) >= count;
+}
+
 int Ring::submit() noexcept {
   const int rc = io_uring_submit(&ring_);
   return (rc < 0 && rc != -EINTR && rc != -EBUSY) ? -rc : 0;
@@ -81,6 +101,16 @@ int Ring::submit_and_wait(std::uint32_t timeout_ms) noexcept {
   __kernel_timespec ts{};
   ts.tv_sec = timeout_ms / 1000;
   ts.tv_nsec = static_cast<long long>(timeout_ms % 1000) * 1000000;
+  io_uring_cqe* cqe = nullptr;
+  const int rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) return -rc;
+  return 0;
+}
+
+int Ring::submit_and_wait_us(std::uint64_t timeout_us) noexcept {
+  __kernel_timespec ts{};
+  ts.tv_sec = static_cast<long long>(timeout_us / 1000000);
+  ts.tv_nsec = static_cast<long long>(timeout_us % 1000000) * 1000;
   io_uring_cqe* cqe = nullptr;
   const int rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
   if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) return -rc;
@@ -157,6 +187,71 @@ bool Ring::cancel_tag(Tag target, Tag tag) noexcept {
   io_uring_sqe* s = sqe();
   if (!s) return false;
   io_uring_prep_cancel64(s, target.pack(), 0);
+  io_uring_sqe_set_data64(s, tag.pack());
+  return true;
+}
+
+namespace {
+
+void apply_chain(io_uring_sqe* s, Chain chain) noexcept {
+  if (chain.link_next) s->flags |= IOSQE_IO_LINK;
+  if (chain.skip_success) s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+}  // namespace
+
+bool Ring::socket_direct(int domain, int type, std::uint32_t slot, Tag tag, Chain chain) noexcept {
+  io_uring_sqe* s = sqe();
+  if (!s) return false;
+  // An explicit slot (not IORING_FILE_INDEX_ALLOC): the caller owns the
+  // table's allocation, so the slot is known before the CQE (which a chain
+  // with skip_success never posts on success).
+  io_uring_prep_socket_direct(s, domain, type, 0, slot, 0);
+  apply_chain(s, chain);
+  io_uring_sqe_set_data64(s, tag.pack());
+  return true;
+}
+
+bool Ring::setsockopt_int(std::uint32_t slot, int level, int optname, const int* value, Tag tag,
+                          Chain chain) noexcept {
+  io_uring_sqe* s = sqe();
+  if (!s) return false;
+  // liburing 2.3 has no io_uring_prep_cmd_sock, and its io_uring_sqe has no
+  // names for the socket-command fields.  The kernel's uapi (6.7+) overlays
+  // them on older fields:
+  //   cmd_op  -> the low half of `off`      level/optname -> the halves of `addr`
+  //   optlen  -> file_index                 optval        -> addr3
+  io_uring_prep_rw(IORING_OP_URING_CMD, s, static_cast<int>(slot), nullptr, 0, 0);
+  s->cmd_op = sock_cmd_setsockopt;
+  const std::uint32_t level_optname[2] = {static_cast<std::uint32_t>(level), static_cast<std::uint32_t>(optname)};
+  std::memcpy(&s->addr, level_optname, sizeof level_optname);
+  s->file_index = sizeof(int);
+  s->addr3 = reinterpret_cast<std::uint64_t>(value);
+  s->flags |= IOSQE_FIXED_FILE;
+  apply_chain(s, chain);
+  io_uring_sqe_set_data64(s, tag.pack());
+  return true;
+}
+
+bool Ring::bind_direct(std::uint32_t slot, const sockaddr* addr, socklen_t addr_len, Tag tag, Chain chain) noexcept {
+  io_uring_sqe* s = sqe();
+  if (!s) return false;
+  // IORING_OP_BIND (liburing 2.7's io_uring_prep_bind): addr, and the
+  // address length in `off` (addr2).
+  io_uring_prep_rw(op_bind, s, static_cast<int>(slot), addr, 0, addr_len);
+  s->flags |= IOSQE_FIXED_FILE;
+  apply_chain(s, chain);
+  io_uring_sqe_set_data64(s, tag.pack());
+  return true;
+}
+
+bool Ring::connect_direct(std::uint32_t slot, const sockaddr* addr, socklen_t addr_len, Tag tag,
+                          Chain chain) noexcept {
+  io_uring_sqe* s = sqe();
+  if (!s) return false;
+  io_uring_prep_connect(s, static_cast<int>(slot), addr, addr_len);
+  s->flags |= IOSQE_FIXED_FILE;
+  apply_chain(s, chain);
   io_uring_sqe_set_data64(s, tag.pack());
   return true;
 }

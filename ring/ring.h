@@ -8,7 +8,9 @@
 #pragma once
 
 #include <liburing.h>
+#include <sys/socket.h>
 
+#include <bitset>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -53,6 +55,24 @@ struct Completion {
   }
 };
 
+// ---------------------------------------------------------------- opcodes
+// Opcodes and socket commands newer than Debian's liburing 2.3 headers.  The
+// numbers are kernel ABI, so they are safe to spell out; whether the running
+// kernel has them is asked at run time (Ring::supports).
+inline constexpr std::uint8_t op_bind = 56;      // IORING_OP_BIND, Linux 6.11
+inline constexpr std::uint8_t op_listen = 57;    // IORING_OP_LISTEN, Linux 6.11
+inline constexpr std::uint32_t sock_cmd_setsockopt = 3;  // SOCKET_URING_OP_SETSOCKOPT, Linux 6.7
+
+// How an SQE joins a chain.  A chain's SQEs run in order; when one fails the
+// rest complete with -ECANCELED.  With skip_success the SQE posts a CQE only
+// on failure, and then (Linux 5.17+) the CQEs of the cancelled rest of the
+// chain are suppressed too: a chain of skip_success SQEs ending in a plain
+// one posts exactly one CQE.
+struct Chain {
+  bool link_next = false;     // IOSQE_IO_LINK
+  bool skip_success = false;  // IOSQE_CQE_SKIP_SUCCESS
+};
+
 // ---------------------------------------------------------------- setup
 struct RingParams {
   std::uint32_t sq_entries = 4096;
@@ -82,6 +102,16 @@ class Ring {
   [[nodiscard]] int init(const RingParams& params, std::string& error);
 
   [[nodiscard]] const RingFeatures& features() const noexcept { return features_; }
+  // Whether the kernel implements `opcode` (from io_uring_get_probe_ring at
+  // init; covers opcodes liburing's headers do not name, such as op_bind).
+  [[nodiscard]] bool supports(std::uint8_t opcode) const noexcept { return supported_ops_.test(opcode); }
+
+  // Checks that the kernel can open client sockets as direct descriptors:
+  // IORING_OP_SOCKET (5.19), SOCKET_URING_OP_SETSOCKOPT (6.7) and
+  // IORING_OP_BIND (6.11).  There is no probe for uring_cmd sub-commands, so
+  // IORING_OP_BIND stands for both: every kernel with it has the command.
+  // Returns an empty string, or what is missing and which kernel has it.
+  [[nodiscard]] std::string missing_client_socket_ops() const;
   [[nodiscard]] io_uring* raw() noexcept { return &ring_; }
 
   // A sparse table of direct descriptors.  The kernel refuses more slots than
@@ -91,10 +121,15 @@ class Ring {
   // Next free SQE.  If the SQ is full it submits first, so it only returns
   // null when the kernel refuses to take SQEs at all.
   [[nodiscard]] io_uring_sqe* sqe() noexcept;
+  // Makes room for `count` SQEs in a row, submitting first if needed.  Call it
+  // before a linked chain: a submit in the middle of a chain would cut it.
+  [[nodiscard]] bool reserve(std::uint32_t count) noexcept;
 
   // Submits pending SQEs and waits for at least one CQE or the timeout.
   // Returns 0, or a positive errno other than ETIME/EINTR.
   int submit_and_wait(std::uint32_t timeout_ms) noexcept;
+  // The same with a microsecond timeout, for loops that pace work (rates).
+  int submit_and_wait_us(std::uint64_t timeout_us) noexcept;
   int submit() noexcept;
 
   // Copies up to `out.size()` CQEs out and advances the CQ.  Reaping first and
@@ -111,10 +146,26 @@ class Ring {
   bool close_direct(std::uint32_t slot, Tag tag) noexcept;
   bool cancel_tag(Tag target, Tag tag) noexcept;
 
+  // Client sockets, entirely in the direct-descriptor table (no process fd).
+  // Typical chain: socket_direct -> setsockopt_int -> bind_direct ->
+  // connect_direct, all linked, the first three with skip_success.
+  //
+  // IORING_OP_SOCKET straight into table slot `slot` (5.19+).
+  bool socket_direct(int domain, int type, std::uint32_t slot, Tag tag, Chain chain) noexcept;
+  // setsockopt(level, optname, *value) on a direct descriptor through
+  // IORING_OP_URING_CMD / SOCKET_URING_OP_SETSOCKOPT (6.7+).  `value` must
+  // stay valid until the SQE has run (a linked SQE runs late): pass a static.
+  bool setsockopt_int(std::uint32_t slot, int level, int optname, const int* value, Tag tag, Chain chain) noexcept;
+  // IORING_OP_BIND (6.11+).  `addr` must stay valid until the SQE has run.
+  bool bind_direct(std::uint32_t slot, const sockaddr* addr, socklen_t addr_len, Tag tag, Chain chain) noexcept;
+  // IORING_OP_CONNECT on a direct descriptor.  `addr` as for bind_direct.
+  bool connect_direct(std::uint32_t slot, const sockaddr* addr, socklen_t addr_len, Tag tag, Chain chain) noexcept;
+
  private:
   io_uring ring_{};
   bool initialised_ = false;
   RingFeatures features_;
+  std::bitset<256> supported_ops_;
 };
 
 // A provided-buffer ring: `count` buffers of `size` bytes, registered under

@@ -1,0 +1,272 @@
+"""ringgate-load against the real ringgate server.
+
+Every test is bounded in time: the tool stops by itself (--connections,
+--duration, --hold) and each subprocess also has a hard timeout.
+
+Environment:
+  RINGGATE_BIN       the server (default build/server/ringgate)
+  RINGGATE_LOAD_BIN  the load tool (default: tools/ringgate-load next to
+                     RINGGATE_BIN's build, else build/tools/ringgate-load)
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RINGGATE_BIN = Path(os.environ.get("RINGGATE_BIN", ROOT / "build/server/ringgate"))
+
+
+def _load_bin():
+    if "RINGGATE_LOAD_BIN" in os.environ:
+        return Path(os.environ["RINGGATE_LOAD_BIN"])
+    sibling = RINGGATE_BIN.resolve().parents[1] / "tools" / "ringgate-load"
+    return sibling if sibling.exists() else ROOT / "build/tools/ringgate-load"
+
+
+LOAD_BIN = _load_bin()
+# A process holding tens of thousands of connections through direct
+# descriptors keeps only stdio, its rings and (server) listeners in its fd table.
+FD_BUDGET = 100
+
+
+class Server:
+    def __init__(self, *args):
+        self.proc = subprocess.Popen(
+            [str(RINGGATE_BIN), "--listen", "127.0.0.1:0", *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.port = None
+        ready = threading.Event()
+
+        def pump():
+            for line in self.proc.stderr:
+                self.lines.append(line)
+                m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+                if m and self.port is None:
+                    self.port = int(m.group(1))
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(20) or self.port is None:
+            self.stop()
+            pytest.fail("ringgate did not start: " + "".join(self.lines))
+
+    def url(self, path="/echo"):
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def server(request):
+    args = getattr(request, "param", ("--workers", "2"))
+    s = Server(*args)
+    yield s
+    s.stop()
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def run_load(*args, timeout=120, sample_pids=()):
+    """Runs ringgate-load; returns (returncode, stdout, stderr, json, max fds
+    seen per sampled process, with "load" for the tool itself)."""
+    proc = subprocess.Popen([str(LOAD_BIN), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    peaks = {"load": 0}
+    peaks.update({pid: 0 for pid in sample_pids})
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peaks["load"] = max(peaks["load"], fd_count(proc.pid))
+            for pid in sample_pids:
+                peaks[pid] = max(peaks[pid], fd_count(pid))
+            stop.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"ringgate-load ran past {timeout}s:\n{out}\n{err}")
+    finally:
+        stop.set()
+        sampler.join()
+    summary = None
+    lines = out.strip().splitlines()
+    if lines and lines[-1].startswith("{"):
+        summary = json.loads(lines[-1])
+    return proc.returncode, out, err, summary, peaks
+
+
+def test_density_30k_held_by_one_process(server):
+    # 30,000 connections from one process: 2 rings of 15,000 direct slots,
+    # 3 source addresses (14,116 ports per pair).  The close timeout is
+    # generous because ringgate tears a mass close down in O(n^2) (each
+    # close cancels by descriptor; see the report), not because the tool
+    # needs it.
+    rc, out, err, j, peaks = run_load(
+        "hold", "--connections", 30000, "--rate", 10000, "--duration", 3,
+        "--close-timeout", 60, "--json", server.url(),
+        timeout=180, sample_pids=(server.proc.pid,))
+    assert rc == 0, err
+    assert j["attempted"] == 30000
+    assert j["upgraded"] == 30000, out
+    assert j["held"] == 30000, out
+    assert j["failed_total"] == 0, j["failed"]
+    assert j["threads"] == 2 and j["sources"] == 3
+    assert j["closed_clean"] == 30000, out
+    assert j["close_timeouts"] == 0 and j["slots_left"] == 0
+    assert j["disconnects_after_success"] == 0
+    assert 0 < peaks["load"] <= FD_BUDGET, peaks
+    assert 0 < peaks[server.proc.pid] <= FD_BUDGET, peaks
+    for key in ("p50", "p90", "p99", "p999", "max"):
+        assert j["handshake_ms"][key] >= 0
+    assert j["cpu_seconds"] > 0 and "cpu_utilisation" in j
+    # A progress line a second on stderr.
+    assert re.search(r"\[\d+s\] (opening|holding)\s+open \d+", err), err
+
+
+def test_ramp_step_of_10k_at_2000_per_second(server):
+    rc, out, err, j, _ = run_load(
+        "ramp", "--rates", 2000, "--connections", 10000, "--hold", 1, "--json", server.url(), timeout=120)
+    assert rc == 0, err
+    (step,) = j["steps"]
+    assert step["rate"] == 2000
+    assert step["attempted"] == 10000
+    assert step["upgraded"] == 10000, out
+    assert step["success_pct"] == 100.0
+    assert step["disconnects_after_success"] == 0
+    assert step["held"] == 10000
+    assert "success %" in out and "disconnects after success" in out
+
+
+@pytest.mark.parametrize("mode_args", [
+    ("--inflight", 8, "--size", 20),
+    ("--inflight", 4, "--size", 6000, "--text"),  # frames larger than a recv buffer: the carry path
+])
+def test_echo_checks_every_byte(server, mode_args):
+    rc, out, err, j, _ = run_load(
+        "echo", "--connections", 50, *mode_args, "--duration", 2, "--json", server.url(), timeout=60)
+    assert rc == 0, err
+    assert j["upgraded"] == 50
+    assert j["msgs"] > 0 and j["msgs_per_s"] > 0 and j["bytes_per_s"] > 0
+    assert j["mismatches"] == 0
+    assert j["out_of_order"] == 0
+    assert j["protocol_errors"] == 0
+    assert j["echoes_checked"] >= j["msgs"]
+    assert j["rtt_us"]["count"] > 0 and j["rtt_us"]["p50"] <= j["rtt_us"]["max"]
+    assert j["window_cpu_seconds"] > 0 and j["msgs_per_cpu_second"] > 0
+
+
+@pytest.mark.parametrize("server", [("--workers", "1", "--max-connections", "500")], indirect=True)
+def test_flood_classifies_every_attempt(server):
+    rc, out, err, j, _ = run_load(
+        "flood", "--connections", 800, "--duration", 20, "--json", server.url(), timeout=60)
+    assert rc == 0, err
+    assert j["attempted"] == 800
+    assert j["upgraded"] + sum(j["failed"].values()) == 800
+    assert j["upgraded"] == 500, out
+    assert j["failed"]["http_503_retry_after"] == 300, out
+    assert j["breaking_point"]["class"] == "http_503_retry_after"
+    assert 1 <= j["breaking_point"]["attempt"] <= 800
+    assert "breaking point" in out
+
+
+def test_flood_against_a_closed_port_is_refused():
+    # Port 1 on loopback: nothing listens there.
+    rc, out, err, j, _ = run_load("flood", "--connections", 20, "--duration", 5, "--json", "ws://127.0.0.1:1/",
+                                  timeout=30)
+    assert rc == 0, err
+    assert j["failed"]["refused"] == 20
+    assert j["breaking_point"]["attempt"] >= 1
+
+
+def test_refuses_a_non_loopback_target():
+    # TEST-NET-1 (192.0.2.0/24): the tool must refuse before any socket exists.
+    started = time.monotonic()
+    rc, out, err, _, _ = run_load("hold", "--connections", 1, "--duration", 1, "ws://192.0.2.1:80/", timeout=10)
+    assert rc == 2
+    assert "loopback" in err and "192.0.2.1" in err
+    assert time.monotonic() - started < 5
+
+
+def test_refuses_an_impossible_port_plan():
+    rc, out, err, _, _ = run_load("hold", "--connections", 100000, "--sources", 1, "ws://127.0.0.1:9/", timeout=10)
+    assert rc == 2
+    assert re.search(r"plan needs \d+ source addresses for 100000 connections \(\d+ ports per "
+                     r"source/destination pair from ip_local_port_range \d+-\d+\), got --sources 1", err), err
+
+
+def test_help_documents_every_flag():
+    rc, out, err, _, _ = run_load("--help", timeout=10)
+    assert rc == 0
+    for flag in ("--connections", "--rate", "--rates", "--duration", "--hold", "--close-timeout",
+                 "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
+                 "--text", "--seed", "--json", "--help"):
+        assert flag in out, flag
+
+
+PING_1013_SERVER = r"""
+import asyncio, sys, websockets
+
+async def handler(ws, path=None):
+    # Ping first (the tool must answer with a masked pong), then turn the
+    # connection away with 1013 as an overloaded server would.
+    await asyncio.wait_for(ws.ping(b"are you there"), 5)
+    await ws.close(1013, "try again later")
+
+async def main():
+    async with websockets.serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+        await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_pings_answered_and_close_1013_classified(tmp_path):
+    # A python-websockets server (it checks masking and pong payloads itself):
+    # every attempt upgrades, gets a ping, then a close 1013.
+    script = tmp_path / "ping_1013.py"
+    script.write_text(PING_1013_SERVER)
+    proc = subprocess.Popen(["/usr/bin/python3", str(script)], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert m, line
+        rc, out, err, j, _ = run_load("flood", "--connections", 20, "--rate", 200, "--duration", 10, "--json",
+                                      f"ws://127.0.0.1:{m.group(1)}/", timeout=60)
+        assert rc == 0, err
+        assert j["attempted"] == 20
+        assert j["failed"]["close_1013"] == 20, out
+        assert j["upgraded"] == 0
+        assert j["pings"] == 20
+        assert j["protocol_errors"] == 0
+        assert j["breaking_point"]["class"] == "close_1013"
+    finally:
+        proc.kill()
+        proc.wait()

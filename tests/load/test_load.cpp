@@ -1,0 +1,434 @@
+// Unit tests for ringgate-load's pure parts: the histogram, the plan
+// (options, target, sources, threads), the client handshake and the echo
+// payloads.
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "proto/http_upgrade.h"
+#include "tools/load/handshake.h"
+#include "tools/load/histogram.h"
+#include "tools/load/payload.h"
+#include "tools/load/plan.h"
+
+namespace rg::load {
+namespace {
+
+// ---------------------------------------------------------------- histogram
+
+TEST(Histogram, EmptyReportsZero) {
+  Histogram h;
+  EXPECT_EQ(h.count(), 0u);
+  EXPECT_EQ(h.percentile(50), 0u);
+  EXPECT_EQ(h.max(), 0u);
+}
+
+TEST(Histogram, SmallValuesAreExact) {
+  Histogram h;
+  for (std::uint64_t v = 1; v <= 100; ++v) h.record(v);
+  EXPECT_EQ(h.percentile(50), 50u);
+  EXPECT_EQ(h.percentile(99), 99u);
+  EXPECT_EQ(h.percentile(100), 100u);
+  EXPECT_EQ(h.min(), 1u);
+  EXPECT_EQ(h.max(), 100u);
+  EXPECT_DOUBLE_EQ(h.mean(), 50.5);
+}
+
+TEST(Histogram, BucketsAreContiguousAndCoverTheRange) {
+  EXPECT_EQ(Histogram::lowest_in_bucket(0), 0u);
+  for (std::size_t i = 1; i < Histogram::bucket_count; ++i)
+    ASSERT_EQ(Histogram::lowest_in_bucket(i), Histogram::highest_in_bucket(i - 1) + 1) << i;
+  EXPECT_EQ(Histogram::highest_in_bucket(Histogram::bucket_count - 1), Histogram::value_max_us);
+}
+
+TEST(Histogram, RelativeErrorWithinOneSixtyFourth) {
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 100000; ++i) {
+    const std::uint64_t v = rng() >> (rng() % 40 + 24);  // spread over many powers of two
+    const std::size_t b = Histogram::index_of(v);
+    ASSERT_LE(Histogram::lowest_in_bucket(b), v);
+    ASSERT_GE(Histogram::highest_in_bucket(b), v);
+    const double width = static_cast<double>(Histogram::highest_in_bucket(b) - Histogram::lowest_in_bucket(b));
+    ASSERT_LE(width, static_cast<double>(v) / 64.0 + 1) << v;
+  }
+}
+
+TEST(Histogram, PercentilesOfAUniformSpread) {
+  Histogram h;
+  for (std::uint64_t v = 1; v <= 1'000'000; ++v) h.record(v);
+  const auto near = [](std::uint64_t got, double want) {
+    return std::abs(static_cast<double>(got) - want) <= want / 64.0 + 1;
+  };
+  EXPECT_TRUE(near(h.percentile(50), 500'000)) << h.percentile(50);
+  EXPECT_TRUE(near(h.percentile(90), 900'000)) << h.percentile(90);
+  EXPECT_TRUE(near(h.percentile(99), 990'000)) << h.percentile(99);
+  EXPECT_TRUE(near(h.percentile(99.9), 999'000)) << h.percentile(99.9);
+  EXPECT_EQ(h.percentile(100), 1'000'000u);
+  EXPECT_EQ(h.max(), 1'000'000u);
+}
+
+TEST(Histogram, PercentileNeverExceedsMaxOrUndercutsMin) {
+  Histogram h;
+  h.record(1000);
+  EXPECT_EQ(h.percentile(0), 1000u);
+  EXPECT_EQ(h.percentile(50), 1000u);
+  EXPECT_EQ(h.percentile(100), 1000u);
+}
+
+TEST(Histogram, ClampsBeyondTheRange) {
+  Histogram h;
+  h.record(Histogram::value_max_us + 12345);
+  EXPECT_EQ(h.clamped(), 1u);
+  EXPECT_EQ(h.max(), Histogram::value_max_us);
+}
+
+TEST(Histogram, MergeEqualsRecordingEverythingInOne) {
+  Histogram a, b, all;
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 50000; ++i) {
+    const std::uint64_t v = rng() % 5'000'000;
+    (i % 3 ? a : b).record(v);
+    all.record(v);
+  }
+  a.merge(b);
+  EXPECT_EQ(a.count(), all.count());
+  EXPECT_EQ(a.max(), all.max());
+  EXPECT_EQ(a.min(), all.min());
+  for (const double p : {1.0, 50.0, 90.0, 99.0, 99.9, 100.0}) EXPECT_EQ(a.percentile(p), all.percentile(p)) << p;
+}
+
+// ---------------------------------------------------------------- options
+
+std::vector<const char*> argv_of(std::initializer_list<const char*> args) {
+  std::vector<const char*> v{"ringgate-load"};
+  v.insert(v.end(), args);
+  return v;
+}
+
+ParseResult parse(std::initializer_list<const char*> args, Options& o, std::string& error) {
+  const auto v = argv_of(args);
+  return parse_options(static_cast<int>(v.size()), v.data(), o, error);
+}
+
+TEST(Options, PerModeDefaults) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"hold", "ws://127.0.0.1:9/"}, o, error), ParseResult::run) << error;
+  EXPECT_EQ(o.connections, 1000u);
+  EXPECT_EQ(o.rate_per_s, 1000);
+  EXPECT_EQ(o.duration_ms, 10'000u);
+  ASSERT_EQ(parse({"ramp", "ws://127.0.0.1:9/"}, o, error), ParseResult::run) << error;
+  EXPECT_EQ(o.rates_per_s, (std::vector<double>{50, 100, 1000, 5000, 20000}));
+  EXPECT_EQ(o.hold_ms, 2000u);
+  ASSERT_EQ(parse({"flood", "ws://127.0.0.1:9/"}, o, error), ParseResult::run) << error;
+  EXPECT_EQ(o.rate_per_s, 0);
+  EXPECT_EQ(o.handshake_timeout_ms, 10'000u);
+  EXPECT_EQ(o.close_timeout_ms, 5'000u);
+}
+
+TEST(Options, ParsesEveryFlag) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"echo", "--connections", "7", "--rate=50.5", "--duration", "1500ms", "--hold", "3s",
+                   "--close-timeout", "2", "--handshake-timeout", "1m", "--threads", "3", "--sources", "4",
+                   "--inflight", "16", "--size", "64", "--text", "--json", "--seed", "42", "ws://127.0.0.1:9/e"},
+                  o, error),
+            ParseResult::run)
+      << error;
+  EXPECT_EQ(o.mode, Mode::echo);
+  EXPECT_EQ(o.connections, 7u);
+  EXPECT_DOUBLE_EQ(o.rate_per_s, 50.5);
+  EXPECT_EQ(o.duration_ms, 1500u);
+  EXPECT_EQ(o.hold_ms, 3000u);
+  EXPECT_EQ(o.close_timeout_ms, 2000u);
+  EXPECT_EQ(o.handshake_timeout_ms, 60'000u);
+  EXPECT_EQ(o.threads, 3u);
+  EXPECT_EQ(o.sources, 4u);
+  EXPECT_EQ(o.inflight, 16u);
+  EXPECT_EQ(o.size_bytes, 64u);
+  EXPECT_EQ(o.payload, PayloadKind::text);
+  EXPECT_TRUE(o.json);
+  EXPECT_EQ(o.seed, 42u);
+}
+
+TEST(Options, RejectsBadInput) {
+  Options o;
+  std::string error;
+  EXPECT_EQ(parse({"hold"}, o, error), ParseResult::error);
+  EXPECT_EQ(parse({"dance", "ws://127.0.0.1:9/"}, o, error), ParseResult::error);
+  EXPECT_EQ(parse({"hold", "--connections", "0", "ws://127.0.0.1:9/"}, o, error), ParseResult::error);
+  EXPECT_EQ(parse({"hold", "--connections", "x", "ws://127.0.0.1:9/"}, o, error), ParseResult::error);
+  EXPECT_EQ(parse({"hold", "--threads", "513", "ws://127.0.0.1:9/"}, o, error), ParseResult::error);
+  EXPECT_EQ(parse({"ramp", "--rates", "10,,20", "ws://127.0.0.1:9/"}, o, error), ParseResult::error);
+  EXPECT_EQ(parse({"hold", "--frobnicate", "1", "ws://127.0.0.1:9/"}, o, error), ParseResult::error);
+  EXPECT_EQ(parse({"echo", "--size", "11", "ws://127.0.0.1:9/"}, o, error), ParseResult::error);
+  EXPECT_EQ(parse({"echo", "--text", "--size", "19", "ws://127.0.0.1:9/"}, o, error), ParseResult::error);
+  EXPECT_EQ(parse({"echo", "--connections", "100000", "--inflight", "4096", "--size", "65536", "ws://127.0.0.1:9/"},
+                  o, error),
+            ParseResult::error);
+  EXPECT_NE(error.find("send staging"), std::string::npos) << error;
+  EXPECT_EQ(parse({"hold", "--help"}, o, error), ParseResult::help);
+}
+
+TEST(Options, HelpDocumentsEveryFlag) {
+  const std::string help = help_text();
+  for (const char* flag : {"--connections", "--rate ", "--rates", "--duration", "--hold", "--close-timeout",
+                           "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
+                           "--text", "--seed", "--json", "--help"})
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+}
+
+TEST(Durations, Units) {
+  std::uint64_t ms = 0;
+  EXPECT_TRUE(parse_duration_ms("2", ms));
+  EXPECT_EQ(ms, 2000u);
+  EXPECT_TRUE(parse_duration_ms("0.25s", ms));
+  EXPECT_EQ(ms, 250u);
+  EXPECT_TRUE(parse_duration_ms("750ms", ms));
+  EXPECT_EQ(ms, 750u);
+  EXPECT_TRUE(parse_duration_ms("2m", ms));
+  EXPECT_EQ(ms, 120'000u);
+  EXPECT_FALSE(parse_duration_ms("-1", ms));
+  EXPECT_FALSE(parse_duration_ms("abc", ms));
+  EXPECT_FALSE(parse_duration_ms("25h", ms));
+}
+
+// ---------------------------------------------------------------- target
+
+TEST(Target, ParsesIpv4Ipv6AndLocalhost) {
+  Target t;
+  std::string error;
+  ASSERT_TRUE(parse_target("ws://127.0.0.1:8080/echo", t, error)) << error;
+  EXPECT_EQ(t.port, 8080);
+  EXPECT_EQ(t.path, "/echo");
+  EXPECT_EQ(t.host_header, "127.0.0.1:8080");
+  EXPECT_TRUE(t.loopback);
+  ASSERT_TRUE(parse_target("ws://[::1]:9000", t, error)) << error;
+  EXPECT_EQ(t.family, AF_INET6);
+  EXPECT_EQ(t.path, "/");
+  EXPECT_EQ(t.host_header, "[::1]:9000");
+  EXPECT_TRUE(t.loopback);
+  ASSERT_TRUE(parse_target("ws://localhost/x?y=1", t, error)) << error;
+  EXPECT_EQ(t.port, 80);
+  EXPECT_EQ(t.host_header, "127.0.0.1");
+  EXPECT_EQ(t.path, "/x?y=1");
+  ASSERT_TRUE(parse_target("ws://127.9.8.7:1/", t, error));
+  EXPECT_TRUE(t.loopback);
+  ASSERT_TRUE(parse_target("ws://192.0.2.1:80/", t, error));
+  EXPECT_FALSE(t.loopback);
+  ASSERT_TRUE(parse_target("ws://[2001:db8::1]:80/", t, error));
+  EXPECT_FALSE(t.loopback);
+}
+
+TEST(Target, RejectsWhatItCannotUse) {
+  Target t;
+  std::string error;
+  EXPECT_FALSE(parse_target("http://127.0.0.1/", t, error));
+  EXPECT_FALSE(parse_target("wss://127.0.0.1/", t, error));
+  EXPECT_FALSE(parse_target("ws://example.com/", t, error));  // no DNS
+  EXPECT_FALSE(parse_target("ws://127.0.0.1:0/", t, error));
+  EXPECT_FALSE(parse_target("ws://127.0.0.1:70000/", t, error));
+  EXPECT_FALSE(parse_target("ws://[::1/", t, error));
+  EXPECT_FALSE(parse_target("ws://127.0.0.1/a b", t, error));
+}
+
+TEST(Target, OnlyLoopbackOutsideANamespace) {
+  Target t;
+  std::string error;
+  ASSERT_TRUE(parse_target("ws://192.0.2.1:80/", t, error));
+  EXPECT_FALSE(target_allowed(t, NetNamespace::initial, error));
+  EXPECT_NE(error.find("loopback"), std::string::npos);
+  EXPECT_TRUE(target_allowed(t, NetNamespace::other, error));
+  ASSERT_TRUE(parse_target("ws://127.0.0.1:80/", t, error));
+  EXPECT_TRUE(target_allowed(t, NetNamespace::initial, error));
+  ASSERT_TRUE(parse_target("ws://[::1]:80/", t, error));
+  EXPECT_TRUE(target_allowed(t, NetNamespace::initial, error));
+}
+
+// ---------------------------------------------------------------- plan
+
+TEST(Plan, SourcesFromHalfThePortRange) {
+  Target t;
+  std::string error;
+  ASSERT_TRUE(parse_target("ws://127.0.0.1:80/", t, error));
+  const PortRange range{32768, 60999};
+  SourcePlan p;
+  ASSERT_TRUE(plan_sources(30000, range, 0, t, p, error)) << error;
+  EXPECT_EQ(p.ports_per_pair, 14116u);
+  EXPECT_EQ(p.sources_needed, 3u);
+  EXPECT_EQ(p.sources, 3u);
+  EXPECT_TRUE(p.spread);
+  ASSERT_TRUE(plan_sources(14116, range, 0, t, p, error));
+  EXPECT_EQ(p.sources, 1u);
+  ASSERT_TRUE(plan_sources(14117, range, 0, t, p, error));
+  EXPECT_EQ(p.sources, 2u);
+  ASSERT_TRUE(plan_sources(10, range, 5, t, p, error));  // more than needed is fine
+  EXPECT_EQ(p.sources, 5u);
+}
+
+TEST(Plan, RefusesAPlanThatCannotFit) {
+  Target t;
+  std::string error;
+  ASSERT_TRUE(parse_target("ws://127.0.0.1:80/", t, error));
+  SourcePlan p;
+  EXPECT_FALSE(plan_sources(100000, {32768, 60999}, 2, t, p, error));
+  EXPECT_EQ(error,
+            "plan needs 8 source addresses for 100000 connections (14116 ports per source/destination pair from "
+            "ip_local_port_range 32768-60999), got --sources 2");
+  ASSERT_TRUE(parse_target("ws://[::1]:80/", t, error));
+  EXPECT_FALSE(plan_sources(20000, {32768, 60999}, 0, t, p, error));
+  EXPECT_FALSE(plan_sources(10, {32768, 60999}, 2, t, p, error));
+  ASSERT_TRUE(plan_sources(10000, {32768, 60999}, 0, t, p, error)) << error;
+  EXPECT_FALSE(p.spread);
+}
+
+TEST(Plan, PortRangeText) {
+  PortRange r;
+  EXPECT_TRUE(parse_port_range("32768\t60999\n", r));
+  EXPECT_EQ(r.low, 32768u);
+  EXPECT_EQ(r.high, 60999u);
+  EXPECT_FALSE(parse_port_range("60999 32768", r));
+  EXPECT_FALSE(parse_port_range("", r));
+}
+
+TEST(Plan, SourceAddresses) {
+  EXPECT_EQ(source_ipv4(0), 0x7F000002u);  // 127.0.0.2
+  EXPECT_EQ(source_ipv4(249), 0x7F0000FBu);  // 127.0.0.251
+}
+
+TEST(Plan, ThreadsFromTableSlots) {
+  EXPECT_EQ(plan_threads(30000, 20000, 1), 2u);
+  EXPECT_EQ(plan_threads(20000, 20000, 1), 1u);
+  EXPECT_EQ(plan_threads(100, 20000, 4), 4u);
+  EXPECT_EQ(plan_threads(1'000'000, 20000, 1), 50u);
+  EXPECT_EQ(share_of(30000, 2, 0) + share_of(30000, 2, 1), 30000u);
+  EXPECT_EQ(share_of(10, 3, 0), 4u);
+  EXPECT_EQ(share_of(10, 3, 2), 3u);
+}
+
+// ---------------------------------------------------------------- handshake
+
+std::span<const std::uint8_t> bytes_of(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+TEST(Handshake, KeyIsBase64OfSixteenBytes) {
+  const handshake::Key key = handshake::make_key(0x0123456789ABCDEFull, 0xFEDCBA9876543210ull);
+  EXPECT_TRUE(proto::http::key_valid({key.data(), key.size()}));
+  EXPECT_NE(handshake::make_key(1, 2), handshake::make_key(1, 3));
+}
+
+TEST(Handshake, RequestIsWhatTheServerParserAccepts) {
+  const handshake::Key key = handshake::make_key(1, 2);
+  std::array<std::uint8_t, handshake::request_bytes_max> buf{};
+  const std::size_t n = handshake::build_request(buf, "127.0.0.1:8080", "/echo", key);
+  ASSERT_GT(n, 0u);
+  proto::http::UpgradeParser parser;
+  const auto r = parser.feed({buf.data(), n});
+  ASSERT_EQ(r.status, proto::http::UpgradeParser::Status::complete);
+  EXPECT_EQ(r.consumed, n);
+  const proto::http::Decision d = proto::http::decide(parser, {});
+  EXPECT_EQ(d.status, 101);
+  EXPECT_EQ(parser.key(), std::string_view(key.data(), key.size()));
+  std::array<std::uint8_t, 16> tiny{};
+  EXPECT_EQ(handshake::build_request(tiny, "h", "/", key), 0u);
+}
+
+TEST(Handshake, ReadsTheServersOwn101) {
+  const handshake::Key key = handshake::make_key(5, 6);
+  const std::string_view k(key.data(), key.size());
+  std::array<char, proto::http::response_bytes_max> out{};
+  const std::size_t n = proto::http::build_switching_protocols(out, k, "");
+  std::string wire(out.data(), n);
+  wire += "\x81\x02hi";  // a frame right behind the headers
+  const auto r = handshake::parse_response(bytes_of(wire), proto::http::accept_key(k));
+  ASSERT_EQ(r.status, handshake::Status::complete);
+  EXPECT_EQ(r.code, 101);
+  EXPECT_TRUE(r.accept_matches);
+  EXPECT_TRUE(r.upgrade_websocket);
+  EXPECT_EQ(r.header_bytes, n);
+  // Every split of the response: incomplete until the blank line.
+  for (std::size_t cut = 0; cut < n; ++cut)
+    EXPECT_EQ(handshake::parse_response(bytes_of(std::string_view(wire).substr(0, cut)), proto::http::accept_key(k))
+                  .status,
+              handshake::Status::need_more)
+        << cut;
+  // Another key's accept does not match.
+  const handshake::Key other = handshake::make_key(7, 8);
+  EXPECT_FALSE(handshake::parse_response(bytes_of(wire), proto::http::accept_key({other.data(), other.size()}))
+                   .accept_matches);
+}
+
+TEST(Handshake, ReadsRejections) {
+  const proto::http::AcceptKey accept{};
+  std::array<char, proto::http::response_bytes_max> out{};
+  std::size_t n = proto::http::build_error(out, 503, "full", 60);
+  auto r = handshake::parse_response(bytes_of({out.data(), n}), accept);
+  ASSERT_EQ(r.status, handshake::Status::complete);
+  EXPECT_EQ(r.code, 503);
+  EXPECT_TRUE(r.retry_after);
+  n = proto::http::build_error(out, 503, "full", 0);
+  r = handshake::parse_response(bytes_of({out.data(), n}), accept);
+  EXPECT_EQ(r.code, 503);
+  EXPECT_FALSE(r.retry_after);
+  r = handshake::parse_response(bytes_of("HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\n\r\n"), accept);
+  EXPECT_EQ(r.code, 429);
+  EXPECT_TRUE(r.retry_after);
+  EXPECT_EQ(handshake::parse_response(bytes_of("SSH-2.0-OpenSSH\r\n"), accept).status, handshake::Status::malformed);
+  EXPECT_EQ(handshake::parse_response(bytes_of("HTTP/1.1 1x1 Nope\r\n\r\n"), accept).status,
+            handshake::Status::malformed);
+  const std::string huge = "HTTP/1.1 200 OK\r\nX: " + std::string(5000, 'a');
+  EXPECT_EQ(handshake::parse_response(bytes_of(huge), accept).status, handshake::Status::malformed);
+}
+
+// ---------------------------------------------------------------- payloads
+
+class Payloads : public ::testing::TestWithParam<PayloadKind> {};
+
+TEST_P(Payloads, RoundTripAndChecks) {
+  const PayloadKind kind = GetParam();
+  for (const std::size_t size : {std::size_t{20}, std::size_t{21}, std::size_t{64}, std::size_t{1000}}) {
+    std::vector<std::uint8_t> msg(size);
+    payload::fill(msg, kind, 1234, 99);
+    EXPECT_EQ(payload::check(msg, kind, size, 1234, 99), payload::Check::ok);
+    std::uint32_t c = 0;
+    std::uint64_t s = 0;
+    ASSERT_TRUE(payload::read_ids(msg, kind, c, s));
+    EXPECT_EQ(c, 1234u);
+    EXPECT_EQ(s, 99u);
+    // The right message at the wrong time: out of order.
+    EXPECT_EQ(payload::check(msg, kind, size, 1234, 98), payload::Check::out_of_order);
+    // Another connection's message, a flipped byte, a short echo: mismatch.
+    EXPECT_EQ(payload::check(msg, kind, size, 1235, 99), payload::Check::mismatch);
+    for (std::size_t at : {std::size_t{0}, std::size_t{13}, size - 1}) {
+      // With no pattern bytes a corrupted sequence number is just another
+      // valid message: that case is out of order, not a mismatch.
+      if (size == payload::header_bytes(kind) && at >= 8) continue;
+      auto bad = msg;
+      bad[at] ^= 0x01;
+      EXPECT_EQ(payload::check(bad, kind, size, 1234, 99), payload::Check::mismatch) << size << " @" << at;
+    }
+    EXPECT_EQ(payload::check({msg.data(), size - 1}, kind, size, 1234, 99), payload::Check::mismatch);
+    // Checked in pieces at any offset (fragmented echoes).
+    for (std::size_t cut = 0; cut <= size; cut += 7) {
+      EXPECT_TRUE(payload::matches({msg.data(), cut}, kind, 1234, 99, 0));
+      EXPECT_TRUE(payload::matches({msg.data() + cut, size - cut}, kind, 1234, 99, cut)) << cut;
+    }
+  }
+}
+
+TEST(Payloads, TextIsPrintableAscii) {
+  std::vector<std::uint8_t> msg(500);
+  payload::fill(msg, PayloadKind::text, 0xFFFFFFFF, 0xFFFFFFFFFFFFull);
+  for (const std::uint8_t b : msg) EXPECT_TRUE(b >= 0x21 && b < 0x7F) << int{b};
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, Payloads, ::testing::Values(PayloadKind::binary, PayloadKind::text));
+
+}  // namespace
+}  // namespace rg::load

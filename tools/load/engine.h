@@ -1,0 +1,152 @@
+// One load-generating thread: one io_uring, one direct-descriptor table, one
+// provided-buffer ring, and the connections it owns from connect to close.
+// Threads share nothing on the data path; the main thread steers them with a
+// single atomic command word and reads their progress from relaxed atomic
+// counters (one writer each).  The detailed results (StepStats) are read only
+// after the thread has been joined.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tools/load/histogram.h"
+#include "tools/load/plan.h"
+
+namespace rg::load {
+
+// How one connection attempt ended; each attempt lands in exactly one.
+enum class Outcome : std::uint8_t {
+  upgraded,
+  http_503_retry_after,
+  http_503_no_retry_after,
+  http_429,
+  close_1013,  // upgraded, then the server closed with 1013 (try again later)
+  reset,       // ECONNRESET / EPIPE before the upgrade completed
+  refused,     // ECONNREFUSED
+  timed_out,   // no 101 within --handshake-timeout (or the kernel's SYN timeout)
+  other,       // see OtherDetail
+};
+inline constexpr std::size_t outcome_count = 9;
+[[nodiscard]] std::string_view outcome_name(Outcome outcome) noexcept;
+
+// Why an attempt is `other` when neither an errno nor an HTTP status says it.
+enum class Oddity : std::uint8_t {
+  malformed_response,   // not HTTP/1.x, or headers beyond 4 KiB
+  bad_accept,           // 101 without the right Sec-WebSocket-Accept
+  no_upgrade_header,    // 101 without Upgrade: websocket
+  eof_before_response,  // the server closed before answering
+  aborted,              // the run ended (SIGINT) before the attempt resolved
+  no_sqe,               // the ring refused SQEs
+};
+inline constexpr std::size_t oddity_count = 6;
+[[nodiscard]] std::string_view oddity_name(Oddity oddity) noexcept;
+
+struct OtherDetail {
+  static constexpr std::size_t errno_max = 256;
+  static constexpr std::size_t status_max = 600;
+  std::array<std::uint64_t, errno_max> by_errno{};
+  std::array<std::uint64_t, status_max> by_status{};
+  std::array<std::uint64_t, oddity_count> by_oddity{};
+  void merge(const OtherDetail& o) noexcept;
+};
+
+struct FirstFailure {
+  std::uint64_t attempt = UINT64_MAX;  // global attempt number (0-based)
+  std::uint64_t started_ns = 0;        // since the run's epoch
+  std::uint64_t resolved_ns = 0;
+  Outcome outcome = Outcome::other;
+};
+
+// Figures for one step (ramp) or the whole run (other modes).
+struct StepStats {
+  std::uint64_t attempted = 0;
+  std::array<std::uint64_t, outcome_count> outcomes{};
+  std::uint64_t disconnects_after_success = 0;  // upgraded, then closed/reset by the server before we closed
+  std::uint64_t closed_clean = 0;     // our close 1000 answered by the server's close frame
+  std::uint64_t closed_eof = 0;       // our close answered by EOF without a close frame
+  std::uint64_t close_timeouts = 0;   // no answer within --close-timeout
+  std::uint64_t close_errors = 0;     // reset while closing
+  std::uint64_t protocol_errors = 0;  // bad frames from the server after the upgrade
+  std::uint64_t pings = 0;
+  std::uint64_t unexpected_messages = 0;  // data frames in hold/ramp/flood
+  std::uint64_t echo_msgs = 0;   // echoes received inside the measured window
+  std::uint64_t echo_bytes = 0;  // their payload bytes
+  std::uint64_t echo_total = 0;  // all echoes, window or not
+  std::uint64_t mismatches = 0;
+  std::uint64_t out_of_order = 0;
+  Histogram handshake_us;
+  Histogram rtt_us;
+  OtherDetail other;
+  FirstFailure first_failure;
+  void merge(const StepStats& o) noexcept;
+};
+
+// What the main thread asks for.  Phases only move forward within a step.
+enum class Phase : std::uint8_t {
+  idle,
+  open,    // open this step's share at this step's rate
+  settle,  // stop opening; let pending handshakes resolve (flood --duration)
+  hold,    // keep connections; echo mode pumps messages
+  close,   // close every connection (close 1000), release every slot
+  stop,    // leave the loop now
+};
+
+struct Control {
+  std::atomic<std::uint64_t> command{0};
+  [[nodiscard]] static constexpr std::uint64_t pack(Phase phase, std::uint32_t step) noexcept {
+    return (std::uint64_t{step} << 8) | static_cast<std::uint8_t>(phase);
+  }
+  void set(Phase phase, std::uint32_t step) noexcept { command.store(pack(phase, step), std::memory_order_release); }
+};
+
+// Progress a thread publishes once per loop turn (relaxed; one writer each).
+struct alignas(64) LiveCounters {
+  std::atomic<std::uint64_t> attempted{0};
+  std::atomic<std::uint64_t> upgraded{0};  // minus later close_1013 reclassifications
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> open{0};          // upgraded and not yet closing
+  std::atomic<std::uint64_t> slots_in_use{0};  // from chain submit to close completion
+  std::atomic<std::uint64_t> disconnects{0};
+  std::atomic<std::uint64_t> echo_msgs{0};
+  std::atomic<std::uint64_t> errors{0};  // failed attempts + disconnects + protocol errors + close problems
+};
+
+struct EngineSetup {
+  const Options* options = nullptr;
+  const Target* target = nullptr;
+  const SourcePlan* sources = nullptr;
+  std::uint32_t index = 0;
+  std::uint32_t threads = 1;
+  std::uint32_t slots = 0;  // table size: the most connections this thread holds at once
+  std::uint64_t seed = 0;
+  std::uint64_t epoch_ns = 0;
+  Control* control = nullptr;
+  LiveCounters* live = nullptr;
+};
+
+class Engine;
+
+// Owns a thread's engine without exposing its internals.
+class EngineHandle {
+ public:
+  explicit EngineHandle(const EngineSetup& setup);
+  ~EngineHandle();
+  EngineHandle(const EngineHandle&) = delete;
+  EngineHandle& operator=(const EngineHandle&) = delete;
+  // Builds the ring, table and arenas.  False with `error` set.
+  [[nodiscard]] bool start(std::string& error);
+  void run();
+  // Per step (one entry for modes without steps).  Read after run() returned.
+  [[nodiscard]] const std::vector<StepStats>& steps() const;
+
+ private:
+  Engine* engine_;
+};
+
+[[nodiscard]] std::uint64_t monotonic_ns() noexcept;
+
+}  // namespace rg::load

@@ -1,0 +1,131 @@
+// What a run will do, decided before any socket exists: the parsed command
+// line, the target and whether it may be loaded, how many source addresses
+// the ephemeral-port budget needs, and how many threads (rings) the
+// direct-descriptor tables need.  Everything here is pure or reads /proc
+// once, so unit tests can drive it.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rg::load {
+
+enum class Mode : std::uint8_t { hold, ramp, flood, echo };
+enum class PayloadKind : std::uint8_t { binary, text };
+
+// Limits on the command line: each bounds memory or time sized at start-up.
+inline constexpr std::uint64_t connections_max = 10'000'000;  // 500 rings of 20,000 slots
+inline constexpr std::uint32_t threads_max = 512;
+inline constexpr std::uint32_t sources_max = 250;             // 127.0.0.2 .. 127.0.0.251
+inline constexpr std::size_t ramp_steps_max = 64;
+inline constexpr double rate_max_per_s = 10'000'000.0;
+inline constexpr std::uint64_t duration_ms_max = 24ull * 3600 * 1000;
+inline constexpr std::uint32_t inflight_max = 4096;
+inline constexpr std::uint32_t size_bytes_max = 16u << 20;  // 16 MiB per echo message
+// Echo send staging is 2 x inflight x frame per connection, sized at start:
+// refuse plans that would map more than this in total.
+inline constexpr std::uint64_t send_staging_bytes_max = 4ull << 30;
+inline constexpr std::size_t path_bytes_max = 1024;
+
+struct Options {
+  Mode mode = Mode::hold;
+  std::string url;
+  std::uint64_t connections = 0;  // hold/flood/echo: total; ramp: per step
+  double rate_per_s = 0;          // 0: as fast as the slots allow
+  std::vector<double> rates_per_s;  // ramp steps
+  std::uint64_t duration_ms = 0;
+  std::uint64_t hold_ms = 2'000;
+  std::uint64_t close_timeout_ms = 5'000;
+  std::uint64_t handshake_timeout_ms = 10'000;
+  std::uint32_t threads = 1;
+  std::uint32_t sources = 0;  // 0: as many as the port budget needs
+  std::uint32_t inflight = 1;
+  std::uint32_t size_bytes = 20;
+  PayloadKind payload = PayloadKind::binary;
+  bool json = false;
+  std::uint64_t seed = 0;  // 0: from the clock
+};
+
+enum class ParseResult : std::uint8_t { run, help, error };
+
+// Parses argv[1..].  Fills per-mode defaults for what was not given.
+[[nodiscard]] ParseResult parse_options(int argc, const char* const* argv, Options& options, std::string& error);
+[[nodiscard]] std::string help_text();
+[[nodiscard]] std::string_view mode_name(Mode mode) noexcept;
+
+// "2s", "500ms", "1.5s", "1m", or a bare number of seconds.
+[[nodiscard]] bool parse_duration_ms(std::string_view text, std::uint64_t& ms);
+
+// ---------------------------------------------------------------- target
+struct Target {
+  std::string host;         // as written (IPv6 without brackets)
+  std::uint16_t port = 80;
+  std::string path = "/";
+  std::string host_header;  // Host: value (brackets for IPv6, :port unless 80)
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  int family = AF_INET;
+  bool loopback = false;    // 127.0.0.0/8 or ::1
+};
+
+// ws://HOST[:PORT][/PATH] with HOST a numeric IPv4 address, [IPv6] or
+// "localhost".  No DNS: a load tool must know exactly what it aims at.
+[[nodiscard]] bool parse_target(std::string_view url, Target& target, std::string& error);
+
+enum class NetNamespace : std::uint8_t { initial, other };
+// Compares the inode of /proc/self/ns/net with /proc/1/ns/net.  Unreadable
+// (no permission, no /proc) counts as the initial namespace: when in doubt,
+// assume the real network is reachable.
+[[nodiscard]] NetNamespace current_net_namespace();
+
+// Loopback targets are always allowed; any other only from a network
+// namespace other than the initial one (a sandbox the test made).
+[[nodiscard]] bool target_allowed(const Target& target, NetNamespace ns, std::string& error);
+
+// ---------------------------------------------------------------- ports
+struct PortRange {
+  std::uint32_t low = 32768;
+  std::uint32_t high = 60999;
+};
+[[nodiscard]] bool read_port_range(PortRange& range, std::string& error);
+[[nodiscard]] bool parse_port_range(std::string_view text, PortRange& range);
+
+struct SourcePlan {
+  std::uint32_t ports_per_pair = 0;  // usable ephemeral ports per (source, destination)
+  std::uint32_t sources_needed = 0;
+  std::uint32_t sources = 0;         // what the run uses
+  bool spread = false;               // bind to 127.0.0.2+ (IPv4 loopback targets)
+};
+
+// Linux hands out ephemeral ports of one parity first; past about half the
+// range per (source, destination) pair, placement slows sharply (measured:
+// p99 handshake 9 ms -> 210 ms), so the budget per pair is half the range.
+// `concurrent` is the most connections open at once.  `sources_flag` 0 means
+// "as many as needed".  Fails with a message naming the numbers.
+[[nodiscard]] bool plan_sources(std::uint64_t concurrent, const PortRange& range, std::uint32_t sources_flag,
+                                const Target& target, SourcePlan& plan, std::string& error);
+
+// Source address `index` of a spread plan: 127.0.0.2 + index (host order).
+[[nodiscard]] std::uint32_t source_ipv4(std::uint32_t index) noexcept;
+
+// ---------------------------------------------------------------- threads
+// One ring per thread, each with a table of `slots_per_thread` direct
+// descriptors (the kernel caps a table at RLIMIT_NOFILE), so the run needs
+// ceil(concurrent / slots) threads at least.
+[[nodiscard]] std::uint32_t plan_threads(std::uint64_t concurrent, std::uint32_t slots_per_thread,
+                                         std::uint32_t threads_flag) noexcept;
+
+// The share of `total` that thread `index` of `threads` owns.
+[[nodiscard]] constexpr std::uint64_t share_of(std::uint64_t total, std::uint32_t threads, std::uint32_t index) noexcept {
+  return total / threads + (index < total % threads ? 1 : 0);
+}
+
+// Most connections open at once under `options`.
+[[nodiscard]] std::uint64_t concurrent_connections(const Options& options) noexcept;
+
+}  // namespace rg::load

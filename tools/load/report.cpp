@@ -1,0 +1,245 @@
+#include "tools/load/report.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+namespace rg::load {
+
+namespace {
+
+std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char* format, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, format);
+  const int n = std::vsnprintf(buf, sizeof buf, format, ap);
+  va_end(ap);
+  return std::string(buf, n < 0 ? 0 : std::min<std::size_t>(static_cast<std::size_t>(n), sizeof buf - 1));
+}
+
+double ms(std::uint64_t us) { return static_cast<double>(us) / 1000.0; }
+
+std::uint64_t failed_total(const StepStats& s) {
+  std::uint64_t n = 0;
+  for (std::size_t i = 1; i < outcome_count; ++i) n += s.outcomes[i];
+  return n;
+}
+
+std::string other_detail_text(const OtherDetail& d, bool json) {
+  std::string out;
+  const auto add = [&](const std::string& key, std::uint64_t n) {
+    if (n == 0) return;
+    if (!out.empty()) out += json ? "," : ", ";
+    out += json ? fmt("\"%s\":%llu", key.c_str(), static_cast<unsigned long long>(n))
+                : fmt("%s: %llu", key.c_str(), static_cast<unsigned long long>(n));
+  };
+  for (std::size_t e = 0; e < d.by_errno.size(); ++e) {
+    const char* name = strerrorname_np(static_cast<int>(e));
+    add(fmt("errno %zu (%s)", e, name ? name : "?"), d.by_errno[e]);
+  }
+  for (std::size_t s = 0; s < d.by_status.size(); ++s) add(fmt("http %zu", s), d.by_status[s]);
+  for (std::size_t o = 0; o < d.by_oddity.size(); ++o)
+    add(std::string(oddity_name(static_cast<Oddity>(o))), d.by_oddity[o]);
+  return out;
+}
+
+std::string percentiles_json(const Histogram& h, double scale) {
+  return fmt("{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f,\"count\":%llu}",
+             static_cast<double>(h.percentile(50)) * scale, static_cast<double>(h.percentile(90)) * scale,
+             static_cast<double>(h.percentile(99)) * scale, static_cast<double>(h.percentile(99.9)) * scale,
+             static_cast<double>(h.max()) * scale, static_cast<unsigned long long>(h.count()));
+}
+
+std::string percentiles_text(const Histogram& h, double scale, const char* unit) {
+  if (h.count() == 0) return "(none)";
+  return fmt("p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f %s  (%llu samples)",
+             static_cast<double>(h.percentile(50)) * scale, static_cast<double>(h.percentile(90)) * scale,
+             static_cast<double>(h.percentile(99)) * scale, static_cast<double>(h.percentile(99.9)) * scale,
+             static_cast<double>(h.max()) * scale, unit, static_cast<unsigned long long>(h.count()));
+}
+
+std::string cpu_text(const CpuWindow& w) {
+  return fmt("client cpu %.2f s over %.2f s wall (%.0f%% of one core)", w.cpu_s, w.wall_s, w.utilisation() * 100);
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (const char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt("\\u%04x", c);
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+double safe_div(double a, double b) { return b > 0 ? a / b : 0; }
+
+}  // namespace
+
+double cpu_seconds_now() noexcept {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+std::string format_table(const RunReport& r) {
+  const Options& o = *r.options;
+  const StepStats& t = r.total;
+  std::string out;
+  out += fmt("ringgate-load %s %s\n", std::string(mode_name(o.mode)).c_str(), o.url.c_str());
+  out += fmt("  plan: %llu connections%s, %u threads x %u slots, %u source address%s (%u ports per pair)\n",
+             static_cast<unsigned long long>(o.connections), o.mode == Mode::ramp ? " per step" : "", r.threads,
+             r.slots_per_thread, r.sources.sources, r.sources.sources == 1 ? "" : "es", r.sources.ports_per_pair);
+  if (r.interrupted) out += "  INTERRUPTED: figures cover the run up to the signal\n";
+
+  if (o.mode == Mode::ramp) {
+    out += "\n  rate/s | attempted | upgraded | success % | disconnects after success | handshake p50 ms | "
+           "handshake p99 ms | client cpu s | cpu %\n";
+    out += "  -------+-----------+----------+-----------+---------------------------+------------------+"
+           "------------------+--------------+------\n";
+    for (const StepReport& s : r.steps) {
+      const std::uint64_t up = s.stats.outcomes[0];
+      out += fmt("  %6.0f | %9llu | %8llu | %8.2f%% | %25llu | %16.3f | %16.3f | %12.2f | %4.0f%%\n", s.rate_per_s,
+                 static_cast<unsigned long long>(s.stats.attempted), static_cast<unsigned long long>(up),
+                 safe_div(100.0 * static_cast<double>(up), static_cast<double>(s.stats.attempted)),
+                 static_cast<unsigned long long>(s.stats.disconnects_after_success),
+                 ms(s.stats.handshake_us.percentile(50)), ms(s.stats.handshake_us.percentile(99)), s.window.cpu_s,
+                 s.window.utilisation() * 100);
+    }
+    out += "\n";
+  }
+
+  out += fmt("  attempted %llu  upgraded %llu  failed %llu", static_cast<unsigned long long>(t.attempted),
+             static_cast<unsigned long long>(t.outcomes[0]), static_cast<unsigned long long>(failed_total(t)));
+  if (o.mode == Mode::hold || o.mode == Mode::echo) out += fmt("  held %llu", static_cast<unsigned long long>(r.held));
+  out += "\n";
+  out += "  handshake (connect start -> 101): " + percentiles_text(t.handshake_us, 0.001, "ms") + "\n";
+  if (failed_total(t) > 0) {
+    out += "  failures:";
+    for (std::size_t i = 1; i < outcome_count; ++i)
+      if (t.outcomes[i]) out += fmt(" %s %llu", std::string(outcome_name(static_cast<Outcome>(i))).c_str(),
+                                    static_cast<unsigned long long>(t.outcomes[i]));
+    out += "\n";
+    const std::string detail = other_detail_text(t.other, false);
+    if (!detail.empty()) out += "  other: " + detail + "\n";
+  }
+  if (o.mode == Mode::flood) {
+    if (t.first_failure.attempt == UINT64_MAX) {
+      out += "  breaking point: none (every attempt upgraded)\n";
+    } else {
+      out += fmt("  breaking point: attempt %llu (started at %.3f s, %s at %.3f s)\n",
+                 static_cast<unsigned long long>(t.first_failure.attempt + 1),
+                 static_cast<double>(t.first_failure.started_ns) / 1e9,
+                 std::string(outcome_name(t.first_failure.outcome)).c_str(),
+                 static_cast<double>(t.first_failure.resolved_ns) / 1e9);
+    }
+  }
+  out += fmt("  disconnects after success %llu  protocol errors %llu  pings answered %llu\n",
+             static_cast<unsigned long long>(t.disconnects_after_success),
+             static_cast<unsigned long long>(t.protocol_errors), static_cast<unsigned long long>(t.pings));
+  if (o.mode != Mode::flood)
+    out += fmt("  close: clean %llu  eof %llu  timed out %llu  errors %llu  slots left %llu\n",
+               static_cast<unsigned long long>(t.closed_clean), static_cast<unsigned long long>(t.closed_eof),
+               static_cast<unsigned long long>(t.close_timeouts), static_cast<unsigned long long>(t.close_errors),
+               static_cast<unsigned long long>(r.slots_left));
+  if (o.mode == Mode::echo) {
+    const double msgs_s = safe_div(static_cast<double>(t.echo_msgs), r.measured.wall_s);
+    out += fmt("  echo: %llu msgs in %.2f s = %.0f msgs/s, %.0f bytes/s (%u x %u B %s in flight per connection)\n",
+               static_cast<unsigned long long>(t.echo_msgs), r.measured.wall_s, msgs_s,
+               safe_div(static_cast<double>(t.echo_bytes), r.measured.wall_s), o.inflight, o.size_bytes,
+               o.payload == PayloadKind::text ? "text" : "binary");
+    out += fmt("  echo: %s; %.0f msgs per client cpu second\n", cpu_text(r.measured).c_str(),
+               safe_div(static_cast<double>(t.echo_msgs), r.measured.cpu_s));
+    out += "  rtt: " + percentiles_text(t.rtt_us, 1.0, "us") + "\n";
+    out += fmt("  checked %llu echoes: mismatches %llu  out of order %llu\n",
+               static_cast<unsigned long long>(t.echo_total), static_cast<unsigned long long>(t.mismatches),
+               static_cast<unsigned long long>(t.out_of_order));
+  }
+  out += "  run: " + cpu_text(r.run) + "\n";
+  return out;
+}
+
+std::string format_json(const RunReport& r) {
+  const Options& o = *r.options;
+  const StepStats& t = r.total;
+  std::string j = "{";
+  j += fmt("\"mode\":\"%s\",\"target\":\"%s\"", std::string(mode_name(o.mode)).c_str(), json_escape(o.url).c_str());
+  j += fmt(",\"connections\":%llu,\"threads\":%u,\"slots_per_thread\":%u,\"sources\":%u,\"ports_per_pair\":%u",
+           static_cast<unsigned long long>(o.connections), r.threads, r.slots_per_thread, r.sources.sources,
+           r.sources.ports_per_pair);
+  j += fmt(",\"interrupted\":%s", r.interrupted ? "true" : "false");
+  j += fmt(",\"attempted\":%llu,\"upgraded\":%llu,\"failed_total\":%llu", static_cast<unsigned long long>(t.attempted),
+           static_cast<unsigned long long>(t.outcomes[0]), static_cast<unsigned long long>(failed_total(t)));
+  j += ",\"failed\":{";
+  for (std::size_t i = 1; i < outcome_count; ++i)
+    j += fmt("%s\"%s\":%llu", i > 1 ? "," : "", std::string(outcome_name(static_cast<Outcome>(i))).c_str(),
+             static_cast<unsigned long long>(t.outcomes[i]));
+  // Keys are built from errno names, numbers and fixed words: nothing to escape.
+  j += "},\"other_detail\":{" + other_detail_text(t.other, true) + "}";
+  j += ",\"handshake_ms\":" + percentiles_json(t.handshake_us, 0.001);
+  j += fmt(",\"held\":%llu", static_cast<unsigned long long>(r.held));
+  j += fmt(",\"disconnects_after_success\":%llu,\"protocol_errors\":%llu,\"pings\":%llu",
+           static_cast<unsigned long long>(t.disconnects_after_success),
+           static_cast<unsigned long long>(t.protocol_errors), static_cast<unsigned long long>(t.pings));
+  j += fmt(",\"closed_clean\":%llu,\"closed_eof\":%llu,\"close_timeouts\":%llu,\"close_errors\":%llu,\"slots_left\":%llu",
+           static_cast<unsigned long long>(t.closed_clean), static_cast<unsigned long long>(t.closed_eof),
+           static_cast<unsigned long long>(t.close_timeouts), static_cast<unsigned long long>(t.close_errors),
+           static_cast<unsigned long long>(r.slots_left));
+  if (o.mode == Mode::flood) {
+    if (t.first_failure.attempt == UINT64_MAX) {
+      j += ",\"breaking_point\":null";
+    } else {
+      j += fmt(",\"breaking_point\":{\"attempt\":%llu,\"started_s\":%.6f,\"elapsed_s\":%.6f,\"class\":\"%s\"}",
+               static_cast<unsigned long long>(t.first_failure.attempt + 1),
+               static_cast<double>(t.first_failure.started_ns) / 1e9,
+               static_cast<double>(t.first_failure.resolved_ns) / 1e9,
+               std::string(outcome_name(t.first_failure.outcome)).c_str());
+    }
+  }
+  if (o.mode == Mode::echo) {
+    j += fmt(",\"inflight\":%u,\"size\":%u,\"payload\":\"%s\"", o.inflight, o.size_bytes,
+             o.payload == PayloadKind::text ? "text" : "binary");
+    j += fmt(",\"msgs\":%llu,\"window_s\":%.6f,\"msgs_per_s\":%.1f,\"bytes_per_s\":%.1f",
+             static_cast<unsigned long long>(t.echo_msgs), r.measured.wall_s,
+             safe_div(static_cast<double>(t.echo_msgs), r.measured.wall_s),
+             safe_div(static_cast<double>(t.echo_bytes), r.measured.wall_s));
+    j += ",\"rtt_us\":" + percentiles_json(t.rtt_us, 1.0);
+    j += fmt(",\"echoes_checked\":%llu,\"mismatches\":%llu,\"out_of_order\":%llu",
+             static_cast<unsigned long long>(t.echo_total), static_cast<unsigned long long>(t.mismatches),
+             static_cast<unsigned long long>(t.out_of_order));
+    j += fmt(",\"window_cpu_seconds\":%.3f,\"window_cpu_utilisation\":%.3f,\"msgs_per_cpu_second\":%.1f",
+             r.measured.cpu_s, r.measured.utilisation(), safe_div(static_cast<double>(t.echo_msgs), r.measured.cpu_s));
+  }
+  if (o.mode == Mode::ramp) {
+    j += ",\"steps\":[";
+    for (std::size_t i = 0; i < r.steps.size(); ++i) {
+      const StepReport& s = r.steps[i];
+      const std::uint64_t up = s.stats.outcomes[0];
+      j += fmt("%s{\"rate\":%.1f,\"attempted\":%llu,\"upgraded\":%llu,\"success_pct\":%.3f,"
+               "\"disconnects_after_success\":%llu,\"held\":%llu,\"failed_total\":%llu",
+               i ? "," : "", s.rate_per_s, static_cast<unsigned long long>(s.stats.attempted),
+               static_cast<unsigned long long>(up),
+               safe_div(100.0 * static_cast<double>(up), static_cast<double>(s.stats.attempted)),
+               static_cast<unsigned long long>(s.stats.disconnects_after_success),
+               static_cast<unsigned long long>(s.held), static_cast<unsigned long long>(failed_total(s.stats)));
+      j += ",\"handshake_ms\":" + percentiles_json(s.stats.handshake_us, 0.001);
+      j += fmt(",\"cpu_seconds\":%.3f,\"cpu_utilisation\":%.3f,\"wall_s\":%.3f}", s.window.cpu_s,
+               s.window.utilisation(), s.window.wall_s);
+    }
+    j += "]";
+  }
+  j += fmt(",\"elapsed_s\":%.3f,\"cpu_seconds\":%.3f,\"cpu_utilisation\":%.3f}", r.run.wall_s, r.run.cpu_s,
+           r.run.utilisation());
+  return j;
+}
+
+}  // namespace rg::load

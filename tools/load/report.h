@@ -1,0 +1,49 @@
+// The end-of-run report: a table for people on stdout, and with --json one
+// JSON object as the last stdout line for scripts.  Client CPU time is
+// printed next to every figure it qualifies: a load generator that saturates
+// its own cores measures itself, not the server.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tools/load/engine.h"
+#include "tools/load/plan.h"
+
+namespace rg::load {
+
+struct CpuWindow {
+  double wall_s = 0;
+  double cpu_s = 0;  // getrusage(RUSAGE_SELF) user + sys, all threads
+  [[nodiscard]] double utilisation() const noexcept { return wall_s > 0 ? cpu_s / wall_s : 0; }
+};
+
+struct StepReport {
+  double rate_per_s = 0;
+  std::uint64_t held = 0;  // open at the end of the hold
+  StepStats stats;
+  CpuWindow window;        // the whole step, open to closed
+};
+
+struct RunReport {
+  const Options* options = nullptr;
+  const Target* target = nullptr;
+  SourcePlan sources;
+  std::uint32_t threads = 0;
+  std::uint32_t slots_per_thread = 0;
+  StepStats total;
+  std::vector<StepReport> steps;  // ramp only
+  std::uint64_t held = 0;         // hold/echo: open at the end of the hold
+  std::uint64_t slots_left = 0;   // slots still in use when the run ended (0 after a clean close)
+  bool interrupted = false;
+  CpuWindow run;                  // the whole run
+  CpuWindow measured;             // echo: the measured window
+};
+
+[[nodiscard]] double cpu_seconds_now() noexcept;
+
+std::string format_table(const RunReport& report);
+std::string format_json(const RunReport& report);
+
+}  // namespace rg::load
