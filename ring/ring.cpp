@@ -167,14 +167,6 @@ bool Ring::shutdown_write(std::uint32_t slot, Tag tag) noexcept {
   return true;
 }
 
-bool Ring::cancel_all_on_slot(std::uint32_t slot, Tag tag) noexcept {
-  io_uring_sqe* s = sqe();
-  if (!s) return false;
-  io_uring_prep_cancel_fd(s, static_cast<int>(slot), IORING_ASYNC_CANCEL_FD_FIXED | IORING_ASYNC_CANCEL_ALL);
-  io_uring_sqe_set_data64(s, tag.pack());
-  return true;
-}
-
 bool Ring::close_direct(std::uint32_t slot, Tag tag) noexcept {
   io_uring_sqe* s = sqe();
   if (!s) return false;

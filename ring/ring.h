@@ -142,7 +142,6 @@ class Ring {
   bool recv_multishot(std::uint32_t slot, std::uint16_t buffer_group, Tag tag) noexcept;
   bool send(std::uint32_t slot, std::span<const std::uint8_t> bytes, Tag tag) noexcept;
   bool shutdown_write(std::uint32_t slot, Tag tag) noexcept;
-  bool cancel_all_on_slot(std::uint32_t slot, Tag tag) noexcept;
   bool close_direct(std::uint32_t slot, Tag tag) noexcept;
   bool cancel_tag(Tag target, Tag tag) noexcept;
 

@@ -730,9 +730,11 @@ void Worker::teardown(std::uint32_t slot) {
   if (k.state >= State::tearing_down || k.state == State::free) return;
   timer_remove(slot);
   k.state = State::tearing_down;
-  if (k.flags & (f_recv_armed | f_send_in_flight)) {
-    if (ring_.cancel_all_on_slot(slot, tag(op_cancel, slot))) ++k.ops;
-  }
+  // Cancel each operation by its own user_data: the kernel finds those in a
+  // hash table.  Cancelling by descriptor walks every armed request of the
+  // ring, which made closing 30,000 connections take ~15 s (O(n^2)).
+  if ((k.flags & f_recv_armed) && ring_.cancel_tag(tag(op_recv, slot), tag(op_cancel, slot))) ++k.ops;
+  if ((k.flags & f_send_in_flight) && ring_.cancel_tag(tag(op_send, slot), tag(op_cancel, slot))) ++k.ops;
   maybe_finish_teardown(slot);
 }
 
