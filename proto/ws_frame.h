@@ -47,6 +47,7 @@ enum class DecodeStatus : std::uint8_t {
   ok,
   need_more,       // the header is not complete yet
   bad_length,      // 64-bit length with the top bit set, or a non-minimal length
+                   // (reported once the length bytes are in, before the mask key)
 };
 
 struct DecodeResult {
@@ -118,7 +119,11 @@ class FrameTracker {
   void reset() noexcept { *this = FrameTracker(max_message_bytes_); }
 
  private:
-  Verdict check(const FrameHeader& h) noexcept;
+  // Rules the first two header bytes decide (mask bit, RSV, opcode and
+  // fragmentation, control frame size and FIN), then the message size once
+  // the length is known.
+  [[nodiscard]] Verdict check_start(std::uint8_t b0, std::uint8_t b1) const noexcept;
+  Verdict check_length(const FrameHeader& h) noexcept;
   Verdict check_close() noexcept;
 
   std::array<std::uint8_t, header_size_max> header_{};

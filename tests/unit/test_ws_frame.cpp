@@ -99,6 +99,8 @@ struct BadLengthCase {
   DecodeStatus expect;
 };
 
+void PrintTo(const BadLengthCase& c, std::ostream* os) { *os << c.name; }
+
 class DecodeLength : public ::testing::TestWithParam<BadLengthCase> {};
 
 TEST_P(DecodeLength, Validates) {
@@ -111,8 +113,14 @@ TEST_P(DecodeLength, Validates) {
     }
     SCOPED_TRACE(hex(h));
     EXPECT_EQ(decode_header(h).status, c.expect);
-    for (std::size_t k = 0; k < h.size(); ++k)
-      EXPECT_EQ(decode_header({h.data(), k}).status, DecodeStatus::need_more) << "prefix " << k;
+    // A bad length is reported as soon as the length bytes are in, before
+    // the mask key; shorter prefixes need more.
+    const std::size_t length_end = c.header.size();
+    for (std::size_t k = 0; k < h.size(); ++k) {
+      const DecodeStatus want =
+          (k >= length_end && c.expect == DecodeStatus::bad_length) ? DecodeStatus::bad_length : DecodeStatus::need_more;
+      EXPECT_EQ(decode_header({h.data(), k}).status, want) << "prefix " << k;
+    }
   }
 }
 
@@ -242,11 +250,21 @@ INSTANTIATE_TEST_SUITE_P(Table, ClosePayload, ::testing::ValuesIn(close_payload_
 
 // ------------------------------------------------------------------ FrameTracker
 
+// When a violation becomes detectable: the tracker must report it in the
+// feed that brings in that byte, not later (wslay would see the frame first)
+// and not earlier.
+enum class Detect {
+  two_bytes,  // mask bit, RSV, opcode, fragmentation, control size/FIN
+  length,     // non-minimal or top-bit length: once the length bytes are in
+  header,     // message size: once the whole header is in
+  frame_end,  // close payload: once the whole frame is in
+};
+
 struct Violation {
   std::size_t item;      // index of the offending frame in the stream
   std::uint16_t code;
   std::string reason;
-  bool at_frame_end;     // detected once the whole frame arrived (close payload)
+  Detect detect;
 };
 
 // A stream is a list of wire items: encoded frames, or raw bytes (malformed
@@ -268,12 +286,29 @@ std::size_t wire_header_len(const Bytes& b) {
   return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((b[1] & 0x80) ? 4 : 0);
 }
 
+std::size_t wire_length_end(const Bytes& b) {
+  if (b.size() < 2) return SIZE_MAX;
+  const int len7 = b[1] & 0x7F;
+  return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
+}
+
 struct Stream {
   Bytes bytes;
   std::vector<std::size_t> offset;
+  std::vector<std::size_t> length_end;
   std::vector<std::size_t> header_end;
   std::vector<std::size_t> end;
   std::size_t complete_headers = 0;
+
+  std::size_t detect_at(const Violation& v) const {
+    switch (v.detect) {
+      case Detect::two_bytes: return offset[v.item] + 2;
+      case Detect::length: return length_end[v.item];
+      case Detect::header: return header_end[v.item];
+      case Detect::frame_end: return end[v.item];
+    }
+    return SIZE_MAX;
+  }
 };
 
 Stream build(const TrackerCase& c) {
@@ -281,6 +316,7 @@ Stream build(const TrackerCase& c) {
   for (const Bytes& item : c.items) {
     s.offset.push_back(s.bytes.size());
     const std::size_t hl = wire_header_len(item);
+    s.length_end.push_back(s.bytes.size() + wire_length_end(item));
     s.header_end.push_back(hl == SIZE_MAX ? SIZE_MAX : s.bytes.size() + hl);
     if (hl <= item.size()) ++s.complete_headers;
     t::append(s.bytes, item);
@@ -300,9 +336,7 @@ class Tracker : public ::testing::TestWithParam<TrackerCase> {
     FrameTracker tr(c.max_message);
     std::size_t from = 0;
     bool failed = false;
-    const std::size_t detect =
-        c.violation ? (c.violation->at_frame_end ? s.end[c.violation->item] : s.header_end[c.violation->item])
-                    : SIZE_MAX;
+    const std::size_t detect = c.violation ? s.detect_at(*c.violation) : SIZE_MAX;
     for (std::size_t i = 0; i <= cuts.size(); ++i) {
       const std::size_t to = i < cuts.size() ? cuts[i] : s.bytes.size();
       const FrameTracker::Verdict v = tr.feed(std::span(s.bytes).subspan(from, to - from));
@@ -424,68 +458,72 @@ std::vector<TrackerCase> tracker_cases() {
       {"partial_payload_at_end", {F(text("abc")), Bytes{0x81, 0x85, 1, 2, 3, 4, 'a'}}, {}, false},
       {"partial_close_payload_at_end", {Bytes{0x88, 0x85, 1, 2, 3, 4, 0x03}}, {}, false},
       // ---- violations: masking, RSV, opcodes
-      {"unmasked_first", {F(unmasked(text("hi")))}, Violation{0, 1002, r_unmasked, false}},
+      {"unmasked_first", {F(unmasked(text("hi")))}, Violation{0, 1002, r_unmasked, Detect::two_bytes}},
       {"unmasked_after_valid", {F(text("a")), F(ping("b")), F(unmasked(text("hi")))},
-       Violation{2, 1002, r_unmasked, false}},
-      {"unmasked_close", {F(text("a")), F(unmasked(close_frame(1000)))}, Violation{1, 1002, r_unmasked, false}},
-      {"unmasked_len16", {F(unmasked(binary(Bytes(200, 1))))}, Violation{0, 1002, r_unmasked, false}},
-      {"rsv1", {F(with_rsv(text("hi"), 4))}, Violation{0, 1002, r_rsv, false}},
-      {"rsv2", {F(text("ok")), F(with_rsv(text("hi"), 2))}, Violation{1, 1002, r_rsv, false}},
-      {"rsv3", {F(with_rsv(binary(Bytes(200, 1)), 1))}, Violation{0, 1002, r_rsv, false}},
-      {"rsv_on_ping", {F(with_rsv(ping(""), 7))}, Violation{0, 1002, r_rsv, false}},
-      {"opcode_3", {raw(0x3, true, 2)}, Violation{0, 1002, r_opcode, false}},
-      {"opcode_7", {F(text("x")), raw(0x7, true, 0)}, Violation{1, 1002, r_opcode, false}},
-      {"opcode_b", {raw(0xB, true, 1)}, Violation{0, 1002, r_opcode, false}},
-      {"opcode_f", {raw(0xF, true, 300)}, Violation{0, 1002, r_opcode, false}},
-      {"opcode_b_mid_message", {F(text("a", false)), raw(0xB, true, 0)}, Violation{1, 1002, r_opcode, false}},
+       Violation{2, 1002, r_unmasked, Detect::two_bytes}},
+      {"unmasked_close", {F(text("a")), F(unmasked(close_frame(1000)))}, Violation{1, 1002, r_unmasked, Detect::two_bytes}},
+      {"unmasked_len16", {F(unmasked(binary(Bytes(200, 1))))}, Violation{0, 1002, r_unmasked, Detect::two_bytes}},
+      {"rsv1", {F(with_rsv(text("hi"), 4))}, Violation{0, 1002, r_rsv, Detect::two_bytes}},
+      {"rsv2", {F(text("ok")), F(with_rsv(text("hi"), 2))}, Violation{1, 1002, r_rsv, Detect::two_bytes}},
+      {"rsv3", {F(with_rsv(binary(Bytes(200, 1)), 1))}, Violation{0, 1002, r_rsv, Detect::two_bytes}},
+      {"rsv_on_ping", {F(with_rsv(ping(""), 7))}, Violation{0, 1002, r_rsv, Detect::two_bytes}},
+      {"opcode_3", {raw(0x3, true, 2)}, Violation{0, 1002, r_opcode, Detect::two_bytes}},
+      {"opcode_7", {F(text("x")), raw(0x7, true, 0)}, Violation{1, 1002, r_opcode, Detect::two_bytes}},
+      {"opcode_b", {raw(0xB, true, 1)}, Violation{0, 1002, r_opcode, Detect::two_bytes}},
+      {"opcode_f", {raw(0xF, true, 300)}, Violation{0, 1002, r_opcode, Detect::two_bytes}},
+      {"opcode_b_mid_message", {F(text("a", false)), raw(0xB, true, 0)}, Violation{1, 1002, r_opcode, Detect::two_bytes}},
       // ---- control frames
-      {"ping_126", {F(ping(std::string(126, 'p')))}, Violation{0, 1002, r_ctl_big, false}},
-      {"pong_126", {F(text("a")), F(pong(std::string(126, 'p')))}, Violation{1, 1002, r_ctl_big, false}},
-      {"close_126", {F(close_frame(1000, std::string(124, 'r')))}, Violation{0, 1002, r_ctl_big, false}},
-      {"ping_65536", {raw(0x9, true, 65536)}, Violation{0, 1002, r_ctl_big, false}},
-      {"ping_fragmented", {raw(0x9, false, 3)}, Violation{0, 1002, r_ctl_frag, false}},
-      {"close_fragmented", {F(text("a")), raw(0x8, false, 0)}, Violation{1, 1002, r_ctl_frag, false}},
+      {"ping_126", {F(ping(std::string(126, 'p')))}, Violation{0, 1002, r_ctl_big, Detect::two_bytes}},
+      {"pong_126", {F(text("a")), F(pong(std::string(126, 'p')))}, Violation{1, 1002, r_ctl_big, Detect::two_bytes}},
+      {"close_126", {F(close_frame(1000, std::string(124, 'r')))}, Violation{0, 1002, r_ctl_big, Detect::two_bytes}},
+      {"ping_65536", {raw(0x9, true, 65536)}, Violation{0, 1002, r_ctl_big, Detect::two_bytes}},
+      {"ping_fragmented", {raw(0x9, false, 3)}, Violation{0, 1002, r_ctl_frag, Detect::two_bytes}},
+      {"close_fragmented", {F(text("a")), raw(0x8, false, 0)}, Violation{1, 1002, r_ctl_frag, Detect::two_bytes}},
       {"pong_fragmented_mid_message", {F(text("a", false)), raw(0xA, false, 0)},
-       Violation{1, 1002, r_ctl_frag, false}},
+       Violation{1, 1002, r_ctl_frag, Detect::two_bytes}},
       // ---- fragmentation
-      {"continuation_first", {F(cont("x"))}, Violation{0, 1002, r_cont, false}},
-      {"continuation_after_complete", {F(text("a")), F(cont("b"))}, Violation{1, 1002, r_cont, false}},
+      {"continuation_first", {F(cont("x"))}, Violation{0, 1002, r_cont, Detect::two_bytes}},
+      {"continuation_after_complete", {F(text("a")), F(cont("b"))}, Violation{1, 1002, r_cont, Detect::two_bytes}},
       {"continuation_after_finished_fragments", {F(text("a", false)), F(cont("b")), F(cont("c"))},
-       Violation{2, 1002, r_cont, false}},
-      {"text_inside_fragmented", {F(text("a", false)), F(text("b"))}, Violation{1, 1002, r_nested, false}},
+       Violation{2, 1002, r_cont, Detect::two_bytes}},
+      {"text_inside_fragmented", {F(text("a", false)), F(text("b"))}, Violation{1, 1002, r_nested, Detect::two_bytes}},
       {"binary_inside_fragmented", {F(binary(Bytes{1}, false)), F(ping("")), F(binary(Bytes{2}, false))},
-       Violation{2, 1002, r_nested, false}},
+       Violation{2, 1002, r_nested, Detect::two_bytes}},
       // ---- sizes
-      {"message_over_max", {F(text("0123456789A"))}, Violation{0, 1009, r_big, false}, true, 10},
+      {"message_over_max", {F(text("0123456789A"))}, Violation{0, 1009, r_big, Detect::header}, true, 10},
       {"second_message_over_max", {F(text("0123456789")), F(text("0123456789A"))},
-       Violation{1, 1009, r_big, false}, true, 10},
+       Violation{1, 1009, r_big, Detect::header}, true, 10},
       {"fragments_over_max", {F(text("012345", false)), F(cont("6789", false)), F(cont("A"))},
-       Violation{2, 1009, r_big, false}, true, 10},
-      {"binary_70000_over_64k", {F(binary(Bytes(70000, 1)))}, Violation{0, 1009, r_big, false}, true, 65536},
-      {"max_zero_rejects_nonempty", {F(text("")), F(text("a"))}, Violation{1, 1009, r_big, false}, true, 0},
+       Violation{2, 1009, r_big, Detect::header}, true, 10},
+      {"binary_70000_over_64k", {F(binary(Bytes(70000, 1)))}, Violation{0, 1009, r_big, Detect::header}, true, 65536},
+      {"max_zero_rejects_nonempty", {F(text("")), F(text("a"))}, Violation{1, 1009, r_big, Detect::header}, true, 0},
       // ---- close payloads (detected once the whole frame arrived)
-      {"close_one_byte", {F(close_frame(Bytes{0x03}))}, Violation{0, 1002, r_close1, true}},
+      {"close_one_byte", {F(close_frame(Bytes{0x03}))}, Violation{0, 1002, r_close1, Detect::frame_end}},
       {"close_one_byte_after_data", {F(text("abc")), F(close_frame(Bytes{0x03}))},
-       Violation{1, 1002, r_close1, true}},
-      {"close_code_1005", {F(close_frame(1005))}, Violation{0, 1002, r_code, true}},
-      {"close_code_1006", {F(text("x")), F(close_frame(1006, "r"))}, Violation{1, 1002, r_code, true}},
-      {"close_code_999", {F(close_frame(999))}, Violation{0, 1002, r_code, true}},
-      {"close_code_0", {F(close_frame(0))}, Violation{0, 1002, r_code, true}},
-      {"close_code_1015", {F(close_frame(1015))}, Violation{0, 1002, r_code, true}},
-      {"close_code_2999", {F(close_frame(2999))}, Violation{0, 1002, r_code, true}},
-      {"close_code_5000", {F(close_frame(5000))}, Violation{0, 1002, r_code, true}},
-      {"close_bad_utf8", {F(close_frame(1000, "\xFF"))}, Violation{0, 1007, r_utf8, true}},
-      {"close_overlong_utf8", {F(ping("x")), F(close_frame(1000, "ab\xC0\x80"))}, Violation{1, 1007, r_utf8, true}},
-      {"close_truncated_utf8", {F(close_frame(1000, "caf\xC3"))}, Violation{0, 1007, r_utf8, true}},
-      {"close_mid_message_bad", {F(text("a", false)), F(close_frame(Bytes{1}))}, Violation{1, 1002, r_close1, true}},
+       Violation{1, 1002, r_close1, Detect::frame_end}},
+      {"close_code_1005", {F(close_frame(1005))}, Violation{0, 1002, r_code, Detect::frame_end}},
+      {"close_code_1006", {F(text("x")), F(close_frame(1006, "r"))}, Violation{1, 1002, r_code, Detect::frame_end}},
+      {"close_code_999", {F(close_frame(999))}, Violation{0, 1002, r_code, Detect::frame_end}},
+      {"close_code_0", {F(close_frame(0))}, Violation{0, 1002, r_code, Detect::frame_end}},
+      {"close_code_1015", {F(close_frame(1015))}, Violation{0, 1002, r_code, Detect::frame_end}},
+      {"close_code_2999", {F(close_frame(2999))}, Violation{0, 1002, r_code, Detect::frame_end}},
+      {"close_code_5000", {F(close_frame(5000))}, Violation{0, 1002, r_code, Detect::frame_end}},
+      {"close_bad_utf8", {F(close_frame(1000, "\xFF"))}, Violation{0, 1007, r_utf8, Detect::frame_end}},
+      {"close_overlong_utf8", {F(ping("x")), F(close_frame(1000, "ab\xC0\x80"))}, Violation{1, 1007, r_utf8, Detect::frame_end}},
+      {"close_truncated_utf8", {F(close_frame(1000, "caf\xC3"))}, Violation{0, 1007, r_utf8, Detect::frame_end}},
+      {"close_mid_message_bad", {F(text("a", false)), F(close_frame(Bytes{1}))}, Violation{1, 1002, r_close1, Detect::frame_end}},
       // ---- length encodings the encoder never produces
       {"len16_non_minimal", {F(text("a")), with_mask({0x81, 0x7E, 0x00, 0x05}), Bytes(5, 'x')},
-       Violation{1, 1002, r_len, false}},
-      {"len16_zero", {with_mask({0x82, 0x7E, 0x00, 0x00})}, Violation{0, 1002, r_len, false}},
-      {"len64_non_minimal", {with_mask({0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF})}, Violation{0, 1002, r_len, false}},
+       Violation{1, 1002, r_len, Detect::length}},
+      {"len16_zero", {with_mask({0x82, 0x7E, 0x00, 0x00})}, Violation{0, 1002, r_len, Detect::length}},
+      {"len64_non_minimal", {with_mask({0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF})}, Violation{0, 1002, r_len, Detect::length}},
       {"len64_top_bit", {F(ping("")), with_mask({0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0})},
-       Violation{1, 1002, r_len, false}},
-      {"len_bad_and_unmasked", {Bytes{0x82, 0x7E, 0x00, 0x01, 'x'}}, Violation{0, 1002, r_len, false}},
+       Violation{1, 1002, r_len, Detect::length}},
+      // Several violations in one header: the two-byte rules win, whatever the split.
+      {"len_bad_and_unmasked", {Bytes{0x82, 0x7E, 0x00, 0x01, 'x'}}, Violation{0, 1002, r_unmasked, Detect::two_bytes}},
+      {"ping_126_bad_length", {with_mask({0x89, 0x7E, 0x00, 0x05})}, Violation{0, 1002, r_ctl_big, Detect::two_bytes}},
+      {"opcode_b_fragmented_126", {with_mask({0x0B, 0x7E, 0x01, 0x00})}, Violation{0, 1002, r_opcode, Detect::two_bytes}},
+      {"rsv_and_oversize", {F(with_rsv(text("0123456789A"), 2))}, Violation{0, 1002, r_rsv, Detect::two_bytes}, true, 10},
   };
 }
 
