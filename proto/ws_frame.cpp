@@ -151,6 +151,8 @@ FrameTracker::Verdict FrameTracker::check_close() noexcept {
 
 FrameTracker::Verdict FrameTracker::feed(std::span<const std::uint8_t> bytes) noexcept {
   if (failed_) return {false, 0, 1002, "stream already failed"};
+  close_offset_ = 0;
+  if (close_complete_) return {};  // nothing follows a close frame
   std::size_t at = 0;
   // Where the current frame's header began in `bytes` (0 if it began in an
   // earlier feed): everything before it is complete, valid frames.
@@ -171,10 +173,19 @@ FrameTracker::Verdict FrameTracker::feed(std::span<const std::uint8_t> bytes) no
           v.valid_prefix = frame_start;
           return v;
         }
+        close_complete_ = true;
+        return {};
       }
       continue;
     }
-    if (header_have_ == 0) frame_start = at;
+    if (header_have_ == 0) {
+      frame_start = at;
+      // The first byte says whether this is the stream's first close frame.
+      if (!close_started_ && (bytes[at] & 0x0F) == static_cast<std::uint8_t>(Opcode::close)) {
+        close_started_ = true;
+        close_offset_ = at;
+      }
+    }
     const std::size_t copy = std::min<std::size_t>(header_size_max - header_have_, bytes.size() - at);
     std::memcpy(header_.data() + header_have_, bytes.data() + at, copy);
     const std::size_t have = header_have_ + copy;
@@ -214,6 +225,8 @@ FrameTracker::Verdict FrameTracker::feed(std::span<const std::uint8_t> bytes) no
           v.valid_prefix = frame_start;
           return v;
         }
+        close_complete_ = true;
+        return {};
       }
     }
     if (!is_control(r.header.opcode)) in_fragmented_message_ = !r.header.fin;

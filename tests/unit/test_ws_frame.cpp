@@ -298,7 +298,8 @@ struct Stream {
   std::vector<std::size_t> length_end;
   std::vector<std::size_t> header_end;
   std::vector<std::size_t> end;
-  std::size_t complete_headers = 0;
+  std::size_t complete_headers = 0;  // up to the first close frame
+  std::optional<std::size_t> close_item;  // the first close frame
 
   std::size_t detect_at(const Violation& v) const {
     switch (v.detect) {
@@ -318,7 +319,8 @@ Stream build(const TrackerCase& c) {
     const std::size_t hl = wire_header_len(item);
     s.length_end.push_back(s.bytes.size() + wire_length_end(item));
     s.header_end.push_back(hl == SIZE_MAX ? SIZE_MAX : s.bytes.size() + hl);
-    if (hl <= item.size()) ++s.complete_headers;
+    if (hl <= item.size() && !s.close_item) ++s.complete_headers;
+    if (!item.empty() && (item[0] & 0x0F) == 0x8 && !s.close_item) s.close_item = s.offset.size() - 1;
     t::append(s.bytes, item);
     s.end.push_back(s.bytes.size());
   }
@@ -354,7 +356,31 @@ class Tracker : public ::testing::TestWithParam<TrackerCase> {
         EXPECT_EQ(v.reason, c.violation->reason);
         failed = true;
       }
+      if (!failed && s.close_item) {
+        // The first close frame: where it began in this feed, and its payload.
+        const std::size_t off = s.offset[*s.close_item];
+        EXPECT_EQ(tr.close_started(), to > off);
+        if (to > off) {
+          EXPECT_EQ(tr.close_offset(), std::max(off, from) - from);
+        }
+        const Bytes& item = GetParam().items[*s.close_item];
+        const std::size_t frame_end = off + wire_header_len(item) + (item[1] & 0x7F);  // close: 7-bit length
+        EXPECT_EQ(tr.close_complete(), to >= frame_end);
+      }
       from = to;
+    }
+    if (!c.violation && s.close_item) {
+      // Unmasked payload: the encoded frame's payload XOR its mask.
+      const Bytes& item = c.items[*s.close_item];
+      const std::size_t hl = wire_header_len(item);
+      Bytes payload(item.begin() + static_cast<std::ptrdiff_t>(hl), item.end());
+      mask_bytes(payload, {item[hl - 4], item[hl - 3], item[hl - 2], item[hl - 1]});
+      if (tr.close_complete()) {
+        EXPECT_EQ(Bytes(tr.close_payload().begin(), tr.close_payload().end()), payload);
+      }
+    }
+    if (!s.close_item || !tr.close_complete()) {
+      EXPECT_TRUE(tr.close_payload().empty());
     }
     if (!c.violation) {
       EXPECT_EQ(tr.at_message_boundary(), c.boundary_at_end);
@@ -447,8 +473,12 @@ std::vector<TrackerCase> tracker_cases() {
       {"close_1012", {F(close_frame(1012))}, {}},
       {"close_3000", {F(close_frame(3000))}, {}},
       {"close_4999_max_reason", {F(close_frame(4999, std::string(123, 'r')))}, {}},
+      // The first close frame ends the stream: nothing after it is examined.
       {"close_then_more", {F(close_frame(1000)), F(text("after"))}, {}},
-      {"close_inside_fragmented", {F(text("a", false)), F(close_frame(1000)), F(cont("b"))}, {}},
+      {"close_then_violation", {F(text("x")), F(close_frame(1001, "bye")), F(unmasked(text("no"))), Bytes{0xFF, 0x00}},
+       {}},
+      {"close_then_bad_close", {F(close_frame(Bytes{})), F(close_frame(Bytes{1}))}, {}},
+      {"close_inside_fragmented", {F(text("a", false)), F(close_frame(1000)), F(cont("b"))}, {}, false},
       {"message_at_max", {F(text("0123456789"))}, {}, true, 10},
       {"fragments_at_max", {F(text("01234", false)), F(cont("56789"))}, {}, true, 10},
       {"max_resets_per_message", {F(text("01234567")), F(text("01234567")), F(binary(Bytes(10, 0)))}, {}, true, 10},
