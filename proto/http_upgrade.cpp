@@ -211,8 +211,9 @@ UpgradeParser::Result UpgradeParser::feed(std::span<const std::uint8_t> bytes) n
           if (path_len_ == 0 && !path_truncated_) return fail(400, "malformed request line", i + 1);
           state_ = State::version;
         } else if (c > 0x20 && c < 0x7F) {
+          if (c == '?') query_seen_ = true;
           if (path_len_ < path_.size()) path_[path_len_++] = static_cast<char>(c);
-          else path_truncated_ = true;
+          else if (!query_seen_) path_truncated_ = true;  // a long query does not route
         } else {
           return fail(400, "malformed request line", i + 1);
         }

@@ -23,7 +23,8 @@ struct Limits {
 
 // Longest path the parser keeps.  A longer path cannot match a route (routes
 // are capped at this length by config validation), so it is answered with 404
-// without storing it.
+// without storing it.  The query string does not count: only its first bytes
+// are kept, and a long query on a short path still routes.
 inline constexpr std::size_t path_bytes_max = 1024;
 // Longest value kept for a header the upgrade needs (Upgrade, Connection,
 // Sec-WebSocket-*).  Real values are tens of bytes.
@@ -87,6 +88,7 @@ class UpgradeParser {
   Field field_ = Field::none;
   Method method_ = Method::unknown;
   bool path_truncated_ = false;
+  bool query_seen_ = false;  // a '?' ended the path: the rest is query
   bool host_seen_ = false;
   bool upgrade_seen_ = false;
   bool upgrade_websocket_ = false;

@@ -16,8 +16,9 @@ DecodeResult decode_header(std::span<const std::uint8_t> bytes) noexcept {
   h.opcode = bytes[0] & 0x0F;
   h.masked = (bytes[1] & 0x80) != 0;
   const std::uint8_t len7 = bytes[1] & 0x7F;
-  std::size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (h.masked ? 4 : 0);
-  if (bytes.size() < need) return r;
+  // A bad length is reported as soon as the length bytes are here, before
+  // the mask key: it can never become a valid header.
+  if (bytes.size() < 2 + (len7 == 126 ? 2u : len7 == 127 ? 8u : 0u)) return r;
   std::size_t at = 2;
   if (len7 == 126) {
     h.payload_len = (std::uint64_t{bytes[2]} << 8) | bytes[3];
@@ -31,6 +32,7 @@ DecodeResult decode_header(std::span<const std::uint8_t> bytes) noexcept {
   } else {
     h.payload_len = len7;
   }
+  if (bytes.size() < at + (h.masked ? 4 : 0)) return r;
   if (h.masked) {
     std::memcpy(h.mask_key.data(), bytes.data() + at, 4);
     at += 4;
@@ -94,33 +96,44 @@ ClosePayloadError check_close_payload(std::span<const std::uint8_t> payload) noe
   return ClosePayloadError::none;
 }
 
-FrameTracker::Verdict FrameTracker::check(const FrameHeader& h) noexcept {
+FrameTracker::Verdict FrameTracker::check_start(std::uint8_t b0, std::uint8_t b1) const noexcept {
   const auto violation = [](std::uint16_t code, std::string_view reason) {
     return Verdict{false, 0, code, reason};
   };
-  if (!h.masked) return violation(1002, "client frames must be masked");
-  if (h.rsv != 0) return violation(1002, "reserved bits set but no extension was negotiated");
-  switch (h.opcode) {
+  const bool fin = (b0 & 0x80) != 0;
+  const auto rsv = static_cast<std::uint8_t>((b0 >> 4) & 0x7);
+  const std::uint8_t opcode = b0 & 0x0F;
+  const bool masked = (b1 & 0x80) != 0;
+  const std::uint8_t len7 = b1 & 0x7F;
+  if (!masked) return violation(1002, "client frames must be masked");
+  if (rsv != 0) return violation(1002, "reserved bits set but no extension was negotiated");
+  switch (opcode) {
     case 0x0:
       if (!in_fragmented_message_) return violation(1002, "continuation frame without a message to continue");
       break;
     case 0x1:
     case 0x2:
       if (in_fragmented_message_) return violation(1002, "new data frame inside a fragmented message");
-      message_bytes_ = 0;
       break;
     case 0x8:
     case 0x9:
     case 0xA:
-      if (h.payload_len > control_payload_max) return violation(1002, "control frame payload over 125 bytes");
-      if (!h.fin) return violation(1002, "fragmented control frame");
-      return {};
+      // len7 126/127 announce an extended length, i.e. more than 125 bytes.
+      if (len7 > control_payload_max) return violation(1002, "control frame payload over 125 bytes");
+      if (!fin) return violation(1002, "fragmented control frame");
+      break;
     default:
       return violation(1002, "reserved opcode");
   }
+  return {};
+}
+
+FrameTracker::Verdict FrameTracker::check_length(const FrameHeader& h) noexcept {
+  if (is_control(h.opcode)) return {};
+  if (h.opcode != static_cast<std::uint8_t>(Opcode::continuation)) message_bytes_ = 0;
   message_bytes_ += h.payload_len;
   if (message_bytes_ > max_message_bytes_ || message_bytes_ < h.payload_len)
-    return violation(1009, "message larger than max_message_size");
+    return {false, 0, 1009, "message larger than max_message_size"};
   return {};
 }
 
@@ -138,6 +151,8 @@ FrameTracker::Verdict FrameTracker::check_close() noexcept {
 
 FrameTracker::Verdict FrameTracker::feed(std::span<const std::uint8_t> bytes) noexcept {
   if (failed_) return {false, 0, 1002, "stream already failed"};
+  close_offset_ = 0;
+  if (close_complete_) return {};  // nothing follows a close frame
   std::size_t at = 0;
   // Where the current frame's header began in `bytes` (0 if it began in an
   // earlier feed): everything before it is complete, valid frames.
@@ -158,24 +173,42 @@ FrameTracker::Verdict FrameTracker::feed(std::span<const std::uint8_t> bytes) no
           v.valid_prefix = frame_start;
           return v;
         }
+        close_complete_ = true;
+        return {};
       }
       continue;
     }
-    if (header_have_ == 0) frame_start = at;
+    if (header_have_ == 0) {
+      frame_start = at;
+      // The first byte says whether this is the stream's first close frame.
+      if (!close_started_ && (bytes[at] & 0x0F) == static_cast<std::uint8_t>(Opcode::close)) {
+        close_started_ = true;
+        close_offset_ = at;
+      }
+    }
     const std::size_t copy = std::min<std::size_t>(header_size_max - header_have_, bytes.size() - at);
     std::memcpy(header_.data() + header_have_, bytes.data() + at, copy);
-    const DecodeResult r = decode_header({header_.data(), header_have_ + copy});
-    if (r.status == DecodeStatus::need_more) {
-      header_have_ = static_cast<std::uint8_t>(header_have_ + copy);
-      at += copy;
-      continue;
+    const std::size_t have = header_have_ + copy;
+    // Judge a header as soon as the bytes that decide it are here, not only
+    // once it is complete: wslay rejects an oversized or fragmented control
+    // frame after two bytes and a bad length before the mask key, and
+    // answers with an empty close frame if it sees them first.
+    Verdict v = have >= 2 ? check_start(header_[0], header_[1]) : Verdict{};
+    DecodeResult r{DecodeStatus::need_more, {}};
+    if (v.ok) {
+      r = decode_header({header_.data(), have});
+      if (r.status == DecodeStatus::bad_length) v = {false, 0, 1002, "invalid payload length encoding"};
+      else if (r.status == DecodeStatus::ok) v = check_length(r.header);
     }
-    Verdict v = r.status == DecodeStatus::ok ? check(r.header)
-                                             : Verdict{false, 0, 1002, "invalid payload length encoding"};
     if (!v.ok) {
       failed_ = true;
       v.valid_prefix = frame_start;
       return v;
+    }
+    if (r.status == DecodeStatus::need_more) {
+      header_have_ = static_cast<std::uint8_t>(have);
+      at += copy;
+      continue;
     }
     at += r.header.header_len - header_have_;
     header_have_ = 0;
@@ -192,6 +225,8 @@ FrameTracker::Verdict FrameTracker::feed(std::span<const std::uint8_t> bytes) no
           v.valid_prefix = frame_start;
           return v;
         }
+        close_complete_ = true;
+        return {};
       }
     }
     if (!is_control(r.header.opcode)) in_fragmented_message_ = !r.header.fin;

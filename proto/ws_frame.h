@@ -47,6 +47,7 @@ enum class DecodeStatus : std::uint8_t {
   ok,
   need_more,       // the header is not complete yet
   bad_length,      // 64-bit length with the top bit set, or a non-minimal length
+                   // (reported once the length bytes are in, before the mask key)
 };
 
 struct DecodeResult {
@@ -117,8 +118,23 @@ class FrameTracker {
   [[nodiscard]] std::uint64_t frames_seen() const noexcept { return frames_seen_; }
   void reset() noexcept { *this = FrameTracker(max_message_bytes_); }
 
+  // The stream's first close frame.  It ends the stream: bytes after it are
+  // not examined.  close_offset() is the number of bytes of the last feed()
+  // before its header (0 if it began in an earlier feed); once
+  // close_complete(), close_payload() is its unmasked, validated payload.
+  [[nodiscard]] bool close_started() const noexcept { return close_started_; }
+  [[nodiscard]] std::size_t close_offset() const noexcept { return close_offset_; }
+  [[nodiscard]] bool close_complete() const noexcept { return close_complete_; }
+  [[nodiscard]] std::span<const std::uint8_t> close_payload() const noexcept {
+    return {close_payload_.data(), close_complete_ ? close_len_ : std::size_t{0}};
+  }
+
  private:
-  Verdict check(const FrameHeader& h) noexcept;
+  // Rules the first two header bytes decide (mask bit, RSV, opcode and
+  // fragmentation, control frame size and FIN), then the message size once
+  // the length is known.
+  [[nodiscard]] Verdict check_start(std::uint8_t b0, std::uint8_t b1) const noexcept;
+  Verdict check_length(const FrameHeader& h) noexcept;
   Verdict check_close() noexcept;
 
   std::array<std::uint8_t, header_size_max> header_{};
@@ -132,6 +148,9 @@ class FrameTracker {
   // A close frame's payload is collected (and unmasked) here so that its code
   // and reason can be checked: wslay accepts a 1-byte close payload.
   bool collecting_close_ = false;
+  bool close_started_ = false;
+  bool close_complete_ = false;
+  std::size_t close_offset_ = 0;
   std::uint8_t close_len_ = 0;
   std::array<std::uint8_t, 4> close_mask_{};
   std::array<std::uint8_t, control_payload_max> close_payload_{};

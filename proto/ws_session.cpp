@@ -3,6 +3,7 @@
 #include <wslay/wslay.h>
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 
 namespace rg::proto::ws {
@@ -67,8 +68,24 @@ Session::FeedResult Session::feed(std::span<const std::uint8_t> bytes) noexcept 
   assert(ctx_);
   if (read_closed()) return FeedResult::ok;  // after a close only our close reply matters
   const FrameTracker::Verdict verdict = tracker_.feed(bytes);
-  in_ = verdict.ok ? bytes : bytes.first(verdict.valid_prefix);
-  const int rc = in_.empty() ? 0 : wslay_event_recv(ctx_);
+  std::size_t n = verdict.ok ? bytes.size() : verdict.valid_prefix;
+  // wslay checks a close reason's UTF-8 chunk by chunk but skips the first
+  // two bytes of every chunk, not only of the payload, so a valid close frame
+  // that reaches it in pieces (split reads, or its 4 KiB input buffer
+  // wrapping) may be failed with 1007.  It never sees the client's close
+  // frame as sent: the tracker validates and unmasks it, and once complete it
+  // is handed over below in one piece.
+  if (tracker_.close_started()) n = std::min(n, tracker_.close_offset());
+  in_ = bytes.first(n);
+  int rc = in_.empty() ? 0 : wslay_event_recv(ctx_);
+  if (rc == 0 && verdict.ok && tracker_.close_complete() && wslay_event_get_read_enabled(ctx_)) {
+    // Masked with a zero key: the payload goes through unchanged.
+    const std::span<const std::uint8_t> payload = tracker_.close_payload();
+    std::array<std::uint8_t, 6 + control_payload_max> frame{0x88, static_cast<std::uint8_t>(0x80 | payload.size())};
+    std::copy(payload.begin(), payload.end(), frame.begin() + 6);
+    in_ = {frame.data(), 6 + payload.size()};
+    rc = wslay_event_recv(ctx_);
+  }
   in_ = {};
   if (rc != 0) {
     dirty_ = true;

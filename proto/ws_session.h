@@ -9,7 +9,8 @@
 //
 // Inbound bytes pass FrameTracker (proto/ws_frame.h) before wslay sees them,
 // so every protocol violation is answered with its RFC 6455 close code and a
-// reason naming what was wrong.
+// reason naming what was wrong.  The client's close frame reaches wslay in
+// one piece, rebuilt from the tracker's validated copy (see feed()).
 #pragma once
 
 #include <cstddef>

@@ -202,7 +202,7 @@ bool parse_duration_ms(const std::string& text, std::uint64_t& ms) {
     return true;
   }
   if (unit == "us") {
-    ms = (n + 999) / 1000;  // round up: a positive duration never becomes zero
+    ms = n / 1000 + (n % 1000 != 0);  // round up: a positive duration never becomes zero
     return true;
   }
   std::uint64_t mult;
