@@ -442,7 +442,7 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"max-active-sessions", "16384"},
       {"retry-after", "60"},
       {"recv-buffer-size", "16KiB"},
-      {"recv-buffer-count", "1024"},
+      {"recv-buffer-count", "512"},
       {"frame-buffer-size", "256KiB"},
       {"echo-path", "/echo"},
       {"subprotocols", ""},
