@@ -197,8 +197,11 @@ int main(int argc, char** argv) {
   }
   const std::string host = config.listen_host.find(':') != std::string::npos ? "[" + config.listen_host + "]"
                                                                               : config.listen_host;
-  RG_LOG(info, "listening on %s:%u echo=%s workers=%u capacity=%u connections (bounded by %s)", host, port,
-         config.echo_path, workers, shared->max_connections, bound);
+  // The start-up line is written whatever log_level says: operators and
+  // scripts rely on it for the address (port 0), workers and capacity.
+  log::write(log::Level::info,
+             absl::StrFormat("listening on %s:%u echo=%s workers=%u capacity=%u connections (bounded by %s)", host,
+                             port, config.echo_path, workers, shared->max_connections, bound));
 
   // First signal: drain.  Second: leave at once.
   bool draining = false;
