@@ -43,7 +43,7 @@ enum class State : std::uint8_t {
   closing,       // close_direct submitted
 };
 
-enum Flag : std::uint8_t {
+enum Flag : std::uint16_t {
   f_recv_armed = 1 << 0,
   f_send_in_flight = 1 << 1,
   f_upgraded = 1 << 2,
@@ -52,6 +52,7 @@ enum Flag : std::uint8_t {
   f_shutdown_sent = 1 << 5,
   f_rearm_queued = 1 << 6,
   f_aux_parser = 1 << 7,  // aux names a parser slot; otherwise a response slot
+  f_close_after_send = 1 << 8,  // the answer is a close reply: tear down once it is out
 };
 
 enum class TimerList : std::uint8_t { none, handshake, closing };
@@ -69,11 +70,11 @@ struct Conn {
   std::uint32_t aux;          // parser slot while parsing, then response slot; or nil
   std::uint32_t session;      // pool index or nil
   State state;
-  std::uint8_t flags;
   TimerList timer_list;
   Const pending_const;
+  std::uint8_t spare;
+  std::uint16_t flags;
   std::uint16_t ops;          // operations in flight (multishot recv counts once)
-  std::uint16_t reserved;
 };
 static_assert(sizeof(Conn) == 32, "the connection record is the per-connection memory budget: keep it 32 bytes");
 
@@ -123,6 +124,7 @@ class Pool {
   void release(std::uint32_t i) { free_.push_back(i); }
   T& operator[](std::uint32_t i) { return *items_[i]; }
   [[nodiscard]] std::size_t in_use() const { return items_.size() - free_.size(); }
+  [[nodiscard]] std::size_t created() const { return items_.size(); }
 
  private:
   std::uint32_t cap_ = 0;
@@ -203,6 +205,7 @@ class Worker final : public ws::MessageHandler {
   void answer_error(std::uint32_t slot, std::uint16_t status, std::string_view reason, std::uint32_t retry_after_s);
   void answer_const(std::uint32_t slot, Const what);
   bool attach_session(std::uint32_t slot);
+  bool answer_idle_close(std::uint32_t slot, std::span<const std::uint8_t> data);
   void after_ws_progress(std::uint32_t slot);
   void pump_send(std::uint32_t slot);
   void start_linger(std::uint32_t slot);
@@ -353,7 +356,7 @@ void Worker::run() {
     // that this turn's buffers are back.
     for (const std::uint32_t slot : rearm_) {
       Conn& k = conns_[slot];
-      k.flags &= static_cast<std::uint8_t>(~f_rearm_queued);
+      k.flags &= static_cast<std::uint16_t>(~f_rearm_queued);
       if ((k.state == State::handshake || k.state == State::open || k.state == State::ws_closing ||
            k.state == State::lingering) &&
           !(k.flags & f_recv_armed))
@@ -370,6 +373,8 @@ void Worker::run() {
       const std::uint64_t live = counters_.live_slots.load(std::memory_order_relaxed);
       if ((live == 0 && !accept_armed_) || now_ms_ >= drain_deadline_ms_) {
         if (live > 0) RG_LOG(warn, "worker %u: drain timeout with %u connections still open", id_, live);
+        RG_LOG(info, "worker %u: stopped; pools high-water: %u sessions, %u parse slots", id_, sessions_.created(),
+               parsers_.created());
         break;
       }
     }
@@ -451,7 +456,7 @@ void Worker::on_recv(std::uint32_t slot, const ring::Completion& c) {
   Conn& k = conns_[slot];
   const bool ended = !c.more();
   if (ended) {
-    k.flags &= static_cast<std::uint8_t>(~f_recv_armed);
+    k.flags &= static_cast<std::uint16_t>(~f_recv_armed);
     --k.ops;
   }
   if (c.res > 0) {
@@ -588,8 +593,49 @@ bool Worker::attach_session(std::uint32_t slot) {
   return k.session != nil;
 }
 
+// An idle connection whose next bytes are exactly one valid close frame (the
+// usual way a client leaves) is answered from a 512-byte answer slot, without
+// attaching a wslay session: a mass disconnect of idle clients must not
+// allocate a session for every one of them at once.
+bool Worker::answer_idle_close(std::uint32_t slot, std::span<const std::uint8_t> data) {
+  Conn& k = conns_[slot];
+  if (k.session != nil || k.aux != nil || k.state != State::open) return false;
+  const ws::DecodeResult d = ws::decode_header(data);
+  const ws::FrameHeader& h = d.header;
+  if (d.status != ws::DecodeStatus::ok || h.opcode != static_cast<std::uint8_t>(ws::Opcode::close) || !h.fin ||
+      !h.masked || h.rsv != 0 || h.payload_len > ws::control_payload_max || h.header_len + h.payload_len != data.size())
+    return false;
+  std::array<std::uint8_t, ws::control_payload_max> payload;
+  const auto n = static_cast<std::size_t>(h.payload_len);
+  std::memcpy(payload.data(), data.data() + h.header_len, n);
+  ws::mask_bytes({payload.data(), n}, h.mask_key);
+  // Anything wrong with it is left to the session path, which answers with
+  // the right close code and reason.
+  if (ws::check_close_payload({payload.data(), n}) != ws::ClosePayloadError::none) return false;
+  const std::uint32_t response = responses_.acquire();
+  if (response == nil) return false;
+  // Echo the status code (RFC 6455 5.5.1); an empty close gets an empty one.
+  Response& out = responses_[response];
+  out.bytes[0] = static_cast<char>(0x88);
+  out.bytes[1] = static_cast<char>(n >= 2 ? 2 : 0);
+  if (n >= 2) {
+    out.bytes[2] = static_cast<char>(payload[0]);
+    out.bytes[3] = static_cast<char>(payload[1]);
+  }
+  out.len = n >= 2 ? 4 : 2;
+  out.sent = 0;
+  k.aux = response;
+  k.flags |= f_close_after_send;
+  k.state = State::ws_closing;
+  timer_add(slot, TimerList::closing, config_.close_timeout_ms);
+  pump_send(slot);
+  return true;
+}
+
 void Worker::handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> data) {
   Conn& k = conns_[slot];
+  if (k.state == State::ws_closing && (k.flags & f_close_after_send)) return;  // nothing more to read
+  if (answer_idle_close(slot, data)) return;
   if (!attach_session(slot)) {
     std::uint64_t dropped = 0;
     if (conn_log_.allow(now_ms_, dropped))
@@ -643,7 +689,7 @@ void Worker::pump_send(std::uint32_t slot) {
   Conn& k = conns_[slot];
   if ((k.flags & f_send_in_flight) || k.state >= State::tearing_down) return;
   std::span<const std::uint8_t> bytes;
-  std::uint8_t source = 0;
+  std::uint16_t source = 0;
   if (k.pending_const != Const::none) {
     switch (k.pending_const) {
       case Const::busy_http:
@@ -683,14 +729,14 @@ void Worker::pump_send(std::uint32_t slot) {
     teardown(slot);
     return;
   }
-  k.flags = static_cast<std::uint8_t>((k.flags & ~(f_send_from_session | f_send_const)) | f_send_in_flight | source);
+  k.flags = static_cast<std::uint16_t>((k.flags & ~(f_send_from_session | f_send_const)) | f_send_in_flight | source);
   ++k.ops;
 }
 
 void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
   Conn& k = conns_[slot];
   --k.ops;
-  k.flags &= static_cast<std::uint8_t>(~f_send_in_flight);
+  k.flags &= static_cast<std::uint16_t>(~f_send_in_flight);
   const std::size_t sent = c.ok() ? static_cast<std::size_t>(c.res) : 0;
   if (k.flags & f_send_from_session) {
     sessions_[k.session].output_sent(sent);
@@ -699,6 +745,14 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
   } else if (k.aux != nil && !(k.flags & f_aux_parser)) {
     Response& out = responses_[k.aux];
     out.sent = static_cast<std::uint16_t>(out.sent + sent);
+    if (out.sent == out.len && (k.flags & f_close_after_send)) {
+      // Our close reply is out and the peer's close was in: the server
+      // closes the TCP connection first (RFC 6455 7.1.1).
+      release_aux(k);
+      teardown(slot);
+      maybe_finish_teardown(slot);
+      return;
+    }
     if (out.sent == out.len && k.state != State::lingering && k.state != State::handshake) release_aux(k);
   }
   if (!c.ok()) {
@@ -761,7 +815,7 @@ void Worker::release_aux(Conn& k) {
   if (k.flags & f_aux_parser) parsers_.release(k.aux);
   else responses_.release(k.aux);
   k.aux = nil;
-  k.flags &= static_cast<std::uint8_t>(~f_aux_parser);
+  k.flags &= static_cast<std::uint16_t>(~f_aux_parser);
 }
 
 void Worker::release_session(Conn& k) {
