@@ -127,12 +127,22 @@ int main(int argc, char** argv) {
   // Workers: one per CPU by default, but density needs one table per
   // `slots` connections, so a large max_connections raises the count.
   const auto cpus = static_cast<std::uint32_t>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  // SO_REUSEPORT spreads connections by a hash of the 4-tuple, not by load,
+  // so tables fill unevenly: plan each table 95% full.  The spread of n
+  // connections over w workers has a standard deviation of about
+  // sqrt(n/w) (141 at 20,000 per worker), so 5% is many deviations.
+  const std::uint64_t planned_per_worker = std::max<std::uint64_t>(1, slots * 95 / 100);
   std::uint32_t workers = config.workers ? config.workers : cpus;
-  if (config.workers == 0 && config.max_connections > std::uint64_t{workers} * slots) {
+  if (config.workers == 0 && config.max_connections > std::uint64_t{workers} * planned_per_worker) {
     workers = static_cast<std::uint32_t>(std::min<std::uint64_t>(
-        workers_max, (config.max_connections + slots - 1) / slots));
-    RG_LOG(info, "max_connections %u needs %u workers of %u table slots each (more workers than the %u CPUs)",
-           config.max_connections, workers, slots, cpus);
+        workers_max, (config.max_connections + planned_per_worker - 1) / planned_per_worker));
+    RG_LOG(info, "max_connections %u needs %u workers of %u table slots each, planned 95%% full "
+                 "(more workers than the %u CPUs)", config.max_connections, workers, slots, cpus);
+  } else if (config.workers != 0 && config.max_connections > std::uint64_t{workers} * planned_per_worker &&
+             config.max_connections <= std::uint64_t{workers} * slots) {
+    RG_LOG(warn, "max_connections %u leaves less than 5%% headroom in %u tables of %u slots: SO_REUSEPORT "
+                 "spreads unevenly, so some workers may fill first (use --workers %u)", config.max_connections,
+           workers, slots, (config.max_connections + planned_per_worker - 1) / planned_per_worker);
   }
   const std::uint64_t table_capacity = std::uint64_t{workers} * slots;
   std::string bound;
