@@ -393,6 +393,8 @@ def main():
                       ("server workers", next((re.search(r"workers=(\d+)", l).group(1) for l in server.lines
                                                if "workers=" in l), "?")),
                       ("server user space (RSS delta at peak / held)", fmt_bytes(srv_b)),
+                      ("server user space, everything (RSS at peak / held: pools, rings, slab)",
+                       fmt_bytes(per(srv)) if srv else "n/a"),
                       ("kernel (system Slab delta at peak / held; both ends of each pair)", fmt_bytes(slab_b)),
                       ("client user space (ringgate-load peak RSS / held)", fmt_bytes(cli_b)),
                       ("server RSS baseline / peak", f"{baseline['server_rss_kib']} KiB / {srv} KiB"),
