@@ -90,6 +90,10 @@ class Session {
   // Bytes this session holds right now (staged output, not counting wslay's
   // internal queue), for accounting.
   [[nodiscard]] std::size_t staged_bytes() const noexcept { return out_.size() - out_sent_; }
+  // Every outbound byte this session holds: wslay's queue plus staged output.
+  // The server compares it with max_send_queue to stop reading from a peer
+  // that does not read.
+  [[nodiscard]] std::size_t queued_bytes() const noexcept;
 
   // wslay callbacks (C linkage trampolines call these).
   long on_wslay_recv(std::uint8_t* buf, std::size_t len) noexcept;

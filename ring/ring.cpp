@@ -19,8 +19,11 @@ std::string errno_text(int err) { return std::strerror(err); }
 
 }  // namespace
 
-Ring::~Ring() {
+Ring::~Ring() { exit(); }
+
+void Ring::exit() noexcept {
   if (initialised_) io_uring_queue_exit(&ring_);
+  initialised_ = false;
 }
 
 int Ring::init(const RingParams& p, std::string& error) {
@@ -252,7 +255,8 @@ bool Ring::connect_direct(std::uint32_t slot, const sockaddr* addr, socklen_t ad
 
 BufferRing::~BufferRing() {
   if (br_) {
-    io_uring_unregister_buf_ring(ring_, group_);
+    // A ring that is gone took the registration with it.
+    if (ring_->alive()) io_uring_unregister_buf_ring(ring_->raw(), group_);
     munmap(br_, ring_bytes_);
   }
   if (base_) munmap(base_, pool_bytes_);
@@ -260,7 +264,7 @@ BufferRing::~BufferRing() {
 
 int BufferRing::init(Ring& ring, std::uint16_t group, std::uint32_t count, std::uint32_t size, std::string& error) {
   assert(count > 0 && (count & (count - 1)) == 0 && count <= 32768);
-  ring_ = ring.raw();
+  ring_ = &ring;
   group_ = group;
   count_ = count;
   size_ = size;
@@ -276,7 +280,7 @@ int BufferRing::init(Ring& ring, std::uint16_t group, std::uint32_t count, std::
   reg.ring_addr = reinterpret_cast<std::uint64_t>(br_);
   reg.ring_entries = count;
   reg.bgid = group;
-  const int rc = io_uring_register_buf_ring(ring_, &reg, 0);
+  const int rc = io_uring_register_buf_ring(ring_->raw(), &reg, 0);
   if (rc < 0) {
     munmap(br_, ring_bytes_);
     br_ = nullptr;

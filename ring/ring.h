@@ -102,6 +102,12 @@ class Ring {
   [[nodiscard]] int init(const RingParams& params, std::string& error);
 
   [[nodiscard]] const RingFeatures& features() const noexcept { return features_; }
+
+  // Tears the ring down now (the destructor does it otherwise).  In-flight
+  // operations are cancelled and waited for by the kernel, so memory they
+  // point at may be freed afterwards.
+  void exit() noexcept;
+  [[nodiscard]] bool alive() const noexcept { return initialised_; }
   // Whether the kernel implements `opcode` (from io_uring_get_probe_ring at
   // init; covers opcodes liburing's headers do not name, such as op_bind).
   [[nodiscard]] bool supports(std::uint8_t opcode) const noexcept { return supported_ops_.test(opcode); }
@@ -193,7 +199,7 @@ class BufferRing {
   [[nodiscard]] std::uint32_t size() const noexcept { return size_; }
 
  private:
-  io_uring* ring_ = nullptr;
+  Ring* ring_ = nullptr;
   io_uring_buf_ring* br_ = nullptr;
   std::uint8_t* base_ = nullptr;
   std::size_t ring_bytes_ = 0;

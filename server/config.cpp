@@ -131,6 +131,14 @@ const std::vector<Option>& options() {
        "Time the peer has to answer our close frame (or to finish reading an error response) before the TCP "
        "connection is closed.",
        RG_MS(close_timeout_ms)},
+      {"max_send_queue", Kind::size64, "SIZE",
+       "Outbound bytes one connection may have queued. Beyond it the server stops reading from that "
+       "connection until the queue drains below half, so a peer that does not read cannot grow memory.",
+       RG_SIZE64(max_send_queue)},
+      {"stall_timeout", Kind::duration, "DURATION",
+       "A connection that is mid-message or has output waiting and makes no progress (no bytes in, no send "
+       "completed) for this long is closed (1008 when it can still be told).",
+       RG_MS(stall_timeout_ms)},
       {"drain_timeout", Kind::duration, "DURATION",
        "On SIGTERM/SIGINT: time connections get to finish the close handshake before the process exits.",
        RG_MS(drain_timeout_ms)},

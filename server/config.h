@@ -39,6 +39,8 @@ struct Config {
   // WebSocket
   std::uint64_t max_message_size = 1024 * 1024;
   std::uint64_t close_timeout_ms = 5'000;
+  std::uint64_t max_send_queue = 4 * 1024 * 1024;  // per connection; reading pauses beyond it
+  std::uint64_t stall_timeout_ms = 30'000;         // mid-message or blocked send without progress
 
   // Process
   std::uint64_t drain_timeout_ms = 10'000;

@@ -66,6 +66,14 @@ bool validate(const Config& c, std::string& error) {
     error = "max_message_size must be between 1B and 2GiB";
     return false;
   }
+  if (c.max_send_queue < 64 * 1024) {
+    error = "max_send_queue must be at least 64KiB";
+    return false;
+  }
+  if (c.stall_timeout_ms < 100 || c.handshake_timeout_ms < 100 || c.close_timeout_ms < 100) {
+    error = "stall_timeout, handshake_timeout and close_timeout must be at least 100ms (the timer tick)";
+    return false;
+  }
   if (c.max_pending_handshakes == 0 || c.max_active_sessions == 0) {
     error = "max_pending_handshakes and max_active_sessions must be at least 1";
     return false;

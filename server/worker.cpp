@@ -53,11 +53,15 @@ enum Flag : std::uint16_t {
   f_rearm_queued = 1 << 6,
   f_aux_parser = 1 << 7,  // aux names a parser slot; otherwise a response slot
   f_close_after_send = 1 << 8,  // the answer is a close reply: tear down once it is out
+  f_read_paused = 1 << 9,       // send queue over max_send_queue: recv cancelled until it drains
+  f_const_close_sent = 1 << 10, // a constant close frame went out: waiting for the peer's close
 };
 
-enum class TimerList : std::uint8_t { none, handshake, closing };
+// handshake: handshake_timeout; closing: close_timeout; active: stall_timeout
+// (re-armed on every bit of progress while a session is attached).
+enum class TimerList : std::uint8_t { none, handshake, closing, active };
 
-enum class Const : std::uint8_t { none, busy_http, shutdown_http, busy_ws };
+enum class Const : std::uint8_t { none, busy_http, shutdown_http, busy_ws, shutdown_ws };
 
 // The record every connection costs, idle or not.  It is the whole per
 // connection user-space footprint while idle: the parse state and the wslay
@@ -172,6 +176,9 @@ class Worker final : public ws::MessageHandler {
   Worker(Shared& shared, std::uint32_t id, int listen_fd)
       : shared_(shared), config_(shared.config), counters_(*shared.counters[id]), id_(id), listen_fd_(listen_fd) {}
   ~Worker() {
+    // The kernel may still hold sends and recvs that point into the slab,
+    // pools and buffers (after a drain timeout): end the ring first.
+    ring_.exit();
     if (conns_) munmap(conns_, slab_bytes_);
   }
 
@@ -211,6 +218,11 @@ class Worker final : public ws::MessageHandler {
   void start_linger(std::uint32_t slot);
   void teardown(std::uint32_t slot);
   void maybe_finish_teardown(std::uint32_t slot);
+  void pause_reading(std::uint32_t slot);
+  void maybe_resume_reading(std::uint32_t slot);
+  void note_progress(std::uint32_t slot);
+  void on_stall(std::uint32_t slot);
+  void scan_for_close(std::uint32_t slot, std::span<const std::uint8_t> data);
   void release(std::uint32_t slot);
   void release_aux(Conn& k);
   std::uint32_t acquire_parser();
@@ -249,6 +261,8 @@ class Worker final : public ws::MessageHandler {
   std::size_t shutdown_http_len_ = 0;
   std::array<std::uint8_t, 64> busy_ws_{};
   std::size_t busy_ws_len_ = 0;
+  std::array<std::uint8_t, 64> shutdown_ws_{};
+  std::size_t shutdown_ws_len_ = 0;
 
   struct ListHead {
     std::uint32_t head = nil;
@@ -256,8 +270,15 @@ class Worker final : public ws::MessageHandler {
   };
   ListHead handshake_timers_;
   ListHead closing_timers_;
+  ListHead active_timers_;
+  ListHead& timer_head(TimerList list) {
+    return list == TimerList::handshake ? handshake_timers_
+           : list == TimerList::closing ? closing_timers_
+                                        : active_timers_;
+  }
 
   std::vector<std::uint32_t> rearm_;  // connections whose multishot recv ended on ENOBUFS
+  std::vector<std::uint32_t> stalled_teardowns_;  // teardowns that found no free SQE
   bool accept_armed_ = false;
   bool accept_paused_ = false;  // table full (ENFILE): resume when a slot frees
   bool draining_ = false;
@@ -309,16 +330,17 @@ bool Worker::start(std::string& error) {
 
   busy_http_len_ = http::build_error(busy_http_, 503, "Server at maximum connection capacity", config_.retry_after_s);
   shutdown_http_len_ = http::build_error(shutdown_http_, 503, "server shutting down", config_.retry_after_s);
-  {
-    static constexpr std::string_view reason = "server busy: too many active sessions";
+  const auto close_frame = [](std::array<std::uint8_t, 64>& out, std::uint16_t code, std::string_view reason) {
     std::array<std::uint8_t, ws::header_size_max> header{};
     const std::size_t hl = ws::encode_header(header, ws::Opcode::close, true, 2 + reason.size(), nullptr);
-    std::memcpy(busy_ws_.data(), header.data(), hl);
-    busy_ws_[hl] = 1013 >> 8;
-    busy_ws_[hl + 1] = 1013 & 0xFF;
-    std::memcpy(busy_ws_.data() + hl + 2, reason.data(), reason.size());
-    busy_ws_len_ = hl + 2 + reason.size();
-  }
+    std::memcpy(out.data(), header.data(), hl);
+    out[hl] = static_cast<std::uint8_t>(code >> 8);
+    out[hl + 1] = static_cast<std::uint8_t>(code & 0xFF);
+    std::memcpy(out.data() + hl + 2, reason.data(), reason.size());
+    return hl + 2 + reason.size();
+  };
+  busy_ws_len_ = close_frame(busy_ws_, 1013, "server busy: too many active sessions");
+  shutdown_ws_len_ = close_frame(shutdown_ws_, 1001, "server shutting down");
   arm_accept();
   return true;
 }
@@ -363,6 +385,19 @@ void Worker::run() {
         arm_recv(slot);
     }
     rearm_.clear();
+    // Teardowns that could not get an SQE try again (rare: the SQ is
+    // submitted whenever it fills).
+    if (!stalled_teardowns_.empty()) {
+      std::vector<std::uint32_t> retry;
+      retry.swap(stalled_teardowns_);
+      for (const std::uint32_t slot : retry) {
+        if (conns_[slot].state == State::tearing_down) {
+          conns_[slot].state = State::lingering;  // let teardown() run again
+          teardown(slot);
+        }
+      }
+    }
+    if (!accept_armed_ && !accept_paused_ && !draining_) arm_accept();
     run_timers();
     if (accept_paused_ && !draining_ && counters_.live_slots.load(std::memory_order_relaxed) < slots_) {
       accept_paused_ = false;
@@ -469,21 +504,25 @@ void Worker::on_recv(std::uint32_t slot, const ring::Completion& c) {
       default: break;  // lingering or going away: input is discarded
     }
     buffers_.recycle(c.buffer_id());
-    if (ended && !(k.flags & f_recv_armed) && k.state != State::free && k.state < State::tearing_down &&
-        !(k.flags & f_rearm_queued)) {
+    if (ended && !(k.flags & (f_recv_armed | f_rearm_queued | f_read_paused)) && k.state != State::free &&
+        k.state < State::tearing_down) {
       k.flags |= f_rearm_queued;
       rearm_.push_back(slot);
     }
   } else if (c.res == 0) {
+    if (c.has_buffer()) buffers_.recycle(c.buffer_id());
     // The peer closed its side.  Nothing more can be said to it usefully.
     teardown(slot);
   } else if (c.error() == ENOBUFS) {
-    if (!(k.flags & f_rearm_queued) && k.state < State::tearing_down) {
+    if (!(k.flags & (f_rearm_queued | f_read_paused)) && k.state < State::tearing_down) {
       k.flags |= f_rearm_queued;
       rearm_.push_back(slot);
     }
   } else if (c.error() != ECANCELED) {
+    if (c.has_buffer()) buffers_.recycle(c.buffer_id());
     teardown(slot);  // ECONNRESET, ETIMEDOUT, ...: the connection is gone
+  } else if (c.has_buffer()) {
+    buffers_.recycle(c.buffer_id());
   }
   maybe_finish_teardown(slot);
 }
@@ -635,6 +674,10 @@ bool Worker::answer_idle_close(std::uint32_t slot, std::span<const std::uint8_t>
 void Worker::handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> data) {
   Conn& k = conns_[slot];
   if (k.state == State::ws_closing && (k.flags & f_close_after_send)) return;  // nothing more to read
+  if (k.flags & f_const_close_sent) {
+    scan_for_close(slot, data);
+    return;
+  }
   if (answer_idle_close(slot, data)) return;
   if (!attach_session(slot)) {
     std::uint64_t dropped = 0;
@@ -645,10 +688,13 @@ void Worker::handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
     return;
   }
   ws::Session& s = sessions_[k.session];
+  note_progress(slot);
   if (s.feed(data) == ws::Session::FeedResult::fatal) {
     teardown(slot);
     return;
   }
+  // A peer that sends faster than it reads: stop reading until it catches up.
+  if (s.queued_bytes() > config_.max_send_queue) pause_reading(slot);
   if (s.close_code() != 0 && s.close_code() != 1001 && s.close_code() != 1000) {
     counters_.protocol_closes_total.fetch_add(1, std::memory_order_relaxed);
   }
@@ -678,10 +724,69 @@ void Worker::after_ws_progress(std::uint32_t slot) {
     }
     return;
   }
-  if (s.quiescent() && k.aux == nil) {
-    s.recycle();
-    sessions_.release(k.session);
-    k.session = nil;
+  if (s.quiescent() && k.aux == nil && !(k.flags & f_read_paused)) {
+    release_session(k);
+    if (k.timer_list == TimerList::active) timer_remove(slot);
+  }
+}
+
+// Progress on a connection with a session: push its stall deadline back.
+void Worker::note_progress(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (k.state == State::open) timer_add(slot, TimerList::active, config_.stall_timeout_ms);
+}
+
+void Worker::pause_reading(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (k.flags & f_read_paused) return;
+  k.flags |= f_read_paused;
+  // The recv's final CQE (ECANCELED) clears f_recv_armed; data CQEs already
+  // posted before it are still handled, which the queue limit absorbs.
+  if ((k.flags & f_recv_armed) && ring_.cancel_tag(tag(op_recv, slot), tag(op_cancel, slot))) ++k.ops;
+}
+
+void Worker::maybe_resume_reading(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (!(k.flags & f_read_paused) || k.session == nil || k.state != State::open) return;
+  if (sessions_[k.session].queued_bytes() > config_.max_send_queue / 2) return;
+  k.flags &= static_cast<std::uint16_t>(~f_read_paused);
+  if (!(k.flags & (f_recv_armed | f_rearm_queued))) {
+    k.flags |= f_rearm_queued;
+    rearm_.push_back(slot);  // armed at the end of this loop turn
+  }
+}
+
+// No progress for stall_timeout: a half-sent message or a peer that stopped
+// reading.  Tell the peer if a send can still get through, else just go.
+void Worker::on_stall(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  std::uint64_t dropped = 0;
+  if (conn_log_.allow(now_ms_, dropped))
+    RG_LOG(info, "worker %u: slot %u made no progress for %ums; closing (%u similar lines suppressed)", id_, slot,
+           config_.stall_timeout_ms, dropped);
+  if (k.session == nil || (k.flags & f_send_in_flight)) {
+    teardown(slot);
+    return;
+  }
+  sessions_[k.session].queue_close(1008, "no progress within stall_timeout");
+  after_ws_progress(slot);
+  if (k.state == State::open) start_linger(slot);
+}
+
+// After a constant close frame (shutdown), the peer's close is all we wait
+// for.  Frames are scanned without a session; one split across reads is
+// missed, and then EOF or close_timeout ends the connection instead.
+void Worker::scan_for_close(std::uint32_t slot, std::span<const std::uint8_t> data) {
+  while (!data.empty()) {
+    const ws::DecodeResult d = ws::decode_header(data);
+    if (d.status != ws::DecodeStatus::ok) return;
+    if (d.header.opcode == static_cast<std::uint8_t>(ws::Opcode::close)) {
+      teardown(slot);  // the server closes the TCP connection first
+      return;
+    }
+    const std::uint64_t frame = d.header.header_len + d.header.payload_len;
+    if (frame > data.size()) return;
+    data = data.subspan(static_cast<std::size_t>(frame));
   }
 }
 
@@ -690,7 +795,9 @@ void Worker::pump_send(std::uint32_t slot) {
   if ((k.flags & f_send_in_flight) || k.state >= State::tearing_down) return;
   std::span<const std::uint8_t> bytes;
   std::uint16_t source = 0;
-  if (k.pending_const != Const::none) {
+  const bool response_pending =
+      k.aux != nil && !(k.flags & f_aux_parser) && responses_[k.aux].sent < responses_[k.aux].len;
+  if (k.pending_const != Const::none && !response_pending) {
     switch (k.pending_const) {
       case Const::busy_http:
         bytes = {reinterpret_cast<const std::uint8_t*>(busy_http_.data()), busy_http_len_};
@@ -699,10 +806,11 @@ void Worker::pump_send(std::uint32_t slot) {
         bytes = {reinterpret_cast<const std::uint8_t*>(shutdown_http_.data()), shutdown_http_len_};
         break;
       case Const::busy_ws: bytes = {busy_ws_.data(), busy_ws_len_}; break;
+      case Const::shutdown_ws: bytes = {shutdown_ws_.data(), shutdown_ws_len_}; break;
       case Const::none: break;
     }
     source = f_send_const;
-  } else if (k.aux != nil && !(k.flags & f_aux_parser) && responses_[k.aux].sent < responses_[k.aux].len) {
+  } else if (response_pending) {
     Response& out = responses_[k.aux];
     bytes = {reinterpret_cast<const std::uint8_t*>(out.bytes.data()) + out.sent,
              static_cast<std::size_t>(out.len - out.sent)};
@@ -714,6 +822,9 @@ void Worker::pump_send(std::uint32_t slot) {
     source = f_send_from_session;
   }
   if (bytes.empty()) {
+    // Lingering only drains input: a session whose close frame is out has
+    // nothing left to do, and must not hold a pool entry for close_timeout.
+    if (k.state == State::lingering && k.session != nil) release_session(k);
     if (k.state == State::lingering && !(k.flags & f_shutdown_sent)) {
       // Everything is said: send FIN, keep reading until the peer closes so
       // unread input never turns our answer into a reset.
@@ -741,7 +852,19 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
   if (k.flags & f_send_from_session) {
     sessions_[k.session].output_sent(sent);
   } else if (k.flags & f_send_const) {
-    if (c.ok()) k.pending_const = Const::none;  // constant answers are tiny: one send
+    // Constant answers are a few hundred bytes: one send takes them whole.
+    // A short send (never seen) ends the connection rather than truncate.
+    const std::size_t want = k.pending_const == Const::busy_http       ? busy_http_len_
+                             : k.pending_const == Const::shutdown_http ? shutdown_http_len_
+                             : k.pending_const == Const::busy_ws       ? busy_ws_len_
+                                                                       : shutdown_ws_len_;
+    if (c.ok() && sent != want) {
+      teardown(slot);
+      maybe_finish_teardown(slot);
+      return;
+    }
+    if (c.ok() && k.pending_const == Const::shutdown_ws) k.flags |= f_const_close_sent;
+    if (c.ok()) k.pending_const = Const::none;
   } else if (k.aux != nil && !(k.flags & f_aux_parser)) {
     Response& out = responses_[k.aux];
     out.sent = static_cast<std::uint16_t>(out.sent + sent);
@@ -753,7 +876,9 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
       maybe_finish_teardown(slot);
       return;
     }
-    if (out.sent == out.len && k.state != State::lingering && k.state != State::handshake) release_aux(k);
+    // An error answer's slot goes back as soon as it is sent, not after the
+    // linger: lingering clients must not hold answer slots.
+    if (out.sent == out.len && k.state != State::handshake) release_aux(k);
   }
   if (!c.ok()) {
     teardown(slot);  // EPIPE, ECONNRESET, ECANCELED: the peer is gone or we are tearing down
@@ -767,6 +892,10 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
   if (k.state == State::lingering) {
     pump_send(slot);
     return;
+  }
+  if (k.session != nil) {
+    note_progress(slot);
+    maybe_resume_reading(slot);
   }
   after_ws_progress(slot);
 }
@@ -787,8 +916,19 @@ void Worker::teardown(std::uint32_t slot) {
   // Cancel each operation by its own user_data: the kernel finds those in a
   // hash table.  Cancelling by descriptor walks every armed request of the
   // ring, which made closing 30,000 connections take ~15 s (O(n^2)).
-  if ((k.flags & f_recv_armed) && ring_.cancel_tag(tag(op_recv, slot), tag(op_cancel, slot))) ++k.ops;
-  if ((k.flags & f_send_in_flight) && ring_.cancel_tag(tag(op_send, slot), tag(op_cancel, slot))) ++k.ops;
+  bool stalled = false;
+  if (k.flags & f_recv_armed) {
+    if (ring_.cancel_tag(tag(op_recv, slot), tag(op_cancel, slot))) ++k.ops;
+    else stalled = true;
+  }
+  if (k.flags & f_send_in_flight) {
+    if (ring_.cancel_tag(tag(op_send, slot), tag(op_cancel, slot))) ++k.ops;
+    else stalled = true;
+  }
+  if (stalled) {
+    stalled_teardowns_.push_back(slot);
+    return;
+  }
   maybe_finish_teardown(slot);
 }
 
@@ -796,7 +936,7 @@ void Worker::maybe_finish_teardown(std::uint32_t slot) {
   Conn& k = conns_[slot];
   if (k.state != State::tearing_down || k.ops != 0) return;
   if (!ring_.close_direct(slot, tag(op_close, slot))) {
-    RG_LOG(error, "worker %u: no SQE to close slot %u; leaking it", id_, slot);
+    stalled_teardowns_.push_back(slot);  // retried next loop turn
     return;
   }
   k.state = State::closing;
@@ -821,6 +961,7 @@ void Worker::release_aux(Conn& k) {
 void Worker::release_session(Conn& k) {
   if (k.session == nil) return;
   ws::Session& s = sessions_[k.session];
+  k.flags &= static_cast<std::uint16_t>(~f_read_paused);
   if (s.reusable()) {
     s.recycle();
   } else if (!s.init(session_limits_, this)) {
@@ -854,7 +995,7 @@ void Worker::release(std::uint32_t slot) {
 void Worker::timer_add(std::uint32_t slot, TimerList list, std::uint64_t timeout_ms) {
   timer_remove(slot);
   Conn& k = conns_[slot];
-  ListHead& l = list == TimerList::handshake ? handshake_timers_ : closing_timers_;
+  ListHead& l = timer_head(list);
   k.timer_list = list;
   k.deadline_ms = rel_now() + static_cast<std::uint32_t>(std::min<std::uint64_t>(timeout_ms, 1u << 30));
   k.timer_prev = l.tail;
@@ -867,7 +1008,7 @@ void Worker::timer_add(std::uint32_t slot, TimerList list, std::uint64_t timeout
 void Worker::timer_remove(std::uint32_t slot) {
   Conn& k = conns_[slot];
   if (k.timer_list == TimerList::none) return;
-  ListHead& l = k.timer_list == TimerList::handshake ? handshake_timers_ : closing_timers_;
+  ListHead& l = timer_head(k.timer_list);
   if (k.timer_prev != nil) conns_[k.timer_prev].timer_next = k.timer_next;
   else l.head = k.timer_next;
   if (k.timer_next != nil) conns_[k.timer_next].timer_prev = k.timer_prev;
@@ -892,6 +1033,11 @@ void Worker::run_timers() {
     timer_remove(slot);
     teardown(slot);
   }
+  while (active_timers_.head != nil && expired(active_timers_.head)) {
+    const std::uint32_t slot = active_timers_.head;
+    timer_remove(slot);
+    on_stall(slot);
+  }
 }
 
 void Worker::begin_drain() {
@@ -913,6 +1059,14 @@ void Worker::begin_drain() {
         answer_const(slot, Const::shutdown_http);
         break;
       case State::open:
+        if (k.session == nil && k.aux == nil) {
+          // Idle (nearly all of them): a constant close frame, no session.
+          k.pending_const = Const::shutdown_ws;
+          k.state = State::ws_closing;
+          timer_add(slot, TimerList::closing, config_.close_timeout_ms);
+          pump_send(slot);
+          break;
+        }
         if (!attach_session(slot)) {
           teardown(slot);
           break;

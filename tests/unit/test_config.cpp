@@ -452,6 +452,8 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"handshake-timeout", "10s"},
       {"max-message-size", "1MiB"},
       {"close-timeout", "5s"},
+      {"max-send-queue", "4MiB"},
+      {"stall-timeout", "30s"},
       {"drain-timeout", "10s"},
       {"log-level", "info"},
   };

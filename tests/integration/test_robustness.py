@@ -1,0 +1,125 @@
+"""Misbehaving clients must not cost other connections anything.
+
+Each test is a way one client (or a few) could take memory, pool entries or
+answer slots from everyone else, and checks that ringgate bounds it and that a
+well-behaved client is still served.
+"""
+
+import os
+import signal
+import socket
+import time
+
+import wsraw
+from wsraw import OP_BINARY, OP_TEXT
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_peer_that_never_reads_cannot_grow_server_memory(ringgate):
+    """A client that floods 60 KB messages and never reads its echoes: the
+    server stops reading from it once max_send_queue is queued (backpressure),
+    so the client's sends block and the server's RSS stays bounded; another
+    client still echoes meanwhile."""
+    srv = ringgate("--workers", "1", "--max-send-queue", "1MiB")
+    base = rss_kib(srv.pid)
+    ws, _ = wsraw.handshake(srv.port)
+    sock = ws.sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(0.5)
+    frame = wsraw.build_frame(OP_BINARY, b"x" * 60000)
+    sent = 0
+    blocked = False
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and sent < (400 << 20):
+        try:
+            sock.sendall(frame)
+            sent += len(frame)
+        except socket.timeout:
+            blocked = True
+            break
+    assert blocked, f"the server kept reading {sent >> 20} MiB from a peer that never reads"
+    grown = rss_kib(srv.pid) - base
+    assert grown < 64 * 1024, f"server RSS grew {grown} KiB for one non-reading peer"
+    with wsraw.handshake(srv.port)[0] as other:
+        assert other.echo(b"still here") == (OP_BINARY, b"still here")
+    ws.close()
+
+
+def test_stalled_partial_frames_release_their_sessions(ringgate):
+    """Four clients each send one byte of a frame header and go silent, with
+    max_active_sessions 4: a fifth client is told 1013 while they hold the
+    pool, but after stall_timeout they are closed and a new client echoes."""
+    srv = ringgate("--workers", "1", "--max-active-sessions", "4", "--stall-timeout", "500ms")
+    hoard = []
+    for _ in range(4):
+        ws, _ = wsraw.handshake(srv.port)
+        ws.send_raw(b"\x82")
+        hoard.append(ws)
+    time.sleep(0.2)
+    with wsraw.handshake(srv.port)[0] as victim:
+        victim.send_text("hello")
+        frame = victim.recv_frame(5)
+        assert frame.opcode == 8 and frame.close_code == 1013, frame
+    deadline = time.monotonic() + 10
+    while True:
+        with wsraw.handshake(srv.port)[0] as later:
+            later.send_text("hello")
+            frame = later.recv_frame(5)
+            if frame.opcode == OP_TEXT:
+                assert frame.payload == b"hello"
+                break
+        assert time.monotonic() < deadline, "sessions still held after stall_timeout"
+        time.sleep(0.2)
+    for ws in hoard:
+        # Each stalled connection was told why (1008) or simply closed.
+        assert ws.wait_closed(10)
+        ws.close()
+    assert "made no progress" in srv.log()
+
+
+def test_drain_sends_1001_to_idle_connections_beyond_the_session_pool(ringgate):
+    """SIGTERM with 300 idle connections and max_active_sessions 50: every
+    one gets close 1001 (idle connections get a constant close frame, not a
+    session), and the process exits 0."""
+    srv = ringgate("--workers", "1", "--max-active-sessions", "50")
+    conns = [wsraw.handshake(srv.port)[0] for _ in range(300)]
+    time.sleep(0.2)
+    srv.signal(signal.SIGTERM)
+    codes = {}
+    for ws in conns:
+        frame = ws.recv_frame(10)
+        code = frame.close_code if frame.opcode == 8 else None
+        codes[code] = codes.get(code, 0) + 1
+        ws.send_close(1001)
+    assert codes == {1001: 300}, codes
+    for ws in conns:
+        assert ws.wait_closed(10)
+        ws.close()
+    assert srv.wait(15) == 0
+
+
+def test_lingering_error_answers_do_not_hold_answer_slots(ringgate):
+    """With max_pending_handshakes 4, four clients get 404 and keep their
+    sockets open without reading: their answer slots are free as soon as the
+    404s are sent, so a valid upgrade right after still gets 101."""
+    srv = ringgate("--workers", "1", "--max-pending-handshakes", "4")
+    bad = []
+    for _ in range(4):
+        s = wsraw.connect(srv.port)
+        s.sendall(wsraw.build_request(srv.port, "/nope"))
+        bad.append(s)
+    time.sleep(0.3)
+    for s in bad:
+        s.settimeout(5)
+        assert s.recv(64).startswith(b"HTTP/1.1 404")
+    with wsraw.handshake(srv.port)[0] as ws:
+        assert ws.echo("ok") == (OP_TEXT, b"ok")
+    for s in bad:
+        s.close()
