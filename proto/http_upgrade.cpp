@@ -30,19 +30,6 @@ constexpr bool is_tchar(std::uint8_t c) noexcept {
 
 constexpr char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c | 0x20) : c; }
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
-
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // Calls f(token) for each comma-separated, trimmed, non-empty element; stops
 // early when f returns true.  Returns whether any call returned true.
 template <typename F>
@@ -309,6 +296,19 @@ UpgradeParser::Result UpgradeParser::feed(std::span<const std::uint8_t> bytes) n
 }
 
 // ---------------------------------------------------------------- decisions
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
+}
+
+std::string_view trim(std::string_view s) noexcept {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
 
 bool key_valid(std::string_view key) noexcept {
   // 16 bytes encode to exactly 24 base64 characters with "==" padding.

@@ -158,4 +158,8 @@ std::size_t build_error(std::span<char, response_bytes_max> out, std::uint16_t s
 
 [[nodiscard]] std::string_view status_text(std::uint16_t status) noexcept;
 
+// HTTP text helpers, shared with the client side (ringgate-load).
+[[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;  // ASCII case-insensitive
+[[nodiscard]] std::string_view trim(std::string_view s) noexcept;            // optional whitespace (SP, HTAB)
+
 }  // namespace rg::proto::http

@@ -13,6 +13,7 @@
 #include "proto/http_upgrade.h"
 #include "proto/ws_frame.h"
 #include "proto/ws_session.h"
+#include "ring/deadline_lists.h"
 #include "ring/ring.h"
 #include "server/log.h"
 
@@ -264,18 +265,7 @@ class Worker final : public ws::MessageHandler {
   std::array<std::uint8_t, 64> shutdown_ws_{};
   std::size_t shutdown_ws_len_ = 0;
 
-  struct ListHead {
-    std::uint32_t head = nil;
-    std::uint32_t tail = nil;
-  };
-  ListHead handshake_timers_;
-  ListHead closing_timers_;
-  ListHead active_timers_;
-  ListHead& timer_head(TimerList list) {
-    return list == TimerList::handshake ? handshake_timers_
-           : list == TimerList::closing ? closing_timers_
-                                        : active_timers_;
-  }
+  ring::DeadlineLists<Conn, TimerList, 4> timers_;
 
   std::vector<std::uint32_t> rearm_;  // connections whose multishot recv ended on ENOBUFS
   std::vector<std::uint32_t> stalled_teardowns_;  // teardowns that found no free SQE
@@ -313,6 +303,7 @@ bool Worker::start(std::string& error) {
     return false;
   }
   conns_ = static_cast<Conn*>(m);
+  timers_.bind(conns_);
 
   if (buffers_.init(ring_, buffer_group, config_.recv_buffer_count, config_.recv_buffer_size, error) != 0) return false;
 
@@ -988,56 +979,23 @@ void Worker::release(std::uint32_t slot) {
 }
 
 // ---------------------------------------------------------------- timers
-// Each list holds connections with the same timeout, so appending keeps it
-// sorted by deadline and expiry only ever looks at the head: O(1) per event,
-// nothing per idle connection.
+// ring::DeadlineLists: one list per timeout kind, O(1) per event, nothing per
+// idle connection.
 
 void Worker::timer_add(std::uint32_t slot, TimerList list, std::uint64_t timeout_ms) {
-  timer_remove(slot);
-  Conn& k = conns_[slot];
-  ListHead& l = timer_head(list);
-  k.timer_list = list;
-  k.deadline_ms = rel_now() + static_cast<std::uint32_t>(std::min<std::uint64_t>(timeout_ms, 1u << 30));
-  k.timer_prev = l.tail;
-  k.timer_next = nil;
-  if (l.tail != nil) conns_[l.tail].timer_next = slot;
-  else l.head = slot;
-  l.tail = slot;
+  timers_.add(slot, list, rel_now(), timeout_ms);
 }
 
-void Worker::timer_remove(std::uint32_t slot) {
-  Conn& k = conns_[slot];
-  if (k.timer_list == TimerList::none) return;
-  ListHead& l = timer_head(k.timer_list);
-  if (k.timer_prev != nil) conns_[k.timer_prev].timer_next = k.timer_next;
-  else l.head = k.timer_next;
-  if (k.timer_next != nil) conns_[k.timer_next].timer_prev = k.timer_prev;
-  else l.tail = k.timer_prev;
-  k.timer_prev = k.timer_next = nil;
-  k.timer_list = TimerList::none;
-}
+void Worker::timer_remove(std::uint32_t slot) { timers_.remove(slot); }
 
 void Worker::run_timers() {
   const std::uint32_t now = rel_now();
-  const auto expired = [&](std::uint32_t slot) {
-    return static_cast<std::int32_t>(conns_[slot].deadline_ms - now) <= 0;
-  };
-  while (handshake_timers_.head != nil && expired(handshake_timers_.head)) {
-    const std::uint32_t slot = handshake_timers_.head;
-    timer_remove(slot);
+  for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::handshake, now)) != nil;) {
     // Slowloris protection: an incomplete request gets 408, then the socket.
     answer_error(slot, 408, "upgrade request not completed within handshake_timeout", 0);
   }
-  while (closing_timers_.head != nil && expired(closing_timers_.head)) {
-    const std::uint32_t slot = closing_timers_.head;
-    timer_remove(slot);
-    teardown(slot);
-  }
-  while (active_timers_.head != nil && expired(active_timers_.head)) {
-    const std::uint32_t slot = active_timers_.head;
-    timer_remove(slot);
-    on_stall(slot);
-  }
+  for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::closing, now)) != nil;) teardown(slot);
+  for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::active, now)) != nil;) on_stall(slot);
 }
 
 void Worker::begin_drain() {

@@ -15,6 +15,7 @@
 
 #include "proto/http_upgrade.h"
 #include "proto/ws_frame.h"
+#include "ring/deadline_lists.h"
 #include "ring/ring.h"
 #include "tools/load/handshake.h"
 #include "tools/load/payload.h"
@@ -325,12 +326,7 @@ class Engine {
   // Plain copies of the live counters (single writer), published per turn.
   std::uint64_t attempted_ = 0, upgraded_ = 0, failed_ = 0, open_ = 0, disconnects_ = 0, echo_msgs_ = 0, errors_ = 0;
 
-  struct ListHead {
-    std::uint32_t head = nil;
-    std::uint32_t tail = nil;
-  };
-  ListHead handshake_timers_;
-  ListHead closing_timers_;
+  ring::DeadlineLists<Conn, TimerList, 3> timers_;
 };
 
 bool Engine::start(std::string& error) {
@@ -356,6 +352,7 @@ bool Engine::start(std::string& error) {
 
   conns_.assign(s_.slots, Conn{});
   for (auto& k : conns_) k.timer_prev = k.timer_next = nil;
+  timers_.bind(conns_.data());
   free_slots_.reserve(s_.slots);
   for (std::uint32_t i = s_.slots; i > 0; --i) free_slots_.push_back(i - 1);
   dirty_.reserve(s_.slots);
@@ -1171,44 +1168,18 @@ void Engine::release(std::uint32_t slot) {
 // sorted by deadline and expiry only looks at the head.
 
 void Engine::timer_add(std::uint32_t slot, TimerList list, std::uint64_t timeout_ms) {
-  timer_remove(slot);
-  Conn& k = conns_[slot];
-  ListHead& l = list == TimerList::handshake ? handshake_timers_ : closing_timers_;
-  k.timer_list = list;
-  k.deadline_ms = rel_ms() + static_cast<std::uint32_t>(std::min<std::uint64_t>(timeout_ms, 1u << 30));
-  k.timer_prev = l.tail;
-  k.timer_next = nil;
-  if (l.tail != nil) conns_[l.tail].timer_next = slot;
-  else l.head = slot;
-  l.tail = slot;
+  timers_.add(slot, list, rel_ms(), timeout_ms);
 }
 
-void Engine::timer_remove(std::uint32_t slot) {
-  Conn& k = conns_[slot];
-  if (k.timer_list == TimerList::none) return;
-  ListHead& l = k.timer_list == TimerList::handshake ? handshake_timers_ : closing_timers_;
-  if (k.timer_prev != nil) conns_[k.timer_prev].timer_next = k.timer_next;
-  else l.head = k.timer_next;
-  if (k.timer_next != nil) conns_[k.timer_next].timer_prev = k.timer_prev;
-  else l.tail = k.timer_prev;
-  k.timer_prev = k.timer_next = nil;
-  k.timer_list = TimerList::none;
-}
+void Engine::timer_remove(std::uint32_t slot) { timers_.remove(slot); }
 
 void Engine::run_timers() {
   const std::uint32_t now = rel_ms();
-  const auto expired = [&](std::uint32_t slot) {
-    return static_cast<std::int32_t>(conns_[slot].deadline_ms - now) <= 0;
-  };
-  while (handshake_timers_.head != nil && expired(handshake_timers_.head)) {
-    const std::uint32_t slot = handshake_timers_.head;
-    timer_remove(slot);
+  for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::handshake, now)) != nil;) {
     resolve(slot, Outcome::timed_out);
     teardown(slot);
   }
-  while (closing_timers_.head != nil && expired(closing_timers_.head)) {
-    const std::uint32_t slot = closing_timers_.head;
-    timer_remove(slot);
+  for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::closing, now)) != nil;) {
     ++stats_of(conns_[slot]).close_timeouts;
     ++errors_;
     teardown(slot);
