@@ -127,7 +127,7 @@ class Sampler(threading.Thread):
 class Server:
     def __init__(self, binary, args, log_path):
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([str(binary), "--listen", "127.0.0.1:0", *args],
+        self.proc = subprocess.Popen([str(binary), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.port = None
         self.lines = []

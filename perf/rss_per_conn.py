@@ -74,7 +74,7 @@ def fd_count(pid: int) -> int:
 
 class Server:
     def __init__(self, binary, args, startup_timeout=10.0):
-        self.cmd = [str(binary), "--listen", "127.0.0.1:0", *args]
+        self.cmd = [str(binary), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *args]
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         self.lines = []

@@ -77,6 +77,14 @@ const std::vector<Option>& options() {
        [](const Config& c) { return c.listen_host + ":" + std::to_string(c.listen_port); }},
       {"backlog", Kind::u32, "N", "listen(2) backlog per worker socket (the kernel caps it at net.core.somaxconn).",
        RG_U32(backlog)},
+      {"admin_listen", Kind::text, "HOST:PORT",
+       "Admin HTTP listener: /healthz, /readyz, /metrics (Prometheus), /status (JSON). Port 0 picks one "
+       "(logged at start-up); 'off' disables it.",
+       RG_TEXT(admin_listen)},
+      {"not_ready_percent", Kind::u32, "PERCENT",
+       "Utilisation of max_connections from which /readyz answers 503, so load balancers steer new clients "
+       "elsewhere before the server has to refuse them.",
+       RG_U32(not_ready_percent)},
       {"workers", Kind::u32, "N",
        "Worker threads, each with its own io_uring and listener. 0 = online CPUs, raised to "
        "ceil(max_connections / table_slots_per_worker) when one table per CPU cannot hold max_connections.",

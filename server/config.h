@@ -14,6 +14,8 @@ struct Config {
   std::string listen_host = "127.0.0.1";
   std::uint16_t listen_port = 8080;
   std::uint32_t backlog = 4096;
+  std::string admin_listen = "127.0.0.1:9090";  // "off" disables the admin listener
+  std::uint32_t not_ready_percent = 80;         // /readyz answers 503 from this utilisation on
 
   // Workers and capacity
   std::uint32_t workers = 0;              // 0: online CPUs, raised to fit max_connections

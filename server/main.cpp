@@ -17,6 +17,7 @@
 
 #include "proto/http_upgrade.h"
 #include "ring/ring.h"
+#include "server/admin.h"
 #include "server/config.h"
 #include "server/log.h"
 #include "server/worker.h"
@@ -76,6 +77,16 @@ bool validate(const Config& c, std::string& error) {
   }
   if (c.max_pending_handshakes == 0 || c.max_active_sessions == 0) {
     error = "max_pending_handshakes and max_active_sessions must be at least 1";
+    return false;
+  }
+  std::string admin_host;
+  std::uint16_t admin_port = 0;
+  if (c.admin_listen != "off" && !parse_host_port(c.admin_listen, admin_host, admin_port)) {
+    error = "admin_listen must be HOST:PORT, [V6]:PORT or off, not '" + c.admin_listen + "'";
+    return false;
+  }
+  if (c.not_ready_percent == 0 || c.not_ready_percent > 100) {
+    error = "not_ready_percent must be between 1 and 100";
     return false;
   }
   if (c.workers > workers_max) {
@@ -213,13 +224,30 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  // The admin listener starts once the workers are up, so /healthz never
+  // reports a loop that has not started yet.
+  Admin admin(*shared);
+  std::string admin_where = "off";
+  if (config.admin_listen != "off") {
+    std::string admin_host;
+    std::uint16_t admin_port = 0;
+    (void)parse_host_port(config.admin_listen, admin_host, admin_port);
+    if (!admin.start(admin_host, admin_port, error)) {
+      RG_LOG(error, "cannot start the admin listener: %s", error);
+      shared->stopping.store(true);
+      for (auto& t : threads) t.join();
+      return 1;
+    }
+    admin_where = (admin_host.find(':') != std::string::npos ? "[" + admin_host + "]" : admin_host) + ":" +
+                  std::to_string(admin.port());
+  }
   const std::string host = config.listen_host.find(':') != std::string::npos ? "[" + config.listen_host + "]"
                                                                               : config.listen_host;
   // The start-up line is written whatever log_level says: operators and
   // scripts rely on it for the address (port 0), workers and capacity.
   log::write(log::Level::info,
-             absl::StrFormat("listening on %s:%u echo=%s workers=%u capacity=%u connections (bounded by %s)", host,
-                             port, config.echo_path, workers, shared->max_connections, bound));
+             absl::StrFormat("listening on %s:%u echo=%s admin=%s workers=%u capacity=%u connections (bounded by %s)",
+                             host, port, config.echo_path, admin_where, workers, shared->max_connections, bound));
 
   // First signal: drain.  Second: leave at once.
   bool draining = false;
@@ -239,6 +267,7 @@ int main(int argc, char** argv) {
     }
   }
   for (auto& t : threads) t.join();
+  admin.stop();
   std::uint64_t upgraded = 0;
   for (const auto& c : shared->counters) upgraded += c->upgraded_total.load();
   RG_LOG(info, "stopped cleanly after %u upgraded connections", upgraded);

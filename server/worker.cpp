@@ -281,12 +281,14 @@ class Worker final : public ws::MessageHandler {
 
 bool Worker::start(std::string& error) {
   epoch_ms_ = now_ms_ = monotonic_ms();
+  counters_.loop_heartbeat_ms.store(now_ms_, std::memory_order_relaxed);
   ring::RingParams params;
   if (ring_.init(params, error) != 0) return false;
   if (id_ == 0 && !ring_.features().defer_taskrun)
     RG_LOG(warn, "kernel lacks IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN (Linux 6.1+): running without them");
 
   slots_ = shared_.table_slots_per_worker;
+  counters_.table_slots.store(slots_, std::memory_order_relaxed);
   if (const int err = ring_.register_direct_table(slots_); err != 0) {
     error = absl::StrFormat("registering %u direct-descriptor slots: %s (the kernel allows at most RLIMIT_NOFILE per ring)",
                             slots_, std::strerror(err));
@@ -359,6 +361,7 @@ void Worker::run() {
       RG_LOG(error, "worker %u: io_uring wait failed: %s", id_, std::strerror(err));
     }
     now_ms_ = monotonic_ms();
+    counters_.loop_heartbeat_ms.store(now_ms_, std::memory_order_relaxed);
     for (int round = 0; round < 8; ++round) {
       const std::size_t n = ring_.reap(cqes);
       for (std::size_t i = 0; i < n; ++i) dispatch(cqes[i]);
@@ -604,6 +607,8 @@ void Worker::answer_error(std::uint32_t slot, std::uint16_t status, std::string_
 void Worker::answer_const(std::uint32_t slot, Const what) {
   Conn& k = conns_[slot];
   if (what != Const::busy_ws) counters_.handshake_rejected_total.fetch_add(1, std::memory_order_relaxed);
+  if (what == Const::busy_http || what == Const::busy_ws)
+    counters_.busy_rejected_total.fetch_add(1, std::memory_order_relaxed);
   k.pending_const = what;
   start_linger(slot);
   pump_send(slot);

@@ -24,6 +24,9 @@ struct alignas(64) WorkerCounters {
   std::atomic<std::uint64_t> protocol_closes_total{0};     // we closed with 1002/1007/1009
   std::atomic<std::uint64_t> messages_in_total{0};
   std::atomic<std::uint64_t> accept_errors_total{0};
+  std::atomic<std::uint64_t> busy_rejected_total{0};  // 503/1013 because a pool was empty
+  std::atomic<std::uint64_t> table_slots{0};          // set once at start
+  std::atomic<std::uint64_t> loop_heartbeat_ms{0};    // CLOCK_MONOTONIC ms of the last loop turn
 };
 
 // What all workers read and nobody writes after start-up (except `stopping`).

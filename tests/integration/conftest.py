@@ -67,7 +67,7 @@ class RinggateServer:
         if not (binary.is_file() and os.access(binary, os.X_OK)):
             pytest.fail(f"ringgate binary not found or not executable: {binary} "
                         f"(build it, or set RINGGATE_BIN)", pytrace=False)
-        self.args = [str(binary), "--listen", "127.0.0.1:0", *[str(a) for a in args]]
+        self.args = [str(binary), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *[str(a) for a in args]]
         self.expect_clean_exit = True   # tests that force an unclean exit clear this
         self.returncode = None
         self.started_by = os.environ.get("PYTEST_CURRENT_TEST", "unknown").split(" ")[0]

@@ -39,7 +39,7 @@ FD_BUDGET = 100
 class Server:
     def __init__(self, *args):
         self.proc = subprocess.Popen(
-            [str(RINGGATE_BIN), "--listen", "127.0.0.1:0", *args],
+            [str(RINGGATE_BIN), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines = []
         self.port = None

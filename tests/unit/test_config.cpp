@@ -435,6 +435,8 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
   const std::pair<const char*, const char*> options[] = {
       {"listen", "127.0.0.1:8080"},
       {"backlog", "4096"},
+      {"admin-listen", "127.0.0.1:9090"},
+      {"not-ready-percent", "80"},
       {"workers", "0"},
       {"max-connections", "0"},
       {"table-slots-per-worker", "0"},

@@ -1,0 +1,245 @@
+#include "server/admin.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <absl/strings/str_format.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "server/log.h"
+
+namespace rg::server {
+
+namespace {
+
+// A worker loop wakes at least every 100 ms; one silent for this long is stuck.
+constexpr std::uint64_t heartbeat_stale_ms = 2000;
+// Admin requests are one short GET; anything slower or larger is dropped.
+constexpr int io_timeout_s = 2;
+constexpr std::size_t request_bytes_max = 8192;
+
+std::uint64_t monotonic_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+std::uint64_t load(const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); }
+
+// Prometheus text format: one family, one sample per worker plus nothing else.
+void per_worker(std::string& out, const Shared& s, const char* name, const char* type, const char* help,
+                std::atomic<std::uint64_t> WorkerCounters::*field) {
+  absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+  for (std::size_t i = 0; i < s.counters.size(); ++i)
+    absl::StrAppendFormat(&out, "%s{worker=\"%d\"} %d\n", name, i, load((*s.counters[i]).*field));
+}
+
+}  // namespace
+
+bool parse_host_port(const std::string& text, std::string& host, std::uint16_t& port) {
+  std::string p;
+  if (!text.empty() && text[0] == '[') {
+    const auto close = text.find("]:");
+    if (close == std::string::npos) return false;
+    host = text.substr(1, close - 1);
+    p = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos) return false;
+    host = text.substr(0, colon);
+    p = text.substr(colon + 1);
+  }
+  if (host.empty() || p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  const unsigned long v = std::stoul(p);
+  if (v > 65535) return false;
+  port = static_cast<std::uint16_t>(v);
+  return true;
+}
+
+bool Admin::start(const std::string& host, std::uint16_t port, std::string& error) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    len = sizeof *v6;
+  } else {
+    error = "admin_listen: not a numeric IPv4/IPv6 address: " + host;
+    return false;
+  }
+  // No SO_REUSEPORT here: a second process must fail to bind the admin port,
+  // not silently share its scrapes and health checks.
+  fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  if (fd_ < 0 || setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      bind(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd_, 64) != 0) {
+    error = absl::StrFormat("admin_listen %s:%d: %s", host, port, std::strerror(errno));
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    return false;
+  }
+  sockaddr_storage bound{};
+  socklen_t bound_len = sizeof bound;
+  getsockname(fd_, reinterpret_cast<sockaddr*>(&bound), &bound_len);
+  port_ = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                                           : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  thread_ = std::thread([this] { serve(); });
+  return true;
+}
+
+void Admin::stop() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+void Admin::serve() {
+  // Signals belong to the main thread (they are blocked before this starts).
+  while (!stop_.load()) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, 200) <= 0) continue;
+    const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) continue;
+    const timeval tv{io_timeout_s, 0};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    std::string req;
+    char buf[1024];
+    while (req.find("\r\n\r\n") == std::string::npos && req.size() < request_bytes_max) {
+      const ssize_t n = recv(c, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      req.append(buf, static_cast<std::size_t>(n));
+    }
+    Reply reply{400, "text/plain; charset=utf-8", "400 Bad Request: expected GET /healthz, /readyz, /metrics or /status\n"};
+    const auto sp1 = req.find(' ');
+    const auto sp2 = sp1 == std::string::npos ? std::string::npos : req.find(' ', sp1 + 1);
+    if (req.compare(0, 4, "GET ") == 0 && sp2 != std::string::npos) {
+      std::string path = req.substr(sp1 + 1, sp2 - sp1 - 1);
+      path = path.substr(0, path.find('?'));
+      reply = handle(path);
+    } else if (sp1 != std::string::npos && req.find("\r\n\r\n") != std::string::npos) {
+      reply = {405, "text/plain; charset=utf-8", "405 Method Not Allowed: the admin API answers GET only\n"};
+    }
+    const char* text = reply.status == 200 ? "OK"
+                       : reply.status == 503 ? "Service Unavailable"
+                       : reply.status == 404 ? "Not Found"
+                       : reply.status == 405 ? "Method Not Allowed"
+                                             : "Bad Request";
+    const std::string out = absl::StrFormat(
+        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n%s\r\n%s", reply.status,
+        text, reply.content_type, reply.body.size(), reply.status == 405 ? "Allow: GET\r\n" : "", reply.body);
+    std::size_t sent = 0;
+    while (sent < out.size()) {
+      const ssize_t n = send(c, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      sent += static_cast<std::size_t>(n);
+    }
+    close(c);
+  }
+}
+
+Admin::Reply Admin::handle(const std::string& path) const {
+  const std::string text = "text/plain; charset=utf-8";
+  if (path == "/healthz") {
+    const std::uint64_t now = monotonic_ms();
+    for (std::size_t i = 0; i < shared_.counters.size(); ++i) {
+      const std::uint64_t beat = load(shared_.counters[i]->loop_heartbeat_ms);
+      if (now > beat && now - beat > heartbeat_stale_ms)
+        return {503, text, absl::StrFormat("worker %d loop has not turned for %d ms\n", i, now - beat)};
+    }
+    return {200, text, absl::StrFormat("ok: %d worker loops responding\n", shared_.counters.size())};
+  }
+  if (path == "/readyz") {
+    if (shared_.stopping.load()) return {503, text, "not ready: draining for shutdown\n"};
+    const std::uint64_t open = shared_.open_connections();
+    const std::uint64_t limit = shared_.max_connections;
+    const std::uint64_t threshold = limit * shared_.config.not_ready_percent / 100;
+    if (open >= threshold)
+      return {503, text,
+              absl::StrFormat("not ready: %d of %d connections (not_ready_percent %d%%)\n", open, limit,
+                              shared_.config.not_ready_percent)};
+    return {200, text, absl::StrFormat("ready: %d of %d connections\n", open, limit)};
+  }
+  if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", metrics()};
+  if (path == "/status") return {200, "application/json", status_json()};
+  return {404, text, "404 Not Found: the admin API serves /healthz, /readyz, /metrics and /status\n"};
+}
+
+std::string Admin::metrics() const {
+  std::string out;
+  const Shared& s = shared_;
+  per_worker(out, s, "ws_total_connections", "gauge", "Upgraded WebSocket connections open now.",
+             &WorkerCounters::open_connections);
+  per_worker(out, s, "ws_max_connections_exceeded_total", "counter",
+             "Handshakes answered 503 because max_connections was reached.", &WorkerCounters::capacity_rejected_total);
+  per_worker(out, s, "ws_busy_rejections_total", "counter",
+             "Connections refused because a pool was empty (503 in the handshake, 1013 after it).",
+             &WorkerCounters::busy_rejected_total);
+  per_worker(out, s, "ws_accepted_total", "counter", "TCP connections accepted.", &WorkerCounters::accepted_total);
+  per_worker(out, s, "ws_handshake_successes_total", "counter", "Handshakes answered 101.",
+             &WorkerCounters::upgraded_total);
+  per_worker(out, s, "ws_handshake_failures_total", "counter", "Handshakes answered with an HTTP error.",
+             &WorkerCounters::handshake_rejected_total);
+  per_worker(out, s, "ws_protocol_closes_total", "counter",
+             "Connections the server closed for a protocol violation (1002/1007/1009).",
+             &WorkerCounters::protocol_closes_total);
+  per_worker(out, s, "ws_messages_received_total", "counter", "Data messages received.",
+             &WorkerCounters::messages_in_total);
+  per_worker(out, s, "ws_accept_errors_total", "counter", "Accept completions that failed (table full included).",
+             &WorkerCounters::accept_errors_total);
+  // Budgets: used and limit side by side, so utilisation is one division.
+  absl::StrAppendFormat(&out,
+                        "# HELP ringgate_budget_used What a budget has in use.\n# TYPE ringgate_budget_used gauge\n");
+  for (std::size_t i = 0; i < s.counters.size(); ++i)
+    absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"table_slots\",worker=\"%d\"} %d\n", i,
+                          load(s.counters[i]->live_slots));
+  absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"max_connections\"} %d\n", s.open_connections());
+  absl::StrAppendFormat(&out,
+                        "# HELP ringgate_budget_limit A budget's limit.\n# TYPE ringgate_budget_limit gauge\n");
+  for (std::size_t i = 0; i < s.counters.size(); ++i)
+    absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"table_slots\",worker=\"%d\"} %d\n", i,
+                          load(s.counters[i]->table_slots));
+  absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"max_connections\"} %d\n", s.max_connections);
+  return out;
+}
+
+std::string Admin::status_json() const {
+  const Shared& s = shared_;
+  const std::uint64_t open = s.open_connections();
+  const std::uint64_t now = monotonic_ms();
+  std::string out = absl::StrFormat(
+      "{\"draining\":%s,\"open_connections\":%d,\"max_connections\":%d,\"utilisation\":%.4f,"
+      "\"not_ready_percent\":%d,\"workers\":[",
+      s.stopping.load() ? "true" : "false", open, s.max_connections,
+      s.max_connections ? static_cast<double>(open) / static_cast<double>(s.max_connections) : 0.0,
+      s.config.not_ready_percent);
+  for (std::size_t i = 0; i < s.counters.size(); ++i) {
+    const WorkerCounters& c = *s.counters[i];
+    const std::uint64_t beat = load(c.loop_heartbeat_ms);
+    absl::StrAppendFormat(&out,
+                          "%s{\"worker\":%d,\"open_connections\":%d,\"table_slots_used\":%d,\"table_slots\":%d,"
+                          "\"accepted_total\":%d,\"upgraded_total\":%d,\"handshake_failures_total\":%d,"
+                          "\"loop_heartbeat_age_ms\":%d}",
+                          i ? "," : "", i, load(c.open_connections), load(c.live_slots), load(c.table_slots),
+                          load(c.accepted_total), load(c.upgraded_total), load(c.handshake_rejected_total),
+                          now > beat ? now - beat : 0);
+  }
+  out += "]}\n";
+  return out;
+}
+
+}  // namespace rg::server

@@ -1,0 +1,144 @@
+"""The admin listener: /healthz, /readyz, /metrics, /status.
+
+/metrics is parsed with a real Prometheus text parser (Debian's
+python3-prometheus-client), and its counters are checked against what the
+test itself did to the server.
+"""
+
+import json
+import re
+import socket
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+
+import wsraw
+from wsraw import OP_TEXT
+
+ADMIN_RE = re.compile(r"admin=(\S+):(\d+)")
+
+
+def admin_port(srv):
+    m = ADMIN_RE.search(srv.log())
+    assert m, srv.log()
+    return int(m.group(2))
+
+
+def get(port, path, method="GET"):
+    """One HTTP request to the admin port; returns (status, headers, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: admin\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
+    assert int(headers["content-length"]) == len(body)
+    return status, headers, body.decode()
+
+
+def samples(text):
+    """{(name, frozenset(labels)): value} from a Prometheus text exposition."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def total(metrics, name):
+    return sum(v for (n, _), v in metrics.items() if n == name)
+
+
+def test_metrics_parse_and_agree_with_what_the_test_did(ringgate):
+    """Three upgraded connections, two refused at max_connections, one 404
+    and four echoes: /metrics parses and every counter says exactly that."""
+    srv = ringgate("--workers", "2", "--max-connections", "3")
+    port = admin_port(srv)
+    conns = [wsraw.handshake(srv.port)[0] for _ in range(3)]
+    for ws in conns:
+        assert ws.echo("m") == (OP_TEXT, b"m")
+    assert conns[0].echo("again") == (OP_TEXT, b"again")
+    for _ in range(2):
+        resp = wsraw.http_exchange(srv.port, wsraw.build_request(srv.port))
+        assert resp.status == 503 and resp.header("Retry-After") == "60"
+    assert wsraw.http_exchange(srv.port, wsraw.build_request(srv.port, "/nope")).status == 404
+
+    status, headers, body = get(port, "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
+    m = samples(body)
+    assert total(m, "ws_total_connections") == 3
+    assert total(m, "ws_handshake_successes_total") == 3
+    assert total(m, "ws_max_connections_exceeded_total") == 2
+    assert total(m, "ws_handshake_failures_total") == 3  # two 503s and one 404
+    assert total(m, "ws_messages_received_total") == 4
+    assert total(m, "ws_accepted_total") == 6
+    assert m[("ringgate_budget_used", frozenset({("budget", "max_connections")}))] == 3
+    assert m[("ringgate_budget_limit", frozenset({("budget", "max_connections")}))] == 3
+    per_worker_limits = [v for (n, l), v in m.items()
+                         if n == "ringgate_budget_limit" and ("budget", "table_slots") in l]
+    assert len(per_worker_limits) == 2 and all(v > 0 for v in per_worker_limits)
+    for ws in conns:
+        ws.close()
+
+
+def test_readyz_flips_at_the_threshold_and_back(ringgate):
+    """max_connections 10, not_ready_percent 50: ready with 4 open, 503 with
+    5, ready again once one closes."""
+    srv = ringgate("--workers", "1", "--max-connections", "10", "--not-ready-percent", "50")
+    port = admin_port(srv)
+    conns = [wsraw.handshake(srv.port)[0] for _ in range(4)]
+    assert get(port, "/readyz")[0] == 200
+    conns.append(wsraw.handshake(srv.port)[0])
+    status, _, body = get(port, "/readyz")
+    assert status == 503 and "5 of 10" in body, body
+    first = conns.pop(0)
+    first.send_close(1000)
+    assert first.recv_frame(5).close_code == 1000
+    assert first.wait_closed(5)
+    deadline = time.monotonic() + 5
+    while get(port, "/readyz")[0] != 200:
+        assert time.monotonic() < deadline, "readyz did not recover"
+        time.sleep(0.1)
+    for ws in conns:
+        ws.close()
+
+
+def test_healthz_status_and_errors(ringgate):
+    """/healthz names every worker loop; /status is JSON with per-worker
+    counts; unknown paths get 404 and other methods 405, each with a reason."""
+    srv = ringgate("--workers", "3")
+    port = admin_port(srv)
+    status, _, body = get(port, "/healthz")
+    assert status == 200 and "3 worker loops" in body
+    with wsraw.handshake(srv.port)[0] as ws:
+        status, headers, body = get(port, "/status")
+        assert status == 200 and headers["content-type"] == "application/json"
+        doc = json.loads(body)
+        assert doc["open_connections"] == 1 and doc["draining"] is False
+        assert len(doc["workers"]) == 3
+        assert sum(w["open_connections"] for w in doc["workers"]) == 1
+        assert all(w["loop_heartbeat_age_ms"] < 2000 for w in doc["workers"])
+        ws.echo("x")
+    status, _, body = get(port, "/nope")
+    assert status == 404 and "/metrics" in body
+    status, headers, body = get(port, "/metrics", method="POST")
+    assert status == 405 and headers.get("allow") == "GET"
+
+
+def test_admin_port_in_use_fails_start_up(ringgate, tmp_path):
+    """A second server on the same admin port must not share it silently:
+    it fails to start, naming the admin address."""
+    srv = ringgate("--workers", "1")
+    port = admin_port(srv)
+    import subprocess
+    from conftest import ringgate_bin
+    r = subprocess.run([str(ringgate_bin()), "--listen", "127.0.0.1:0", "--admin-listen", f"127.0.0.1:{port}",
+                        "--workers", "1"], capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0
+    assert "admin" in r.stderr and str(port) in r.stderr, r.stderr
