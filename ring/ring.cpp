@@ -142,6 +142,14 @@ bool Ring::accept_multishot_direct(int listen_fd, Tag tag) noexcept {
   return true;
 }
 
+bool Ring::accept_into(int listen_fd, std::uint32_t slot, Tag tag) noexcept {
+  io_uring_sqe* s = sqe();
+  if (!s) return false;
+  io_uring_prep_accept_direct(s, listen_fd, nullptr, nullptr, 0, slot);
+  io_uring_sqe_set_data64(s, tag.pack());
+  return true;
+}
+
 bool Ring::recv_multishot(std::uint32_t slot, std::uint16_t buffer_group, Tag tag) noexcept {
   io_uring_sqe* s = sqe();
   if (!s) return false;

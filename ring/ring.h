@@ -145,6 +145,8 @@ class Ring {
   // ------------------------------------------------------------ prep helpers
   // Each takes a Tag, fills one SQE, and returns false if no SQE was free.
   bool accept_multishot_direct(int listen_fd, Tag tag) noexcept;
+  // One accept into table slot `slot` exactly (res 0 on success).
+  bool accept_into(int listen_fd, std::uint32_t slot, Tag tag) noexcept;
   bool recv_multishot(std::uint32_t slot, std::uint16_t buffer_group, Tag tag) noexcept;
   bool send(std::uint32_t slot, std::span<const std::uint8_t> bytes, Tag tag) noexcept;
   bool shutdown_write(std::uint32_t slot, Tag tag) noexcept;

@@ -96,6 +96,11 @@ const std::vector<Option>& options() {
       {"table_slots_per_worker", Kind::u32, "N",
        "Direct-descriptor table slots per worker ring. 0 = RLIMIT_NOFILE, the kernel's per-ring cap.",
        RG_U32(table_slots_per_worker)},
+      {"reserved_slots", Kind::u32, "N",
+       "Table slots per worker kept back for explicit refusals (at most a quarter of the table): when the "
+       "rest is full, new connections are accepted into these only to be answered 503 and closed, never left "
+       "to time out in the backlog.",
+       RG_U32(reserved_slots)},
       {"max_pending_handshakes", Kind::u32, "N",
        "HTTP answers in flight per worker (512 B each, allocated at start-up), and the most requests that "
        "arrived in pieces (~2.6 KiB of parse state each); beyond it new connections get 503.",

@@ -21,6 +21,7 @@ struct Config {
   std::uint32_t workers = 0;              // 0: online CPUs, raised to fit max_connections
   std::uint64_t max_connections = 0;      // 0: whatever the descriptor tables hold
   std::uint32_t table_slots_per_worker = 0;  // 0: RLIMIT_NOFILE (the kernel's per-ring cap)
+  std::uint32_t reserved_slots = 64;          // per worker, for explicit refusals when the rest is full
   std::uint32_t max_pending_handshakes = 4096;  // per worker
   std::uint32_t max_active_sessions = 16384;    // per worker: connections mid-message
   std::uint32_t retry_after_s = 60;

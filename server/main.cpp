@@ -142,6 +142,12 @@ int main(int argc, char** argv) {
   }
   slots = std::min<std::uint64_t>(slots, 1u << 20);  // IORING_MAX_FIXED_FILES
   shared->table_slots_per_worker = static_cast<std::uint32_t>(slots);
+  // The top of each table is kept for explicit refusals; capacity is planned
+  // on the rest.
+  const std::uint64_t reserved = std::min<std::uint64_t>(config.reserved_slots, slots / 4);
+  shared->reserved_slots_per_worker = static_cast<std::uint32_t>(reserved);
+  const std::uint64_t full_slots = slots;
+  slots -= reserved;
 
   // Workers: one per CPU by default, but density needs one table per
   // `slots` connections, so a large max_connections raises the count.
@@ -173,8 +179,8 @@ int main(int argc, char** argv) {
       RG_LOG(warn, "max_connections %u exceeds what %u workers x %u table slots hold; capacity is %u (raise --workers)",
              config.max_connections, workers, slots, table_capacity);
     shared->max_connections = table_capacity;
-    bound = absl::StrFormat("direct-descriptor tables: %u workers x %u slots, RLIMIT_NOFILE %u", workers, slots,
-                            nofile_limit);
+    bound = absl::StrFormat("direct-descriptor tables: %u workers x %u slots (+%u reserved for refusals of %u), "
+                            "RLIMIT_NOFILE %u", workers, slots, reserved, full_slots, nofile_limit);
   }
 
   const std::uint64_t somaxconn = read_proc_u64("/proc/sys/net/core/somaxconn");

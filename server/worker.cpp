@@ -32,10 +32,14 @@ constexpr std::uint32_t tick_ms = 100;
 constexpr std::size_t reap_batch = 512;
 constexpr std::uint16_t buffer_group = 0;
 
-enum Op : std::uint8_t { op_accept = 1, op_recv, op_send, op_shutdown, op_cancel, op_close, op_accept_cancel };
+enum Op : std::uint8_t {
+  op_accept = 1, op_recv, op_send, op_shutdown, op_cancel, op_close, op_accept_cancel,
+  op_accept_reserved,  // a single accept into a reserved slot, to refuse explicitly
+};
 
 enum class State : std::uint8_t {
   free = 0,
+  claimed,       // a refusal accept targets this slot
   handshake,     // reading the upgrade request
   open,          // upgraded
   ws_closing,    // we sent close (shutdown): waiting for the peer's close
@@ -271,6 +275,16 @@ class Worker final : public ws::MessageHandler {
   std::vector<std::uint32_t> stalled_teardowns_;  // teardowns that found no free SQE
   bool accept_armed_ = false;
   bool accept_paused_ = false;  // table full (ENFILE): resume when a slot frees
+  // `reserved` slots of the table are kept for refusals: once the rest is in
+  // use, the multishot accept is cancelled (before the kernel's table is
+  // full, which would make it drop a connection with ENFILE) and single
+  // accepts place newcomers into free slots only to answer them 503.
+  std::uint32_t accept_limit_ = 0;     // live slots at which accepting pauses
+  std::uint32_t refusal_accepts_ = 0;  // in flight
+  std::uint32_t claim_cursor_ = 0;     // where the search for a free slot resumes
+  void pause_accepting();
+  void arm_refusals();
+  void on_accept_reserved(const ring::Completion& c);
   bool draining_ = false;
   std::uint64_t drain_deadline_ms_ = 0;
   std::uint64_t epoch_ms_ = 0;
@@ -296,6 +310,7 @@ bool Worker::start(std::string& error) {
   }
   // The slab: one record per table slot, so a slot index is a connection id.
   // Anonymous pages are zero, which is State::free.
+  accept_limit_ = slots_ - shared_.reserved_slots_per_worker;
   slab_bytes_ = std::size_t{slots_} * sizeof(Conn);
   // The slab is faulted in now: memory sized at start-up is paid at start-up,
   // so a connection costs no page faults and RSS stays flat as they arrive.
@@ -393,7 +408,7 @@ void Worker::run() {
     }
     if (!accept_armed_ && !accept_paused_ && !draining_) arm_accept();
     run_timers();
-    if (accept_paused_ && !draining_ && counters_.live_slots.load(std::memory_order_relaxed) < slots_) {
+    if (accept_paused_ && !draining_ && counters_.live_slots.load(std::memory_order_relaxed) < accept_limit_) {
       accept_paused_ = false;
       arm_accept();
     }
@@ -417,6 +432,10 @@ void Worker::dispatch(const ring::Completion& c) {
     return;
   }
   if (op == op_accept_cancel) return;
+  if (op == op_accept_reserved) {
+    on_accept_reserved(c);
+    return;
+  }
   const std::uint32_t slot = c.tag.index;
   assert(slot < slots_);
   Conn& k = conns_[slot];
@@ -446,14 +465,19 @@ void Worker::on_accept(const ring::Completion& c) {
   if (c.ok()) {
     counters_.accepted_total.fetch_add(1, std::memory_order_relaxed);
     start_connection(static_cast<std::uint32_t>(c.res));
+    if (counters_.live_slots.load(std::memory_order_relaxed) >= accept_limit_) pause_accepting();
   } else if (c.error() == ENFILE || c.error() == EMFILE) {
-    // The direct-descriptor table is full.  Re-arm once a slot frees.
+    // The regular part of the table is full.  Re-arm once a slot frees;
+    // meanwhile answer newcomers from the reserve instead of leaving them in
+    // the backlog.
     accept_paused_ = true;
     counters_.accept_errors_total.fetch_add(1, std::memory_order_relaxed);
     std::uint64_t dropped = 0;
     if (accept_log_.allow(now_ms_, dropped))
-      RG_LOG(warn, "worker %u: descriptor table full (%u slots); accepting resumes when a connection closes "
-                   "(%u similar lines suppressed)", id_, slots_, dropped);
+        RG_LOG(warn, "worker %u: descriptor table full (%u slots): the kernel dropped a connection; the reserve "
+                   "(%u slots) was too small for this burst (%u similar lines suppressed)", id_, slots_,
+             slots_ - accept_limit_, dropped);
+    pause_accepting();
   } else if (c.error() != ECANCELED) {
     counters_.accept_errors_total.fetch_add(1, std::memory_order_relaxed);
     std::uint64_t dropped = 0;
@@ -462,6 +486,58 @@ void Worker::on_accept(const ring::Completion& c) {
              dropped);
   }
   if (!accept_armed_ && !accept_paused_ && !draining_) arm_accept();
+}
+
+void Worker::pause_accepting() {
+  if (!accept_paused_) {
+    accept_paused_ = true;
+    std::uint64_t dropped = 0;
+    if (accept_log_.allow(now_ms_, dropped))
+      RG_LOG(warn, "worker %u: %u of %u table slots in use; refusing newcomers with 503 until a connection "
+                   "closes (%u similar lines suppressed)", id_, accept_limit_, slots_, dropped);
+  }
+  if (accept_armed_) ring_.cancel_tag({op_accept, 0, 0}, {op_accept_cancel, 0, 0});
+  arm_refusals();
+}
+
+// Keeps a few single accepts into free slots in flight while accepting is
+// paused, so every newcomer gets an explicit 503 instead of a backlog wait.
+void Worker::arm_refusals() {
+  constexpr std::uint32_t refusal_accepts_max = 4;
+  // Claimed slots plus live ones never exceed the table: the reserve is what
+  // keeps this search short.
+  while (accept_paused_ && !draining_ && refusal_accepts_ < refusal_accepts_max &&
+         counters_.live_slots.load(std::memory_order_relaxed) + refusal_accepts_ < slots_) {
+    std::uint32_t slot = nil;
+    for (std::uint32_t i = 0; i < slots_; ++i) {
+      const std::uint32_t s = (claim_cursor_ + i) % slots_;
+      if (conns_[s].state == State::free) {
+        slot = s;
+        break;
+      }
+    }
+    if (slot == nil) return;
+    claim_cursor_ = (slot + 1) % slots_;
+    if (!ring_.accept_into(listen_fd_, slot, {op_accept_reserved, conns_[slot].generation, slot})) return;
+    conns_[slot].state = State::claimed;
+    ++refusal_accepts_;
+  }
+}
+
+void Worker::on_accept_reserved(const ring::Completion& c) {
+  --refusal_accepts_;
+  const std::uint32_t slot = c.tag.index;
+  assert(conns_[slot].state == State::claimed);
+  conns_[slot].state = State::free;
+  if (!c.ok()) {
+    if (c.error() != ECANCELED) arm_refusals();
+    return;
+  }
+  counters_.accepted_total.fetch_add(1, std::memory_order_relaxed);
+  counters_.table_full_rejected_total.fetch_add(1, std::memory_order_relaxed);
+  start_connection(slot);
+  if (conns_[slot].state == State::handshake) answer_const(slot, Const::busy_http);
+  arm_refusals();
 }
 
 void Worker::start_connection(std::uint32_t slot) {

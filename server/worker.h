@@ -25,6 +25,7 @@ struct alignas(64) WorkerCounters {
   std::atomic<std::uint64_t> messages_in_total{0};
   std::atomic<std::uint64_t> accept_errors_total{0};
   std::atomic<std::uint64_t> busy_rejected_total{0};  // 503/1013 because a pool was empty
+  std::atomic<std::uint64_t> table_full_rejected_total{0};  // 503 from a reserved slot
   std::atomic<std::uint64_t> table_slots{0};          // set once at start
   std::atomic<std::uint64_t> loop_heartbeat_ms{0};    // CLOCK_MONOTONIC ms of the last loop turn
 };
@@ -33,6 +34,7 @@ struct alignas(64) WorkerCounters {
 struct Shared {
   Config config;
   std::uint32_t table_slots_per_worker = 0;
+  std::uint32_t reserved_slots_per_worker = 0;  // the top of each table, for refusals
   std::uint64_t max_connections = 0;  // effective limit, never 0 here
   std::vector<std::unique_ptr<WorkerCounters>> counters;
   std::atomic<bool> stopping{false};

@@ -123,3 +123,32 @@ def test_lingering_error_answers_do_not_hold_answer_slots(ringgate):
         assert ws.echo("ok") == (OP_TEXT, b"ok")
     for s in bad:
         s.close()
+
+
+def test_full_table_still_answers_explicitly(ringgate):
+    """A worker whose regular table slots are all taken (12 silent clients
+    holding them mid-handshake) still answers a newcomer explicitly: it is
+    accepted into a reserved slot and gets 503 with Retry-After, instead of
+    waiting in the backlog until it times out.  Once a slot frees, new
+    connections upgrade again."""
+    srv = ringgate("--workers", "1", "--table-slots-per-worker", "16", "--reserved-slots", "4")
+    assert "12 slots (+4 reserved for refusals of 16)" in srv.log(), srv.log()
+    silent = [wsraw.connect(srv.port) for _ in range(12)]
+    time.sleep(0.3)
+    for _ in range(6):  # more newcomers than reserved slots: each is answered and let go
+        resp = wsraw.http_exchange(srv.port, wsraw.build_request(srv.port), timeout=5)
+        assert resp.status == 503, resp.describe()
+        assert resp.header("Retry-After") == "60"
+    silent.pop().close()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            ws, _ = wsraw.handshake(srv.port, timeout=5)
+            break
+        except AssertionError as exc:
+            assert "503" in str(exc) and time.monotonic() < deadline, exc
+            time.sleep(0.1)
+    with ws:
+        assert ws.echo("room again") == (OP_TEXT, b"room again")
+    for s in silent:
+        s.close()

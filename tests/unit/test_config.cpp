@@ -440,6 +440,7 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"workers", "0"},
       {"max-connections", "0"},
       {"table-slots-per-worker", "0"},
+      {"reserved-slots", "64"},
       {"max-pending-handshakes", "4096"},
       {"max-active-sessions", "16384"},
       {"retry-after", "60"},
