@@ -189,6 +189,9 @@ std::string Admin::metrics() const {
   per_worker(out, s, "ws_busy_rejections_total", "counter",
              "Connections refused because a pool was empty (503 in the handshake, 1013 after it).",
              &WorkerCounters::busy_rejected_total);
+  per_worker(out, s, "ws_table_full_rejections_total", "counter",
+             "Connections accepted into a reserved table slot only to be answered 503 (table full).",
+             &WorkerCounters::table_full_rejected_total);
   per_worker(out, s, "ws_accepted_total", "counter", "TCP connections accepted.", &WorkerCounters::accepted_total);
   per_worker(out, s, "ws_handshake_successes_total", "counter", "Handshakes answered 101.",
              &WorkerCounters::upgraded_total);
