@@ -215,7 +215,7 @@ class Worker final : public ws::MessageHandler {
   void handle_handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> data);
   void handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> data);
   void answer_error(std::uint32_t slot, std::uint16_t status, std::string_view reason, std::uint32_t retry_after_s);
-  void answer_const(std::uint32_t slot, Const what);
+  void answer_const(std::uint32_t slot, Const what, bool pool_empty = true);
   bool attach_session(std::uint32_t slot);
   bool answer_idle_close(std::uint32_t slot, std::span<const std::uint8_t> data);
   void after_ws_progress(std::uint32_t slot);
@@ -336,7 +336,8 @@ bool Worker::start(std::string& error) {
   policy_ = {config_.echo_path, subprotocols_joined_};
   session_limits_ = {config_.max_message_size, config_.frame_buffer_size};
 
-  busy_http_len_ = http::build_error(busy_http_, 503, "Server at maximum connection capacity", config_.retry_after_s);
+  busy_http_len_ = http::build_capacity_refusal(busy_http_, "Server at maximum connection capacity",
+                                                config_.retry_after_s);
   shutdown_http_len_ = http::build_error(shutdown_http_, 503, "server shutting down", config_.retry_after_s);
   const auto close_frame = [](std::array<std::uint8_t, 64>& out, std::uint16_t code, std::string_view reason) {
     std::array<std::uint8_t, ws::header_size_max> header{};
@@ -536,7 +537,7 @@ void Worker::on_accept_reserved(const ring::Completion& c) {
   counters_.accepted_total.fetch_add(1, std::memory_order_relaxed);
   counters_.table_full_rejected_total.fetch_add(1, std::memory_order_relaxed);
   start_connection(slot);
-  if (conns_[slot].state == State::handshake) answer_const(slot, Const::busy_http);
+  if (conns_[slot].state == State::handshake) answer_const(slot, Const::busy_http, /*pool_empty=*/false);
   arm_refusals();
 }
 
@@ -636,7 +637,8 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
   }
   if (shared_.open_connections() >= shared_.max_connections) {
     counters_.capacity_rejected_total.fetch_add(1, std::memory_order_relaxed);
-    answer_error(slot, 503, "Server at maximum connection capacity", config_.retry_after_s);
+    release_aux(k);
+    answer_const(slot, Const::busy_http, /*pool_empty=*/false);  // the JSON 503 every capacity refusal gets
     return;
   }
   const std::uint32_t response = responses_.acquire();
@@ -680,10 +682,10 @@ void Worker::answer_error(std::uint32_t slot, std::uint16_t status, std::string_
   pump_send(slot);
 }
 
-void Worker::answer_const(std::uint32_t slot, Const what) {
+void Worker::answer_const(std::uint32_t slot, Const what, bool pool_empty) {
   Conn& k = conns_[slot];
   if (what != Const::busy_ws) counters_.handshake_rejected_total.fetch_add(1, std::memory_order_relaxed);
-  if (what == Const::busy_http || what == Const::busy_ws)
+  if (pool_empty && (what == Const::busy_http || what == Const::busy_ws))
     counters_.busy_rejected_total.fetch_add(1, std::memory_order_relaxed);
   k.pending_const = what;
   start_linger(slot);

@@ -67,6 +67,10 @@ def test_metrics_parse_and_agree_with_what_the_test_did(ringgate):
     for _ in range(2):
         resp = wsraw.http_exchange(srv.port, wsraw.build_request(srv.port))
         assert resp.status == 503 and resp.header("Retry-After") == "60"
+        assert resp.header("Content-Type") == "application/json"
+        assert json.loads(resp.body) == {"error": "Service Unavailable",
+                                         "message": "Server at maximum connection capacity",
+                                         "retry_after_seconds": 60}
     assert wsraw.http_exchange(srv.port, wsraw.build_request(srv.port, "/nope")).status == 404
 
     status, headers, body = get(port, "/metrics")
