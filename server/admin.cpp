@@ -172,6 +172,11 @@ Admin::Reply Admin::handle(const std::string& path) const {
       return {503, text,
               absl::StrFormat("not ready: %d of %d connections (not_ready_percent %d%%)\n", open, limit,
                               shared_.config.not_ready_percent)};
+    const std::uint32_t kernel_permille = shared_.kernel.peak_permille.load();
+    if (kernel_permille >= shared_.config.not_ready_percent * 10)
+      return {503, text,
+              absl::StrFormat("not ready: a kernel budget is %.1f%% used (not_ready_percent %d%%)\n",
+                              kernel_permille / 10.0, shared_.config.not_ready_percent)};
     return {200, text, absl::StrFormat("ready: %d of %d connections\n", open, limit)};
   }
   if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", metrics()};
@@ -192,6 +197,9 @@ std::string Admin::metrics() const {
   per_worker(out, s, "ws_table_full_rejections_total", "counter",
              "Connections accepted into a reserved table slot only to be answered 503 (table full).",
              &WorkerCounters::table_full_rejected_total);
+  per_worker(out, s, "ws_kernel_budget_rejections_total", "counter",
+             "Handshakes answered 503 because a kernel budget reached kernel_refuse_percent.",
+             &WorkerCounters::kernel_rejected_total);
   per_worker(out, s, "ws_accepted_total", "counter", "TCP connections accepted.", &WorkerCounters::accepted_total);
   per_worker(out, s, "ws_handshake_successes_total", "counter", "Handshakes answered 101.",
              &WorkerCounters::upgraded_total);
@@ -211,12 +219,18 @@ std::string Admin::metrics() const {
     absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"table_slots\",worker=\"%d\"} %d\n", i,
                           load(s.counters[i]->live_slots));
   absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"max_connections\"} %d\n", s.open_connections());
+  for (std::size_t i = 0; i < s.kernel.figures.size(); ++i)
+    absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"%s\"} %d\n", budget_name(static_cast<KernelBudget>(i)),
+                          load(s.kernel.figures[i].used));
   absl::StrAppendFormat(&out,
                         "# HELP ringgate_budget_limit A budget's limit.\n# TYPE ringgate_budget_limit gauge\n");
   for (std::size_t i = 0; i < s.counters.size(); ++i)
     absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"table_slots\",worker=\"%d\"} %d\n", i,
                           load(s.counters[i]->table_slots));
   absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"max_connections\"} %d\n", s.max_connections);
+  for (std::size_t i = 0; i < s.kernel.figures.size(); ++i)
+    absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"%s\"} %d\n", budget_name(static_cast<KernelBudget>(i)),
+                          load(s.kernel.figures[i].limit));
   return out;
 }
 

@@ -81,6 +81,15 @@ const std::vector<Option>& options() {
        "Admin HTTP listener: /healthz, /readyz, /metrics (Prometheus), /status (JSON). Port 0 picks one "
        "(logged at start-up); 'off' disables it.",
        RG_TEXT(admin_listen)},
+      {"warn_percent", Kind::u32, "PERCENT",
+       "Utilisation of any budget (max_connections, or a kernel budget) from which a rate-limited warning is "
+       "logged.",
+       RG_U32(warn_percent)},
+      {"kernel_refuse_percent", Kind::u32, "PERCENT",
+       "Use of a kernel budget (open files against fs.file-max, TCP memory against net.ipv4.tcp_mem, the "
+       "process's fds against RLIMIT_NOFILE; sampled each second) from which new handshakes get 503, before "
+       "the kernel itself starts failing.",
+       RG_U32(kernel_refuse_percent)},
       {"not_ready_percent", Kind::u32, "PERCENT",
        "Utilisation of max_connections from which /readyz answers 503, so load balancers steer new clients "
        "elsewhere before the server has to refuse them.",

@@ -16,6 +16,8 @@ struct Config {
   std::uint32_t backlog = 4096;
   std::string admin_listen = "127.0.0.1:9090";  // "off" disables the admin listener
   std::uint32_t not_ready_percent = 80;         // /readyz answers 503 from this utilisation on
+  std::uint32_t warn_percent = 70;              // a rate-limited warning from this utilisation on
+  std::uint32_t kernel_refuse_percent = 95;     // new handshakes get 503 from this kernel-budget use on
 
   // Workers and capacity
   std::uint32_t workers = 0;              // 0: online CPUs, raised to fit max_connections

@@ -85,8 +85,9 @@ bool validate(const Config& c, std::string& error) {
     error = "admin_listen must be HOST:PORT, [V6]:PORT or off, not '" + c.admin_listen + "'";
     return false;
   }
-  if (c.not_ready_percent == 0 || c.not_ready_percent > 100) {
-    error = "not_ready_percent must be between 1 and 100";
+  if (c.not_ready_percent == 0 || c.not_ready_percent > 100 || c.warn_percent == 0 || c.warn_percent > 100 ||
+      c.kernel_refuse_percent == 0 || c.kernel_refuse_percent > 100) {
+    error = "not_ready_percent, warn_percent and kernel_refuse_percent must be between 1 and 100";
     return false;
   }
   if (c.workers > workers_max) {
@@ -188,6 +189,12 @@ int main(int argc, char** argv) {
     RG_LOG(warn, "backlog %u exceeds net.core.somaxconn %u, so the kernel uses %u; raise it with "
                  "sysctl -w net.core.somaxconn=%u", config.backlog, somaxconn, somaxconn, config.backlog);
 
+  const std::string kernel_peak = sample_kernel_budgets(shared->kernel, config.kernel_refuse_percent);
+  RG_LOG(info, "kernel budgets: files %u of %u, TCP memory %u of %u pages, process fds %u of %u; closest: %s",
+         shared->kernel.figures[0].used.load(), shared->kernel.figures[0].limit.load(),
+         shared->kernel.figures[1].used.load(), shared->kernel.figures[1].limit.load(),
+         shared->kernel.figures[2].used.load(), shared->kernel.figures[2].limit.load(), kernel_peak);
+
   // Listeners are made here, before any worker starts, so that a bad address
   // fails start-up and port 0 resolves once for all workers.
   std::vector<int> listeners;
@@ -258,10 +265,25 @@ int main(int argc, char** argv) {
   // First signal: drain.  Second: leave at once.
   bool draining = false;
   const timespec poll{0, 100 * 1000 * 1000};
+  log::RateLimited warn_log(1, 10'000);
+  std::uint32_t polls = 0;
   while (finished.load() < workers) {
     siginfo_t info{};
     const int sig = sigtimedwait(&signals, &info, &poll);
-    if (sig < 0) continue;
+    if (sig < 0) {
+      // Kernel budgets: sampled once a second, never per accept.
+      if (++polls % 10 != 0) continue;
+      const std::string peak = sample_kernel_budgets(shared->kernel, config.kernel_refuse_percent);
+      const std::uint64_t open = shared->open_connections();
+      const bool warn_kernel = shared->kernel.peak_permille.load() >= config.warn_percent * 10;
+      const bool warn_conns = open * 100 >= shared->max_connections * config.warn_percent;
+      std::uint64_t dropped = 0;
+      if ((warn_kernel || warn_conns) && warn_log.allow(polls * 100ull, dropped))
+        RG_LOG(warn, "utilisation over warn_percent %u%%: %u of %u connections; kernel: %s%s", config.warn_percent,
+               open, shared->max_connections, peak,
+               shared->kernel.refuse.load() ? " (refusing new handshakes: kernel_refuse_percent reached)" : "");
+      continue;
+    }
     if (!draining) {
       draining = true;
       RG_LOG(info, "%s: closing %u connections with 1001 (drain_timeout %ums); send again to exit now",

@@ -635,6 +635,12 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
     answer_error(slot, d.status, d.reason, 0);
     return;
   }
+  if (shared_.kernel.refuse.load(std::memory_order_relaxed)) {
+    counters_.kernel_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    release_aux(k);
+    answer_const(slot, Const::busy_http, /*pool_empty=*/false);
+    return;
+  }
   if (shared_.open_connections() >= shared_.max_connections) {
     counters_.capacity_rejected_total.fetch_add(1, std::memory_order_relaxed);
     release_aux(k);

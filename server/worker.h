@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "server/budgets.h"
 #include "server/config.h"
 
 namespace rg::server {
@@ -26,6 +27,7 @@ struct alignas(64) WorkerCounters {
   std::atomic<std::uint64_t> accept_errors_total{0};
   std::atomic<std::uint64_t> busy_rejected_total{0};  // 503/1013 because a pool was empty
   std::atomic<std::uint64_t> table_full_rejected_total{0};  // 503 from a reserved slot
+  std::atomic<std::uint64_t> kernel_rejected_total{0};      // 503 because a kernel budget was near its limit
   std::atomic<std::uint64_t> table_slots{0};          // set once at start
   std::atomic<std::uint64_t> loop_heartbeat_ms{0};    // CLOCK_MONOTONIC ms of the last loop turn
 };
@@ -38,6 +40,7 @@ struct Shared {
   std::uint64_t max_connections = 0;  // effective limit, never 0 here
   std::vector<std::unique_ptr<WorkerCounters>> counters;
   std::atomic<bool> stopping{false};
+  KernelBudgets kernel;  // sampled by the main thread once a second
 
   [[nodiscard]] std::uint64_t open_connections() const noexcept {
     std::uint64_t sum = 0;

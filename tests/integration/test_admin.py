@@ -146,3 +146,53 @@ def test_admin_port_in_use_fails_start_up(ringgate, tmp_path):
                         "--workers", "1"], capture_output=True, text=True, timeout=20)
     assert r.returncode != 0
     assert "admin" in r.stderr and str(port) in r.stderr, r.stderr
+
+
+def test_kernel_budget_near_its_limit_refuses_with_503(tmp_path):
+    """With RLIMIT_NOFILE lowered to 64 the process's own fds (stdio,
+    listeners, rings) are ~10% of it; with kernel_refuse_percent 5 that
+    budget is over the line, so handshakes get the JSON 503 (not EMFILE
+    later), /readyz is 503, and /metrics shows the process_fds budget."""
+    import resource
+    import subprocess
+    import threading
+    from conftest import ringgate_bin
+
+    def lower_nofile():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    proc = subprocess.Popen([str(ringgate_bin()), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+                             "--workers", "1", "--kernel-refuse-percent", "5", "--not-ready-percent", "5"],
+                            stderr=subprocess.PIPE, text=True, preexec_fn=lower_nofile)
+    lines = []
+    try:
+        deadline = time.monotonic() + 10
+        port = admin = None
+        while port is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            lines.append(line)
+            m = re.search(r"listening on \S+:(\d+) .*admin=\S+:(\d+)", line)
+            if m:
+                port, admin = int(m.group(1)), int(m.group(2))
+        assert port, "".join(lines)
+        threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
+        assert any("process fds" in l for l in lines), "".join(lines)
+        # Budgets are sampled once a second: wait for the first sample that
+        # sees the listeners and rings.
+        deadline = time.monotonic() + 5
+        while get(admin, "/readyz")[0] != 503:
+            assert time.monotonic() < deadline, "kernel budget never crossed not_ready_percent"
+            time.sleep(0.2)
+        resp = wsraw.http_exchange(port, wsraw.build_request(port))
+        assert resp.status == 503 and resp.header("Retry-After") == "60", resp.describe()
+        assert json.loads(resp.body)["error"] == "Service Unavailable"
+        status, _, body = get(admin, "/readyz")
+        assert status == 503 and "kernel budget" in body, body
+        m = samples(get(admin, "/metrics")[2])
+        assert m[("ringgate_budget_limit", frozenset({("budget", "process_fds")}))] == 64
+        assert 0 < m[("ringgate_budget_used", frozenset({("budget", "process_fds")}))] < 64
+        assert total(m, "ws_kernel_budget_rejections_total") == 1
+        assert m[("ringgate_budget_limit", frozenset({("budget", "files")}))] > 0
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0

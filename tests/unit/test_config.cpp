@@ -437,6 +437,8 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"backlog", "4096"},
       {"admin-listen", "127.0.0.1:9090"},
       {"not-ready-percent", "80"},
+      {"warn-percent", "70"},
+      {"kernel-refuse-percent", "95"},
       {"workers", "0"},
       {"max-connections", "0"},
       {"table-slots-per-worker", "0"},
