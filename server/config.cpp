@@ -119,6 +119,10 @@ const std::vector<Option>& options() {
        "beyond it a connection is closed with 1013.",
        RG_U32(max_active_sessions)},
       {"retry_after", Kind::u32, "SECONDS", "Retry-After value sent with 503 answers.", RG_U32(retry_after_s)},
+      {"reject", Kind::text, "http|close",
+       "How a handshake refused for capacity is answered: http = 503 with Retry-After and a JSON body; close = "
+       "upgrade, then close 1013 (Try Again Later) with a reason, for clients that only understand close codes.",
+       RG_TEXT(reject)},
       {"recv_buffer_size", Kind::size32, "SIZE", "Size of each provided receive buffer.", RG_SIZE32(recv_buffer_size)},
       {"recv_buffer_count", Kind::u32, "N", "Provided receive buffers per worker (power of two, <= 32768).",
        RG_U32(recv_buffer_count)},

@@ -27,6 +27,7 @@ struct Config {
   std::uint32_t max_pending_handshakes = 4096;  // per worker
   std::uint32_t max_active_sessions = 16384;    // per worker: connections mid-message
   std::uint32_t retry_after_s = 60;
+  std::string reject = "http";  // how capacity refusals look: "http" (503) or "close" (101, then close 1013)
 
   // Receive path
   std::uint32_t recv_buffer_size = 16 * 1024;

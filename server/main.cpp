@@ -67,6 +67,10 @@ bool validate(const Config& c, std::string& error) {
     error = "max_message_size must be between 1B and 2GiB";
     return false;
   }
+  if (c.reject != "http" && c.reject != "close") {
+    error = "reject must be http or close, not '" + c.reject + "'";
+    return false;
+  }
   if (c.max_send_queue < 64 * 1024) {
     error = "max_send_queue must be at least 64KiB";
     return false;

@@ -216,6 +216,7 @@ class Worker final : public ws::MessageHandler {
   void handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> data);
   void answer_error(std::uint32_t slot, std::uint16_t status, std::string_view reason, std::uint32_t retry_after_s);
   void answer_const(std::uint32_t slot, Const what, bool pool_empty = true);
+  void refuse_capacity(std::uint32_t slot, const http::UpgradeParser& parser, std::string_view subprotocol);
   bool attach_session(std::uint32_t slot);
   bool answer_idle_close(std::uint32_t slot, std::span<const std::uint8_t> data);
   void after_ws_progress(std::uint32_t slot);
@@ -637,14 +638,12 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
   }
   if (shared_.kernel.refuse.load(std::memory_order_relaxed)) {
     counters_.kernel_rejected_total.fetch_add(1, std::memory_order_relaxed);
-    release_aux(k);
-    answer_const(slot, Const::busy_http, /*pool_empty=*/false);
+    refuse_capacity(slot, *parser, d.subprotocol);
     return;
   }
   if (shared_.open_connections() >= shared_.max_connections) {
     counters_.capacity_rejected_total.fetch_add(1, std::memory_order_relaxed);
-    release_aux(k);
-    answer_const(slot, Const::busy_http, /*pool_empty=*/false);  // the JSON 503 every capacity refusal gets
+    refuse_capacity(slot, *parser, d.subprotocol);
     return;
   }
   const std::uint32_t response = responses_.acquire();
@@ -667,6 +666,34 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
   const std::span<const std::uint8_t> rest = data.subspan(r.consumed);
   pump_send(slot);
   if (!rest.empty()) handle_ws_bytes(slot, rest);
+}
+
+// A refusal for lack of capacity: the JSON 503, or with reject = close an
+// upgrade followed at once by close 1013, for clients that only understand
+// close codes.  Either way the connection then lingers until the client goes.
+void Worker::refuse_capacity(std::uint32_t slot, const http::UpgradeParser& parser, std::string_view subprotocol) {
+  Conn& k = conns_[slot];
+  const std::uint32_t response = config_.reject == "close" ? responses_.acquire() : nil;
+  if (response == nil) {
+    release_aux(k);
+    answer_const(slot, Const::busy_http, /*pool_empty=*/false);
+    return;
+  }
+  static constexpr std::string_view reason = "server at maximum connection capacity, try again later";
+  Response& out = responses_[response];
+  std::size_t n = http::build_switching_protocols(out.bytes, parser.key(), subprotocol);
+  static_assert(http::response_bytes_max >= 300 + 4 + reason.size());
+  out.bytes[n++] = static_cast<char>(0x88);
+  out.bytes[n++] = static_cast<char>(2 + reason.size());
+  out.bytes[n++] = static_cast<char>(1013 >> 8);
+  out.bytes[n++] = static_cast<char>(1013 & 0xFF);
+  std::memcpy(out.bytes.data() + n, reason.data(), reason.size());
+  out.len = static_cast<std::uint16_t>(n + reason.size());
+  out.sent = 0;
+  release_aux(k);  // after the key was used
+  k.aux = response;
+  counters_.handshake_rejected_total.fetch_add(1, std::memory_order_relaxed);
+  start_linger(slot);
 }
 
 void Worker::answer_error(std::uint32_t slot, std::uint16_t status, std::string_view reason,

@@ -196,3 +196,27 @@ def test_kernel_budget_near_its_limit_refuses_with_503(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(15) == 0
+
+
+def test_reject_close_upgrades_then_closes_1013(ringgate):
+    """reject = close: at max_connections a newcomer is upgraded and then
+    closed at once with 1013 (Try Again Later) and a reason, which a real
+    client (python3-websockets) reports as the close code; the held
+    connection keeps echoing."""
+    import asyncio
+    import websockets
+
+    srv = ringgate("--workers", "1", "--max-connections", "1", "--reject", "close")
+    with wsraw.handshake(srv.port)[0] as held:
+        async def newcomer():
+            async with websockets.connect(f"ws://127.0.0.1:{srv.port}/echo", compression=None) as ws:
+                try:
+                    await asyncio.wait_for(ws.recv(), 10)
+                except websockets.ConnectionClosed as e:
+                    return e.rcvd.code, e.rcvd.reason
+            return None, None
+        code, reason = asyncio.run(newcomer())
+        assert code == 1013 and "capacity" in reason, (code, reason)
+        assert held.echo("still") == (OP_TEXT, b"still")
+    m = samples(get(admin_port(srv), "/metrics")[2])
+    assert total(m, "ws_max_connections_exceeded_total") == 1

@@ -446,6 +446,7 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"max-pending-handshakes", "4096"},
       {"max-active-sessions", "16384"},
       {"retry-after", "60"},
+      {"reject", "http"},
       {"recv-buffer-size", "16KiB"},
       {"recv-buffer-count", "512"},
       {"frame-buffer-size", "256KiB"},
