@@ -102,6 +102,20 @@ TEST(Histogram, MergeEqualsRecordingEverythingInOne) {
   for (const double p : {1.0, 50.0, 90.0, 99.0, 99.9, 100.0}) EXPECT_EQ(a.percentile(p), all.percentile(p)) << p;
 }
 
+TEST(Histogram, P999OfAThousandIsTheNineHundredNinetyNinthValue) {
+  // 999 values of 1 and one of 100: p99.9 is rank ceil(1000 * 0.999) = 999, a 1.
+  rg::load::Histogram h;
+  for (int i = 0; i < 999; ++i) h.record(1);
+  h.record(100);
+  EXPECT_EQ(h.percentile(99.9), 1u);
+  EXPECT_EQ(h.percentile_permille(999), 1u);
+  EXPECT_EQ(h.percentile(100), 100u);
+  h.record(1);  // n = 1001: rank ceil(1000.0) = 1000 is still a 1
+  EXPECT_EQ(h.percentile(99.9), 1u);
+  h.record(100);  // n = 1002: rank ceil(1000.998) = 1001, the first 100
+  EXPECT_EQ(h.percentile(99.9), 100u);
+}
+
 // ---------------------------------------------------------------- options
 
 std::vector<const char*> argv_of(std::initializer_list<const char*> args) {
