@@ -268,3 +268,56 @@ def test_pings_answered_and_close_1013_classified(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+DOUBLE_CLOSE_SERVER = r"""
+import asyncio, base64, hashlib, sys
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+async def handler(reader, writer):
+    head = await reader.readuntil(b"\r\n\r\n")
+    key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key:")][0]
+    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    # Two close frames with 1013 in one write: the second one is a protocol
+    # violation the client must not count as another close_1013.
+    writer.write(b"\x88\x02\x03\xf5" * 2)
+    await writer.drain()
+    try:
+        while await reader.read(65536):
+            pass
+    except ConnectionError:
+        pass
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    print(f"listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_a_second_close_frame_is_a_protocol_error_not_another_1013(tmp_path):
+    script = tmp_path / "double_close.py"
+    script.write_text(DOUBLE_CLOSE_SERVER)
+    proc = subprocess.Popen(["/usr/bin/python3", str(script)], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert m, line
+        rc, out, err, j, _ = run_load("flood", "--connections", 20, "--rate", 200, "--duration", 10, "--json",
+                                      f"ws://127.0.0.1:{m.group(1)}/", timeout=60)
+        assert rc == 0, err
+        assert j["attempted"] == 20
+        assert j["failed"]["close_1013"] == 20, out
+        assert j["upgraded"] == 0, out
+        assert j["protocol_errors"] == 20, out
+        assert j["disconnects_after_success"] == 20, out
+    finally:
+        proc.kill()
+        proc.wait()

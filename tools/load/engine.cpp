@@ -134,6 +134,7 @@ enum Flag : std::uint16_t {
   f_in_message = 1 << 9,    // inside a fragmented data message
   f_message_bad = 1 << 10,  // a fragment of the current message mismatched
   f_counted_open = 1 << 11, // counted in live.open
+  f_lost_counted = 1 << 12, // counted in disconnects_after_success
 };
 
 enum class TimerList : std::uint8_t { none, handshake, closing };
@@ -836,7 +837,8 @@ void Engine::resolve_oddity(std::uint32_t slot, Oddity oddity) {
 // An upgraded connection that the server closed or reset before we closed it.
 void Engine::lost_after_upgrade(std::uint32_t slot) {
   Conn& k = conns_[slot];
-  if (k.flags & f_we_closed) return;
+  if (k.flags & (f_we_closed | f_lost_counted)) return;
+  k.flags |= f_lost_counted;
   ++stats_of(k).disconnects_after_success;
   ++disconnects_;
   ++errors_;
@@ -931,6 +933,12 @@ bool Engine::frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const
       return true;
     case ws::Opcode::pong: return true;
     case ws::Opcode::close: {
+      if (k.flags & f_got_close) {
+        // RFC 6455 5.5.1: nothing may follow a close frame.  A second one
+        // is a protocol error, never another close_1013 or disconnect.
+        protocol_error(slot);
+        return false;
+      }
       k.flags |= f_got_close;
       k.close_code = payload.size() >= 2 ? static_cast<std::uint16_t>((payload[0] << 8) | payload[1]) : 1005;
       if (!(k.flags & f_we_closed)) {
