@@ -958,8 +958,9 @@ bool Engine::frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const
           // Reply with the same code (none for 1005), then wait for EOF.
           const std::uint8_t code[2] = {static_cast<std::uint8_t>(k.close_code >> 8),
                                         static_cast<std::uint8_t>(k.close_code & 0xFF)};
-          stage_frame(slot, ws::Opcode::close,
-                      k.close_code == 1005 ? std::span<const std::uint8_t>{} : std::span<const std::uint8_t>{code, 2});
+          if (!stage_frame(slot, ws::Opcode::close,
+                           k.close_code == 1005 ? std::span<const std::uint8_t>{} : std::span<const std::uint8_t>{code, 2}))
+            return false;  // protocol_error() already started the teardown
           k.flags |= f_sent_close;
         }
         k.state = State::closing;
