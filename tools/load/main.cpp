@@ -144,8 +144,10 @@ std::uint64_t Runner::open_bound_ns(double rate) const {
 void Runner::close_all(std::uint32_t step) {
   command(Phase::close, step);
   // Each connection gets --close-timeout for the server's answer; a cancel
-  // and a close_direct follow.
-  const std::uint64_t bound = monotonic_ns() + o_.close_timeout_ms * 1'000'000 + phase_slack_ns;
+  // and a close_direct follow.  In echo mode the echoes in flight get
+  // another --close-timeout before the close goes out.
+  const std::uint64_t rounds = o_.mode == Mode::echo ? 2 : 1;
+  const std::uint64_t bound = monotonic_ns() + rounds * o_.close_timeout_ms * 1'000'000 + phase_slack_ns;
   if (!wait_until([](const Totals& s) { return s.slots == 0; }, bound, "closing"))
     std::fprintf(stderr, "ringgate-load: %llu connections still not released after the close bound\n",
                  static_cast<unsigned long long>(totals().slots));
