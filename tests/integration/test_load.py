@@ -398,3 +398,69 @@ def test_a_lost_or_duplicated_echo_is_counted_once_not_as_every_later_mismatch(t
     finally:
         proc.kill()
         proc.wait()
+
+
+def run_load_interrupted(*args, after, sig=signal.SIGINT, timeout=60):
+    """Runs ringgate-load, sends `sig` after `after` seconds; returns
+    (returncode, stdout, stderr, json)."""
+    proc = subprocess.Popen([str(LOAD_BIN), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(after)
+    proc.send_signal(sig)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"ringgate-load ran past {timeout}s after the signal:\n{out}\n{err}")
+    lines = out.strip().splitlines()
+    summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+    return proc.returncode, out, err, summary
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_hold_still_closes_every_connection(server, sig):
+    rc, out, err, j = run_load_interrupted("hold", "--connections", 50, "--duration", 60, "--json", server.url(),
+                                           after=2, sig=sig)
+    assert rc == 0, err
+    assert j["interrupted"] is True
+    assert j["upgraded"] == 50, out
+    assert j["closed_clean"] == 50, out
+    assert j["slots_left"] == 0, out
+
+
+SILENT_SERVER = r"""
+import asyncio, sys
+
+async def handler(reader, writer):
+    await asyncio.sleep(60)  # accept, read nothing, answer nothing
+
+async def main():
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    print(f"listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_a_signal_counts_unresolved_attempts_as_aborted(tmp_path):
+    script = tmp_path / "silent.py"
+    script.write_text(SILENT_SERVER)
+    proc = subprocess.Popen(["/usr/bin/python3", str(script)], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert m, line
+        rc, out, err, j = run_load_interrupted("flood", "--connections", 20, "--handshake-timeout", "60s",
+                                               "--duration", 30, "--json", f"ws://127.0.0.1:{m.group(1)}/",
+                                               after=2)
+        assert rc == 0, err
+        assert j["interrupted"] is True
+        assert j["attempted"] == 20, out
+        assert j["failed"]["other"] == 20, out
+        assert j["other_detail"].get("aborted") == 20, out
+    finally:
+        proc.kill()
+        proc.wait()

@@ -470,6 +470,7 @@ void Engine::poll_command() {
   if (command == command_) return;
   command_ = command;
   enter_phase(static_cast<Phase>(command & 0xFF), static_cast<std::uint32_t>(command >> 8));
+  live_.command_seen.store(command, std::memory_order_release);
 }
 
 void Engine::enter_phase(Phase phase, std::uint32_t step) {
@@ -488,6 +489,16 @@ void Engine::enter_phase(Phase phase, std::uint32_t step) {
   }
   if (phase == Phase::settle) {
     to_open_ = 0;
+    return;
+  }
+  if (phase == Phase::stop) {
+    // The run ends here (an interrupt, or flood's end): attempts still
+    // connecting or handshaking never resolved; count them as aborted.
+    to_open_ = 0;
+    for (std::uint32_t slot = 0; slot < s_.slots; ++slot) {
+      const State state = conns_[slot].state;
+      if (state == State::connecting || state == State::handshaking) resolve_oddity(slot, Oddity::aborted);
+    }
     return;
   }
   if (phase == Phase::hold && o_.mode == Mode::echo) {

@@ -116,6 +116,10 @@ struct alignas(64) LiveCounters {
   std::atomic<std::uint64_t> disconnects{0};
   std::atomic<std::uint64_t> echo_msgs{0};
   std::atomic<std::uint64_t> errors{0};  // failed attempts + disconnects + protocol errors + close problems
+  // The last Control command this thread has acted on (release): the main
+  // thread waits for it before giving the next one, so none is overwritten
+  // unseen.
+  std::atomic<std::uint64_t> command_seen{0};
 };
 
 struct EngineSetup {
