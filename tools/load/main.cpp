@@ -341,7 +341,7 @@ int main_impl(int argc, char** argv) {
     std::fprintf(stderr, "ringgate-load: %s\n", error.c_str());
     return exit_usage;
   }
-  if (!target_allowed(t, current_net_namespace(), error)) {
+  if (!target_allowed(t, current_net_namespace(), current_default_route(), error)) {
     std::fprintf(stderr, "ringgate-load: %s\n", error.c_str());
     return exit_usage;
   }
