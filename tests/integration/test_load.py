@@ -173,6 +173,7 @@ def test_echo_checks_every_byte(server, mode_args):
     assert j["msgs"] > 0 and j["msgs_per_s"] > 0 and j["bytes_per_s"] > 0
     assert j["mismatches"] == 0
     assert j["out_of_order"] == 0
+    assert j["lost"] == 0 and j["duplicates"] == 0 and j["unanswered"] == 0, out
     assert j["protocol_errors"] == 0
     assert j["echoes_checked"] >= j["msgs"]
     assert j["rtt_us"]["count"] > 0 and j["rtt_us"]["p50"] <= j["rtt_us"]["max"]
@@ -265,6 +266,201 @@ def test_pings_answered_and_close_1013_classified(tmp_path):
         assert j["pings"] == 20
         assert j["protocol_errors"] == 0
         assert j["breaking_point"]["class"] == "close_1013"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+DOUBLE_CLOSE_SERVER = r"""
+import asyncio, base64, hashlib, sys
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+async def handler(reader, writer):
+    head = await reader.readuntil(b"\r\n\r\n")
+    key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key:")][0]
+    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    # Two close frames with 1013 in one write: the second one is a protocol
+    # violation the client must not count as another close_1013.
+    writer.write(b"\x88\x02\x03\xf5" * 2)
+    await writer.drain()
+    try:
+        while await reader.read(65536):
+            pass
+    except ConnectionError:
+        pass
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    print(f"listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_a_second_close_frame_is_a_protocol_error_not_another_1013(tmp_path):
+    script = tmp_path / "double_close.py"
+    script.write_text(DOUBLE_CLOSE_SERVER)
+    proc = subprocess.Popen(["/usr/bin/python3", str(script)], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert m, line
+        rc, out, err, j, _ = run_load("flood", "--connections", 20, "--rate", 200, "--duration", 10, "--json",
+                                      f"ws://127.0.0.1:{m.group(1)}/", timeout=60)
+        assert rc == 0, err
+        assert j["attempted"] == 20
+        assert j["failed"]["close_1013"] == 20, out
+        assert j["upgraded"] == 0, out
+        assert j["protocol_errors"] == 20, out
+        assert j["disconnects_after_success"] == 20, out
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+LOSSY_ECHO_SERVER = r"""
+import asyncio, base64, hashlib, struct, sys
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+def frame(opcode, payload):
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126: head += bytes([n])
+    elif n < 65536: head += bytes([126]) + struct.pack("!H", n)
+    else: head += bytes([127]) + struct.pack("!Q", n)
+    return head + payload
+
+async def handler(reader, writer):
+    head = await reader.readuntil(b"\r\n\r\n")
+    key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key:")][0]
+    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    n = 0
+    try:
+        while True:
+            b0, b1 = await reader.readexactly(2)
+            size = b1 & 0x7F
+            if size == 126: size = struct.unpack("!H", await reader.readexactly(2))[0]
+            elif size == 127: size = struct.unpack("!Q", await reader.readexactly(8))[0]
+            mask = await reader.readexactly(4)
+            data = bytes(c ^ mask[i % 4] for i, c in enumerate(await reader.readexactly(size)))
+            opcode = b0 & 0x0F
+            if opcode == 8:
+                writer.write(frame(8, data))
+                await writer.drain()
+                break
+            # Message 2 of each connection is never echoed; message 5 twice.
+            if n != 2: writer.write(frame(opcode, data))
+            if n == 5: writer.write(frame(opcode, data))
+            n += 1
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    print(f"listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_a_lost_or_duplicated_echo_is_counted_once_not_as_every_later_mismatch(tmp_path):
+    script = tmp_path / "lossy_echo.py"
+    script.write_text(LOSSY_ECHO_SERVER)
+    proc = subprocess.Popen(["/usr/bin/python3", str(script)], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert m, line
+        rc, out, err, j, _ = run_load("echo", "--connections", 5, "--inflight", 4, "--size", 64, "--duration", 1,
+                                      "--json", f"ws://127.0.0.1:{m.group(1)}/", timeout=60)
+        assert rc == 0, err
+        assert j["upgraded"] == 5, out
+        assert j["mismatches"] == 0, out
+        assert j["lost"] == 5, out
+        assert j["duplicates"] == 5, out
+        assert j["unanswered"] == 0, out
+        assert j["protocol_errors"] == 0, out
+        assert j["msgs"] > 50, out
+        assert j["rtt_us"]["count"] == j["echoes_checked"] - 5, out
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def run_load_interrupted(*args, after, sig=signal.SIGINT, timeout=60):
+    """Runs ringgate-load, sends `sig` after `after` seconds; returns
+    (returncode, stdout, stderr, json)."""
+    proc = subprocess.Popen([str(LOAD_BIN), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(after)
+    proc.send_signal(sig)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"ringgate-load ran past {timeout}s after the signal:\n{out}\n{err}")
+    lines = out.strip().splitlines()
+    summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+    return proc.returncode, out, err, summary
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_hold_still_closes_every_connection(server, sig):
+    rc, out, err, j = run_load_interrupted("hold", "--connections", 50, "--duration", 60, "--json", server.url(),
+                                           after=2, sig=sig)
+    assert rc == 0, err
+    assert j["interrupted"] is True
+    assert j["upgraded"] == 50, out
+    assert j["closed_clean"] == 50, out
+    assert j["slots_left"] == 0, out
+
+
+SILENT_SERVER = r"""
+import asyncio, sys
+
+async def handler(reader, writer):
+    await asyncio.sleep(60)  # accept, read nothing, answer nothing
+
+async def main():
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    print(f"listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_a_signal_counts_unresolved_attempts_as_aborted(tmp_path):
+    script = tmp_path / "silent.py"
+    script.write_text(SILENT_SERVER)
+    proc = subprocess.Popen(["/usr/bin/python3", str(script)], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert m, line
+        rc, out, err, j = run_load_interrupted("flood", "--connections", 20, "--handshake-timeout", "60s",
+                                               "--duration", 30, "--json", f"ws://127.0.0.1:{m.group(1)}/",
+                                               after=2)
+        assert rc == 0, err
+        assert j["interrupted"] is True
+        assert j["attempted"] == 20, out
+        assert j["failed"]["other"] == 20, out
+        assert j["other_detail"].get("aborted") == 20, out
     finally:
         proc.kill()
         proc.wait()

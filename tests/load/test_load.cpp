@@ -102,6 +102,20 @@ TEST(Histogram, MergeEqualsRecordingEverythingInOne) {
   for (const double p : {1.0, 50.0, 90.0, 99.0, 99.9, 100.0}) EXPECT_EQ(a.percentile(p), all.percentile(p)) << p;
 }
 
+TEST(Histogram, P999OfAThousandIsTheNineHundredNinetyNinthValue) {
+  // 999 values of 1 and one of 100: p99.9 is rank ceil(1000 * 0.999) = 999, a 1.
+  rg::load::Histogram h;
+  for (int i = 0; i < 999; ++i) h.record(1);
+  h.record(100);
+  EXPECT_EQ(h.percentile(99.9), 1u);
+  EXPECT_EQ(h.percentile_permille(999), 1u);
+  EXPECT_EQ(h.percentile(100), 100u);
+  h.record(1);  // n = 1001: rank ceil(1000.0) = 1000 is still a 1
+  EXPECT_EQ(h.percentile(99.9), 1u);
+  h.record(100);  // n = 1002: rank ceil(1000.998) = 1001, the first 100
+  EXPECT_EQ(h.percentile(99.9), 100u);
+}
+
 // ---------------------------------------------------------------- options
 
 std::vector<const char*> argv_of(std::initializer_list<const char*> args) {
@@ -241,13 +255,42 @@ TEST(Target, OnlyLoopbackOutsideANamespace) {
   Target t;
   std::string error;
   ASSERT_TRUE(parse_target("ws://192.0.2.1:80/", t, error));
-  EXPECT_FALSE(target_allowed(t, NetNamespace::initial, error));
+  EXPECT_FALSE(target_allowed(t, NetNamespace::initial, "", error));
   EXPECT_NE(error.find("loopback"), std::string::npos);
-  EXPECT_TRUE(target_allowed(t, NetNamespace::other, error));
+  EXPECT_TRUE(target_allowed(t, NetNamespace::other, "", error));
   ASSERT_TRUE(parse_target("ws://127.0.0.1:80/", t, error));
-  EXPECT_TRUE(target_allowed(t, NetNamespace::initial, error));
+  EXPECT_TRUE(target_allowed(t, NetNamespace::initial, "", error));
+  EXPECT_TRUE(target_allowed(t, NetNamespace::initial, "an IPv4 default route via eth0", error));
   ASSERT_TRUE(parse_target("ws://[::1]:80/", t, error));
-  EXPECT_TRUE(target_allowed(t, NetNamespace::initial, error));
+  EXPECT_TRUE(target_allowed(t, NetNamespace::initial, "", error));
+}
+
+TEST(Target, NamespaceWithADefaultRouteIsRefused) {
+  Target t;
+  std::string error;
+  ASSERT_TRUE(parse_target("ws://192.0.2.1:80/", t, error));
+  EXPECT_FALSE(target_allowed(t, NetNamespace::other, "an IPv4 default route via veth0", error));
+  EXPECT_NE(error.find("default route via veth0"), std::string::npos) << error;
+}
+
+TEST(Target, FindsDefaultRoutes) {
+  const std::string v4_header =
+      "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n";
+  const std::string v4_default = "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
+  const std::string v4_subnet = "veth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+  const std::string v6_default =
+      "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+      "fd000000000000000000000000000001 00000400 00000002 00000000 00000003     eth1\n";
+  const std::string v6_reject =
+      "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+      "00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n";
+  const std::string v6_local =
+      "00000000000000000000000000000001 80 00000000000000000000000000000000 00 "
+      "00000000000000000000000000000000 00000000 00000002 00000000 80200001       lo\n";
+  EXPECT_EQ(find_default_route(v4_header, ""), "");
+  EXPECT_EQ(find_default_route(v4_header + v4_subnet, v6_reject + v6_local), "");
+  EXPECT_EQ(find_default_route(v4_header + v4_subnet + v4_default, ""), "an IPv4 default route via eth0");
+  EXPECT_EQ(find_default_route(v4_header + v4_subnet, v6_local + v6_default), "an IPv6 default route via eth1");
 }
 
 // ---------------------------------------------------------------- plan

@@ -78,6 +78,9 @@ void StepStats::merge(const StepStats& o) noexcept {
   echo_bytes += o.echo_bytes;
   echo_total += o.echo_total;
   mismatches += o.mismatches;
+  lost += o.lost;
+  duplicates += o.duplicates;
+  unanswered += o.unanswered;
   out_of_order += o.out_of_order;
   handshake_us.merge(o.handshake_us);
   rtt_us.merge(o.rtt_us);
@@ -134,6 +137,9 @@ enum Flag : std::uint16_t {
   f_in_message = 1 << 9,    // inside a fragmented data message
   f_message_bad = 1 << 10,  // a fragment of the current message mismatched
   f_counted_open = 1 << 11, // counted in live.open
+  f_lost_counted = 1 << 12, // counted in disconnects_after_success
+  f_message_dup = 1 << 13,  // the current fragmented message repeats an answered one
+  f_draining = 1 << 14,     // close phase: waiting for echoes in flight before our close
 };
 
 enum class TimerList : std::uint8_t { none, handshake, closing };
@@ -143,6 +149,7 @@ struct Conn {
   std::uint64_t started_ns;   // connect chain submitted
   std::uint64_t next_seq;     // echo: next sequence number to send
   std::uint64_t expect_seq;   // echo: sequence expected in the next echo
+  std::uint64_t message_seq;  // echo: sequence the current fragmented message answers
   std::uint32_t generation;   // bumped on release; travels in user_data
   std::uint32_t id;           // global attempt number: payload connection id, source choice
   std::uint32_t timer_prev;
@@ -265,7 +272,12 @@ class Engine {
   void ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> data);
   bool frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const std::uint8_t> payload);
   void data_frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const std::uint8_t> payload);
-  void echo_received(std::uint32_t slot, bool ok, std::size_t bytes);
+  enum class EchoSeq : std::uint8_t { ahead, behind, unknown };
+  [[nodiscard]] std::uint64_t carried_seq(std::uint64_t seq) const noexcept;
+  [[nodiscard]] EchoSeq locate_echo(const Conn& k, std::uint64_t carried, std::uint64_t& seq) const noexcept;
+  void duplicate_echo(std::uint32_t slot);
+  void echo_received(std::uint32_t slot, std::uint64_t seq, bool ok, std::size_t bytes);
+  void count_unanswered(std::uint32_t slot);
   void upgraded(std::uint32_t slot);
   void resolve(std::uint32_t slot, Outcome outcome);
   void resolve_errno(std::uint32_t slot, int err);
@@ -458,6 +470,7 @@ void Engine::poll_command() {
   if (command == command_) return;
   command_ = command;
   enter_phase(static_cast<Phase>(command & 0xFF), static_cast<std::uint32_t>(command >> 8));
+  live_.command_seen.store(command, std::memory_order_release);
 }
 
 void Engine::enter_phase(Phase phase, std::uint32_t step) {
@@ -476,6 +489,16 @@ void Engine::enter_phase(Phase phase, std::uint32_t step) {
   }
   if (phase == Phase::settle) {
     to_open_ = 0;
+    return;
+  }
+  if (phase == Phase::stop) {
+    // The run ends here (an interrupt, or flood's end): attempts still
+    // connecting or handshaking never resolved; count them as aborted.
+    to_open_ = 0;
+    for (std::uint32_t slot = 0; slot < s_.slots; ++slot) {
+      const State state = conns_[slot].state;
+      if (state == State::connecting || state == State::handshaking) resolve_oddity(slot, Oddity::aborted);
+    }
     return;
   }
   if (phase == Phase::hold && o_.mode == Mode::echo) {
@@ -498,7 +521,18 @@ void Engine::enter_phase(Phase phase, std::uint32_t step) {
           resolve_oddity(slot, Oddity::aborted);
           teardown(slot);
           break;
-        case State::open: start_close(slot, 1000); break;
+        case State::open:
+          if (k.inflight > 0) {
+            // Echoes in flight are answered before our close goes out (a
+            // server may drop what it has not yet echoed once it sees a
+            // close), bounded by --close-timeout; what is still owed then
+            // counts as unanswered.
+            k.flags |= f_draining;
+            timer_add(slot, TimerList::closing, o_.close_timeout_ms);
+          } else {
+            start_close(slot, 1000);
+          }
+          break;
         default: break;
       }
     }
@@ -836,7 +870,8 @@ void Engine::resolve_oddity(std::uint32_t slot, Oddity oddity) {
 // An upgraded connection that the server closed or reset before we closed it.
 void Engine::lost_after_upgrade(std::uint32_t slot) {
   Conn& k = conns_[slot];
-  if (k.flags & f_we_closed) return;
+  if (k.flags & (f_we_closed | f_lost_counted)) return;
+  k.flags |= f_lost_counted;
   ++stats_of(k).disconnects_after_success;
   ++disconnects_;
   ++errors_;
@@ -931,6 +966,12 @@ bool Engine::frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const
       return true;
     case ws::Opcode::pong: return true;
     case ws::Opcode::close: {
+      if (k.flags & f_got_close) {
+        // RFC 6455 5.5.1: nothing may follow a close frame.  A second one
+        // is a protocol error, never another close_1013 or disconnect.
+        protocol_error(slot);
+        return false;
+      }
       k.flags |= f_got_close;
       k.close_code = payload.size() >= 2 ? static_cast<std::uint16_t>((payload[0] << 8) | payload[1]) : 1005;
       if (!(k.flags & f_we_closed)) {
@@ -950,8 +991,9 @@ bool Engine::frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const
           // Reply with the same code (none for 1005), then wait for EOF.
           const std::uint8_t code[2] = {static_cast<std::uint8_t>(k.close_code >> 8),
                                         static_cast<std::uint8_t>(k.close_code & 0xFF)};
-          stage_frame(slot, ws::Opcode::close,
-                      k.close_code == 1005 ? std::span<const std::uint8_t>{} : std::span<const std::uint8_t>{code, 2});
+          if (!stage_frame(slot, ws::Opcode::close,
+                           k.close_code == 1005 ? std::span<const std::uint8_t>{} : std::span<const std::uint8_t>{code, 2}))
+            return false;  // protocol_error() already started the teardown
           k.flags |= f_sent_close;
         }
         k.state = State::closing;
@@ -974,34 +1016,99 @@ void Engine::data_frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<
     protocol_error(slot);  // a continuation out of nowhere, or a new message inside one
     return;
   }
-  const std::uint64_t expected = o_.payload == PayloadKind::text ? (k.expect_seq & text_sequence_mask) : k.expect_seq;
   if (first && h.fin) {
     // The whole message in one frame: the common case.
-    const payload::Check check = payload::check(payload, o_.payload, o_.size_bytes, k.id, expected);
     const bool type_ok = h.opcode == (o_.payload == PayloadKind::text ? 1 : 2);
-    if (check == payload::Check::out_of_order) ++stats_of(k).out_of_order;
-    echo_received(slot, check == payload::Check::ok && type_ok, payload.size());
+    std::uint64_t seq = k.expect_seq;
+    bool ok = payload.size() == o_.size_bytes &&
+              payload::matches(payload, o_.payload, k.id, carried_seq(k.expect_seq));
+    if (!ok) {
+      // Not the expected message: another intact message of this connection
+      // (an echo lost or duplicated before it), or corrupt.
+      std::uint32_t c = 0;
+      std::uint64_t carried = 0;
+      if (payload.size() == o_.size_bytes && payload::read_ids(payload, o_.payload, c, carried) && c == k.id &&
+          payload::matches(payload, o_.payload, k.id, carried)) {
+        switch (locate_echo(k, carried, seq)) {
+          case EchoSeq::ahead: ok = true; break;
+          case EchoSeq::behind: duplicate_echo(slot); return;
+          case EchoSeq::unknown: break;  // never sent: corrupt
+        }
+      }
+    }
+    echo_received(slot, seq, ok && type_ok, payload.size());
     return;
   }
-  // A fragmented echo: check each fragment at its offset.
+  // A fragmented echo: check each fragment at its offset against the message
+  // named by the first fragment's header (the expected one when the first
+  // fragment is too short to carry it).
   if (first) {
     k.flags |= f_in_message;
     k.flags &= static_cast<std::uint16_t>(~f_message_bad);
     k.message_offset = 0;
     k.message_opcode = h.opcode;
+    k.message_seq = k.expect_seq;
+    std::uint32_t c = 0;
+    std::uint64_t carried = 0;
+    if (payload::read_ids(payload, o_.payload, c, carried) && c == k.id && carried != carried_seq(k.expect_seq)) {
+      std::uint64_t seq = k.expect_seq;
+      const EchoSeq where = locate_echo(k, carried, seq);
+      if (where == EchoSeq::ahead) k.message_seq = seq;
+      if (where == EchoSeq::behind) k.flags |= f_message_dup;
+    }
   }
   if (k.message_offset + payload.size() > o_.size_bytes ||
-      !payload::matches(payload, o_.payload, k.id, expected, k.message_offset))
+      !payload::matches(payload, o_.payload, k.id, carried_seq(k.message_seq), k.message_offset))
     k.flags |= f_message_bad;
   k.message_offset += static_cast<std::uint32_t>(payload.size());
   if (!h.fin) return;
   k.flags &= static_cast<std::uint16_t>(~f_in_message);
   const bool ok = !(k.flags & f_message_bad) && k.message_offset == o_.size_bytes &&
                   k.message_opcode == (o_.payload == PayloadKind::text ? 1 : 2);
-  echo_received(slot, ok, k.message_offset);
+  if ((k.flags & f_message_dup) && ok) {
+    k.flags &= static_cast<std::uint16_t>(~f_message_dup);
+    duplicate_echo(slot);
+    return;
+  }
+  k.flags &= static_cast<std::uint16_t>(~f_message_dup);
+  echo_received(slot, k.message_seq, ok, k.message_offset);
 }
 
-void Engine::echo_received(std::uint32_t slot, bool ok, std::size_t bytes) {
+// The sequence as a payload carries it (text keeps 48 bits).
+std::uint64_t Engine::carried_seq(std::uint64_t seq) const noexcept {
+  return o_.payload == PayloadKind::text ? (seq & text_sequence_mask) : seq;
+}
+
+// Places an intact message's carried sequence in the connection's window:
+// ahead (sent, not yet answered, after the expected one; `seq` gets its full
+// value), behind (answered or given up as lost already: a duplicate), or
+// unknown (never sent).
+Engine::EchoSeq Engine::locate_echo(const Conn& k, std::uint64_t carried, std::uint64_t& seq) const noexcept {
+  const std::uint64_t mask = o_.payload == PayloadKind::text ? text_sequence_mask : ~std::uint64_t{0};
+  const std::uint64_t ahead = (carried - k.expect_seq) & mask;
+  if (ahead < k.next_seq - k.expect_seq) {
+    seq = k.expect_seq + ahead;
+    return EchoSeq::ahead;
+  }
+  const std::uint64_t behind = (k.expect_seq - carried) & mask;
+  if (behind >= 1 && behind <= k.expect_seq) return EchoSeq::behind;
+  return EchoSeq::unknown;
+}
+
+void Engine::duplicate_echo(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  StepStats& st = stats_of(k);
+  ++st.echo_total;
+  ++st.out_of_order;
+  ++st.duplicates;
+  ++errors_;
+}
+
+// An echo answering message `seq` (expect_seq <= seq < next_seq).  Messages
+// between expect_seq and seq were skipped: they count as lost and the
+// window resyncs after seq.  Only verified echoes count in the throughput
+// and the RTT, which uses seq's own send time.
+void Engine::echo_received(std::uint32_t slot, std::uint64_t seq, bool ok, std::size_t bytes) {
   Conn& k = conns_[slot];
   StepStats& st = stats_of(k);
   if (k.inflight == 0) {
@@ -1009,19 +1116,46 @@ void Engine::echo_received(std::uint32_t slot, bool ok, std::size_t bytes) {
     return;
   }
   ++st.echo_total;
+  if (seq > k.expect_seq) {
+    const std::uint64_t skipped = seq - k.expect_seq;
+    st.lost += skipped;
+    errors_ += skipped;
+    ++st.out_of_order;
+    k.inflight -= static_cast<std::uint32_t>(skipped);
+  }
   if (!ok) {
     ++st.mismatches;
     ++errors_;
+  } else {
+    st.rtt_us.record((now_ns_ - sent_at(slot)[seq % o_.inflight]) / 1000);
   }
-  st.rtt_us.record((now_ns_ - sent_at(slot)[k.expect_seq % o_.inflight]) / 1000);
-  ++k.expect_seq;
+  k.expect_seq = seq + 1;
   --k.inflight;
-  if (phase_ == Phase::hold) {
-    ++st.echo_msgs;
-    st.echo_bytes += bytes;
-    ++echo_msgs_;
-    if (k.state == State::open) stage_echo_message(slot);  // keep the window full
+  if ((k.flags & f_draining) && k.inflight == 0 && k.state == State::open) {
+    timer_remove(slot);
+    start_close(slot, 1000);
+    return;
   }
+  if (phase_ == Phase::hold) {
+    if (ok) {
+      ++st.echo_msgs;
+      st.echo_bytes += bytes;
+      ++echo_msgs_;
+    }
+    if (k.state == State::open)
+      while (stage_echo_message(slot)) {
+      }  // keep the window full
+  }
+}
+
+// Echoes still owed when a connection goes: unanswered, and errors.
+void Engine::count_unanswered(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (k.inflight == 0) return;
+  stats_of(k).unanswered += k.inflight;
+  errors_ += k.inflight;
+  k.expect_seq += k.inflight;
+  k.inflight = 0;
 }
 
 // ---------------------------------------------------------------- sending
@@ -1126,6 +1260,7 @@ void Engine::teardown(std::uint32_t slot) {
   if (k.state >= State::tearing_down || k.state == State::free) return;
   timer_remove(slot);
   set_open(slot, false);
+  count_unanswered(slot);
   const bool connecting = k.state == State::connecting;
   k.state = State::tearing_down;
   if (connecting && k.ops > 0) {
@@ -1180,6 +1315,11 @@ void Engine::run_timers() {
     teardown(slot);
   }
   for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::closing, now)) != nil;) {
+    if (conns_[slot].state == State::open && (conns_[slot].flags & f_draining)) {
+      count_unanswered(slot);  // gave up waiting: close now
+      start_close(slot, 1000);
+      continue;
+    }
     ++stats_of(conns_[slot]).close_timeouts;
     ++errors_;
     teardown(slot);

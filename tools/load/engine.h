@@ -76,8 +76,11 @@ struct StepStats {
   std::uint64_t echo_msgs = 0;   // echoes received inside the measured window
   std::uint64_t echo_bytes = 0;  // their payload bytes
   std::uint64_t echo_total = 0;  // all echoes, window or not
-  std::uint64_t mismatches = 0;
-  std::uint64_t out_of_order = 0;
+  std::uint64_t mismatches = 0;    // echoes whose payload is corrupt (or never sent)
+  std::uint64_t out_of_order = 0;  // echoes not answering the oldest message in flight
+  std::uint64_t lost = 0;          // messages skipped by a later echo: never answered
+  std::uint64_t duplicates = 0;    // intact echoes of a message already answered or lost
+  std::uint64_t unanswered = 0;    // messages still in flight when the connection went
   Histogram handshake_us;
   Histogram rtt_us;
   OtherDetail other;
@@ -113,6 +116,10 @@ struct alignas(64) LiveCounters {
   std::atomic<std::uint64_t> disconnects{0};
   std::atomic<std::uint64_t> echo_msgs{0};
   std::atomic<std::uint64_t> errors{0};  // failed attempts + disconnects + protocol errors + close problems
+  // The last Control command this thread has acted on (release): the main
+  // thread waits for it before giving the next one, so none is overwritten
+  // unseen.
+  std::atomic<std::uint64_t> command_seen{0};
 };
 
 struct EngineSetup {

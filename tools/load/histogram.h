@@ -53,10 +53,21 @@ class Histogram {
   // The smallest value v such that at least `percent`% of the recorded values
   // are <= v, reported as the top of v's bucket (never above max()).  0 when
   // nothing was recorded.
+  //
+  // `percent` is taken to a tenth of a percent (per mille) and the rank is
+  // computed in integers: with floating point, 99.9 / 100 * 1000 comes out a
+  // hair above 999 and ceil() then picked the 1000th value.
   [[nodiscard]] std::uint64_t percentile(double percent) const noexcept {
-    if (count_ == 0) return 0;
     percent = std::clamp(percent, 0.0, 100.0);
-    auto rank = static_cast<std::uint64_t>(std::ceil(percent / 100.0 * static_cast<double>(count_)));
+    return percentile_permille(static_cast<std::uint32_t>(std::llround(percent * 10.0)));
+  }
+
+  // As percentile(), for `permille` / 1000 of the values: the value of rank
+  // ceil(count * permille / 1000), clamped to [1, count].
+  [[nodiscard]] std::uint64_t percentile_permille(std::uint32_t permille) const noexcept {
+    if (count_ == 0) return 0;
+    permille = std::min<std::uint32_t>(permille, 1000);
+    std::uint64_t rank = rank_for(count_, permille);
     rank = std::clamp<std::uint64_t>(rank, 1, count_);
     std::uint64_t seen = 0;
     for (std::size_t i = 0; i < bucket_count; ++i) {
@@ -64,6 +75,12 @@ class Histogram {
       if (seen >= rank) return std::clamp(highest_in_bucket(i), min_, max_);
     }
     return max_;
+  }
+
+  // ceil(n * permille / 1000) exactly and without overflow: with n = 1000q + r
+  // it is q * permille + ceil(r * permille / 1000).
+  [[nodiscard]] static constexpr std::uint64_t rank_for(std::uint64_t n, std::uint32_t permille) noexcept {
+    return (n / 1000) * permille + ((n % 1000) * permille + 999) / 1000;
   }
 
   [[nodiscard]] std::uint64_t count() const noexcept { return count_; }
@@ -104,6 +121,8 @@ class Histogram {
 };
 
 static_assert(Histogram::index_of(Histogram::value_max_us) == Histogram::bucket_count - 1);
+static_assert(Histogram::rank_for(1000, 999) == 999 && Histogram::rank_for(1001, 999) == 1000 &&
+              Histogram::rank_for(10, 500) == 5 && Histogram::rank_for(UINT64_MAX, 1000) == UINT64_MAX);
 static_assert(Histogram::index_of(127) == 127 && Histogram::index_of(128) == 128);
 static_assert(Histogram::lowest_in_bucket(Histogram::index_of(1000)) <= 1000 &&
               Histogram::highest_in_bucket(Histogram::index_of(1000)) >= 1000);

@@ -35,6 +35,9 @@ constexpr auto poll_interval = std::chrono::milliseconds(5);
 constexpr std::uint64_t progress_interval_ns = 1'000'000'000;
 // Slack on top of the computed bound of each phase, for a loaded machine.
 constexpr std::uint64_t phase_slack_ns = 5'000'000'000;
+// A thread looks at its command every loop turn (at most idle_wait_us
+// apart); far longer means it is stuck, and the run goes on without it.
+constexpr std::uint64_t command_ack_bound_ns = 2'000'000'000;
 
 std::atomic<bool> interrupted{false};
 extern "C" void on_signal(int) { interrupted.store(true); }
@@ -70,8 +73,10 @@ class Runner {
 
   // Polls until `done` holds, the deadline passes or a signal arrives;
   // prints a progress line every second meanwhile.  True when `done` held.
+  // With `interruptible` false a signal does not cut the wait short (the
+  // close phase is bounded by --close-timeout and must run to the end).
   template <typename Done>
-  bool wait_until(Done&& done, std::uint64_t deadline_ns, const char* phase) {
+  bool wait_until(Done&& done, std::uint64_t deadline_ns, const char* phase, bool interruptible = true) {
     for (;;) {
       const Totals s = totals();
       if (done(s)) return true;
@@ -80,12 +85,22 @@ class Runner {
         progress(s, phase, now);
         next_progress_ns_ = now + progress_interval_ns;
       }
-      if (now >= deadline_ns || interrupted.load()) return false;
+      if (now >= deadline_ns || (interruptible && interrupted.load())) return false;
       std::this_thread::sleep_for(poll_interval);
     }
   }
   void progress(const Totals& s, const char* phase, std::uint64_t now);
-  void command(Phase phase, std::uint32_t step) { control_.set(phase, step); }
+  // Gives every thread a command and waits until each has acted on it, so
+  // the next command cannot replace it unseen (a SIGINT used to turn close
+  // into stop before any thread had closed a connection).
+  void command(Phase phase, std::uint32_t step) {
+    control_.set(phase, step);
+    const std::uint64_t want = Control::pack(phase, step);
+    const std::uint64_t deadline = monotonic_ns() + command_ack_bound_ns;
+    for (const LiveCounters& l : live_)
+      while (l.command_seen.load(std::memory_order_acquire) != want && monotonic_ns() < deadline)
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
   std::uint64_t open_bound_ns(double rate) const;
   // Closes every connection of the step and waits for every slot to free.
   void close_all(std::uint32_t step);
@@ -144,9 +159,11 @@ std::uint64_t Runner::open_bound_ns(double rate) const {
 void Runner::close_all(std::uint32_t step) {
   command(Phase::close, step);
   // Each connection gets --close-timeout for the server's answer; a cancel
-  // and a close_direct follow.
-  const std::uint64_t bound = monotonic_ns() + o_.close_timeout_ms * 1'000'000 + phase_slack_ns;
-  if (!wait_until([](const Totals& s) { return s.slots == 0; }, bound, "closing"))
+  // and a close_direct follow.  In echo mode the echoes in flight get
+  // another --close-timeout before the close goes out.
+  const std::uint64_t rounds = o_.mode == Mode::echo ? 2 : 1;
+  const std::uint64_t bound = monotonic_ns() + rounds * o_.close_timeout_ms * 1'000'000 + phase_slack_ns;
+  if (!wait_until([](const Totals& s) { return s.slots == 0; }, bound, "closing", false))
     std::fprintf(stderr, "ringgate-load: %llu connections still not released after the close bound\n",
                  static_cast<unsigned long long>(totals().slots));
 }
@@ -260,7 +277,7 @@ int Runner::run() {
     if (ready[i].load() < 0) ok = false;
   }
   if (!ok) {
-    command(Phase::stop, 0);
+    control_.set(Phase::stop, 0);  // not every thread runs: no acknowledgements to wait for
     for (auto& w : workers) w.join();
     for (std::uint32_t i = 0; i < threads_; ++i)
       if (!errors[i].empty()) std::fprintf(stderr, "ringgate-load: thread %u: %s\n", i, errors[i].c_str());
@@ -324,7 +341,7 @@ int main_impl(int argc, char** argv) {
     std::fprintf(stderr, "ringgate-load: %s\n", error.c_str());
     return exit_usage;
   }
-  if (!target_allowed(t, current_net_namespace(), error)) {
+  if (!target_allowed(t, current_net_namespace(), current_default_route(), error)) {
     std::fprintf(stderr, "ringgate-load: %s\n", error.c_str());
     return exit_usage;
   }

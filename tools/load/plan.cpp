@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -371,10 +372,66 @@ NetNamespace current_net_namespace() {
   return (self.st_ino == init.st_ino && self.st_dev == init.st_dev) ? NetNamespace::initial : NetNamespace::other;
 }
 
-bool target_allowed(const Target& t, NetNamespace ns, std::string& error) {
-  if (t.loopback || ns == NetNamespace::other) return true;
+std::string find_default_route(std::string_view ipv4_table, std::string_view ipv6_table) {
+  constexpr unsigned long rtf_up = 0x0001, rtf_reject = 0x0200;
+  const auto usable = [&](const std::string& iface, unsigned long flags) {
+    return (flags & rtf_up) && !(flags & rtf_reject) && iface != "lo";
+  };
+  {
+    // Iface Destination Gateway Flags RefCnt Use Metric Mask ... (hex, one header line)
+    std::istringstream in{std::string(ipv4_table)};
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      std::istringstream f{line};
+      std::string iface, dest, gateway, flags;
+      if (!(f >> iface >> dest >> gateway >> flags)) continue;
+      if (std::strtoul(dest.c_str(), nullptr, 16) == 0 && usable(iface, std::strtoul(flags.c_str(), nullptr, 16)))
+        return "an IPv4 default route via " + iface;
+    }
+  }
+  {
+    // dest plen src splen nexthop metric refcnt use flags iface (hex, no header)
+    std::istringstream in{std::string(ipv6_table)};
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream f{line};
+      std::string dest, plen, src, splen, nexthop, metric, refcnt, use, flags, iface;
+      if (!(f >> dest >> plen >> src >> splen >> nexthop >> metric >> refcnt >> use >> flags >> iface)) continue;
+      if (dest.find_first_not_of('0') == std::string::npos && std::strtoul(plen.c_str(), nullptr, 16) == 0 &&
+          usable(iface, std::strtoul(flags.c_str(), nullptr, 16)))
+        return "an IPv6 default route via " + iface;
+    }
+  }
+  return "";
+}
+
+std::string current_default_route() {
+  const auto slurp = [](const char* path, std::string& text) {
+    std::ifstream f(path);
+    if (!f) return false;
+    std::ostringstream s;
+    s << f.rdbuf();
+    text = s.str();
+    return true;
+  };
+  std::string v4, v6;
+  if (!slurp("/proc/net/route", v4)) return "an unreadable /proc/net/route";
+  // No IPv6 at all (ipv6.disable=1) leaves no table: no IPv6 route either.
+  if (!slurp("/proc/net/ipv6_route", v6)) v6.clear();
+  return find_default_route(v4, v6);
+}
+
+bool target_allowed(const Target& t, NetNamespace ns, std::string_view default_route, std::string& error) {
+  if (t.loopback) return true;
+  if (ns == NetNamespace::other && default_route.empty()) return true;
   error = "refusing target " + t.host + ": ringgate-load only loads loopback addresses (127.0.0.0/8, ::1), or any "
-          "address from inside a network namespace other than the initial one (e.g. `unshare -n` or `ip netns exec`)";
+          "address from inside a network namespace other than the initial one (e.g. `unshare -n` or `ip netns "
+          "exec`) that has no default route; ";
+  if (ns == NetNamespace::initial)
+    error += "this is the initial network namespace";
+  else
+    error += "this namespace has " + std::string(default_route) + ", so it can reach real hosts";
   return false;
 }
 

@@ -83,9 +83,21 @@ enum class NetNamespace : std::uint8_t { initial, other };
 // assume the real network is reachable.
 [[nodiscard]] NetNamespace current_net_namespace();
 
+// The first default route (destination 0) in the text of /proc/net/route
+// and /proc/net/ipv6_route, described ("IPv4 default route via eth0"), or ""
+// when there is none.  Reject routes and routes over lo reach no host and
+// are skipped.
+[[nodiscard]] std::string find_default_route(std::string_view ipv4_table, std::string_view ipv6_table);
+// The same for this process's network namespace; unreadable tables count
+// as a default route (when in doubt, assume the real network is reachable).
+[[nodiscard]] std::string current_default_route();
+
 // Loopback targets are always allowed; any other only from a network
-// namespace other than the initial one (a sandbox the test made).
-[[nodiscard]] bool target_allowed(const Target& target, NetNamespace ns, std::string& error);
+// namespace other than the initial one (a sandbox the test made) that has
+// no default route (`default_route` empty): a namespace with a veth and a
+// default route (NAT) reaches real hosts as well as the initial one does.
+[[nodiscard]] bool target_allowed(const Target& target, NetNamespace ns, std::string_view default_route,
+                                  std::string& error);
 
 // ---------------------------------------------------------------- ports
 struct PortRange {

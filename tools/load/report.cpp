@@ -160,9 +160,11 @@ std::string format_table(const RunReport& r) {
     out += fmt("  echo: %s; %.0f msgs per client cpu second\n", cpu_text(r.measured).c_str(),
                safe_div(static_cast<double>(t.echo_msgs), r.measured.cpu_s));
     out += "  rtt: " + percentiles_text(t.rtt_us, 1.0, "us") + "\n";
-    out += fmt("  checked %llu echoes: mismatches %llu  out of order %llu\n",
+    out += fmt("  checked %llu echoes: mismatches %llu  out of order %llu  lost %llu  duplicates %llu  "
+               "unanswered %llu\n",
                static_cast<unsigned long long>(t.echo_total), static_cast<unsigned long long>(t.mismatches),
-               static_cast<unsigned long long>(t.out_of_order));
+               static_cast<unsigned long long>(t.out_of_order), static_cast<unsigned long long>(t.lost),
+               static_cast<unsigned long long>(t.duplicates), static_cast<unsigned long long>(t.unanswered));
   }
   out += "  run: " + cpu_text(r.run) + "\n";
   return out;
@@ -213,9 +215,11 @@ std::string format_json(const RunReport& r) {
              safe_div(static_cast<double>(t.echo_msgs), r.measured.wall_s),
              safe_div(static_cast<double>(t.echo_bytes), r.measured.wall_s));
     j += ",\"rtt_us\":" + percentiles_json(t.rtt_us, 1.0);
-    j += fmt(",\"echoes_checked\":%llu,\"mismatches\":%llu,\"out_of_order\":%llu",
+    j += fmt(",\"echoes_checked\":%llu,\"mismatches\":%llu,\"out_of_order\":%llu,\"lost\":%llu,"
+             "\"duplicates\":%llu,\"unanswered\":%llu",
              static_cast<unsigned long long>(t.echo_total), static_cast<unsigned long long>(t.mismatches),
-             static_cast<unsigned long long>(t.out_of_order));
+             static_cast<unsigned long long>(t.out_of_order), static_cast<unsigned long long>(t.lost),
+             static_cast<unsigned long long>(t.duplicates), static_cast<unsigned long long>(t.unanswered));
     j += fmt(",\"window_cpu_seconds\":%.3f,\"window_cpu_utilisation\":%.3f,\"msgs_per_cpu_second\":%.1f",
              r.measured.cpu_s, r.measured.utilisation(), safe_div(static_cast<double>(t.echo_msgs), r.measured.cpu_s));
   }
