@@ -323,25 +323,33 @@ void BufferRing::publish() noexcept {
 
 // ---------------------------------------------------------------- sockets
 
-int listen_reuseport(const std::string& host, std::uint16_t port, int backlog, std::string& error) {
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  int family = AF_INET;
+bool make_sockaddr(const std::string& host, std::uint16_t port, sockaddr_storage& ss, socklen_t& len) {
+  ss = {};
   auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
   if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
     v4->sin_family = AF_INET;
     v4->sin_port = htons(port);
     len = sizeof *v4;
-  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-    family = AF_INET6;
+    return true;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
     v6->sin6_family = AF_INET6;
     v6->sin6_port = htons(port);
     len = sizeof *v6;
-  } else {
+    return true;
+  }
+  return false;
+}
+
+int listen_reuseport(const std::string& host, std::uint16_t port, int backlog, std::string& error) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (!make_sockaddr(host, port, ss, len)) {
     error = "not a numeric IPv4/IPv6 address: " + host;
     return -EINVAL;
   }
+  const int family = ss.ss_family;
   const int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     error = "socket: " + errno_text(errno);

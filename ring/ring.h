@@ -216,6 +216,8 @@ class BufferRing {
 // A listening TCP socket with SO_REUSEPORT, in the process fd table (only
 // listeners and the ring itself ever are).  Returns the fd or -errno.
 int listen_reuseport(const std::string& host, std::uint16_t port, int backlog, std::string& error);
+// Fills `ss`/`len` from a numeric IPv4 or IPv6 address; false otherwise.
+bool make_sockaddr(const std::string& host, std::uint16_t port, sockaddr_storage& ss, socklen_t& len);
 // The port a bound socket got (for port 0).
 std::uint16_t bound_port(int fd);
 

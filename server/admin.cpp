@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "ring/ring.h"
 #include "server/log.h"
 
 namespace rg::server {
@@ -66,17 +67,7 @@ bool parse_host_port(const std::string& text, std::string& host, std::uint16_t& 
 bool Admin::start(const std::string& host, std::uint16_t port, std::string& error) {
   sockaddr_storage ss{};
   socklen_t len = 0;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    len = sizeof *v4;
-  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    len = sizeof *v6;
-  } else {
+  if (!ring::make_sockaddr(host, port, ss, len)) {
     error = "admin_listen: not a numeric IPv4/IPv6 address: " + host;
     return false;
   }
