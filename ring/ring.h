@@ -142,6 +142,18 @@ class Ring {
   // handling afterwards keeps handlers free to submit new SQEs.
   std::size_t reap(std::span<Completion> out) noexcept;
 
+  // Reaps and hands each CQE to `handle`, in batches of `scratch.size()`,
+  // for at most `rounds` batches (the rest waits for the next loop turn, so
+  // one busy turn cannot starve timers).
+  template <typename Handle>
+  void drain(std::span<Completion> scratch, int rounds, Handle&& handle) {
+    for (int round = 0; round < rounds; ++round) {
+      const std::size_t n = reap(scratch);
+      for (std::size_t i = 0; i < n; ++i) handle(scratch[i]);
+      if (n < scratch.size()) break;
+    }
+  }
+
   // ------------------------------------------------------------ prep helpers
   // Each takes a Tag, fills one SQE, and returns false if no SQE was free.
   bool accept_multishot_direct(int listen_fd, Tag tag) noexcept;

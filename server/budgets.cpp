@@ -12,14 +12,6 @@ namespace rg::server {
 
 namespace {
 
-std::uint64_t read_nth_u64(const char* path, int n) {
-  std::ifstream in(path);
-  std::uint64_t v = 0;
-  for (int i = 0; i <= n && (in >> v); ++i) {
-  }
-  return in ? v : 0;
-}
-
 // "TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1" -> the value after "mem".
 std::uint64_t sockstat_tcp_mem_pages() {
   std::ifstream in("/proc/net/sockstat");
@@ -51,6 +43,14 @@ std::uint64_t open_fds() {
 
 }  // namespace
 
+std::uint64_t read_proc_u64(const char* path, int index) {
+  std::ifstream in(path);
+  std::uint64_t v = 0;
+  for (int i = 0; i <= index && (in >> v); ++i) {
+  }
+  return in ? v : 0;
+}
+
 const char* budget_name(KernelBudget b) noexcept {
   switch (b) {
     case KernelBudget::files: return "files";
@@ -65,13 +65,13 @@ std::string sample_kernel_budgets(KernelBudgets& b, std::uint32_t refuse_percent
   rlimit nofile{};
   getrlimit(RLIMIT_NOFILE, &nofile);
   const std::uint64_t used[] = {
-      read_nth_u64("/proc/sys/fs/file-nr", 0),  // allocated file handles
+      read_proc_u64("/proc/sys/fs/file-nr", 0),  // allocated file handles
       sockstat_tcp_mem_pages(),
       open_fds(),
   };
   const std::uint64_t limit[] = {
-      read_nth_u64("/proc/sys/fs/file-nr", 2),  // fs.file-max
-      read_nth_u64("/proc/sys/net/ipv4/tcp_mem", 2),  // above it the kernel drops
+      read_proc_u64("/proc/sys/fs/file-nr", 2),  // fs.file-max
+      read_proc_u64("/proc/sys/net/ipv4/tcp_mem", 2),  // above it the kernel drops
       static_cast<std::uint64_t>(nofile.rlim_cur),
   };
   std::uint32_t peak = 0;

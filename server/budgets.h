@@ -33,4 +33,7 @@ struct KernelBudgets {
 // Returns a one-line description of the budget closest to its limit.
 std::string sample_kernel_budgets(KernelBudgets& budgets, std::uint32_t refuse_percent);
 
+// The `index`-th whitespace-separated number in a /proc file, 0 if absent.
+std::uint64_t read_proc_u64(const char* path, int index = 0);
+
 }  // namespace rg::server

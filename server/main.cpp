@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -99,13 +98,6 @@ bool validate(const Config& c, std::string& error) {
     return false;
   }
   return true;
-}
-
-std::uint64_t read_proc_u64(const char* path) {
-  std::ifstream in(path);
-  std::uint64_t v = 0;
-  in >> v;
-  return v;
 }
 
 }  // namespace

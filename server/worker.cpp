@@ -30,6 +30,7 @@ constexpr std::uint32_t nil = UINT32_MAX;
 constexpr std::uint32_t tick_ms = 100;
 // CQEs handled per reap; more wait for the next turn of the loop.
 constexpr std::size_t reap_batch = 512;
+constexpr int reap_rounds_max = 8;  // batches per loop turn before timers run
 constexpr std::uint16_t buffer_group = 0;
 
 enum Op : std::uint8_t {
@@ -132,7 +133,6 @@ class Pool {
   }
   void release(std::uint32_t i) { free_.push_back(i); }
   T& operator[](std::uint32_t i) { return *items_[i]; }
-  [[nodiscard]] std::size_t in_use() const { return items_.size() - free_.size(); }
   [[nodiscard]] std::size_t created() const { return items_.size(); }
 
  private:
@@ -216,6 +216,7 @@ class Worker final : public ws::MessageHandler {
   void handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> data);
   void answer_error(std::uint32_t slot, std::uint16_t status, std::string_view reason, std::uint32_t retry_after_s);
   void answer_const(std::uint32_t slot, Const what, bool pool_empty = true);
+  [[nodiscard]] std::span<const std::uint8_t> const_answer(Const what) const noexcept;
   void refuse_capacity(std::uint32_t slot, const http::UpgradeParser& parser, std::string_view subprotocol);
   bool attach_session(std::uint32_t slot);
   bool answer_idle_close(std::uint32_t slot, std::span<const std::uint8_t> data);
@@ -283,6 +284,10 @@ class Worker final : public ws::MessageHandler {
   std::uint32_t accept_limit_ = 0;     // live slots at which accepting pauses
   std::uint32_t refusal_accepts_ = 0;  // in flight
   std::uint32_t claim_cursor_ = 0;     // where the search for a free slot resumes
+  // Slots released while accepting is paused: a refusal reuses these before
+  // it scans the slab, so a flood against a full table costs O(1) per refusal.
+  static constexpr std::size_t recently_freed_max = 64;
+  std::vector<std::uint32_t> recently_freed_;
   void pause_accepting();
   void arm_refusals();
   void on_accept_reserved(const ring::Completion& c);
@@ -312,6 +317,7 @@ bool Worker::start(std::string& error) {
   // The slab: one record per table slot, so a slot index is a connection id.
   // Anonymous pages are zero, which is State::free.
   accept_limit_ = slots_ - shared_.reserved_slots_per_worker;
+  recently_freed_.reserve(recently_freed_max);
   slab_bytes_ = std::size_t{slots_} * sizeof(Conn);
   // The slab is faulted in now: memory sized at start-up is paid at start-up,
   // so a connection costs no page faults and RSS stays flat as they arrive.
@@ -379,11 +385,7 @@ void Worker::run() {
     }
     now_ms_ = monotonic_ms();
     counters_.loop_heartbeat_ms.store(now_ms_, std::memory_order_relaxed);
-    for (int round = 0; round < 8; ++round) {
-      const std::size_t n = ring_.reap(cqes);
-      for (std::size_t i = 0; i < n; ++i) dispatch(cqes[i]);
-      if (n < cqes.size()) break;
-    }
+    ring_.drain(cqes, reap_rounds_max, [this](const ring::Completion& c) { dispatch(c); });
     buffers_.publish();
     // Multishot recvs that ended because the buffer ring ran dry resume now
     // that this turn's buffers are back.
@@ -511,7 +513,12 @@ void Worker::arm_refusals() {
   while (accept_paused_ && !draining_ && refusal_accepts_ < refusal_accepts_max &&
          counters_.live_slots.load(std::memory_order_relaxed) + refusal_accepts_ < slots_) {
     std::uint32_t slot = nil;
-    for (std::uint32_t i = 0; i < slots_; ++i) {
+    while (slot == nil && !recently_freed_.empty()) {
+      const std::uint32_t s = recently_freed_.back();
+      recently_freed_.pop_back();
+      if (conns_[s].state == State::free) slot = s;
+    }
+    for (std::uint32_t i = 0; slot == nil && i < slots_; ++i) {
       const std::uint32_t s = (claim_cursor_ + i) % slots_;
       if (conns_[s].state == State::free) {
         slot = s;
@@ -715,6 +722,20 @@ void Worker::answer_error(std::uint32_t slot, std::uint16_t status, std::string_
   pump_send(slot);
 }
 
+std::span<const std::uint8_t> Worker::const_answer(Const what) const noexcept {
+  const auto text = [](const auto& a, std::size_t n) {
+    return std::span<const std::uint8_t>{reinterpret_cast<const std::uint8_t*>(a.data()), n};
+  };
+  switch (what) {
+    case Const::busy_http: return text(busy_http_, busy_http_len_);
+    case Const::shutdown_http: return text(shutdown_http_, shutdown_http_len_);
+    case Const::busy_ws: return text(busy_ws_, busy_ws_len_);
+    case Const::shutdown_ws: return text(shutdown_ws_, shutdown_ws_len_);
+    case Const::none: break;
+  }
+  return {};
+}
+
 void Worker::answer_const(std::uint32_t slot, Const what, bool pool_empty) {
   Conn& k = conns_[slot];
   if (what != Const::busy_ws) counters_.handshake_rejected_total.fetch_add(1, std::memory_order_relaxed);
@@ -905,17 +926,7 @@ void Worker::pump_send(std::uint32_t slot) {
   const bool response_pending =
       k.aux != nil && !(k.flags & f_aux_parser) && responses_[k.aux].sent < responses_[k.aux].len;
   if (k.pending_const != Const::none && !response_pending) {
-    switch (k.pending_const) {
-      case Const::busy_http:
-        bytes = {reinterpret_cast<const std::uint8_t*>(busy_http_.data()), busy_http_len_};
-        break;
-      case Const::shutdown_http:
-        bytes = {reinterpret_cast<const std::uint8_t*>(shutdown_http_.data()), shutdown_http_len_};
-        break;
-      case Const::busy_ws: bytes = {busy_ws_.data(), busy_ws_len_}; break;
-      case Const::shutdown_ws: bytes = {shutdown_ws_.data(), shutdown_ws_len_}; break;
-      case Const::none: break;
-    }
+    bytes = const_answer(k.pending_const);
     source = f_send_const;
   } else if (response_pending) {
     Response& out = responses_[k.aux];
@@ -961,11 +972,7 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
   } else if (k.flags & f_send_const) {
     // Constant answers are a few hundred bytes: one send takes them whole.
     // A short send (never seen) ends the connection rather than truncate.
-    const std::size_t want = k.pending_const == Const::busy_http       ? busy_http_len_
-                             : k.pending_const == Const::shutdown_http ? shutdown_http_len_
-                             : k.pending_const == Const::busy_ws       ? busy_ws_len_
-                                                                       : shutdown_ws_len_;
-    if (c.ok() && sent != want) {
+    if (c.ok() && sent != const_answer(k.pending_const).size()) {
       teardown(slot);
       maybe_finish_teardown(slot);
       return;
@@ -1092,6 +1099,7 @@ void Worker::release(std::uint32_t slot) {
   k.state = State::free;
   k.flags = 0;
   k.pending_const = Const::none;
+  if (accept_paused_ && recently_freed_.size() < recently_freed_max) recently_freed_.push_back(slot);
 }
 
 // ---------------------------------------------------------------- timers

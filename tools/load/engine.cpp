@@ -265,6 +265,7 @@ class Engine {
   void on_chain_end(std::uint32_t slot, const ring::Completion& c);
   void on_recv(std::uint32_t slot, const ring::Completion& c);
   void on_send(std::uint32_t slot, const ring::Completion& c);
+  void count_socket_error(std::uint32_t slot, int err);
   void on_close(std::uint32_t slot, const ring::Completion& c);
 
   // ------------------------------------------------------------ connection
@@ -428,11 +429,7 @@ void Engine::run() {
       std::fprintf(stderr, "ringgate-load: thread %u: io_uring wait failed: %s\n", s_.index, std::strerror(err));
     }
     now_ns_ = monotonic_ns();
-    for (int round = 0; round < reap_rounds_max; ++round) {
-      const std::size_t n = ring_.reap(cqes);
-      for (std::size_t i = 0; i < n; ++i) dispatch(cqes[i]);
-      if (n < cqes.size()) break;
-    }
+    ring_.drain(cqes, reap_rounds_max, [this](const ring::Completion& c) { dispatch(c); });
     buffers_.publish();
     // Multishot recvs that ended (ENOBUFS, or a full CQ) resume now that this
     // turn's buffers are back.
@@ -700,18 +697,25 @@ void Engine::on_recv(std::uint32_t slot, const ring::Completion& c) {
       rearm_.push_back(slot);
     }
   } else if (c.error() != ECANCELED) {
-    switch (k.state) {
-      case State::handshaking: resolve_errno(slot, c.error()); break;
-      case State::open: lost_after_upgrade(slot); break;
-      case State::closing:
-        ++stats_of(k).close_errors;
-        ++errors_;
-        break;
-      default: break;
-    }
+    count_socket_error(slot, c.error());
     teardown(slot);
   }
   maybe_release(slot);
+}
+
+// A recv or send failed with `err`: charge it to what the connection was
+// doing (an attempt not yet resolved, an upgraded connection, or its close).
+void Engine::count_socket_error(std::uint32_t slot, int err) {
+  Conn& k = conns_[slot];
+  switch (k.state) {
+    case State::handshaking: resolve_errno(slot, err); break;
+    case State::open: lost_after_upgrade(slot); break;
+    case State::closing:
+      ++stats_of(k).close_errors;
+      ++errors_;
+      break;
+    default: break;
+  }
 }
 
 void Engine::on_send(std::uint32_t slot, const ring::Completion& c) {
@@ -719,17 +723,7 @@ void Engine::on_send(std::uint32_t slot, const ring::Completion& c) {
   --k.ops;
   k.flags &= static_cast<std::uint16_t>(~f_send_in_flight);
   if (!c.ok()) {
-    if (c.error() != ECANCELED) {
-      switch (k.state) {
-        case State::handshaking: resolve_errno(slot, c.error()); break;
-        case State::open: lost_after_upgrade(slot); break;
-        case State::closing:
-          ++stats_of(k).close_errors;
-          ++errors_;
-          break;
-        default: break;
-      }
-    }
+    if (c.error() != ECANCELED) count_socket_error(slot, c.error());
     teardown(slot);
     maybe_release(slot);
     return;
