@@ -402,24 +402,33 @@ std::size_t build_switching_protocols(std::span<char, response_bytes_max> out, s
   return w.len;
 }
 
-std::size_t build_capacity_refusal(std::span<char, response_bytes_max> out, std::string_view message,
-                                   std::uint32_t retry_after_s) noexcept {
+std::size_t build_refusal(std::span<char, response_bytes_max> out, std::uint16_t status, std::string_view message,
+                          std::uint32_t retry_after_s) noexcept {
+  const std::string_view text = status_text(status);
   message = message.substr(0, 160);
   char digits[10];
   std::size_t nd = 0;
   for (std::uint32_t v = retry_after_s; nd == 0 || v != 0; v /= 10) digits[nd++] = static_cast<char>('0' + v % 10);
   std::reverse(digits, digits + nd);
   const std::string_view seconds{digits, nd};
-  constexpr std::string_view head = R"({"error":"Service Unavailable","message":")";
+  constexpr std::string_view head = R"({"error":")";
+  constexpr std::string_view head2 = R"(","message":")";
   constexpr std::string_view mid = R"(","retry_after_seconds":)";
-  const std::size_t body_len = head.size() + message.size() + mid.size() + seconds.size() + 2;  // "}\n"
+  const std::size_t body_len =
+      head.size() + text.size() + head2.size() + message.size() + mid.size() + seconds.size() + 2;  // "}\n"
   Writer w{out};
-  w.put("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ");
+  w.put("HTTP/1.1 ");
+  w.put_uint(status);
+  w.put(" ");
+  w.put(text);
+  w.put("\r\nContent-Type: application/json\r\nContent-Length: ");
   w.put_uint(body_len);
   w.put("\r\nConnection: close\r\nRetry-After: ");
   w.put(seconds);
   w.put("\r\n\r\n");
   w.put(head);
+  w.put(text);
+  w.put(head2);
   w.put(message);
   w.put(mid);
   w.put(seconds);

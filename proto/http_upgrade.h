@@ -156,11 +156,12 @@ std::size_t build_switching_protocols(std::span<char, response_bytes_max> out, s
 std::size_t build_error(std::span<char, response_bytes_max> out, std::uint16_t status, std::string_view reason,
                         std::uint32_t retry_after_s = 0) noexcept;
 
-// Builds the capacity refusal: 503, Retry-After, and the JSON body clients
-// and dashboards parse: {"error":"Service Unavailable","message":<message>,
-// "retry_after_seconds":N}.  `message` is a fixed server string (no escaping).
-std::size_t build_capacity_refusal(std::span<char, response_bytes_max> out, std::string_view message,
-                                   std::uint32_t retry_after_s) noexcept;
+// Builds an admission refusal (503 at capacity, 429 over the per-IP limit):
+// Retry-After, and the JSON body clients and dashboards parse:
+// {"error":<status text>,"message":<message>,"retry_after_seconds":N}.
+// `message` is a fixed server string (no escaping).
+std::size_t build_refusal(std::span<char, response_bytes_max> out, std::uint16_t status, std::string_view message,
+                          std::uint32_t retry_after_s) noexcept;
 
 [[nodiscard]] std::string_view status_text(std::uint16_t status) noexcept;
 

@@ -53,6 +53,9 @@ class DeadlineLists {
     r.timer_list = List{};
   }
 
+  // The head of `list` (the earliest deadline, i.e. the oldest entry), or nil.
+  [[nodiscard]] std::uint32_t front(List list) const noexcept { return heads_[index(list)].head; }
+
   // Removes and returns the head of `list` if its deadline has passed, else nil.
   [[nodiscard]] std::uint32_t pop_expired(List list, std::uint32_t now_ms) noexcept {
     const std::uint32_t slot = heads_[index(list)].head;

@@ -150,6 +150,18 @@ bool Ring::accept_into(int listen_fd, std::uint32_t slot, Tag tag) noexcept {
   return true;
 }
 
+bool Ring::accept_direct_with_peer(int listen_fd, sockaddr_storage* addr, socklen_t* addr_len, Tag tag) noexcept {
+  io_uring_sqe* s = sqe();
+  if (!s) return false;
+  *addr_len = sizeof(sockaddr_storage);
+  // liburing 2.3 adds 1 to the index it is given; IORING_FILE_INDEX_ALLOC - 1
+  // therefore becomes IORING_FILE_INDEX_ALLOC (the kernel allocates).
+  io_uring_prep_accept_direct(s, listen_fd, reinterpret_cast<sockaddr*>(addr), addr_len, 0,
+                              IORING_FILE_INDEX_ALLOC - 1);
+  io_uring_sqe_set_data64(s, tag.pack());
+  return true;
+}
+
 bool Ring::recv_multishot(std::uint32_t slot, std::uint16_t buffer_group, Tag tag) noexcept {
   io_uring_sqe* s = sqe();
   if (!s) return false;

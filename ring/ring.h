@@ -159,6 +159,11 @@ class Ring {
   bool accept_multishot_direct(int listen_fd, Tag tag) noexcept;
   // One accept into table slot `slot` exactly (res 0 on success).
   bool accept_into(int listen_fd, std::uint32_t slot, Tag tag) noexcept;
+  // One accept into a slot the kernel picks (res = the slot), writing the
+  // peer's address to `*addr`.  A multishot accept would write every peer's
+  // address to the same buffer before the completions are read, so callers
+  // that need addresses keep several of these in flight, one buffer each.
+  bool accept_direct_with_peer(int listen_fd, sockaddr_storage* addr, socklen_t* addr_len, Tag tag) noexcept;
   bool recv_multishot(std::uint32_t slot, std::uint16_t buffer_group, Tag tag) noexcept;
   bool send(std::uint32_t slot, std::span<const std::uint8_t> bytes, Tag tag) noexcept;
   bool shutdown_write(std::uint32_t slot, Tag tag) noexcept;

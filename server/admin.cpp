@@ -43,6 +43,28 @@ void per_worker(std::string& out, const Shared& s, const char* name, const char*
 
 }  // namespace
 
+// One Prometheus histogram summed over workers (seconds, as is conventional).
+void Admin::histogram(std::string& out, const char* name, const char* help,
+                      LatencyHistogram WorkerCounters::*field) const {
+  absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+  std::uint64_t cumulative = 0;
+  for (std::size_t b = 0; b <= LatencyHistogram::bounds_ms.size(); ++b) {
+    for (const auto& c : shared_.counters) cumulative += load(((*c).*field).buckets[b]);
+    if (b < LatencyHistogram::bounds_ms.size())
+      absl::StrAppendFormat(&out, "%s_bucket{le=\"%g\"} %d\n", name, LatencyHistogram::bounds_ms[b] / 1000.0,
+                            cumulative);
+    else
+      absl::StrAppendFormat(&out, "%s_bucket{le=\"+Inf\"} %d\n", name, cumulative);
+  }
+  std::uint64_t sum_ms = 0;
+  std::uint64_t count = 0;
+  for (const auto& c : shared_.counters) {
+    sum_ms += load(((*c).*field).sum_ms);
+    count += load(((*c).*field).count);
+  }
+  absl::StrAppendFormat(&out, "%s_sum %g\n%s_count %d\n", name, sum_ms / 1000.0, name, count);
+}
+
 bool parse_host_port(const std::string& text, std::string& host, std::uint16_t& port) {
   std::string p;
   if (!text.empty() && text[0] == '[') {
@@ -178,24 +200,65 @@ Admin::Reply Admin::handle(const std::string& path) const {
 std::string Admin::metrics() const {
   std::string out;
   const Shared& s = shared_;
+  const auto refused = [&](std::size_t w, std::initializer_list<Refusal> reasons) {
+    std::uint64_t sum = 0;
+    for (const Refusal r : reasons) sum += s.counters[w]->refused(r);
+    return sum;
+  };
+  const auto per_worker_sum = [&](const char* name, const char* help, std::initializer_list<Refusal> reasons,
+                                  std::uint64_t (*extra)(const WorkerCounters&) = nullptr) {
+    absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (std::size_t i = 0; i < s.counters.size(); ++i)
+      absl::StrAppendFormat(&out, "%s{worker=\"%d\"} %d\n", name, i,
+                            refused(i, reasons) + (extra ? extra(*s.counters[i]) : 0));
+  };
   per_worker(out, s, "ws_total_connections", "gauge", "Upgraded WebSocket connections open now.",
              &WorkerCounters::open_connections);
-  per_worker(out, s, "ws_max_connections_exceeded_total", "counter",
-             "Handshakes answered 503 because max_connections was reached.", &WorkerCounters::capacity_rejected_total);
-  per_worker(out, s, "ws_busy_rejections_total", "counter",
-             "Connections refused because a pool was empty (503 in the handshake, 1013 after it).",
-             &WorkerCounters::busy_rejected_total);
-  per_worker(out, s, "ws_table_full_rejections_total", "counter",
-             "Connections accepted into a reserved table slot only to be answered 503 (table full).",
-             &WorkerCounters::table_full_rejected_total);
-  per_worker(out, s, "ws_kernel_budget_rejections_total", "counter",
-             "Handshakes answered 503 because a kernel budget reached kernel_refuse_percent.",
-             &WorkerCounters::kernel_rejected_total);
-  per_worker(out, s, "ws_accepted_total", "counter", "TCP connections accepted.", &WorkerCounters::accepted_total);
+  per_worker_sum("ws_connection_limit_rejections_total",
+                 "Connections refused by admission control for any limit (max_connections, table slots, kernel "
+                 "budgets, per_ip_limit, accept queue, pools).",
+                 {Refusal::max_connections, Refusal::table_full, Refusal::kernel_budget, Refusal::per_ip,
+                  Refusal::accept_queue_full, Refusal::accept_queue_timeout, Refusal::busy});
+  per_worker_sum("ws_max_connections_exceeded_total", "Handshakes answered 503 because max_connections was reached.",
+                 {Refusal::max_connections});
+  per_worker_sum("ws_per_ip_rejections_total", "Connections answered 429 because their address reached per_ip_limit.",
+                 {Refusal::per_ip});
+  per_worker_sum("ws_busy_rejections_total",
+                 "Connections refused because a pool was empty (503 in the handshake, 1013 after it).",
+                 {Refusal::busy}, [](const WorkerCounters& c) { return load(c.busy_closes_total); });
+  per_worker_sum("ws_table_full_rejections_total",
+                 "Connections accepted into a reserved table slot only to be answered 503 (table full).",
+                 {Refusal::table_full});
+  per_worker_sum("ws_kernel_budget_rejections_total",
+                 "Handshakes answered 503 because a kernel budget reached kernel_refuse_percent.",
+                 {Refusal::kernel_budget});
+  per_worker_sum("ws_accept_queue_rejections_total",
+                 "Connections answered 503 by accept-rate limiting: queue full, or no token within "
+                 "accept_queue_timeout.",
+                 {Refusal::accept_queue_full, Refusal::accept_queue_timeout});
+  per_worker(out, s, "ws_handshake_attempts_total", "counter",
+             "TCP connections accepted; each is a handshake attempt.", &WorkerCounters::accepted_total);
+  per_worker(out, s, "ws_accepted_total", "counter", "TCP connections accepted (same as ws_handshake_attempts_total).",
+             &WorkerCounters::accepted_total);
   per_worker(out, s, "ws_handshake_successes_total", "counter", "Handshakes answered 101.",
              &WorkerCounters::upgraded_total);
-  per_worker(out, s, "ws_handshake_failures_total", "counter", "Handshakes answered with an HTTP error.",
-             &WorkerCounters::handshake_rejected_total);
+  absl::StrAppendFormat(&out,
+                        "# HELP ws_handshake_failures_total Connections that did not become WebSockets, by the "
+                        "answer's reason.\n# TYPE ws_handshake_failures_total counter\n");
+  for (std::size_t i = 0; i < s.counters.size(); ++i)
+    for (std::size_t r = 0; r < static_cast<std::size_t>(Refusal::count); ++r)
+      absl::StrAppendFormat(&out, "ws_handshake_failures_total{reason=\"%s\",worker=\"%d\"} %d\n",
+                            refusal_name(static_cast<Refusal>(r)), i, s.counters[i]->refused(static_cast<Refusal>(r)));
+  histogram(out, "ws_handshake_duration_seconds",
+            "Time from accept (or from leaving the accept queue) to the 101 answer, all workers.",
+            &WorkerCounters::handshake_ms);
+  per_worker(out, s, "ws_accept_queue_depth", "gauge", "Connections waiting for an accept_rate token.",
+             &WorkerCounters::accept_queue_depth);
+  per_worker(out, s, "ws_accept_queued_total", "counter", "Connections that had to wait for an accept_rate token.",
+             &WorkerCounters::queued_total);
+  histogram(out, "ws_accept_queue_wait_seconds",
+            "Time queued connections waited for an accept_rate token before their handshake started, all workers.",
+            &WorkerCounters::queue_wait_ms);
   per_worker(out, s, "ws_protocol_closes_total", "counter",
              "Connections the server closed for a protocol violation (1002/1007/1009).",
              &WorkerCounters::protocol_closes_total);
@@ -243,7 +306,7 @@ std::string Admin::status_json() const {
                           "\"accepted_total\":%d,\"upgraded_total\":%d,\"handshake_failures_total\":%d,"
                           "\"loop_heartbeat_age_ms\":%d}",
                           i ? "," : "", i, load(c.open_connections), load(c.live_slots), load(c.table_slots),
-                          load(c.accepted_total), load(c.upgraded_total), load(c.handshake_rejected_total),
+                          load(c.accepted_total), load(c.upgraded_total), c.refused_total(),
                           now > beat ? now - beat : 0);
   }
   out += "]}\n";

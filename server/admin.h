@@ -39,6 +39,7 @@ class Admin {
   void serve();
   [[nodiscard]] std::string metrics() const;
   [[nodiscard]] std::string status_json() const;
+  void histogram(std::string& out, const char* name, const char* help, LatencyHistogram WorkerCounters::*field) const;
 
   Shared& shared_;
   int fd_ = -1;

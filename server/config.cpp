@@ -123,6 +123,27 @@ const std::vector<Option>& options() {
        "How a handshake refused for capacity is answered: http = 503 with Retry-After and a JSON body; close = "
        "upgrade, then close 1013 (Try Again Later) with a reason, for clients that only understand close codes.",
        RG_TEXT(reject)},
+      {"per_ip_limit", Kind::u32, "N",
+       "Connections one client IP address may hold across all workers, handshakes in progress included; "
+       "beyond it new connections get 429 with Retry-After. 0 = no limit. Counted in a per-worker count-min "
+       "sketch (2 x 32768 counters, 256 KiB per worker, allocated only when set): it never under-counts, and "
+       "over-counts only when an address collides with busier ones in both rows.",
+       RG_U32(per_ip_limit)},
+      {"accept_rate", Kind::u32, "PER_SECOND",
+       "New connections per second the process starts handshakes for (a token bucket, split evenly across "
+       "workers). Connections beyond it wait in a FIFO queue for a token. 0 = unlimited.",
+       RG_U32(accept_rate)},
+      {"accept_burst", Kind::u32, "N",
+       "Token bucket depth: connections that may start at once after a quiet spell (split across workers, at "
+       "least 1 each). 0 = one second's worth of accept_rate.",
+       RG_U32(accept_burst)},
+      {"accept_queue_max", Kind::u32, "N",
+       "Connections per worker that may wait for an accept_rate token (each holds a table slot and no "
+       "memory); beyond it new connections get 503 at once.",
+       RG_U32(accept_queue_max)},
+      {"accept_queue_timeout", Kind::duration, "DURATION",
+       "Longest wait for an accept_rate token; a connection that waits longer gets 503 with Retry-After.",
+       RG_MS(accept_queue_timeout_ms)},
       {"recv_buffer_size", Kind::size32, "SIZE", "Size of each provided receive buffer.", RG_SIZE32(recv_buffer_size)},
       {"recv_buffer_count", Kind::u32, "N", "Provided receive buffers per worker (power of two, <= 32768).",
        RG_U32(recv_buffer_count)},

@@ -28,6 +28,11 @@ struct Config {
   std::uint32_t max_active_sessions = 16384;    // per worker: connections mid-message
   std::uint32_t retry_after_s = 60;
   std::string reject = "http";  // how capacity refusals look: "http" (503) or "close" (101, then close 1013)
+  std::uint32_t per_ip_limit = 0;     // connections per client IP, all workers; 0 = no limit (429 beyond)
+  std::uint32_t accept_rate = 0;      // new connections per second, all workers; 0 = unlimited
+  std::uint32_t accept_burst = 0;     // token bucket depth; 0 = one second's worth of accept_rate
+  std::uint32_t accept_queue_max = 1024;          // per worker: connections waiting for a token
+  std::uint64_t accept_queue_timeout_ms = 2'000;  // longest wait for a token; then 503
 
   // Receive path
   std::uint32_t recv_buffer_size = 16 * 1024;

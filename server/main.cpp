@@ -93,6 +93,14 @@ bool validate(const Config& c, std::string& error) {
     error = "not_ready_percent, warn_percent and kernel_refuse_percent must be between 1 and 100";
     return false;
   }
+  if (c.accept_rate > 0 && (c.accept_queue_timeout_ms < 100 || c.accept_queue_timeout_ms > 3'600'000)) {
+    error = "accept_queue_timeout must be between 100ms (the timer tick) and 1h";
+    return false;
+  }
+  if (c.per_ip_limit > (1u << 30)) {
+    error = "per_ip_limit must be at most 2^30";
+    return false;
+  }
   if (c.workers > workers_max) {
     error = "workers must be at most " + std::to_string(workers_max);
     return false;
@@ -214,6 +222,12 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   for (std::uint32_t i = 0; i < workers; ++i) shared->counters.push_back(std::make_unique<WorkerCounters>());
+  if (config.per_ip_limit > 0) shared->per_ip.init(workers);
+  if (config.per_ip_limit > 0 || config.accept_rate > 0)
+    RG_LOG(info, "admission: per_ip_limit %u (429 beyond; 0 = off), accept_rate %u/s burst %u (0 = off), accept "
+                 "queue %u per worker, accept_queue_timeout %u ms",
+           config.per_ip_limit, config.accept_rate, config.accept_burst ? config.accept_burst : config.accept_rate,
+           config.accept_queue_max, config.accept_queue_timeout_ms);
   std::vector<std::thread> threads;
   std::vector<std::atomic<int>> ready(workers);
   std::vector<std::string> errors(workers);

@@ -36,11 +36,13 @@ constexpr std::uint16_t buffer_group = 0;
 enum Op : std::uint8_t {
   op_accept = 1, op_recv, op_send, op_shutdown, op_cancel, op_close, op_accept_cancel,
   op_accept_reserved,  // a single accept into a reserved slot, to refuse explicitly
+  op_accept_peer,      // a single accept that reports the peer's address (per_ip_limit)
 };
 
 enum class State : std::uint8_t {
   free = 0,
   claimed,       // a refusal accept targets this slot
+  queued,        // accepted, waiting for an accept_rate token; nothing read yet
   handshake,     // reading the upgrade request
   open,          // upgraded
   ws_closing,    // we sent close (shutdown): waiting for the peer's close
@@ -64,10 +66,12 @@ enum Flag : std::uint16_t {
 };
 
 // handshake: handshake_timeout; closing: close_timeout; active: stall_timeout
-// (re-armed on every bit of progress while a session is attached).
-enum class TimerList : std::uint8_t { none, handshake, closing, active };
+// (re-armed on every bit of progress while a session is attached); queued:
+// accept_queue_timeout (the list is also the accept queue: one timeout for
+// all means arrival order is deadline order, so its head is the oldest).
+enum class TimerList : std::uint8_t { none, handshake, closing, active, queued };
 
-enum class Const : std::uint8_t { none, busy_http, shutdown_http, busy_ws, shutdown_ws };
+enum class Const : std::uint8_t { none, busy_http, shutdown_http, busy_ws, shutdown_ws, per_ip_http, rate_http };
 
 // The record every connection costs, idle or not.  It is the whole per
 // connection user-space footprint while idle: the parse state and the wslay
@@ -211,13 +215,20 @@ class Worker final : public ws::MessageHandler {
   void on_close(std::uint32_t slot, const ring::Completion& c);
 
   // ------------------------------------------------------------ connection
-  void start_connection(std::uint32_t slot);
+  void claim_record(std::uint32_t slot);
+  void begin_handshake(std::uint32_t slot);
+  void admit(std::uint32_t slot, std::uint32_t ip_key);
+  void count_refusal(Refusal why) noexcept;
+  void refill_tokens();
+  void serve_accept_queue();
+  std::uint64_t wait_budget_us() const;
   void handle_handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> data);
   void handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> data);
   void answer_error(std::uint32_t slot, std::uint16_t status, std::string_view reason, std::uint32_t retry_after_s);
-  void answer_const(std::uint32_t slot, Const what, bool pool_empty = true);
+  void answer_const(std::uint32_t slot, Const what, Refusal why);
   [[nodiscard]] std::span<const std::uint8_t> const_answer(Const what) const noexcept;
-  void refuse_capacity(std::uint32_t slot, const http::UpgradeParser& parser, std::string_view subprotocol);
+  void refuse_capacity(std::uint32_t slot, const http::UpgradeParser& parser, std::string_view subprotocol,
+                       Refusal why);
   bool attach_session(std::uint32_t slot);
   bool answer_idle_close(std::uint32_t slot, std::span<const std::uint8_t> data);
   void after_ws_progress(std::uint32_t slot);
@@ -270,8 +281,37 @@ class Worker final : public ws::MessageHandler {
   std::size_t busy_ws_len_ = 0;
   std::array<std::uint8_t, 64> shutdown_ws_{};
   std::size_t shutdown_ws_len_ = 0;
+  std::array<char, http::response_bytes_max> per_ip_http_{};
+  std::size_t per_ip_http_len_ = 0;
+  std::array<char, http::response_bytes_max> rate_http_{};
+  std::size_t rate_http_len_ = 0;
 
-  ring::DeadlineLists<Conn, TimerList, 4> timers_;
+  ring::DeadlineLists<Conn, TimerList, 5> timers_;
+
+  // per_ip_limit: the peer's address is needed, which a multishot accept
+  // cannot deliver safely (it writes every peer to one buffer), so this many
+  // single accepts stay in flight, each with its own address buffer.
+  static constexpr std::uint32_t peer_accepts_max = 16;
+  struct PeerAccept {
+    sockaddr_storage addr;
+    socklen_t addr_len;
+    bool armed;
+  };
+  std::vector<PeerAccept> peer_accepts_;  // empty unless per_ip_limit is set
+  std::vector<std::uint32_t> ip_keys_;    // per slot: PerIpCounts key, or none
+  bool per_ip_ = false;
+  void on_accept_peer(const ring::Completion& c);
+  void on_accept_error(int err);
+  [[nodiscard]] bool accepting() const noexcept;
+
+  // accept_rate: a token bucket (this worker's share) in front of a FIFO of
+  // accepted connections that have not been read from yet.
+  bool rate_limited_ = false;
+  double tokens_ = 0;
+  double tokens_per_ms_ = 0;
+  double tokens_max_ = 0;
+  std::uint64_t tokens_at_ms_ = 0;  // when tokens_ was last refilled
+  std::uint32_t queue_depth_ = 0;
 
   std::vector<std::uint32_t> rearm_;  // connections whose multishot recv ended on ENOBUFS
   std::vector<std::uint32_t> stalled_teardowns_;  // teardowns that found no free SQE
@@ -343,8 +383,29 @@ bool Worker::start(std::string& error) {
   policy_ = {config_.echo_path, subprotocols_joined_};
   session_limits_ = {config_.max_message_size, config_.frame_buffer_size};
 
-  busy_http_len_ = http::build_capacity_refusal(busy_http_, "Server at maximum connection capacity",
-                                                config_.retry_after_s);
+  busy_http_len_ = http::build_refusal(busy_http_, 503, "Server at maximum connection capacity",
+                                       config_.retry_after_s);
+  per_ip_http_len_ = http::build_refusal(per_ip_http_, 429, "Too many connections from your address (per_ip_limit)",
+                                         config_.retry_after_s);
+  rate_http_len_ = http::build_refusal(
+      rate_http_, 503, "Server is accepting new connections at its configured rate limit (accept_rate)",
+      config_.retry_after_s);
+  per_ip_ = shared_.per_ip.enabled();
+  if (per_ip_) {
+    peer_accepts_.assign(peer_accepts_max, PeerAccept{});
+    ip_keys_.assign(slots_, PerIpCounts::none);
+  }
+  if (config_.accept_rate > 0) {
+    // This worker's share; the kernel spreads connections over the
+    // SO_REUSEPORT listeners evenly enough that equal shares add up.
+    const double workers = static_cast<double>(shared_.counters.size());
+    const double burst = config_.accept_burst ? config_.accept_burst : config_.accept_rate;
+    rate_limited_ = true;
+    tokens_per_ms_ = config_.accept_rate / workers / 1000.0;
+    tokens_max_ = std::max(1.0, burst / workers);
+    tokens_ = tokens_max_;
+    tokens_at_ms_ = now_ms_;
+  }
   shutdown_http_len_ = http::build_error(shutdown_http_, 503, "server shutting down", config_.retry_after_s);
   const auto close_frame = [](std::array<std::uint8_t, 64>& out, std::uint16_t code, std::string_view reason) {
     std::array<std::uint8_t, ws::header_size_max> header{};
@@ -361,9 +422,27 @@ bool Worker::start(std::string& error) {
   return true;
 }
 
+// Arms whatever accepts are missing: the multishot one, or with
+// per_ip_limit each idle single accept.  Cheap enough to call every turn.
 void Worker::arm_accept() {
-  if (accept_armed_ || draining_) return;
-  if (ring_.accept_multishot_direct(listen_fd_, {op_accept, 0, 0})) accept_armed_ = true;
+  if (draining_ || accept_paused_) return;
+  if (!per_ip_) {
+    if (!accept_armed_ && ring_.accept_multishot_direct(listen_fd_, {op_accept, 0, 0})) accept_armed_ = true;
+    return;
+  }
+  for (std::uint32_t i = 0; i < peer_accepts_.size(); ++i) {
+    PeerAccept& a = peer_accepts_[i];
+    if (a.armed) continue;
+    if (!ring_.accept_direct_with_peer(listen_fd_, &a.addr, &a.addr_len, {op_accept_peer, 0, i})) return;
+    a.armed = true;
+  }
+}
+
+bool Worker::accepting() const noexcept {
+  if (accept_armed_) return true;
+  for (const PeerAccept& a : peer_accepts_)
+    if (a.armed) return true;
+  return false;
 }
 
 void Worker::arm_recv(std::uint32_t slot) {
@@ -380,7 +459,7 @@ void Worker::arm_recv(std::uint32_t slot) {
 void Worker::run() {
   std::array<ring::Completion, reap_batch> cqes;
   for (;;) {
-    if (const int err = ring_.submit_and_wait(tick_ms); err != 0) {
+    if (const int err = ring_.submit_and_wait_us(wait_budget_us()); err != 0) {
       RG_LOG(error, "worker %u: io_uring wait failed: %s", id_, std::strerror(err));
     }
     now_ms_ = monotonic_ms();
@@ -410,7 +489,8 @@ void Worker::run() {
         }
       }
     }
-    if (!accept_armed_ && !accept_paused_ && !draining_) arm_accept();
+    arm_accept();
+    if (rate_limited_) serve_accept_queue();
     run_timers();
     if (accept_paused_ && !draining_ && counters_.live_slots.load(std::memory_order_relaxed) < accept_limit_) {
       accept_paused_ = false;
@@ -419,7 +499,7 @@ void Worker::run() {
     if (!draining_ && shared_.stopping.load(std::memory_order_relaxed)) begin_drain();
     if (draining_) {
       const std::uint64_t live = counters_.live_slots.load(std::memory_order_relaxed);
-      if ((live == 0 && !accept_armed_) || now_ms_ >= drain_deadline_ms_) {
+      if ((live == 0 && !accepting()) || now_ms_ >= drain_deadline_ms_) {
         if (live > 0) RG_LOG(warn, "worker %u: drain timeout with %u connections still open", id_, live);
         RG_LOG(info, "worker %u: stopped; pools high-water: %u sessions, %u parse slots", id_, sessions_.created(),
                parsers_.created());
@@ -438,6 +518,10 @@ void Worker::dispatch(const ring::Completion& c) {
   if (op == op_accept_cancel) return;
   if (op == op_accept_reserved) {
     on_accept_reserved(c);
+    return;
+  }
+  if (op == op_accept_peer) {
+    on_accept_peer(c);
     return;
   }
   const std::uint32_t slot = c.tag.index;
@@ -468,9 +552,30 @@ void Worker::on_accept(const ring::Completion& c) {
   if (!c.more()) accept_armed_ = false;
   if (c.ok()) {
     counters_.accepted_total.fetch_add(1, std::memory_order_relaxed);
-    start_connection(static_cast<std::uint32_t>(c.res));
+    admit(static_cast<std::uint32_t>(c.res), PerIpCounts::none);
     if (counters_.live_slots.load(std::memory_order_relaxed) >= accept_limit_) pause_accepting();
-  } else if (c.error() == ENFILE || c.error() == EMFILE) {
+  } else {
+    on_accept_error(c.error());
+  }
+  arm_accept();
+}
+
+void Worker::on_accept_peer(const ring::Completion& c) {
+  assert(c.tag.index < peer_accepts_.size());
+  PeerAccept& a = peer_accepts_[c.tag.index];
+  a.armed = false;
+  if (c.ok()) {
+    counters_.accepted_total.fetch_add(1, std::memory_order_relaxed);
+    admit(static_cast<std::uint32_t>(c.res), PerIpCounts::key(a.addr));
+    if (counters_.live_slots.load(std::memory_order_relaxed) >= accept_limit_) pause_accepting();
+  } else {
+    on_accept_error(c.error());
+  }
+  arm_accept();
+}
+
+void Worker::on_accept_error(int err) {
+  if (err == ENFILE || err == EMFILE) {
     // The regular part of the table is full.  Re-arm once a slot frees;
     // meanwhile answer newcomers from the reserve instead of leaving them in
     // the backlog.
@@ -482,14 +587,12 @@ void Worker::on_accept(const ring::Completion& c) {
                    "(%u slots) was too small for this burst (%u similar lines suppressed)", id_, slots_,
              slots_ - accept_limit_, dropped);
     pause_accepting();
-  } else if (c.error() != ECANCELED) {
+  } else if (err != ECANCELED) {
     counters_.accept_errors_total.fetch_add(1, std::memory_order_relaxed);
     std::uint64_t dropped = 0;
     if (accept_log_.allow(now_ms_, dropped))
-      RG_LOG(warn, "worker %u: accept failed: %s (%u similar lines suppressed)", id_, std::strerror(c.error()),
-             dropped);
+      RG_LOG(warn, "worker %u: accept failed: %s (%u similar lines suppressed)", id_, std::strerror(err), dropped);
   }
-  if (!accept_armed_ && !accept_paused_ && !draining_) arm_accept();
 }
 
 void Worker::pause_accepting() {
@@ -501,6 +604,10 @@ void Worker::pause_accepting() {
                    "closes (%u similar lines suppressed)", id_, accept_limit_, slots_, dropped);
   }
   if (accept_armed_) ring_.cancel_tag({op_accept, 0, 0}, {op_accept_cancel, 0, 0});
+  // Single accepts stay marked armed until their ECANCELED arrives: their
+  // address buffers are the kernel's until then.
+  for (std::uint32_t i = 0; i < peer_accepts_.size(); ++i)
+    if (peer_accepts_[i].armed) ring_.cancel_tag({op_accept_peer, 0, i}, {op_accept_cancel, 0, 0});
   arm_refusals();
 }
 
@@ -543,13 +650,16 @@ void Worker::on_accept_reserved(const ring::Completion& c) {
     return;
   }
   counters_.accepted_total.fetch_add(1, std::memory_order_relaxed);
-  counters_.table_full_rejected_total.fetch_add(1, std::memory_order_relaxed);
-  start_connection(slot);
-  if (conns_[slot].state == State::handshake) answer_const(slot, Const::busy_http, /*pool_empty=*/false);
+  claim_record(slot);
+  begin_handshake(slot);
+  if (conns_[slot].state == State::handshake)
+    answer_const(slot, draining_ ? Const::shutdown_http : Const::busy_http,
+                 draining_ ? Refusal::shutdown : Refusal::table_full);
   arm_refusals();
 }
 
-void Worker::start_connection(std::uint32_t slot) {
+// A new connection's record: reset, counted, on no list, in no state yet.
+void Worker::claim_record(std::uint32_t slot) {
   assert(slot < slots_);
   Conn& k = conns_[slot];
   assert(k.state == State::free && k.ops == 0);
@@ -559,11 +669,95 @@ void Worker::start_connection(std::uint32_t slot) {
   k.aux = nil;
   k.session = nil;
   k.timer_prev = k.timer_next = nil;
-  k.state = State::handshake;
+  if (per_ip_) ip_keys_[slot] = PerIpCounts::none;
   counters_.live_slots.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Starts reading the upgrade request, under handshake_timeout.
+void Worker::begin_handshake(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  k.state = State::handshake;
   timer_add(slot, TimerList::handshake, config_.handshake_timeout_ms);
   arm_recv(slot);
-  if (draining_) answer_const(slot, Const::shutdown_http);
+}
+
+// Admission at accept time: the per-IP limit, then the accept-rate bucket.
+// Every refusal here is an explicit answer sent before the request is read.
+void Worker::admit(std::uint32_t slot, std::uint32_t ip_key) {
+  claim_record(slot);
+  if (draining_) {
+    begin_handshake(slot);
+    answer_const(slot, Const::shutdown_http, Refusal::shutdown);
+    return;
+  }
+  if (ip_key != PerIpCounts::none) {
+    if (shared_.per_ip.add(id_, ip_key) > config_.per_ip_limit) {
+      shared_.per_ip.remove(id_, ip_key);
+      begin_handshake(slot);
+      answer_const(slot, Const::per_ip_http, Refusal::per_ip);
+      return;
+    }
+    ip_keys_[slot] = ip_key;
+  }
+  if (!rate_limited_) {
+    begin_handshake(slot);
+    return;
+  }
+  refill_tokens();
+  if (queue_depth_ == 0 && tokens_ >= 1.0) {
+    tokens_ -= 1.0;
+    begin_handshake(slot);
+    return;
+  }
+  if (queue_depth_ >= config_.accept_queue_max) {
+    begin_handshake(slot);
+    answer_const(slot, Const::rate_http, Refusal::accept_queue_full);
+    return;
+  }
+  // Nothing is read while queued: the request waits in the socket's kernel
+  // buffer, so a queued connection costs its record and nothing else.
+  conns_[slot].state = State::queued;
+  timer_add(slot, TimerList::queued, config_.accept_queue_timeout_ms);
+  ++queue_depth_;
+  counters_.accept_queue_depth.store(queue_depth_, std::memory_order_relaxed);
+  counters_.queued_total.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Worker::refill_tokens() {
+  if (now_ms_ > tokens_at_ms_) {
+    tokens_ = std::min(tokens_max_, tokens_ + static_cast<double>(now_ms_ - tokens_at_ms_) * tokens_per_ms_);
+    tokens_at_ms_ = now_ms_;
+  }
+}
+
+// Starts the oldest queued connections while tokens last.
+void Worker::serve_accept_queue() {
+  refill_tokens();
+  while (queue_depth_ > 0 && tokens_ >= 1.0) {
+    const std::uint32_t slot = timers_.front(TimerList::queued);
+    assert(slot != nil && conns_[slot].state == State::queued);
+    const std::uint32_t queued_at = conns_[slot].deadline_ms - static_cast<std::uint32_t>(config_.accept_queue_timeout_ms);
+    counters_.queue_wait_ms.record(rel_now() - queued_at);
+    timer_remove(slot);
+    --queue_depth_;
+    tokens_ -= 1.0;
+    begin_handshake(slot);
+  }
+  counters_.accept_queue_depth.store(queue_depth_, std::memory_order_relaxed);
+}
+
+// How long the loop may sleep: one tick, or less when a queued connection
+// is waiting for the next token.
+std::uint64_t Worker::wait_budget_us() const {
+  constexpr std::uint64_t tick_us = std::uint64_t{tick_ms} * 1000;
+  if (!rate_limited_ || queue_depth_ == 0 || tokens_ >= 1.0) return tick_us;
+  const double us = (1.0 - tokens_) / tokens_per_ms_ * 1000.0;
+  return std::clamp<std::uint64_t>(static_cast<std::uint64_t>(us) + 1, 1000, tick_us);
+}
+
+void Worker::count_refusal(Refusal why) noexcept {
+  auto& c = counters_.refusals[static_cast<std::size_t>(why)];
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // single writer
 }
 
 void Worker::on_recv(std::uint32_t slot, const ring::Completion& c) {
@@ -626,7 +820,7 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
       // The request arrived split: its parse state now needs a home.
       k.aux = acquire_parser();
       if (k.aux == nil) {
-        answer_const(slot, Const::busy_http);
+        answer_const(slot, Const::busy_http, Refusal::busy);
         return;
       }
       k.flags |= f_aux_parser;
@@ -644,20 +838,29 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
     return;
   }
   if (shared_.kernel.refuse.load(std::memory_order_relaxed)) {
-    counters_.kernel_rejected_total.fetch_add(1, std::memory_order_relaxed);
-    refuse_capacity(slot, *parser, d.subprotocol);
+    refuse_capacity(slot, *parser, d.subprotocol, Refusal::kernel_budget);
     return;
   }
-  if (shared_.open_connections() >= shared_.max_connections) {
-    counters_.capacity_rejected_total.fetch_add(1, std::memory_order_relaxed);
-    refuse_capacity(slot, *parser, d.subprotocol);
+  // Count first, then compare the sum: when two workers admit at once each
+  // sees the other's count (sequentially consistent: a locked add and plain
+  // loads on x86), so max_connections is never exceeded; the race costs at
+  // most a spare refusal.
+  counters_.open_connections.fetch_add(1);
+  if (shared_.open_connections() > shared_.max_connections) {
+    counters_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+    refuse_capacity(slot, *parser, d.subprotocol, Refusal::max_connections);
     return;
   }
   const std::uint32_t response = responses_.acquire();
   if (response == nil) {
+    counters_.open_connections.fetch_sub(1, std::memory_order_relaxed);
     release_aux(k);
-    answer_const(slot, Const::busy_http);
+    answer_const(slot, Const::busy_http, Refusal::busy);
     return;
+  }
+  {
+    const std::uint32_t started_at = k.deadline_ms - static_cast<std::uint32_t>(config_.handshake_timeout_ms);
+    counters_.handshake_ms.record(rel_now() - started_at);
   }
   Response& out = responses_[response];
   out.len = static_cast<std::uint16_t>(http::build_switching_protocols(out.bytes, parser->key(), d.subprotocol));
@@ -666,8 +869,7 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
   k.aux = response;
   timer_remove(slot);
   k.state = State::open;
-  k.flags |= f_upgraded;
-  counters_.open_connections.fetch_add(1, std::memory_order_relaxed);
+  k.flags |= f_upgraded;  // open_connections was counted above
   counters_.upgraded_total.fetch_add(1, std::memory_order_relaxed);
   // Bytes after the request already belong to the WebSocket stream.
   const std::span<const std::uint8_t> rest = data.subspan(r.consumed);
@@ -678,12 +880,13 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
 // A refusal for lack of capacity: the JSON 503, or with reject = close an
 // upgrade followed at once by close 1013, for clients that only understand
 // close codes.  Either way the connection then lingers until the client goes.
-void Worker::refuse_capacity(std::uint32_t slot, const http::UpgradeParser& parser, std::string_view subprotocol) {
+void Worker::refuse_capacity(std::uint32_t slot, const http::UpgradeParser& parser, std::string_view subprotocol,
+                             Refusal why) {
   Conn& k = conns_[slot];
   const std::uint32_t response = config_.reject == "close" ? responses_.acquire() : nil;
   if (response == nil) {
     release_aux(k);
-    answer_const(slot, Const::busy_http, /*pool_empty=*/false);
+    answer_const(slot, Const::busy_http, why);
     return;
   }
   static constexpr std::string_view reason = "server at maximum connection capacity, try again later";
@@ -699,21 +902,21 @@ void Worker::refuse_capacity(std::uint32_t slot, const http::UpgradeParser& pars
   out.sent = 0;
   release_aux(k);  // after the key was used
   k.aux = response;
-  counters_.handshake_rejected_total.fetch_add(1, std::memory_order_relaxed);
+  count_refusal(why);
   start_linger(slot);
 }
 
 void Worker::answer_error(std::uint32_t slot, std::uint16_t status, std::string_view reason,
                           std::uint32_t retry_after_s) {
   Conn& k = conns_[slot];
-  counters_.handshake_rejected_total.fetch_add(1, std::memory_order_relaxed);
   // Reasons are string literals, never parser memory, so the parser can go.
   release_aux(k);
   k.aux = responses_.acquire();
   if (k.aux == nil) {
-    answer_const(slot, Const::busy_http);
+    answer_const(slot, Const::busy_http, Refusal::busy);  // what the client is told
     return;
   }
+  count_refusal(refusal_for_status(status));
   Response& out = responses_[k.aux];
   out.len = static_cast<std::uint16_t>(http::build_error(out.bytes, status, reason, retry_after_s));
   out.sent = 0;
@@ -731,16 +934,17 @@ std::span<const std::uint8_t> Worker::const_answer(Const what) const noexcept {
     case Const::shutdown_http: return text(shutdown_http_, shutdown_http_len_);
     case Const::busy_ws: return text(busy_ws_, busy_ws_len_);
     case Const::shutdown_ws: return text(shutdown_ws_, shutdown_ws_len_);
+    case Const::per_ip_http: return text(per_ip_http_, per_ip_http_len_);
+    case Const::rate_http: return text(rate_http_, rate_http_len_);
     case Const::none: break;
   }
   return {};
 }
 
-void Worker::answer_const(std::uint32_t slot, Const what, bool pool_empty) {
+void Worker::answer_const(std::uint32_t slot, Const what, Refusal why) {
   Conn& k = conns_[slot];
-  if (what != Const::busy_ws) counters_.handshake_rejected_total.fetch_add(1, std::memory_order_relaxed);
-  if (pool_empty && (what == Const::busy_http || what == Const::busy_ws))
-    counters_.busy_rejected_total.fetch_add(1, std::memory_order_relaxed);
+  if (what == Const::busy_ws) counters_.busy_closes_total.fetch_add(1, std::memory_order_relaxed);
+  else count_refusal(why);
   k.pending_const = what;
   start_linger(slot);
   pump_send(slot);
@@ -812,7 +1016,7 @@ void Worker::handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
     if (conn_log_.allow(now_ms_, dropped))
       RG_LOG(warn, "worker %u: %u sessions active (max_active_sessions): closing a connection with 1013 "
                    "(%u similar lines suppressed)", id_, config_.max_active_sessions, dropped);
-    answer_const(slot, Const::busy_ws);
+    answer_const(slot, Const::busy_ws, Refusal::busy);
     return;
   }
   ws::Session& s = sessions_[k.session];
@@ -1094,6 +1298,10 @@ void Worker::release(std::uint32_t slot) {
   release_aux(k);
   release_session(k);
   if (k.flags & f_upgraded) counters_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+  if (per_ip_ && ip_keys_[slot] != PerIpCounts::none) {
+    shared_.per_ip.remove(id_, ip_keys_[slot]);
+    ip_keys_[slot] = PerIpCounts::none;
+  }
   counters_.live_slots.fetch_sub(1, std::memory_order_relaxed);
   k.generation = (k.generation + 1) & ring::generation_mask;
   k.state = State::free;
@@ -1120,6 +1328,13 @@ void Worker::run_timers() {
   }
   for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::closing, now)) != nil;) teardown(slot);
   for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::active, now)) != nil;) on_stall(slot);
+  for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::queued, now)) != nil;) {
+    // Waited accept_queue_timeout for a token: an explicit 503, never a hang.
+    --queue_depth_;
+    begin_handshake(slot);
+    answer_const(slot, Const::rate_http, Refusal::accept_queue_timeout);
+  }
+  if (rate_limited_) counters_.accept_queue_depth.store(queue_depth_, std::memory_order_relaxed);
 }
 
 void Worker::begin_drain() {
@@ -1127,6 +1342,8 @@ void Worker::begin_drain() {
   drain_deadline_ms_ = now_ms_ + config_.drain_timeout_ms;
   if (accept_armed_) ring_.cancel_tag({op_accept, 0, 0}, {op_accept_cancel, 0, 0});
   accept_armed_ = false;
+  for (std::uint32_t i = 0; i < peer_accepts_.size(); ++i)
+    if (peer_accepts_[i].armed) ring_.cancel_tag({op_accept_peer, 0, i}, {op_accept_cancel, 0, 0});
   ring_.submit();
   // No new connections: this worker's listener goes away; the kernel resets
   // whatever waits in its backlog.
@@ -1137,8 +1354,14 @@ void Worker::begin_drain() {
   for (std::uint32_t slot = 0; slot < slots_; ++slot) {
     Conn& k = conns_[slot];
     switch (k.state) {
+      case State::queued:
+        timer_remove(slot);
+        --queue_depth_;
+        begin_handshake(slot);
+        answer_const(slot, Const::shutdown_http, Refusal::shutdown);
+        break;
       case State::handshake:
-        answer_const(slot, Const::shutdown_http);
+        answer_const(slot, Const::shutdown_http, Refusal::shutdown);
         break;
       case State::open:
         if (k.session == nil && k.aux == nil) {

@@ -3,12 +3,14 @@
 // reads are the relaxed counter sums that admission uses.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "server/admission.h"
 #include "server/budgets.h"
 #include "server/config.h"
 
@@ -20,16 +22,28 @@ struct alignas(64) WorkerCounters {
   std::atomic<std::uint64_t> live_slots{0};        // table slots in use (any state)
   std::atomic<std::uint64_t> accepted_total{0};
   std::atomic<std::uint64_t> upgraded_total{0};
-  std::atomic<std::uint64_t> handshake_rejected_total{0};  // 4xx/5xx answers
-  std::atomic<std::uint64_t> capacity_rejected_total{0};   // 503 at max_connections
+  // Handshakes that did not end in an upgrade, by reason (the 1013 of a
+  // session pool running dry after the upgrade is busy_closes_total).
+  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(Refusal::count)> refusals{};
+  std::atomic<std::uint64_t> busy_closes_total{0};         // 1013: no session for an upgraded connection
   std::atomic<std::uint64_t> protocol_closes_total{0};     // we closed with 1002/1007/1009
   std::atomic<std::uint64_t> messages_in_total{0};
   std::atomic<std::uint64_t> accept_errors_total{0};
-  std::atomic<std::uint64_t> busy_rejected_total{0};  // 503/1013 because a pool was empty
-  std::atomic<std::uint64_t> table_full_rejected_total{0};  // 503 from a reserved slot
-  std::atomic<std::uint64_t> kernel_rejected_total{0};      // 503 because a kernel budget was near its limit
+  std::atomic<std::uint64_t> queued_total{0};          // connections that waited for an accept_rate token
+  std::atomic<std::uint64_t> accept_queue_depth{0};    // waiting now
   std::atomic<std::uint64_t> table_slots{0};          // set once at start
   std::atomic<std::uint64_t> loop_heartbeat_ms{0};    // CLOCK_MONOTONIC ms of the last loop turn
+  LatencyHistogram handshake_ms;   // accept (or leaving the accept queue) to 101 sent for
+  LatencyHistogram queue_wait_ms;  // time in the accept queue, for those that left it with a token
+
+  [[nodiscard]] std::uint64_t refused(Refusal r) const noexcept {
+    return refusals[static_cast<std::size_t>(r)].load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t refused_total() const noexcept {
+    std::uint64_t sum = 0;
+    for (const auto& r : refusals) sum += r.load(std::memory_order_relaxed);
+    return sum;
+  }
 };
 
 // What all workers read and nobody writes after start-up (except `stopping`).
@@ -41,6 +55,7 @@ struct Shared {
   std::vector<std::unique_ptr<WorkerCounters>> counters;
   std::atomic<bool> stopping{false};
   KernelBudgets kernel;  // sampled by the main thread once a second
+  PerIpCounts per_ip;    // enabled when config.per_ip_limit > 0
 
   [[nodiscard]] std::uint64_t open_connections() const noexcept {
     std::uint64_t sum = 0;

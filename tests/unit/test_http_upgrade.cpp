@@ -599,23 +599,37 @@ INSTANTIATE_TEST_SUITE_P(
 
 namespace {
 
-TEST(CapacityRefusal, JsonBodyRetryAfterAndLength) {
+struct RefusalCase {
+  std::uint16_t status;
+  std::string text;
+};
+
+class Refusal : public ::testing::TestWithParam<RefusalCase> {};
+
+TEST_P(Refusal, JsonBodyRetryAfterAndLength) {
+  const RefusalCase& c = GetParam();
   for (const std::uint32_t retry : {0u, 1u, 60u, 3600u}) {
     std::array<char, rg::proto::http::response_bytes_max> out{};
-    const std::size_t n = rg::proto::http::build_capacity_refusal(out, "Server at maximum connection capacity", retry);
+    const std::size_t n =
+        rg::proto::http::build_refusal(out, c.status, "Server at maximum connection capacity", retry);
     const std::string r(out.data(), n);
     SCOPED_TRACE(r);
-    EXPECT_EQ(r.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u);
+    EXPECT_EQ(r.rfind("HTTP/1.1 " + std::to_string(c.status) + " " + c.text + "\r\n", 0), 0u);
     EXPECT_NE(r.find("\r\nContent-Type: application/json\r\n"), std::string::npos);
     EXPECT_NE(r.find("\r\nRetry-After: " + std::to_string(retry) + "\r\n"), std::string::npos);
     EXPECT_NE(r.find("\r\nConnection: close\r\n"), std::string::npos);
     const std::size_t body_at = r.find("\r\n\r\n") + 4;
     const std::string body = r.substr(body_at);
-    EXPECT_EQ(body, "{\"error\":\"Service Unavailable\",\"message\":\"Server at maximum connection capacity\","
+    EXPECT_EQ(body, "{\"error\":\"" + c.text + "\",\"message\":\"Server at maximum connection capacity\","
                     "\"retry_after_seconds\":" + std::to_string(retry) + "}\n");
     const std::size_t cl = r.find("Content-Length: ") + 16;
     EXPECT_EQ(std::stoul(r.substr(cl, r.find("\r\n", cl) - cl)), body.size());
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Statuses, Refusal,
+                         ::testing::Values(RefusalCase{503, "Service Unavailable"},
+                                           RefusalCase{429, "Too Many Requests"}),
+                         [](const auto& i) { return std::to_string(i.param.status); });
 
 }  // namespace
