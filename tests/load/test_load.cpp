@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "proto/http_upgrade.h"
+#include "tools/load/engine.h"
 #include "tools/load/handshake.h"
 #include "tools/load/histogram.h"
 #include "tools/load/payload.h"
@@ -427,6 +428,42 @@ TEST(Handshake, ReadsRejections) {
             handshake::Status::malformed);
   const std::string huge = "HTTP/1.1 200 OK\r\nX: " + std::string(5000, 'a');
   EXPECT_EQ(handshake::parse_response(bytes_of(huge), accept).status, handshake::Status::malformed);
+}
+
+TEST(Handshake, RefusalsSplitOnRetryAfter) {
+  const proto::http::AcceptKey accept{};
+  const auto outcome_of = [&](std::string_view wire) {
+    const auto r = handshake::parse_response(bytes_of(wire), accept);
+    EXPECT_EQ(r.status, handshake::Status::complete) << wire;
+    return http_outcome(r.code, r.retry_after);
+  };
+  EXPECT_EQ(outcome_of("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n\r\n"), Outcome::http_429_retry_after);
+  EXPECT_EQ(outcome_of("HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n"),
+            Outcome::http_429_no_retry_after);
+  EXPECT_EQ(outcome_of("HTTP/1.1 503 Service Unavailable\r\nretry-after: 30\r\n\r\n"), Outcome::http_503_retry_after);
+  EXPECT_EQ(outcome_of("HTTP/1.1 503 Service Unavailable\r\n\r\n"), Outcome::http_503_no_retry_after);
+  // Retry-After on another status does not make it one of the pairs.
+  EXPECT_EQ(outcome_of("HTTP/1.1 400 Bad Request\r\nRetry-After: 1\r\n\r\n"), Outcome::other);
+  EXPECT_EQ(outcome_of("HTTP/1.1 500 Internal Server Error\r\n\r\n"), Outcome::other);
+  // The server's own 429 (proto/http_upgrade builds it) lands in the pair.
+  std::array<char, proto::http::response_bytes_max> out{};
+  std::size_t n = proto::http::build_error(out, 429, "slow down", 5);
+  EXPECT_EQ(outcome_of({out.data(), n}), Outcome::http_429_retry_after);
+  n = proto::http::build_error(out, 429, "slow down", 0);
+  EXPECT_EQ(outcome_of({out.data(), n}), Outcome::http_429_no_retry_after);
+}
+
+TEST(Outcomes, NamesAreDistinctAndJsonSafe) {
+  std::vector<std::string_view> names;
+  for (std::size_t i = 0; i < outcome_count; ++i) {
+    const std::string_view name = outcome_name(static_cast<Outcome>(i));
+    EXPECT_NE(name, "?") << i;
+    EXPECT_EQ(name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_"), std::string_view::npos) << name;
+    for (const auto seen : names) EXPECT_NE(seen, name);
+    names.push_back(name);
+  }
+  EXPECT_EQ(outcome_name(Outcome::http_429_retry_after), "http_429_retry_after");
+  EXPECT_EQ(outcome_name(Outcome::http_429_no_retry_after), "http_429_no_retry_after");
 }
 
 // ---------------------------------------------------------------- payloads

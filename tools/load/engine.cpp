@@ -35,7 +35,8 @@ std::string_view outcome_name(Outcome outcome) noexcept {
     case Outcome::upgraded: return "upgraded";
     case Outcome::http_503_retry_after: return "http_503_retry_after";
     case Outcome::http_503_no_retry_after: return "http_503_no_retry_after";
-    case Outcome::http_429: return "http_429";
+    case Outcome::http_429_retry_after: return "http_429_retry_after";
+    case Outcome::http_429_no_retry_after: return "http_429_no_retry_after";
     case Outcome::close_1013: return "close_1013";
     case Outcome::reset: return "reset";
     case Outcome::refused: return "refused";
@@ -43,6 +44,14 @@ std::string_view outcome_name(Outcome outcome) noexcept {
     case Outcome::other: return "other";
   }
   return "?";
+}
+
+Outcome http_outcome(std::uint16_t status, bool retry_after) noexcept {
+  switch (status) {
+    case 503: return retry_after ? Outcome::http_503_retry_after : Outcome::http_503_no_retry_after;
+    case 429: return retry_after ? Outcome::http_429_retry_after : Outcome::http_429_no_retry_after;
+    default: return Outcome::other;
+  }
 }
 
 std::string_view oddity_name(Oddity oddity) noexcept {
@@ -784,14 +793,10 @@ void Engine::handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
     return;
   }
   if (r.code != 101) {
-    switch (r.code) {
-      case 503: resolve(slot, r.retry_after ? Outcome::http_503_retry_after : Outcome::http_503_no_retry_after); break;
-      case 429: resolve(slot, Outcome::http_429); break;
-      default:
-        ++stats_of(k).other.by_status[std::min<std::size_t>(r.code, OtherDetail::status_max - 1)];
-        resolve(slot, Outcome::other);
-        break;
-    }
+    const Outcome outcome = http_outcome(r.code, r.retry_after);
+    if (outcome == Outcome::other)
+      ++stats_of(k).other.by_status[std::min<std::size_t>(r.code, OtherDetail::status_max - 1)];
+    resolve(slot, outcome);
     teardown(slot);
     return;
   }

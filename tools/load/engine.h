@@ -23,15 +23,23 @@ enum class Outcome : std::uint8_t {
   upgraded,
   http_503_retry_after,
   http_503_no_retry_after,
-  http_429,
+  http_429_retry_after,     // rate limited, with a time to come back
+  http_429_no_retry_after,  // rate limited, no hint: a client can only guess
   close_1013,  // upgraded, then the server closed with 1013 (try again later)
   reset,       // ECONNRESET / EPIPE before the upgrade completed
   refused,     // ECONNREFUSED
   timed_out,   // no 101 within --handshake-timeout (or the kernel's SYN timeout)
   other,       // see OtherDetail
 };
-inline constexpr std::size_t outcome_count = 9;
+inline constexpr std::size_t outcome_count = 10;
+static_assert(static_cast<std::size_t>(Outcome::other) + 1 == outcome_count, "every outcome has a counter");
 [[nodiscard]] std::string_view outcome_name(Outcome outcome) noexcept;
+
+// The class of a complete HTTP answer other than 101.  503 and 429 split on
+// Retry-After: a refusal without it leaves clients to guess when to retry,
+// which is exactly what admission-control tests must catch.  Any other
+// status is `other` (the engine keeps the status in OtherDetail::by_status).
+[[nodiscard]] Outcome http_outcome(std::uint16_t status, bool retry_after) noexcept;
 
 // Why an attempt is `other` when neither an errno nor an HTTP status says it.
 enum class Oddity : std::uint8_t {
