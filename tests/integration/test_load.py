@@ -189,6 +189,7 @@ def test_flood_classifies_every_attempt(server):
     assert j["upgraded"] + sum(j["failed"].values()) == 800
     assert j["upgraded"] == 500, out
     assert j["failed"]["http_503_retry_after"] == 300, out
+    assert j["refused_ms"]["count"] == 300, out
     assert j["breaking_point"]["class"] == "http_503_retry_after"
     assert 1 <= j["breaking_point"]["attempt"] <= 800
     assert "breaking point" in out
@@ -266,6 +267,9 @@ def test_pings_answered_and_close_1013_classified(tmp_path):
         assert j["pings"] == 20
         assert j["protocol_errors"] == 0
         assert j["breaking_point"]["class"] == "close_1013"
+        # A close 1013 right after the 101 is a refusal too: timed to the close frame.
+        assert j["refused_ms"]["count"] == 20, out
+        assert 0 <= j["refused_ms"]["p50"] <= j["refused_ms"]["max"]
     finally:
         proc.kill()
         proc.wait()

@@ -92,6 +92,7 @@ void StepStats::merge(const StepStats& o) noexcept {
   unanswered += o.unanswered;
   out_of_order += o.out_of_order;
   handshake_us.merge(o.handshake_us);
+  refused_us.merge(o.refused_us);
   rtt_us.merge(o.rtt_us);
   other.merge(o.other);
   if (o.first_failure.attempt < first_failure.attempt) first_failure = o.first_failure;
@@ -793,6 +794,7 @@ void Engine::handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
     return;
   }
   if (r.code != 101) {
+    if (r.code >= 400 && r.code <= 599) stats_of(k).refused_us.record((now_ns_ - k.started_ns) / 1000);
     const Outcome outcome = http_outcome(r.code, r.retry_after);
     if (outcome == Outcome::other)
       ++stats_of(k).other.by_status[std::min<std::size_t>(r.code, OtherDetail::status_max - 1)];
@@ -980,6 +982,7 @@ bool Engine::frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const
           StepStats& st = stats_of(k);
           --st.outcomes[static_cast<std::size_t>(Outcome::upgraded)];
           ++st.outcomes[static_cast<std::size_t>(Outcome::close_1013)];
+          st.refused_us.record((now_ns_ - k.started_ns) / 1000);
           --upgraded_;
           ++failed_;
           if (k.id < st.first_failure.attempt)

@@ -90,6 +90,10 @@ struct StepStats {
   std::uint64_t duplicates = 0;    // intact echoes of a message already answered or lost
   std::uint64_t unanswered = 0;    // messages still in flight when the connection went
   Histogram handshake_us;
+  // Connect start -> the refusal is known: the headers of an HTTP 4xx/5xx
+  // answer (its body is not waited for), or the server's close 1013 after a
+  // 101.  How fast a server says no is what a client pays per refusal.
+  Histogram refused_us;
   Histogram rtt_us;
   OtherDetail other;
   FirstFailure first_failure;

@@ -123,6 +123,8 @@ std::string format_table(const RunReport& r) {
   if (o.mode == Mode::hold || o.mode == Mode::echo) out += fmt("  held %llu", static_cast<unsigned long long>(r.held));
   out += "\n";
   out += "  handshake (connect start -> 101): " + percentiles_text(t.handshake_us, 0.001, "ms") + "\n";
+  if (o.mode == Mode::flood || t.refused_us.count() > 0)
+    out += "  refused (connect start -> 4xx/5xx or close 1013): " + percentiles_text(t.refused_us, 0.001, "ms") + "\n";
   if (failed_total(t) > 0) {
     out += "  failures:";
     for (std::size_t i = 1; i < outcome_count; ++i)
@@ -188,6 +190,7 @@ std::string format_json(const RunReport& r) {
   // Keys are built from errno names, numbers and fixed words: nothing to escape.
   j += "},\"other_detail\":{" + other_detail_text(t.other, true) + "}";
   j += ",\"handshake_ms\":" + percentiles_json(t.handshake_us, 0.001);
+  j += ",\"refused_ms\":" + percentiles_json(t.refused_us, 0.001);
   j += fmt(",\"held\":%llu", static_cast<unsigned long long>(r.held));
   j += fmt(",\"disconnects_after_success\":%llu,\"protocol_errors\":%llu,\"pings\":%llu",
            static_cast<unsigned long long>(t.disconnects_after_success),
@@ -236,6 +239,7 @@ std::string format_json(const RunReport& r) {
                static_cast<unsigned long long>(s.stats.disconnects_after_success),
                static_cast<unsigned long long>(s.held), static_cast<unsigned long long>(failed_total(s.stats)));
       j += ",\"handshake_ms\":" + percentiles_json(s.stats.handshake_us, 0.001);
+      j += ",\"refused_ms\":" + percentiles_json(s.stats.refused_us, 0.001);
       j += fmt(",\"cpu_seconds\":%.3f,\"cpu_utilisation\":%.3f,\"wall_s\":%.3f}", s.window.cpu_s,
                s.window.utilisation(), s.window.wall_s);
     }
