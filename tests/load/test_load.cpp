@@ -343,6 +343,40 @@ TEST(Plan, PortRangeText) {
 TEST(Plan, SourceAddresses) {
   EXPECT_EQ(source_ipv4(0), 0x7F000002u);  // 127.0.0.2
   EXPECT_EQ(source_ipv4(249), 0x7F0000FBu);  // 127.0.0.251
+  SourcePlan spread;
+  spread.spread = true;
+  EXPECT_EQ(source_name(spread, AF_INET, 0), "127.0.0.2");
+  EXPECT_EQ(source_name(spread, AF_INET, 249), "127.0.0.251");
+  SourcePlan kernel;  // not spread: the kernel picks the address
+  EXPECT_EQ(source_name(kernel, AF_INET, 0), "0.0.0.0");
+  EXPECT_EQ(source_name(kernel, AF_INET6, 0), "::");
+}
+
+TEST(Plan, AttemptsTakeTheSourcesRoundRobin) {
+  // What every thread of a run does: thread i makes share_of(N, T, i)
+  // attempts, numbered by attempt_number, each from source_of(number).
+  for (const std::uint32_t threads : {1u, 2u, 3u, 7u}) {
+    for (const std::uint64_t attempts : {1ull, 5ull, 600ull, 601ull, 1000ull, 9999ull}) {
+      for (const std::uint32_t sources : {1u, 3u, 5u, 250u}) {
+        std::vector<std::uint64_t> per_source(sources, 0);
+        std::vector<bool> seen(attempts, false);
+        for (std::uint32_t t = 0; t < threads; ++t) {
+          for (std::uint64_t local = 0; local < share_of(attempts, threads, t); ++local) {
+            const std::uint64_t n = attempt_number(local, threads, t);
+            ASSERT_LT(n, attempts) << threads << " " << attempts;
+            ASSERT_FALSE(seen[n]) << n;
+            seen[n] = true;
+            ++per_source[source_of(n, sources)];
+          }
+        }
+        const std::uint64_t low = attempts / sources;
+        for (std::uint32_t src = 0; src < sources; ++src) {
+          EXPECT_GE(per_source[src], low) << threads << " threads, " << attempts << " attempts, source " << src;
+          EXPECT_LE(per_source[src], low + 1) << threads << " threads, " << attempts << " attempts, source " << src;
+        }
+      }
+    }
+  }
 }
 
 TEST(Plan, ThreadsFromTableSlots) {

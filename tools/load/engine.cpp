@@ -580,7 +580,7 @@ bool Engine::start_attempt() {
   k = Conn{};
   k.generation = generation;
   k.timer_prev = k.timer_next = nil;
-  k.id = static_cast<std::uint32_t>(attempts_ * s_.threads + s_.index);
+  k.id = static_cast<std::uint32_t>(attempt_number(attempts_, s_.threads, s_.index));
   ++attempts_;
   k.step = static_cast<std::uint8_t>(step_);
   k.started_ns = now_ns_;
@@ -590,7 +590,8 @@ bool Engine::start_attempt() {
   ++stats_of(k).attempted;
   ++attempted_;
 
-  const sockaddr* source = reinterpret_cast<const sockaddr*>(&source_addrs_[k.id % source_addrs_.size()]);
+  const std::uint32_t source_index = source_of(k.id, static_cast<std::uint32_t>(source_addrs_.size()));
+  const sockaddr* source = reinterpret_cast<const sockaddr*>(&source_addrs_[source_index]);
   const ring::Chain link{.link_next = true, .skip_success = true};
   const int domain = s_.target->family;
   const bool ok = ring_.socket_direct(domain, SOCK_STREAM, slot, tag(op_socket, slot), link) &&

@@ -129,7 +129,10 @@ options:
                          IPv4 loopback target.  Default: as many as the port
                          budget needs (half of ip_local_port_range per
                          source/destination pair); a smaller N that cannot fit
-                         is refused.
+                         is refused.  Attempts take the sources round robin
+                         (attempt k from source k mod N, across all threads),
+                         so in every mode each source gets attempted/N +- 1;
+                         the JSON's by_source says what each one got.
   --inflight K           echo: messages in flight per connection (1, at most 4096).
   --size S               echo: payload bytes per message (20; binary >= 12,
                          text >= 20, at most 16 MiB).
@@ -497,6 +500,13 @@ bool plan_sources(std::uint64_t concurrent, const PortRange& range, std::uint32_
 }
 
 std::uint32_t source_ipv4(std::uint32_t index) noexcept { return 0x7F000002u + index; }
+
+std::string source_name(const SourcePlan& plan, int family, std::uint32_t index) {
+  if (!plan.spread) return family == AF_INET6 ? "::" : "0.0.0.0";
+  const std::uint32_t a = source_ipv4(index);
+  return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 0xFF) + "." + std::to_string((a >> 8) & 0xFF) +
+         "." + std::to_string(a & 0xFF);
+}
 
 // ---------------------------------------------------------------- threads
 
