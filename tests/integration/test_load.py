@@ -182,10 +182,19 @@ def test_echo_checks_every_byte(server, mode_args):
 
 @pytest.mark.parametrize("server", [("--workers", "1", "--max-connections", "500")], indirect=True)
 def test_flood_classifies_every_attempt(server):
+    # Two threads over five sources: attempts still take the sources round
+    # robin across threads, 800 / 5 = 160 each.
     rc, out, err, j, _ = run_load(
-        "flood", "--connections", 800, "--duration", 20, "--json", server.url(), timeout=60)
+        "flood", "--connections", 800, "--sources", 5, "--threads", 2, "--duration", 20, "--json", server.url(),
+        timeout=60)
     assert rc == 0, err
     assert j["attempted"] == 800
+    assert [row["source"] for row in j["by_source"]] == [f"127.0.0.{i}" for i in range(2, 7)]
+    assert [row["attempted"] for row in j["by_source"]] == [160] * 5, j["by_source"]
+    for key in ("upgraded", "http_503_retry_after"):
+        assert sum(row.get(key, 0) for row in j["by_source"]) == (j["upgraded"] if key == "upgraded"
+                                                                 else j["failed"][key])
+    assert "by source (5): attempted 160" in out
     assert j["upgraded"] + sum(j["failed"].values()) == 800
     assert j["upgraded"] == 500, out
     assert j["failed"]["http_503_retry_after"] == 300, out

@@ -16,6 +16,7 @@
 #include "tools/load/histogram.h"
 #include "tools/load/payload.h"
 #include "tools/load/plan.h"
+#include "tools/load/report.h"
 
 namespace rg::load {
 namespace {
@@ -498,6 +499,61 @@ TEST(Outcomes, NamesAreDistinctAndJsonSafe) {
   }
   EXPECT_EQ(outcome_name(Outcome::http_429_retry_after), "http_429_retry_after");
   EXPECT_EQ(outcome_name(Outcome::http_429_no_retry_after), "http_429_no_retry_after");
+}
+
+// ---------------------------------------------------------------- by source
+
+TEST(BySource, RowsMergeAndListOnlyNonZeroClasses) {
+  std::vector<SourceCounts> a(3), b(3);
+  a[0].attempted = 4;
+  a[0].outcomes[static_cast<std::size_t>(Outcome::upgraded)] = 3;
+  a[0].outcomes[static_cast<std::size_t>(Outcome::http_429_retry_after)] = 1;
+  b[0].attempted = 2;
+  b[0].outcomes[static_cast<std::size_t>(Outcome::http_503_retry_after)] = 2;
+  b[2].attempted = 1;
+  b[2].outcomes[static_cast<std::size_t>(Outcome::close_1013)] = 1;
+  for (std::size_t i = 0; i < a.size(); ++i) a[i].merge(b[i]);
+  EXPECT_EQ(a[0].attempted, 6u);
+  SourcePlan plan;
+  plan.spread = true;
+  plan.sources = 3;
+  EXPECT_EQ(by_source_json(a, plan, AF_INET),
+            "[{\"source\":\"127.0.0.2\",\"attempted\":6,\"upgraded\":3,\"http_503_retry_after\":2,"
+            "\"http_429_retry_after\":1},"
+            "{\"source\":\"127.0.0.3\",\"attempted\":0},"
+            "{\"source\":\"127.0.0.4\",\"attempted\":1,\"close_1013\":1}]");
+  EXPECT_EQ(by_source_json({}, plan, AF_INET), "[]");
+}
+
+TEST(BySource, InTheJsonSummaryAndTheTable) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse_options(3, std::array<const char*, 3>{"ringgate-load", "flood", "ws://127.0.0.1:9/"}.data(), o,
+                          error),
+            ParseResult::run)
+      << error;
+  Target t;
+  ASSERT_TRUE(parse_target(o.url, t, error)) << error;
+  RunReport r;
+  r.options = &o;
+  r.target = &t;
+  r.sources.spread = true;
+  r.sources.sources = 2;
+  r.by_source.resize(2);
+  r.by_source[0].attempted = 2;
+  r.by_source[0].outcomes[0] = 2;
+  r.by_source[1].attempted = 1;
+  r.by_source[1].outcomes[static_cast<std::size_t>(Outcome::http_503_no_retry_after)] = 1;
+  const std::string json = format_json(r);
+  EXPECT_NE(json.find(",\"by_source\":[{\"source\":\"127.0.0.2\",\"attempted\":2,\"upgraded\":2},"
+                      "{\"source\":\"127.0.0.3\",\"attempted\":1,\"http_503_no_retry_after\":1}],"),
+            std::string::npos)
+      << json;
+  const std::string table = format_table(r);
+  EXPECT_NE(table.find("by source (2): attempted 1 (127.0.0.3) .. 2 (127.0.0.2), upgraded 0 (127.0.0.3) .. 2 "
+                       "(127.0.0.2)"),
+            std::string::npos)
+      << table;
 }
 
 // ---------------------------------------------------------------- payloads

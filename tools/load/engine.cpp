@@ -98,6 +98,11 @@ void StepStats::merge(const StepStats& o) noexcept {
   if (o.first_failure.attempt < first_failure.attempt) first_failure = o.first_failure;
 }
 
+void SourceCounts::merge(const SourceCounts& o) noexcept {
+  attempted += o.attempted;
+  for (std::size_t i = 0; i < outcome_count; ++i) outcomes[i] += o.outcomes[i];
+}
+
 namespace {
 
 constexpr std::uint32_t nil = UINT32_MAX;
@@ -247,12 +252,16 @@ class Engine {
   bool start(std::string& error);
   void run();
   [[nodiscard]] const std::vector<StepStats>& steps() const { return steps_; }
+  [[nodiscard]] const std::vector<SourceCounts>& by_source() const { return by_source_; }
 
  private:
   // ------------------------------------------------------------ plumbing
   ring::Tag tag(Op op, std::uint32_t slot) const { return {op, conns_[slot].generation, slot}; }
   std::uint32_t rel_ms() const { return static_cast<std::uint32_t>((now_ns_ - s_.epoch_ns) / 1'000'000); }
   StepStats& stats_of(const Conn& k) { return steps_[k.step]; }
+  SourceCounts& source_of_conn(const Conn& k) {
+    return by_source_[source_of(k.id, static_cast<std::uint32_t>(by_source_.size()))];
+  }
   std::uint8_t* carry(std::uint32_t slot) const { return carry_.at(std::size_t{slot} * carry_bytes_); }
   std::uint8_t* half(std::uint32_t slot, std::uint8_t which) const {
     return out_.at((std::size_t{slot} * 2 + which) * half_bytes_);
@@ -335,6 +344,7 @@ class Engine {
   sockaddr_storage target_addr_{};
 
   std::vector<StepStats> steps_;
+  std::vector<SourceCounts> by_source_;  // one row per entry of source_addrs_
   std::uint64_t key_seed_ = 0;
   std::uint64_t now_ns_ = 0;
   std::uint64_t command_ = 0;
@@ -405,6 +415,7 @@ bool Engine::start(std::string& error) {
   std::memcpy(&target_addr_, &t.addr, t.addr_len);
   const std::uint32_t sources = std::max<std::uint32_t>(1, s_.sources->sources);
   source_addrs_.assign(sources, sockaddr_storage{});
+  by_source_.assign(sources, SourceCounts{});
   for (std::uint32_t i = 0; i < sources; ++i) {
     if (t.family == AF_INET) {
       auto* a = reinterpret_cast<sockaddr_in*>(&source_addrs_[i]);
@@ -591,6 +602,7 @@ bool Engine::start_attempt() {
   ++attempted_;
 
   const std::uint32_t source_index = source_of(k.id, static_cast<std::uint32_t>(source_addrs_.size()));
+  ++by_source_[source_index].attempted;
   const sockaddr* source = reinterpret_cast<const sockaddr*>(&source_addrs_[source_index]);
   const ring::Chain link{.link_next = true, .skip_success = true};
   const int domain = s_.target->family;
@@ -837,6 +849,7 @@ void Engine::resolve(std::uint32_t slot, Outcome outcome) {
   k.flags |= f_resolved;
   StepStats& st = stats_of(k);
   ++st.outcomes[static_cast<std::size_t>(outcome)];
+  ++source_of_conn(k).outcomes[static_cast<std::size_t>(outcome)];
   if (outcome == Outcome::upgraded) {
     ++upgraded_;
     return;
@@ -983,6 +996,9 @@ bool Engine::frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const
           StepStats& st = stats_of(k);
           --st.outcomes[static_cast<std::size_t>(Outcome::upgraded)];
           ++st.outcomes[static_cast<std::size_t>(Outcome::close_1013)];
+          SourceCounts& src = source_of_conn(k);
+          --src.outcomes[static_cast<std::size_t>(Outcome::upgraded)];
+          ++src.outcomes[static_cast<std::size_t>(Outcome::close_1013)];
           st.refused_us.record((now_ns_ - k.started_ns) / 1000);
           --upgraded_;
           ++failed_;
@@ -1336,5 +1352,6 @@ EngineHandle::~EngineHandle() { delete engine_; }
 bool EngineHandle::start(std::string& error) { return engine_->start(error); }
 void EngineHandle::run() { engine_->run(); }
 const std::vector<StepStats>& EngineHandle::steps() const { return engine_->steps(); }
+const std::vector<SourceCounts>& EngineHandle::by_source() const { return engine_->by_source(); }
 
 }  // namespace rg::load

@@ -100,6 +100,16 @@ struct StepStats {
   void merge(const StepStats& o) noexcept;
 };
 
+// What the attempts from one source address came to (attempt k uses source
+// source_of(k, N)), so a test can bound what one client address got, e.g.
+// "no source was upgraded more than 600 times".  Whole-run figures, one row
+// per source of the plan, sized at start.
+struct SourceCounts {
+  std::uint64_t attempted = 0;
+  std::array<std::uint64_t, outcome_count> outcomes{};  // a close 1013 moves the attempt from upgraded
+  void merge(const SourceCounts& o) noexcept;
+};
+
 // What the main thread asks for.  Phases only move forward within a step.
 enum class Phase : std::uint8_t {
   idle,
@@ -161,6 +171,8 @@ class EngineHandle {
   void run();
   // Per step (one entry for modes without steps).  Read after run() returned.
   [[nodiscard]] const std::vector<StepStats>& steps() const;
+  // One row per source address of the plan.  Read after run() returned.
+  [[nodiscard]] const std::vector<SourceCounts>& by_source() const;
 
  private:
   Engine* engine_;

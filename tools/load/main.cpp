@@ -302,6 +302,9 @@ int Runner::run() {
   report_.interrupted = interrupted.load();
   report_.run = {static_cast<double>(monotonic_ns() - epoch_ns_) / 1e9, cpu_seconds_now() - cpu_start};
   for (std::uint32_t i = 0; i < threads_; ++i) {
+    const auto& rows = engines[i]->by_source();
+    if (report_.by_source.size() < rows.size()) report_.by_source.resize(rows.size());
+    for (std::size_t s = 0; s < rows.size(); ++s) report_.by_source[s].merge(rows[s]);
     const auto& steps = engines[i]->steps();
     for (std::size_t s = 0; s < steps.size(); ++s) {
       report_.total.merge(steps[s]);
