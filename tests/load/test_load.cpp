@@ -191,11 +191,37 @@ TEST(Options, RejectsBadInput) {
   EXPECT_EQ(parse({"hold", "--help"}, o, error), ParseResult::help);
 }
 
+TEST(Options, VerifyEchoIsAFloodOptionWithAMessageThatCarriesItsIds) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"flood", "--verify-echo", "ws://127.0.0.1:9/"}, o, error), ParseResult::run) << error;
+  EXPECT_TRUE(o.verify_echo);
+  EXPECT_EQ(o.size_bytes, 20u);
+  ASSERT_EQ(parse({"flood", "ws://127.0.0.1:9/"}, o, error), ParseResult::run) << error;
+  EXPECT_FALSE(o.verify_echo);
+  for (const char* mode : {"hold", "ramp", "echo"}) {
+    EXPECT_EQ(parse({mode, "--verify-echo", "ws://127.0.0.1:9/"}, o, error), ParseResult::error) << mode;
+    EXPECT_NE(error.find("flood"), std::string::npos) << error;
+  }
+  EXPECT_EQ(parse({"flood", "--verify-echo", "--size", "11", "ws://127.0.0.1:9/"}, o, error), ParseResult::error);
+  EXPECT_EQ(parse({"flood", "--verify-echo", "--text", "--size", "19", "ws://127.0.0.1:9/"}, o, error),
+            ParseResult::error);
+  // A plain flood does not send messages: --size is not checked.
+  EXPECT_EQ(parse({"flood", "--size", "1", "ws://127.0.0.1:9/"}, o, error), ParseResult::run) << error;
+  // One message per connection: the staging bound counts a window of one,
+  // whatever --inflight says.
+  EXPECT_EQ(parse({"flood", "--verify-echo", "--connections", "100000", "--inflight", "4096", "--size", "1000",
+                   "ws://127.0.0.1:9/"},
+                  o, error),
+            ParseResult::run)
+      << error;
+}
+
 TEST(Options, HelpDocumentsEveryFlag) {
   const std::string help = help_text();
   for (const char* flag : {"--connections", "--rate ", "--rates", "--duration", "--hold", "--close-timeout",
                            "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
-                           "--text", "--seed", "--json", "--help"})
+                           "--text", "--verify-echo", "--seed", "--json", "--help"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
 }
 

@@ -90,6 +90,9 @@ void StepStats::merge(const StepStats& o) noexcept {
   lost += o.lost;
   duplicates += o.duplicates;
   unanswered += o.unanswered;
+  held_checked += o.held_checked;
+  held_echoed += o.held_echoed;
+  held_echo_failed += o.held_echo_failed;
   out_of_order += o.out_of_order;
   handshake_us.merge(o.handshake_us);
   refused_us.merge(o.refused_us);
@@ -155,9 +158,10 @@ enum Flag : std::uint16_t {
   f_lost_counted = 1 << 12, // counted in disconnects_after_success
   f_message_dup = 1 << 13,  // the current fragmented message repeats an answered one
   f_draining = 1 << 14,     // close phase: waiting for echoes in flight before our close
+  f_verifying = 1 << 15,    // --verify-echo: our one message awaits its echo
 };
 
-enum class TimerList : std::uint8_t { none, handshake, closing };
+enum class TimerList : std::uint8_t { none, handshake, closing, verify };
 
 // Per-connection record.  Buffers live in arenas indexed by slot.
 struct Conn {
@@ -267,7 +271,7 @@ class Engine {
     return out_.at((std::size_t{slot} * 2 + which) * half_bytes_);
   }
   std::uint64_t* sent_at(std::uint32_t slot) const {
-    return reinterpret_cast<std::uint64_t*>(sent_.at(std::size_t{slot} * o_.inflight * sizeof(std::uint64_t)));
+    return reinterpret_cast<std::uint64_t*>(sent_.at(std::size_t{slot} * window_ * sizeof(std::uint64_t)));
   }
   handshake::Key key_of(const Conn& k) const { return handshake::make_key(mix64(key_seed_ ^ k.id), mix64(~key_seed_ ^ k.id)); }
 
@@ -298,6 +302,7 @@ class Engine {
   void duplicate_echo(std::uint32_t slot);
   void echo_received(std::uint32_t slot, std::uint64_t seq, bool ok, std::size_t bytes);
   void count_unanswered(std::uint32_t slot);
+  void verify_done(std::uint32_t slot, bool echoed);
   void upgraded(std::uint32_t slot);
   void resolve(std::uint32_t slot, Outcome outcome);
   void resolve_errno(std::uint32_t slot, int err);
@@ -334,6 +339,9 @@ class Engine {
   Arena carry_;
   Arena sent_;
   std::size_t half_bytes_ = 0;
+  // Echo messages in flight per connection at most: --inflight in echo mode,
+  // one for flood --verify-echo.  Sizes the send-time arena.
+  std::uint32_t window_ = 1;
   std::size_t carry_bytes_ = 0;
   std::array<std::uint8_t, handshake::response_bytes_max> scratch_{};
 
@@ -358,8 +366,9 @@ class Engine {
 
   // Plain copies of the live counters (single writer), published per turn.
   std::uint64_t attempted_ = 0, upgraded_ = 0, failed_ = 0, open_ = 0, disconnects_ = 0, echo_msgs_ = 0, errors_ = 0;
+  std::uint64_t verifying_ = 0;
 
-  ring::DeadlineLists<Conn, TimerList, 3> timers_;
+  ring::DeadlineLists<Conn, TimerList, 4> timers_;
 };
 
 bool Engine::start(std::string& error) {
@@ -400,14 +409,18 @@ bool Engine::start(std::string& error) {
     return false;
   }
   std::size_t half = std::max(request_bytes, 4 * control_frame_bytes_max);
+  const bool echoes = o_.mode == Mode::echo || o_.verify_echo;
+  window_ = o_.mode == Mode::echo ? o_.inflight : 1;
   if (o_.mode == Mode::echo)
     half += std::size_t{o_.inflight} * (ws::header_size_max + o_.size_bytes) + 2 * control_frame_bytes_max;
+  else if (o_.verify_echo)
+    half += ws::header_size_max + o_.size_bytes;  // the one message
   half_bytes_ = round_up(half, 64);
   const std::size_t frame_max =
-      ws::header_size_max + std::max<std::size_t>(ws::control_payload_max, o_.mode == Mode::echo ? o_.size_bytes : 0);
+      ws::header_size_max + std::max<std::size_t>(ws::control_payload_max, echoes ? o_.size_bytes : 0);
   carry_bytes_ = round_up(std::max<std::size_t>(handshake::response_bytes_max, frame_max), 64);
   if (!out_.init(std::size_t{s_.slots} * 2 * half_bytes_) || !carry_.init(std::size_t{s_.slots} * carry_bytes_) ||
-      (o_.mode == Mode::echo && !sent_.init(std::size_t{s_.slots} * o_.inflight * sizeof(std::uint64_t)))) {
+      (echoes && !sent_.init(std::size_t{s_.slots} * window_ * sizeof(std::uint64_t)))) {
     error = "mapping per-connection staging for " + std::to_string(s_.slots) + " connections: " + std::strerror(errno);
     return false;
   }
@@ -480,6 +493,7 @@ void Engine::publish_live() {
   live_.slots_in_use.store(s_.slots - free_slots_.size(), std::memory_order_relaxed);
   live_.disconnects.store(disconnects_, std::memory_order_relaxed);
   live_.echo_msgs.store(echo_msgs_, std::memory_order_relaxed);
+  live_.verifying.store(verifying_, std::memory_order_relaxed);
   live_.errors.store(errors_, std::memory_order_relaxed);
 }
 
@@ -488,6 +502,10 @@ void Engine::poll_command() {
   if (command == command_) return;
   command_ = command;
   enter_phase(static_cast<Phase>(command & 0xFF), static_cast<std::uint32_t>(command >> 8));
+  // What the phase started (verifications pending) is published before the
+  // acknowledgement: the main thread reads the counters once it has it, and
+  // must not take the previous turn's zero for "all answered".
+  publish_live();
   live_.command_seen.store(command, std::memory_order_release);
 }
 
@@ -526,6 +544,24 @@ void Engine::enter_phase(Phase phase, std::uint32_t step) {
       if (k.state != State::open) continue;
       for (std::uint32_t i = 0; i < o_.inflight; ++i)
         if (!stage_echo_message(slot)) break;
+    }
+    return;
+  }
+  if (phase == Phase::verify) {
+    // One message per connection still open; its echo, a timeout, or the
+    // connection going ends the check (verify_done).
+    for (std::uint32_t slot = 0; slot < s_.slots; ++slot) {
+      Conn& k = conns_[slot];
+      if (k.state != State::open) continue;
+      StepStats& st = stats_of(k);
+      ++st.held_checked;
+      if (!stage_echo_message(slot)) {
+        ++st.held_echo_failed;  // no room to stage: protocol_error() tore it down
+        continue;
+      }
+      k.flags |= f_verifying;
+      ++verifying_;
+      timer_add(slot, TimerList::verify, o_.close_timeout_ms);
     }
     return;
   }
@@ -885,6 +921,7 @@ void Engine::resolve_oddity(std::uint32_t slot, Oddity oddity) {
 // An upgraded connection that the server closed or reset before we closed it.
 void Engine::lost_after_upgrade(std::uint32_t slot) {
   Conn& k = conns_[slot];
+  verify_done(slot, false);  // a server close or reset is no echo
   if (k.flags & (f_we_closed | f_lost_counted)) return;
   k.flags |= f_lost_counted;
   ++stats_of(k).disconnects_after_success;
@@ -1026,7 +1063,7 @@ bool Engine::frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const
 
 void Engine::data_frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const std::uint8_t> payload) {
   Conn& k = conns_[slot];
-  if (o_.mode != Mode::echo) {
+  if (o_.mode != Mode::echo && !(k.flags & f_verifying)) {
     if (h.fin) ++stats_of(k).unexpected_messages;
     return;
   }
@@ -1146,10 +1183,11 @@ void Engine::echo_received(std::uint32_t slot, std::uint64_t seq, bool ok, std::
     ++st.mismatches;
     ++errors_;
   } else {
-    st.rtt_us.record((now_ns_ - sent_at(slot)[seq % o_.inflight]) / 1000);
+    st.rtt_us.record((now_ns_ - sent_at(slot)[seq % window_]) / 1000);
   }
   k.expect_seq = seq + 1;
   --k.inflight;
+  verify_done(slot, ok);
   if ((k.flags & f_draining) && k.inflight == 0 && k.state == State::open) {
     timer_remove(slot);
     start_close(slot, 1000);
@@ -1165,6 +1203,20 @@ void Engine::echo_received(std::uint32_t slot, std::uint64_t seq, bool ok, std::
       while (stage_echo_message(slot)) {
       }  // keep the window full
   }
+}
+
+// Ends a --verify-echo check (once; no-op for a connection not checked).
+// Errors are already counted by whatever ended it (mismatch, unanswered,
+// disconnect).
+void Engine::verify_done(std::uint32_t slot, bool echoed) {
+  Conn& k = conns_[slot];
+  if (!(k.flags & f_verifying)) return;
+  k.flags &= static_cast<std::uint16_t>(~f_verifying);
+  --verifying_;
+  if (k.timer_list == TimerList::verify) timer_remove(slot);
+  StepStats& st = stats_of(k);
+  if (echoed) ++st.held_echoed;
+  else ++st.held_echo_failed;
 }
 
 // Echoes still owed when a connection goes: unanswered, and errors.
@@ -1207,7 +1259,7 @@ bool Engine::stage_frame(std::uint32_t slot, ws::Opcode opcode, std::span<const 
 
 bool Engine::stage_echo_message(std::uint32_t slot) {
   Conn& k = conns_[slot];
-  if (k.inflight >= o_.inflight || (k.flags & f_sent_close)) return false;
+  if (k.inflight >= window_ || (k.flags & f_sent_close)) return false;
   const ws::Opcode opcode = o_.payload == PayloadKind::text ? ws::Opcode::text : ws::Opcode::binary;
   std::array<std::uint8_t, ws::header_size_max> header{};
   const std::size_t hl = ws::encode_header(header, opcode, true, o_.size_bytes, k.mask.data());
@@ -1220,7 +1272,7 @@ bool Engine::stage_echo_message(std::uint32_t slot) {
   const std::uint64_t seq = o_.payload == PayloadKind::text ? (k.next_seq & text_sequence_mask) : k.next_seq;
   payload::fill({p + hl, o_.size_bytes}, o_.payload, k.id, seq);
   ws::mask_bytes({p + hl, o_.size_bytes}, k.mask);
-  sent_at(slot)[k.next_seq % o_.inflight] = now_ns_;
+  sent_at(slot)[k.next_seq % window_] = now_ns_;
   ++k.next_seq;
   ++k.inflight;
   return true;
@@ -1279,6 +1331,7 @@ void Engine::teardown(std::uint32_t slot) {
   if (k.state >= State::tearing_down || k.state == State::free) return;
   timer_remove(slot);
   set_open(slot, false);
+  verify_done(slot, false);
   count_unanswered(slot);
   const bool connecting = k.state == State::connecting;
   k.state = State::tearing_down;
@@ -1332,6 +1385,12 @@ void Engine::run_timers() {
   for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::handshake, now)) != nil;) {
     resolve(slot, Outcome::timed_out);
     teardown(slot);
+  }
+  for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::verify, now)) != nil;) {
+    // No echo within --close-timeout: failed, and the message is given up
+    // so that the close phase does not wait for it again.
+    verify_done(slot, false);
+    count_unanswered(slot);
   }
   for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::closing, now)) != nil;) {
     if (conns_[slot].state == State::open && (conns_[slot].flags & f_draining)) {

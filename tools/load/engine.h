@@ -89,6 +89,11 @@ struct StepStats {
   std::uint64_t lost = 0;          // messages skipped by a later echo: never answered
   std::uint64_t duplicates = 0;    // intact echoes of a message already answered or lost
   std::uint64_t unanswered = 0;    // messages still in flight when the connection went
+  // flood --verify-echo: connections still open at the end that were sent
+  // one message, and how that went (checked = echoed + echo_failed).
+  std::uint64_t held_checked = 0;
+  std::uint64_t held_echoed = 0;       // the echo came back byte for byte
+  std::uint64_t held_echo_failed = 0;  // no echo within --close-timeout, a wrong one, or the connection went
   Histogram handshake_us;
   // Connect start -> the refusal is known: the headers of an HTTP 4xx/5xx
   // answer (its body is not waited for), or the server's close 1013 after a
@@ -116,6 +121,7 @@ enum class Phase : std::uint8_t {
   open,    // open this step's share at this step's rate
   settle,  // stop opening; let pending handshakes resolve (flood --duration)
   hold,    // keep connections; echo mode pumps messages
+  verify,  // flood --verify-echo: one echo per open connection
   close,   // close every connection (close 1000), release every slot
   stop,    // leave the loop now
 };
@@ -137,6 +143,7 @@ struct alignas(64) LiveCounters {
   std::atomic<std::uint64_t> slots_in_use{0};  // from chain submit to close completion
   std::atomic<std::uint64_t> disconnects{0};
   std::atomic<std::uint64_t> echo_msgs{0};
+  std::atomic<std::uint64_t> verifying{0};  // --verify-echo messages not yet answered (nor failed)
   std::atomic<std::uint64_t> errors{0};  // failed attempts + disconnects + protocol errors + close problems
   // The last Control command this thread has acted on (release): the main
   // thread waits for it before giving the next one, so none is overwritten

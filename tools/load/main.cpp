@@ -44,7 +44,7 @@ extern "C" void on_signal(int) { interrupted.store(true); }
 
 struct Totals {
   std::uint64_t attempted = 0, upgraded = 0, failed = 0, open = 0, slots = 0, disconnects = 0, echo_msgs = 0,
-                errors = 0;
+                verifying = 0, errors = 0;
 };
 
 class Runner {
@@ -65,6 +65,7 @@ class Runner {
       s.slots += l.slots_in_use.load(std::memory_order_relaxed);
       s.disconnects += l.disconnects.load(std::memory_order_relaxed);
       s.echo_msgs += l.echo_msgs.load(std::memory_order_relaxed);
+      s.verifying += l.verifying.load(std::memory_order_relaxed);
       s.errors += l.errors.load(std::memory_order_relaxed);
     }
     return s;
@@ -218,6 +219,18 @@ void Runner::run_flood() {
   // watch the held connections for --hold before counting.
   wait_until([](const Totals&) { return false; }, monotonic_ns() + o_.hold_ms * 1'000'000, "observing");
   report_.held = totals().open;
+  if (!o_.verify_echo) return;
+  // What was admitted must also work: one echo per connection still open.
+  // Each check ends within --close-timeout (a timer per connection).  After
+  // a signal there is nothing to verify, but the close still runs.
+  if (!interrupted.load()) {
+    command(Phase::verify, 0);
+    if (!wait_until([](const Totals& s) { return s.verifying == 0; },
+                    monotonic_ns() + o_.close_timeout_ms * 1'000'000 + phase_slack_ns, "verifying"))
+      std::fprintf(stderr, "ringgate-load: %llu echo checks still pending; closing anyway\n",
+                   static_cast<unsigned long long>(totals().verifying));
+  }
+  close_all(0);
 }
 
 void Runner::run_echo() {

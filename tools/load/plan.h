@@ -47,6 +47,7 @@ struct Options {
   std::uint32_t inflight = 1;
   std::uint32_t size_bytes = 20;
   PayloadKind payload = PayloadKind::binary;
+  bool verify_echo = false;  // flood: one echo per connection still open at the end
   bool json = false;
   std::uint64_t seed = 0;  // 0: from the clock
 };

@@ -190,7 +190,12 @@ std::string format_table(const RunReport& r) {
   out += fmt("  disconnects after success %llu  protocol errors %llu  pings answered %llu\n",
              static_cast<unsigned long long>(t.disconnects_after_success),
              static_cast<unsigned long long>(t.protocol_errors), static_cast<unsigned long long>(t.pings));
-  if (o.mode != Mode::flood)
+  if (o.verify_echo)
+    out += fmt("  verify echo: checked %llu  echoed %llu  failed %llu (no echo within --close-timeout, wrong, or "
+               "closed)\n",
+               static_cast<unsigned long long>(t.held_checked), static_cast<unsigned long long>(t.held_echoed),
+               static_cast<unsigned long long>(t.held_echo_failed));
+  if (o.mode != Mode::flood || o.verify_echo)
     out += fmt("  close: clean %llu  eof %llu  timed out %llu  errors %llu  slots left %llu\n",
                static_cast<unsigned long long>(t.closed_clean), static_cast<unsigned long long>(t.closed_eof),
                static_cast<unsigned long long>(t.close_timeouts), static_cast<unsigned long long>(t.close_errors),
@@ -253,6 +258,10 @@ std::string format_json(const RunReport& r) {
                std::string(outcome_name(t.first_failure.outcome)).c_str());
     }
   }
+  if (o.verify_echo)
+    j += fmt(",\"held_checked\":%llu,\"held_echoed\":%llu,\"held_echo_failed\":%llu",
+             static_cast<unsigned long long>(t.held_checked), static_cast<unsigned long long>(t.held_echoed),
+             static_cast<unsigned long long>(t.held_echo_failed));
   if (o.mode == Mode::echo) {
     j += fmt(",\"inflight\":%u,\"size\":%u,\"payload\":\"%s\"", o.inflight, o.size_bytes,
              o.payload == PayloadKind::text ? "text" : "binary");
