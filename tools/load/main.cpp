@@ -211,7 +211,8 @@ void Runner::run_flood() {
   wait_until([&](const Totals& s) { return s.attempted >= target && s.upgraded + s.failed >= s.attempted; }, end,
              "flooding");
   // Stop starting attempts; let those in flight resolve (each within the
-  // handshake timeout).  Connections stay open: flood never closes.
+  // handshake timeout).  Connections stay open: a plain flood never closes
+  // them (they go with the ring at exit); --verify-echo closes them below.
   command(Phase::settle, 0);
   wait_until([&](const Totals& s) { return s.upgraded + s.failed >= s.attempted; },
              monotonic_ns() + o_.handshake_timeout_ms * 1'000'000 + phase_slack_ns, "settling");
