@@ -425,6 +425,17 @@ def main():
                                                                 + [("upgraded", summary.get("upgraded")),
                                                                    ("attempted", summary.get("attempted"))]), "",
                   "## Breaking point", "", "```json", json.dumps(summary.get("breaking_point"), indent=2), "```", ""]
+        # How fast the excess was told no (ringgate-load's refused_ms), and
+        # what each source address got (older load.json files have neither).
+        if (summary.get("refused_ms") or {}).get("count"):
+            lines += ["## Refusal latency (connect start -> 4xx/5xx or close 1013)", "",
+                      pct_table("refused ms", summary["refused_ms"]), ""]
+        by_source = summary.get("by_source") or []
+        if by_source:
+            lines += ["## By source address", "", "| source | attempts and their outcomes |", "| --- | --- |"]
+            lines += [f"| {row['source']} | " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "source") + " |"
+                      for row in by_source]
+            lines.append("")
     else:
         lines += ["## Echo", "", kv_table([
             ("connections", summary.get("upgraded")),

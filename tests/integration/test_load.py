@@ -182,16 +182,140 @@ def test_echo_checks_every_byte(server, mode_args):
 
 @pytest.mark.parametrize("server", [("--workers", "1", "--max-connections", "500")], indirect=True)
 def test_flood_classifies_every_attempt(server):
+    # Two threads over five sources: attempts still take the sources round
+    # robin across threads, 800 / 5 = 160 each.
     rc, out, err, j, _ = run_load(
-        "flood", "--connections", 800, "--duration", 20, "--json", server.url(), timeout=60)
+        "flood", "--connections", 800, "--sources", 5, "--threads", 2, "--duration", 20, "--json", server.url(),
+        timeout=60)
     assert rc == 0, err
     assert j["attempted"] == 800
+    assert [row["source"] for row in j["by_source"]] == [f"127.0.0.{i}" for i in range(2, 7)]
+    assert [row["attempted"] for row in j["by_source"]] == [160] * 5, j["by_source"]
+    for key in ("upgraded", "http_503_retry_after"):
+        assert sum(row.get(key, 0) for row in j["by_source"]) == (j["upgraded"] if key == "upgraded"
+                                                                 else j["failed"][key])
+    assert "by source (5): attempted 160" in out
     assert j["upgraded"] + sum(j["failed"].values()) == 800
     assert j["upgraded"] == 500, out
     assert j["failed"]["http_503_retry_after"] == 300, out
+    assert j["refused_ms"]["count"] == 300, out
     assert j["breaking_point"]["class"] == "http_503_retry_after"
     assert 1 <= j["breaking_point"]["attempt"] <= 800
     assert "breaking point" in out
+
+
+@pytest.mark.parametrize("server", [("--workers", "1", "--max-connections", "300")], indirect=True)
+def test_flood_admission_refuses_cleanly_and_what_it_admits_echoes(server):
+    # The admission-control measurement: 600 attempts from 3 source
+    # addresses at a server that holds 300.  Exactly 300 upgrade, exactly
+    # 300 get 503 with Retry-After (each timed in refused_ms), every source
+    # gets its third, and every admitted connection still echoes.
+    rc, out, err, j, _ = run_load(
+        "flood", "--connections", 600, "--sources", 3, "--verify-echo", "--duration", 20, "--json", server.url(),
+        timeout=90)
+    assert rc == 0, err
+    assert j["attempted"] == 600
+    assert j["upgraded"] == 300, out
+    assert j["failed"]["http_503_retry_after"] == 300, out
+    assert j["failed_total"] == 300, j["failed"]
+    assert j["refused_ms"]["count"] == 300, out
+    assert 0 <= j["refused_ms"]["p50"] <= j["refused_ms"]["p99"] <= j["refused_ms"]["max"]
+    assert j["handshake_ms"]["count"] == 300
+    # Per source: round robin over 3 sources, and the rows add up to the totals.
+    rows = j["by_source"]
+    assert [r["source"] for r in rows] == ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    assert [r["attempted"] for r in rows] == [200, 200, 200], rows
+    assert sum(r["attempted"] for r in rows) == j["attempted"]
+    assert sum(r.get("upgraded", 0) for r in rows) == 300
+    assert sum(r.get("http_503_retry_after", 0) for r in rows) == 300
+    for r in rows:
+        assert r["attempted"] == sum(v for k, v in r.items() if k not in ("source", "attempted")), r
+        assert set(r) <= {"source", "attempted", "upgraded", "http_503_retry_after"}, r  # only non-zero classes
+        assert r.get("upgraded", 0) <= 600
+    # What was admitted works, then closes cleanly.
+    assert j["held"] == 300
+    assert j["held_checked"] == 300, out
+    assert j["held_echoed"] == 300, out
+    assert j["held_echo_failed"] == 0, out
+    assert j["closed_clean"] == 300 and j["slots_left"] == 0, out
+    assert j["disconnects_after_success"] == 0 and j["protocol_errors"] == 0
+    assert "verify echo: checked 300  echoed 300  failed 0" in out
+
+
+FAULTY_ECHO_SERVER = r"""
+import asyncio, base64, hashlib, itertools, struct, sys
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+counter = itertools.count()
+
+def frame(opcode, payload):
+    n = len(payload)
+    return bytes([0x80 | opcode, n]) + payload  # payloads here are < 126 bytes
+
+async def handler(reader, writer):
+    behaviour = next(counter) % 4  # 0 echo, 1 corrupt echo, 2 silent, 3 hang up
+    head = await reader.readuntil(b"\r\n\r\n")
+    key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key:")][0]
+    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    try:
+        while True:
+            b0, b1 = await reader.readexactly(2)
+            size = b1 & 0x7F
+            if size == 126: size = struct.unpack("!H", await reader.readexactly(2))[0]
+            elif size == 127: size = struct.unpack("!Q", await reader.readexactly(8))[0]
+            mask = await reader.readexactly(4)
+            data = bytes(c ^ mask[i % 4] for i, c in enumerate(await reader.readexactly(size)))
+            opcode = b0 & 0x0F
+            if opcode == 8:
+                writer.write(frame(8, data))
+                await writer.drain()
+                break
+            if behaviour == 0: writer.write(frame(opcode, data))
+            if behaviour == 1: writer.write(frame(opcode, data[:-1] + bytes([data[-1] ^ 1])))
+            if behaviour == 3: break
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    print(f"listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_verify_echo_counts_no_echo_a_wrong_echo_and_a_hang_up_as_failed(tmp_path):
+    script = tmp_path / "faulty_echo.py"
+    script.write_text(FAULTY_ECHO_SERVER)
+    proc = subprocess.Popen(["/usr/bin/python3", str(script)], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert m, line
+        started = time.monotonic()
+        rc, out, err, j, _ = run_load("flood", "--connections", 40, "--verify-echo", "--close-timeout", "1s",
+                                      "--hold", "200ms", "--duration", 10, "--json",
+                                      f"ws://127.0.0.1:{m.group(1)}/", timeout=60)
+        assert rc == 0, err
+        assert j["upgraded"] == 40, out
+        assert j["held_checked"] == 40, out
+        assert j["held_echoed"] == 10, out
+        assert j["held_echo_failed"] == 30, out
+        # The hang-ups are gone; the rest (even the silent ones) close cleanly.
+        assert j["disconnects_after_success"] == 10, out
+        assert j["closed_clean"] == 30 and j["slots_left"] == 0, out
+        assert j["protocol_errors"] == 0, out
+        # The silent ones cost one --close-timeout, not one each.
+        assert time.monotonic() - started < 15
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_flood_against_a_closed_port_is_refused():
@@ -224,7 +348,7 @@ def test_help_documents_every_flag():
     assert rc == 0
     for flag in ("--connections", "--rate", "--rates", "--duration", "--hold", "--close-timeout",
                  "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
-                 "--text", "--seed", "--json", "--help"):
+                 "--text", "--verify-echo", "--seed", "--json", "--help"):
         assert flag in out, flag
 
 
@@ -266,6 +390,9 @@ def test_pings_answered_and_close_1013_classified(tmp_path):
         assert j["pings"] == 20
         assert j["protocol_errors"] == 0
         assert j["breaking_point"]["class"] == "close_1013"
+        # A close 1013 right after the 101 is a refusal too: timed to the close frame.
+        assert j["refused_ms"]["count"] == 20, out
+        assert 0 <= j["refused_ms"]["p50"] <= j["refused_ms"]["max"]
     finally:
         proc.kill()
         proc.wait()

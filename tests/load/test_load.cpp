@@ -11,10 +11,12 @@
 #include <vector>
 
 #include "proto/http_upgrade.h"
+#include "tools/load/engine.h"
 #include "tools/load/handshake.h"
 #include "tools/load/histogram.h"
 #include "tools/load/payload.h"
 #include "tools/load/plan.h"
+#include "tools/load/report.h"
 
 namespace rg::load {
 namespace {
@@ -189,11 +191,37 @@ TEST(Options, RejectsBadInput) {
   EXPECT_EQ(parse({"hold", "--help"}, o, error), ParseResult::help);
 }
 
+TEST(Options, VerifyEchoIsAFloodOptionWithAMessageThatCarriesItsIds) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"flood", "--verify-echo", "ws://127.0.0.1:9/"}, o, error), ParseResult::run) << error;
+  EXPECT_TRUE(o.verify_echo);
+  EXPECT_EQ(o.size_bytes, 20u);
+  ASSERT_EQ(parse({"flood", "ws://127.0.0.1:9/"}, o, error), ParseResult::run) << error;
+  EXPECT_FALSE(o.verify_echo);
+  for (const char* mode : {"hold", "ramp", "echo"}) {
+    EXPECT_EQ(parse({mode, "--verify-echo", "ws://127.0.0.1:9/"}, o, error), ParseResult::error) << mode;
+    EXPECT_NE(error.find("flood"), std::string::npos) << error;
+  }
+  EXPECT_EQ(parse({"flood", "--verify-echo", "--size", "11", "ws://127.0.0.1:9/"}, o, error), ParseResult::error);
+  EXPECT_EQ(parse({"flood", "--verify-echo", "--text", "--size", "19", "ws://127.0.0.1:9/"}, o, error),
+            ParseResult::error);
+  // A plain flood does not send messages: --size is not checked.
+  EXPECT_EQ(parse({"flood", "--size", "1", "ws://127.0.0.1:9/"}, o, error), ParseResult::run) << error;
+  // One message per connection: the staging bound counts a window of one,
+  // whatever --inflight says.
+  EXPECT_EQ(parse({"flood", "--verify-echo", "--connections", "100000", "--inflight", "4096", "--size", "1000",
+                   "ws://127.0.0.1:9/"},
+                  o, error),
+            ParseResult::run)
+      << error;
+}
+
 TEST(Options, HelpDocumentsEveryFlag) {
   const std::string help = help_text();
   for (const char* flag : {"--connections", "--rate ", "--rates", "--duration", "--hold", "--close-timeout",
                            "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
-                           "--text", "--seed", "--json", "--help"})
+                           "--text", "--verify-echo", "--seed", "--json", "--help"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
 }
 
@@ -342,6 +370,40 @@ TEST(Plan, PortRangeText) {
 TEST(Plan, SourceAddresses) {
   EXPECT_EQ(source_ipv4(0), 0x7F000002u);  // 127.0.0.2
   EXPECT_EQ(source_ipv4(249), 0x7F0000FBu);  // 127.0.0.251
+  SourcePlan spread;
+  spread.spread = true;
+  EXPECT_EQ(source_name(spread, AF_INET, 0), "127.0.0.2");
+  EXPECT_EQ(source_name(spread, AF_INET, 249), "127.0.0.251");
+  SourcePlan kernel;  // not spread: the kernel picks the address
+  EXPECT_EQ(source_name(kernel, AF_INET, 0), "0.0.0.0");
+  EXPECT_EQ(source_name(kernel, AF_INET6, 0), "::");
+}
+
+TEST(Plan, AttemptsTakeTheSourcesRoundRobin) {
+  // What every thread of a run does: thread i makes share_of(N, T, i)
+  // attempts, numbered by attempt_number, each from source_of(number).
+  for (const std::uint32_t threads : {1u, 2u, 3u, 7u}) {
+    for (const std::uint64_t attempts : {1ull, 5ull, 600ull, 601ull, 1000ull, 9999ull}) {
+      for (const std::uint32_t sources : {1u, 3u, 5u, 250u}) {
+        std::vector<std::uint64_t> per_source(sources, 0);
+        std::vector<bool> seen(attempts, false);
+        for (std::uint32_t t = 0; t < threads; ++t) {
+          for (std::uint64_t local = 0; local < share_of(attempts, threads, t); ++local) {
+            const std::uint64_t n = attempt_number(local, threads, t);
+            ASSERT_LT(n, attempts) << threads << " " << attempts;
+            ASSERT_FALSE(seen[n]) << n;
+            seen[n] = true;
+            ++per_source[source_of(n, sources)];
+          }
+        }
+        const std::uint64_t low = attempts / sources;
+        for (std::uint32_t src = 0; src < sources; ++src) {
+          EXPECT_GE(per_source[src], low) << threads << " threads, " << attempts << " attempts, source " << src;
+          EXPECT_LE(per_source[src], low + 1) << threads << " threads, " << attempts << " attempts, source " << src;
+        }
+      }
+    }
+  }
 }
 
 TEST(Plan, ThreadsFromTableSlots) {
@@ -427,6 +489,97 @@ TEST(Handshake, ReadsRejections) {
             handshake::Status::malformed);
   const std::string huge = "HTTP/1.1 200 OK\r\nX: " + std::string(5000, 'a');
   EXPECT_EQ(handshake::parse_response(bytes_of(huge), accept).status, handshake::Status::malformed);
+}
+
+TEST(Handshake, RefusalsSplitOnRetryAfter) {
+  const proto::http::AcceptKey accept{};
+  const auto outcome_of = [&](std::string_view wire) {
+    const auto r = handshake::parse_response(bytes_of(wire), accept);
+    EXPECT_EQ(r.status, handshake::Status::complete) << wire;
+    return http_outcome(r.code, r.retry_after);
+  };
+  EXPECT_EQ(outcome_of("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n\r\n"), Outcome::http_429_retry_after);
+  EXPECT_EQ(outcome_of("HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n"),
+            Outcome::http_429_no_retry_after);
+  EXPECT_EQ(outcome_of("HTTP/1.1 503 Service Unavailable\r\nretry-after: 30\r\n\r\n"), Outcome::http_503_retry_after);
+  EXPECT_EQ(outcome_of("HTTP/1.1 503 Service Unavailable\r\n\r\n"), Outcome::http_503_no_retry_after);
+  // Retry-After on another status does not make it one of the pairs.
+  EXPECT_EQ(outcome_of("HTTP/1.1 400 Bad Request\r\nRetry-After: 1\r\n\r\n"), Outcome::other);
+  EXPECT_EQ(outcome_of("HTTP/1.1 500 Internal Server Error\r\n\r\n"), Outcome::other);
+  // The server's own 429 (proto/http_upgrade builds it) lands in the pair.
+  std::array<char, proto::http::response_bytes_max> out{};
+  std::size_t n = proto::http::build_error(out, 429, "slow down", 5);
+  EXPECT_EQ(outcome_of({out.data(), n}), Outcome::http_429_retry_after);
+  n = proto::http::build_error(out, 429, "slow down", 0);
+  EXPECT_EQ(outcome_of({out.data(), n}), Outcome::http_429_no_retry_after);
+}
+
+TEST(Outcomes, NamesAreDistinctAndJsonSafe) {
+  std::vector<std::string_view> names;
+  for (std::size_t i = 0; i < outcome_count; ++i) {
+    const std::string_view name = outcome_name(static_cast<Outcome>(i));
+    EXPECT_NE(name, "?") << i;
+    EXPECT_EQ(name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_"), std::string_view::npos) << name;
+    for (const auto seen : names) EXPECT_NE(seen, name);
+    names.push_back(name);
+  }
+  EXPECT_EQ(outcome_name(Outcome::http_429_retry_after), "http_429_retry_after");
+  EXPECT_EQ(outcome_name(Outcome::http_429_no_retry_after), "http_429_no_retry_after");
+}
+
+// ---------------------------------------------------------------- by source
+
+TEST(BySource, RowsMergeAndListOnlyNonZeroClasses) {
+  std::vector<SourceCounts> a(3), b(3);
+  a[0].attempted = 4;
+  a[0].outcomes[static_cast<std::size_t>(Outcome::upgraded)] = 3;
+  a[0].outcomes[static_cast<std::size_t>(Outcome::http_429_retry_after)] = 1;
+  b[0].attempted = 2;
+  b[0].outcomes[static_cast<std::size_t>(Outcome::http_503_retry_after)] = 2;
+  b[2].attempted = 1;
+  b[2].outcomes[static_cast<std::size_t>(Outcome::close_1013)] = 1;
+  for (std::size_t i = 0; i < a.size(); ++i) a[i].merge(b[i]);
+  EXPECT_EQ(a[0].attempted, 6u);
+  SourcePlan plan;
+  plan.spread = true;
+  plan.sources = 3;
+  EXPECT_EQ(by_source_json(a, plan, AF_INET),
+            "[{\"source\":\"127.0.0.2\",\"attempted\":6,\"upgraded\":3,\"http_503_retry_after\":2,"
+            "\"http_429_retry_after\":1},"
+            "{\"source\":\"127.0.0.3\",\"attempted\":0},"
+            "{\"source\":\"127.0.0.4\",\"attempted\":1,\"close_1013\":1}]");
+  EXPECT_EQ(by_source_json({}, plan, AF_INET), "[]");
+}
+
+TEST(BySource, InTheJsonSummaryAndTheTable) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse_options(3, std::array<const char*, 3>{"ringgate-load", "flood", "ws://127.0.0.1:9/"}.data(), o,
+                          error),
+            ParseResult::run)
+      << error;
+  Target t;
+  ASSERT_TRUE(parse_target(o.url, t, error)) << error;
+  RunReport r;
+  r.options = &o;
+  r.target = &t;
+  r.sources.spread = true;
+  r.sources.sources = 2;
+  r.by_source.resize(2);
+  r.by_source[0].attempted = 2;
+  r.by_source[0].outcomes[0] = 2;
+  r.by_source[1].attempted = 1;
+  r.by_source[1].outcomes[static_cast<std::size_t>(Outcome::http_503_no_retry_after)] = 1;
+  const std::string json = format_json(r);
+  EXPECT_NE(json.find(",\"by_source\":[{\"source\":\"127.0.0.2\",\"attempted\":2,\"upgraded\":2},"
+                      "{\"source\":\"127.0.0.3\",\"attempted\":1,\"http_503_no_retry_after\":1}],"),
+            std::string::npos)
+      << json;
+  const std::string table = format_table(r);
+  EXPECT_NE(table.find("by source (2): attempted 1 (127.0.0.3) .. 2 (127.0.0.2), upgraded 0 (127.0.0.3) .. 2 "
+                       "(127.0.0.2)"),
+            std::string::npos)
+      << table;
 }
 
 // ---------------------------------------------------------------- payloads

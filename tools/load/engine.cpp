@@ -35,7 +35,8 @@ std::string_view outcome_name(Outcome outcome) noexcept {
     case Outcome::upgraded: return "upgraded";
     case Outcome::http_503_retry_after: return "http_503_retry_after";
     case Outcome::http_503_no_retry_after: return "http_503_no_retry_after";
-    case Outcome::http_429: return "http_429";
+    case Outcome::http_429_retry_after: return "http_429_retry_after";
+    case Outcome::http_429_no_retry_after: return "http_429_no_retry_after";
     case Outcome::close_1013: return "close_1013";
     case Outcome::reset: return "reset";
     case Outcome::refused: return "refused";
@@ -43,6 +44,14 @@ std::string_view outcome_name(Outcome outcome) noexcept {
     case Outcome::other: return "other";
   }
   return "?";
+}
+
+Outcome http_outcome(std::uint16_t status, bool retry_after) noexcept {
+  switch (status) {
+    case 503: return retry_after ? Outcome::http_503_retry_after : Outcome::http_503_no_retry_after;
+    case 429: return retry_after ? Outcome::http_429_retry_after : Outcome::http_429_no_retry_after;
+    default: return Outcome::other;
+  }
 }
 
 std::string_view oddity_name(Oddity oddity) noexcept {
@@ -81,11 +90,20 @@ void StepStats::merge(const StepStats& o) noexcept {
   lost += o.lost;
   duplicates += o.duplicates;
   unanswered += o.unanswered;
+  held_checked += o.held_checked;
+  held_echoed += o.held_echoed;
+  held_echo_failed += o.held_echo_failed;
   out_of_order += o.out_of_order;
   handshake_us.merge(o.handshake_us);
+  refused_us.merge(o.refused_us);
   rtt_us.merge(o.rtt_us);
   other.merge(o.other);
   if (o.first_failure.attempt < first_failure.attempt) first_failure = o.first_failure;
+}
+
+void SourceCounts::merge(const SourceCounts& o) noexcept {
+  attempted += o.attempted;
+  for (std::size_t i = 0; i < outcome_count; ++i) outcomes[i] += o.outcomes[i];
 }
 
 namespace {
@@ -140,9 +158,10 @@ enum Flag : std::uint16_t {
   f_lost_counted = 1 << 12, // counted in disconnects_after_success
   f_message_dup = 1 << 13,  // the current fragmented message repeats an answered one
   f_draining = 1 << 14,     // close phase: waiting for echoes in flight before our close
+  f_verifying = 1 << 15,    // --verify-echo: our one message awaits its echo
 };
 
-enum class TimerList : std::uint8_t { none, handshake, closing };
+enum class TimerList : std::uint8_t { none, handshake, closing, verify };
 
 // Per-connection record.  Buffers live in arenas indexed by slot.
 struct Conn {
@@ -237,18 +256,22 @@ class Engine {
   bool start(std::string& error);
   void run();
   [[nodiscard]] const std::vector<StepStats>& steps() const { return steps_; }
+  [[nodiscard]] const std::vector<SourceCounts>& by_source() const { return by_source_; }
 
  private:
   // ------------------------------------------------------------ plumbing
   ring::Tag tag(Op op, std::uint32_t slot) const { return {op, conns_[slot].generation, slot}; }
   std::uint32_t rel_ms() const { return static_cast<std::uint32_t>((now_ns_ - s_.epoch_ns) / 1'000'000); }
   StepStats& stats_of(const Conn& k) { return steps_[k.step]; }
+  SourceCounts& source_of_conn(const Conn& k) {
+    return by_source_[source_of(k.id, static_cast<std::uint32_t>(by_source_.size()))];
+  }
   std::uint8_t* carry(std::uint32_t slot) const { return carry_.at(std::size_t{slot} * carry_bytes_); }
   std::uint8_t* half(std::uint32_t slot, std::uint8_t which) const {
     return out_.at((std::size_t{slot} * 2 + which) * half_bytes_);
   }
   std::uint64_t* sent_at(std::uint32_t slot) const {
-    return reinterpret_cast<std::uint64_t*>(sent_.at(std::size_t{slot} * o_.inflight * sizeof(std::uint64_t)));
+    return reinterpret_cast<std::uint64_t*>(sent_.at(std::size_t{slot} * window_ * sizeof(std::uint64_t)));
   }
   handshake::Key key_of(const Conn& k) const { return handshake::make_key(mix64(key_seed_ ^ k.id), mix64(~key_seed_ ^ k.id)); }
 
@@ -279,6 +302,7 @@ class Engine {
   void duplicate_echo(std::uint32_t slot);
   void echo_received(std::uint32_t slot, std::uint64_t seq, bool ok, std::size_t bytes);
   void count_unanswered(std::uint32_t slot);
+  void verify_done(std::uint32_t slot, bool echoed);
   void upgraded(std::uint32_t slot);
   void resolve(std::uint32_t slot, Outcome outcome);
   void resolve_errno(std::uint32_t slot, int err);
@@ -315,6 +339,9 @@ class Engine {
   Arena carry_;
   Arena sent_;
   std::size_t half_bytes_ = 0;
+  // Echo messages in flight per connection at most: --inflight in echo mode,
+  // one for flood --verify-echo.  Sizes the send-time arena.
+  std::uint32_t window_ = 1;
   std::size_t carry_bytes_ = 0;
   std::array<std::uint8_t, handshake::response_bytes_max> scratch_{};
 
@@ -325,6 +352,7 @@ class Engine {
   sockaddr_storage target_addr_{};
 
   std::vector<StepStats> steps_;
+  std::vector<SourceCounts> by_source_;  // one row per entry of source_addrs_
   std::uint64_t key_seed_ = 0;
   std::uint64_t now_ns_ = 0;
   std::uint64_t command_ = 0;
@@ -338,8 +366,9 @@ class Engine {
 
   // Plain copies of the live counters (single writer), published per turn.
   std::uint64_t attempted_ = 0, upgraded_ = 0, failed_ = 0, open_ = 0, disconnects_ = 0, echo_msgs_ = 0, errors_ = 0;
+  std::uint64_t verifying_ = 0;
 
-  ring::DeadlineLists<Conn, TimerList, 3> timers_;
+  ring::DeadlineLists<Conn, TimerList, 4> timers_;
 };
 
 bool Engine::start(std::string& error) {
@@ -380,14 +409,18 @@ bool Engine::start(std::string& error) {
     return false;
   }
   std::size_t half = std::max(request_bytes, 4 * control_frame_bytes_max);
+  const bool echoes = o_.mode == Mode::echo || o_.verify_echo;
+  window_ = o_.mode == Mode::echo ? o_.inflight : 1;
   if (o_.mode == Mode::echo)
     half += std::size_t{o_.inflight} * (ws::header_size_max + o_.size_bytes) + 2 * control_frame_bytes_max;
+  else if (o_.verify_echo)
+    half += ws::header_size_max + o_.size_bytes;  // the one message
   half_bytes_ = round_up(half, 64);
   const std::size_t frame_max =
-      ws::header_size_max + std::max<std::size_t>(ws::control_payload_max, o_.mode == Mode::echo ? o_.size_bytes : 0);
+      ws::header_size_max + std::max<std::size_t>(ws::control_payload_max, echoes ? o_.size_bytes : 0);
   carry_bytes_ = round_up(std::max<std::size_t>(handshake::response_bytes_max, frame_max), 64);
   if (!out_.init(std::size_t{s_.slots} * 2 * half_bytes_) || !carry_.init(std::size_t{s_.slots} * carry_bytes_) ||
-      (o_.mode == Mode::echo && !sent_.init(std::size_t{s_.slots} * o_.inflight * sizeof(std::uint64_t)))) {
+      (echoes && !sent_.init(std::size_t{s_.slots} * window_ * sizeof(std::uint64_t)))) {
     error = "mapping per-connection staging for " + std::to_string(s_.slots) + " connections: " + std::strerror(errno);
     return false;
   }
@@ -395,6 +428,7 @@ bool Engine::start(std::string& error) {
   std::memcpy(&target_addr_, &t.addr, t.addr_len);
   const std::uint32_t sources = std::max<std::uint32_t>(1, s_.sources->sources);
   source_addrs_.assign(sources, sockaddr_storage{});
+  by_source_.assign(sources, SourceCounts{});
   for (std::uint32_t i = 0; i < sources; ++i) {
     if (t.family == AF_INET) {
       auto* a = reinterpret_cast<sockaddr_in*>(&source_addrs_[i]);
@@ -459,6 +493,7 @@ void Engine::publish_live() {
   live_.slots_in_use.store(s_.slots - free_slots_.size(), std::memory_order_relaxed);
   live_.disconnects.store(disconnects_, std::memory_order_relaxed);
   live_.echo_msgs.store(echo_msgs_, std::memory_order_relaxed);
+  live_.verifying.store(verifying_, std::memory_order_relaxed);
   live_.errors.store(errors_, std::memory_order_relaxed);
 }
 
@@ -467,6 +502,10 @@ void Engine::poll_command() {
   if (command == command_) return;
   command_ = command;
   enter_phase(static_cast<Phase>(command & 0xFF), static_cast<std::uint32_t>(command >> 8));
+  // What the phase started (verifications pending) is published before the
+  // acknowledgement: the main thread reads the counters once it has it, and
+  // must not take the previous turn's zero for "all answered".
+  publish_live();
   live_.command_seen.store(command, std::memory_order_release);
 }
 
@@ -505,6 +544,24 @@ void Engine::enter_phase(Phase phase, std::uint32_t step) {
       if (k.state != State::open) continue;
       for (std::uint32_t i = 0; i < o_.inflight; ++i)
         if (!stage_echo_message(slot)) break;
+    }
+    return;
+  }
+  if (phase == Phase::verify) {
+    // One message per connection still open; its echo, a timeout, or the
+    // connection going ends the check (verify_done).
+    for (std::uint32_t slot = 0; slot < s_.slots; ++slot) {
+      Conn& k = conns_[slot];
+      if (k.state != State::open) continue;
+      StepStats& st = stats_of(k);
+      ++st.held_checked;
+      if (!stage_echo_message(slot)) {
+        ++st.held_echo_failed;  // no room to stage: protocol_error() tore it down
+        continue;
+      }
+      k.flags |= f_verifying;
+      ++verifying_;
+      timer_add(slot, TimerList::verify, o_.close_timeout_ms);
     }
     return;
   }
@@ -570,7 +627,7 @@ bool Engine::start_attempt() {
   k = Conn{};
   k.generation = generation;
   k.timer_prev = k.timer_next = nil;
-  k.id = static_cast<std::uint32_t>(attempts_ * s_.threads + s_.index);
+  k.id = static_cast<std::uint32_t>(attempt_number(attempts_, s_.threads, s_.index));
   ++attempts_;
   k.step = static_cast<std::uint8_t>(step_);
   k.started_ns = now_ns_;
@@ -580,7 +637,9 @@ bool Engine::start_attempt() {
   ++stats_of(k).attempted;
   ++attempted_;
 
-  const sockaddr* source = reinterpret_cast<const sockaddr*>(&source_addrs_[k.id % source_addrs_.size()]);
+  const std::uint32_t source_index = source_of(k.id, static_cast<std::uint32_t>(source_addrs_.size()));
+  ++by_source_[source_index].attempted;
+  const sockaddr* source = reinterpret_cast<const sockaddr*>(&source_addrs_[source_index]);
   const ring::Chain link{.link_next = true, .skip_success = true};
   const int domain = s_.target->family;
   const bool ok = ring_.socket_direct(domain, SOCK_STREAM, slot, tag(op_socket, slot), link) &&
@@ -784,14 +843,11 @@ void Engine::handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
     return;
   }
   if (r.code != 101) {
-    switch (r.code) {
-      case 503: resolve(slot, r.retry_after ? Outcome::http_503_retry_after : Outcome::http_503_no_retry_after); break;
-      case 429: resolve(slot, Outcome::http_429); break;
-      default:
-        ++stats_of(k).other.by_status[std::min<std::size_t>(r.code, OtherDetail::status_max - 1)];
-        resolve(slot, Outcome::other);
-        break;
-    }
+    if (r.code >= 400 && r.code <= 599) stats_of(k).refused_us.record((now_ns_ - k.started_ns) / 1000);
+    const Outcome outcome = http_outcome(r.code, r.retry_after);
+    if (outcome == Outcome::other)
+      ++stats_of(k).other.by_status[std::min<std::size_t>(r.code, OtherDetail::status_max - 1)];
+    resolve(slot, outcome);
     teardown(slot);
     return;
   }
@@ -829,6 +885,7 @@ void Engine::resolve(std::uint32_t slot, Outcome outcome) {
   k.flags |= f_resolved;
   StepStats& st = stats_of(k);
   ++st.outcomes[static_cast<std::size_t>(outcome)];
+  ++source_of_conn(k).outcomes[static_cast<std::size_t>(outcome)];
   if (outcome == Outcome::upgraded) {
     ++upgraded_;
     return;
@@ -864,6 +921,7 @@ void Engine::resolve_oddity(std::uint32_t slot, Oddity oddity) {
 // An upgraded connection that the server closed or reset before we closed it.
 void Engine::lost_after_upgrade(std::uint32_t slot) {
   Conn& k = conns_[slot];
+  verify_done(slot, false);  // a server close or reset is no echo
   if (k.flags & (f_we_closed | f_lost_counted)) return;
   k.flags |= f_lost_counted;
   ++stats_of(k).disconnects_after_success;
@@ -975,6 +1033,10 @@ bool Engine::frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const
           StepStats& st = stats_of(k);
           --st.outcomes[static_cast<std::size_t>(Outcome::upgraded)];
           ++st.outcomes[static_cast<std::size_t>(Outcome::close_1013)];
+          SourceCounts& src = source_of_conn(k);
+          --src.outcomes[static_cast<std::size_t>(Outcome::upgraded)];
+          ++src.outcomes[static_cast<std::size_t>(Outcome::close_1013)];
+          st.refused_us.record((now_ns_ - k.started_ns) / 1000);
           --upgraded_;
           ++failed_;
           if (k.id < st.first_failure.attempt)
@@ -1001,7 +1063,7 @@ bool Engine::frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const
 
 void Engine::data_frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const std::uint8_t> payload) {
   Conn& k = conns_[slot];
-  if (o_.mode != Mode::echo) {
+  if (o_.mode != Mode::echo && !(k.flags & f_verifying)) {
     if (h.fin) ++stats_of(k).unexpected_messages;
     return;
   }
@@ -1121,10 +1183,11 @@ void Engine::echo_received(std::uint32_t slot, std::uint64_t seq, bool ok, std::
     ++st.mismatches;
     ++errors_;
   } else {
-    st.rtt_us.record((now_ns_ - sent_at(slot)[seq % o_.inflight]) / 1000);
+    st.rtt_us.record((now_ns_ - sent_at(slot)[seq % window_]) / 1000);
   }
   k.expect_seq = seq + 1;
   --k.inflight;
+  verify_done(slot, ok);
   if ((k.flags & f_draining) && k.inflight == 0 && k.state == State::open) {
     timer_remove(slot);
     start_close(slot, 1000);
@@ -1140,6 +1203,20 @@ void Engine::echo_received(std::uint32_t slot, std::uint64_t seq, bool ok, std::
       while (stage_echo_message(slot)) {
       }  // keep the window full
   }
+}
+
+// Ends a --verify-echo check (once; no-op for a connection not checked).
+// Errors are already counted by whatever ended it (mismatch, unanswered,
+// disconnect).
+void Engine::verify_done(std::uint32_t slot, bool echoed) {
+  Conn& k = conns_[slot];
+  if (!(k.flags & f_verifying)) return;
+  k.flags &= static_cast<std::uint16_t>(~f_verifying);
+  --verifying_;
+  if (k.timer_list == TimerList::verify) timer_remove(slot);
+  StepStats& st = stats_of(k);
+  if (echoed) ++st.held_echoed;
+  else ++st.held_echo_failed;
 }
 
 // Echoes still owed when a connection goes: unanswered, and errors.
@@ -1182,7 +1259,7 @@ bool Engine::stage_frame(std::uint32_t slot, ws::Opcode opcode, std::span<const 
 
 bool Engine::stage_echo_message(std::uint32_t slot) {
   Conn& k = conns_[slot];
-  if (k.inflight >= o_.inflight || (k.flags & f_sent_close)) return false;
+  if (k.inflight >= window_ || (k.flags & f_sent_close)) return false;
   const ws::Opcode opcode = o_.payload == PayloadKind::text ? ws::Opcode::text : ws::Opcode::binary;
   std::array<std::uint8_t, ws::header_size_max> header{};
   const std::size_t hl = ws::encode_header(header, opcode, true, o_.size_bytes, k.mask.data());
@@ -1195,7 +1272,7 @@ bool Engine::stage_echo_message(std::uint32_t slot) {
   const std::uint64_t seq = o_.payload == PayloadKind::text ? (k.next_seq & text_sequence_mask) : k.next_seq;
   payload::fill({p + hl, o_.size_bytes}, o_.payload, k.id, seq);
   ws::mask_bytes({p + hl, o_.size_bytes}, k.mask);
-  sent_at(slot)[k.next_seq % o_.inflight] = now_ns_;
+  sent_at(slot)[k.next_seq % window_] = now_ns_;
   ++k.next_seq;
   ++k.inflight;
   return true;
@@ -1254,6 +1331,7 @@ void Engine::teardown(std::uint32_t slot) {
   if (k.state >= State::tearing_down || k.state == State::free) return;
   timer_remove(slot);
   set_open(slot, false);
+  verify_done(slot, false);
   count_unanswered(slot);
   const bool connecting = k.state == State::connecting;
   k.state = State::tearing_down;
@@ -1308,6 +1386,12 @@ void Engine::run_timers() {
     resolve(slot, Outcome::timed_out);
     teardown(slot);
   }
+  for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::verify, now)) != nil;) {
+    // No echo within --close-timeout: failed, and the message is given up
+    // so that the close phase does not wait for it again.
+    verify_done(slot, false);
+    count_unanswered(slot);
+  }
   for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::closing, now)) != nil;) {
     if (conns_[slot].state == State::open && (conns_[slot].flags & f_draining)) {
       count_unanswered(slot);  // gave up waiting: close now
@@ -1327,5 +1411,6 @@ EngineHandle::~EngineHandle() { delete engine_; }
 bool EngineHandle::start(std::string& error) { return engine_->start(error); }
 void EngineHandle::run() { engine_->run(); }
 const std::vector<StepStats>& EngineHandle::steps() const { return engine_->steps(); }
+const std::vector<SourceCounts>& EngineHandle::by_source() const { return engine_->by_source(); }
 
 }  // namespace rg::load

@@ -23,15 +23,23 @@ enum class Outcome : std::uint8_t {
   upgraded,
   http_503_retry_after,
   http_503_no_retry_after,
-  http_429,
+  http_429_retry_after,     // rate limited, with a time to come back
+  http_429_no_retry_after,  // rate limited, no hint: a client can only guess
   close_1013,  // upgraded, then the server closed with 1013 (try again later)
   reset,       // ECONNRESET / EPIPE before the upgrade completed
   refused,     // ECONNREFUSED
   timed_out,   // no 101 within --handshake-timeout (or the kernel's SYN timeout)
   other,       // see OtherDetail
 };
-inline constexpr std::size_t outcome_count = 9;
+inline constexpr std::size_t outcome_count = 10;
+static_assert(static_cast<std::size_t>(Outcome::other) + 1 == outcome_count, "every outcome has a counter");
 [[nodiscard]] std::string_view outcome_name(Outcome outcome) noexcept;
+
+// The class of a complete HTTP answer other than 101.  503 and 429 split on
+// Retry-After: a refusal without it leaves clients to guess when to retry,
+// which is exactly what admission-control tests must catch.  Any other
+// status is `other` (the engine keeps the status in OtherDetail::by_status).
+[[nodiscard]] Outcome http_outcome(std::uint16_t status, bool retry_after) noexcept;
 
 // Why an attempt is `other` when neither an errno nor an HTTP status says it.
 enum class Oddity : std::uint8_t {
@@ -81,11 +89,30 @@ struct StepStats {
   std::uint64_t lost = 0;          // messages skipped by a later echo: never answered
   std::uint64_t duplicates = 0;    // intact echoes of a message already answered or lost
   std::uint64_t unanswered = 0;    // messages still in flight when the connection went
+  // flood --verify-echo: connections still open at the end that were sent
+  // one message, and how that went (checked = echoed + echo_failed).
+  std::uint64_t held_checked = 0;
+  std::uint64_t held_echoed = 0;       // the echo came back byte for byte
+  std::uint64_t held_echo_failed = 0;  // no echo within --close-timeout, a wrong one, or the connection went
   Histogram handshake_us;
+  // Connect start -> the refusal is known: the headers of an HTTP 4xx/5xx
+  // answer (its body is not waited for), or the server's close 1013 after a
+  // 101.  How fast a server says no is what a client pays per refusal.
+  Histogram refused_us;
   Histogram rtt_us;
   OtherDetail other;
   FirstFailure first_failure;
   void merge(const StepStats& o) noexcept;
+};
+
+// What the attempts from one source address came to (attempt k uses source
+// source_of(k, N)), so a test can bound what one client address got, e.g.
+// "no source was upgraded more than 600 times".  Whole-run figures, one row
+// per source of the plan, sized at start.
+struct SourceCounts {
+  std::uint64_t attempted = 0;
+  std::array<std::uint64_t, outcome_count> outcomes{};  // a close 1013 moves the attempt from upgraded
+  void merge(const SourceCounts& o) noexcept;
 };
 
 // What the main thread asks for.  Phases only move forward within a step.
@@ -94,6 +121,7 @@ enum class Phase : std::uint8_t {
   open,    // open this step's share at this step's rate
   settle,  // stop opening; let pending handshakes resolve (flood --duration)
   hold,    // keep connections; echo mode pumps messages
+  verify,  // flood --verify-echo: one echo per open connection
   close,   // close every connection (close 1000), release every slot
   stop,    // leave the loop now
 };
@@ -115,6 +143,7 @@ struct alignas(64) LiveCounters {
   std::atomic<std::uint64_t> slots_in_use{0};  // from chain submit to close completion
   std::atomic<std::uint64_t> disconnects{0};
   std::atomic<std::uint64_t> echo_msgs{0};
+  std::atomic<std::uint64_t> verifying{0};  // --verify-echo messages not yet answered (nor failed)
   std::atomic<std::uint64_t> errors{0};  // failed attempts + disconnects + protocol errors + close problems
   // The last Control command this thread has acted on (release): the main
   // thread waits for it before giving the next one, so none is overwritten
@@ -149,6 +178,8 @@ class EngineHandle {
   void run();
   // Per step (one entry for modes without steps).  Read after run() returned.
   [[nodiscard]] const std::vector<StepStats>& steps() const;
+  // One row per source address of the plan.  Read after run() returned.
+  [[nodiscard]] const std::vector<SourceCounts>& by_source() const;
 
  private:
   Engine* engine_;

@@ -44,7 +44,7 @@ extern "C" void on_signal(int) { interrupted.store(true); }
 
 struct Totals {
   std::uint64_t attempted = 0, upgraded = 0, failed = 0, open = 0, slots = 0, disconnects = 0, echo_msgs = 0,
-                errors = 0;
+                verifying = 0, errors = 0;
 };
 
 class Runner {
@@ -65,6 +65,7 @@ class Runner {
       s.slots += l.slots_in_use.load(std::memory_order_relaxed);
       s.disconnects += l.disconnects.load(std::memory_order_relaxed);
       s.echo_msgs += l.echo_msgs.load(std::memory_order_relaxed);
+      s.verifying += l.verifying.load(std::memory_order_relaxed);
       s.errors += l.errors.load(std::memory_order_relaxed);
     }
     return s;
@@ -210,7 +211,8 @@ void Runner::run_flood() {
   wait_until([&](const Totals& s) { return s.attempted >= target && s.upgraded + s.failed >= s.attempted; }, end,
              "flooding");
   // Stop starting attempts; let those in flight resolve (each within the
-  // handshake timeout).  Connections stay open: flood never closes.
+  // handshake timeout).  Connections stay open: a plain flood never closes
+  // them (they go with the ring at exit); --verify-echo closes them below.
   command(Phase::settle, 0);
   wait_until([&](const Totals& s) { return s.upgraded + s.failed >= s.attempted; },
              monotonic_ns() + o_.handshake_timeout_ms * 1'000'000 + phase_slack_ns, "settling");
@@ -218,6 +220,18 @@ void Runner::run_flood() {
   // watch the held connections for --hold before counting.
   wait_until([](const Totals&) { return false; }, monotonic_ns() + o_.hold_ms * 1'000'000, "observing");
   report_.held = totals().open;
+  if (!o_.verify_echo) return;
+  // What was admitted must also work: one echo per connection still open.
+  // Each check ends within --close-timeout (a timer per connection).  After
+  // a signal there is nothing to verify, but the close still runs.
+  if (!interrupted.load()) {
+    command(Phase::verify, 0);
+    if (!wait_until([](const Totals& s) { return s.verifying == 0; },
+                    monotonic_ns() + o_.close_timeout_ms * 1'000'000 + phase_slack_ns, "verifying"))
+      std::fprintf(stderr, "ringgate-load: %llu echo checks still pending; closing anyway\n",
+                   static_cast<unsigned long long>(totals().verifying));
+  }
+  close_all(0);
 }
 
 void Runner::run_echo() {
@@ -302,6 +316,9 @@ int Runner::run() {
   report_.interrupted = interrupted.load();
   report_.run = {static_cast<double>(monotonic_ns() - epoch_ns_) / 1e9, cpu_seconds_now() - cpu_start};
   for (std::uint32_t i = 0; i < threads_; ++i) {
+    const auto& rows = engines[i]->by_source();
+    if (report_.by_source.size() < rows.size()) report_.by_source.resize(rows.size());
+    for (std::size_t s = 0; s < rows.size(); ++s) report_.by_source[s].merge(rows[s]);
     const auto& steps = engines[i]->steps();
     for (std::size_t s = 0; s < steps.size(); ++s) {
       report_.total.merge(steps[s]);

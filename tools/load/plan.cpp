@@ -100,6 +100,10 @@ modes:
   flood   connect as fast as possible (or at --rate), never closing, until
           --connections attempts or --duration; classify every attempt and
           report the first one that did not upgrade (the breaking point).
+          Then watch the open connections for --hold (late closes such as
+          1013).  Without --verify-echo the run ends there and the sockets
+          are dropped with the ring; with it they are checked, then closed
+          cleanly.
   echo    --connections connections each keep --inflight messages of --size
           bytes in flight for --duration; every echo is checked byte for byte.
 
@@ -129,11 +133,22 @@ options:
                          IPv4 loopback target.  Default: as many as the port
                          budget needs (half of ip_local_port_range per
                          source/destination pair); a smaller N that cannot fit
-                         is refused.
+                         is refused.  Attempts take the sources round robin
+                         (attempt k from source k mod N, across all threads),
+                         so in every mode each source gets attempted/N +- 1;
+                         the JSON's by_source says what each one got.
   --inflight K           echo: messages in flight per connection (1, at most 4096).
-  --size S               echo: payload bytes per message (20; binary >= 12,
-                         text >= 20, at most 16 MiB).
-  --binary | --text      echo: message type (default binary).
+  --size S               echo, --verify-echo: payload bytes per message (20;
+                         binary >= 12, text >= 20, at most 16 MiB).
+  --binary | --text      echo, --verify-echo: message type (default binary).
+  --verify-echo          flood: after the --hold watch, send one --size byte
+                         message (binary unless --text, masked) on every
+                         connection still open and check its echo byte for
+                         byte; each gets --close-timeout to answer.  No echo
+                         in time, a wrong one, or a close counts as failed
+                         (held_checked = held_echoed + held_echo_failed).
+                         Then every connection is closed (close 1000), with
+                         --close-timeout for the server's answer.
   --seed N               seed for keys and masks (default: from the clock).
   --json                 print one JSON object as the last line of stdout.
   --help                 this text.
@@ -182,6 +197,7 @@ ParseResult parse_options(int argc, const char* const* argv, Options& o, std::st
       have_value = true;
     }
     if (name == "--json") { o.json = true; continue; }
+    if (name == "--verify-echo") { o.verify_echo = true; continue; }
     if (name == "--text") { o.payload = PayloadKind::text; text_flag = true; continue; }
     if (name == "--binary") { o.payload = PayloadKind::binary; binary_flag = true; continue; }
     if (!have_value) {
@@ -263,7 +279,13 @@ ParseResult parse_options(int argc, const char* const* argv, Options& o, std::st
   if (!have_rate) o.rate_per_s = d.rate_per_s;
   if (!have_duration) o.duration_ms = d.duration_ms;
   if (o.mode == Mode::ramp && o.rates_per_s.empty()) o.rates_per_s = {50, 100, 1'000, 5'000, 20'000};
-  if (o.mode == Mode::echo) {
+  if (o.verify_echo && o.mode != Mode::flood) {
+    error = "--verify-echo is a flood option (echo mode checks every echo already)";
+    return ParseResult::error;
+  }
+  if (o.mode == Mode::echo || o.verify_echo) {
+    // --verify-echo sends one message per connection: a window of one.
+    const std::uint64_t inflight = o.mode == Mode::echo ? o.inflight : 1;
     const std::uint32_t min_size = o.payload == PayloadKind::text ? 20 : 12;
     if (o.size_bytes < min_size) {
       error = "--size must be at least " + std::to_string(min_size) + " bytes for " +
@@ -272,7 +294,7 @@ ParseResult parse_options(int argc, const char* const* argv, Options& o, std::st
       return ParseResult::error;
     }
     // 14 bytes of header per frame, two staging halves per connection.
-    const std::uint64_t staging = o.connections * 2 * o.inflight * (std::uint64_t{o.size_bytes} + 14);
+    const std::uint64_t staging = o.connections * 2 * inflight * (std::uint64_t{o.size_bytes} + 14);
     if (staging > send_staging_bytes_max) {
       error = "echo plan needs " + std::to_string(staging >> 20) + " MiB of send staging (connections x 2 x inflight x " +
               "frame); the limit is " + std::to_string(send_staging_bytes_max >> 20) + " MiB";
@@ -497,6 +519,13 @@ bool plan_sources(std::uint64_t concurrent, const PortRange& range, std::uint32_
 }
 
 std::uint32_t source_ipv4(std::uint32_t index) noexcept { return 0x7F000002u + index; }
+
+std::string source_name(const SourcePlan& plan, int family, std::uint32_t index) {
+  if (!plan.spread) return family == AF_INET6 ? "::" : "0.0.0.0";
+  const std::uint32_t a = source_ipv4(index);
+  return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 0xFF) + "." + std::to_string((a >> 8) & 0xFF) +
+         "." + std::to_string(a & 0xFF);
+}
 
 // ---------------------------------------------------------------- threads
 

@@ -47,6 +47,7 @@ struct Options {
   std::uint32_t inflight = 1;
   std::uint32_t size_bytes = 20;
   PayloadKind payload = PayloadKind::binary;
+  bool verify_echo = false;  // flood: one echo per connection still open at the end
   bool json = false;
   std::uint64_t seed = 0;  // 0: from the clock
 };
@@ -124,6 +125,27 @@ struct SourcePlan {
 
 // Source address `index` of a spread plan: 127.0.0.2 + index (host order).
 [[nodiscard]] std::uint32_t source_ipv4(std::uint32_t index) noexcept;
+
+// Source `index` as a report names it: "127.0.0.2" and up for a spread plan,
+// else the wildcard the sockets bind to ("0.0.0.0" or "::"): the kernel
+// picks the address.
+[[nodiscard]] std::string source_name(const SourcePlan& plan, int family, std::uint32_t index);
+
+// The run-wide number of the `local`-th attempt of thread `index` of
+// `threads`.  Threads take numbers in turn, and thread i makes
+// share_of(N, threads, i) attempts, so a run of N attempts numbers them
+// exactly 0 .. N-1 whatever the thread count.
+[[nodiscard]] constexpr std::uint64_t attempt_number(std::uint64_t local, std::uint32_t threads,
+                                                     std::uint32_t index) noexcept {
+  return local * threads + index;
+}
+
+// Attempt k goes out from source k mod N: round robin over the whole run, so
+// each of the N sources gets attempted / N attempts, +- 1.  Per-source
+// limits on the server (and tests of them) rely on that spread.
+[[nodiscard]] constexpr std::uint32_t source_of(std::uint64_t attempt, std::uint32_t sources) noexcept {
+  return sources == 0 ? 0 : static_cast<std::uint32_t>(attempt % sources);
+}
 
 // ---------------------------------------------------------------- threads
 // One ring per thread, each with a table of `slots_per_thread` direct

@@ -1,6 +1,7 @@
 #include "tools/load/report.h"
 
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cmath>
@@ -82,7 +83,47 @@ std::string json_escape(const std::string& s) {
 
 double safe_div(double a, double b) { return b > 0 ? a / b : 0; }
 
+// One line for people: the spread of attempts and upgrades over sources
+// (the JSON has every row).
+std::string by_source_text(const RunReport& r) {
+  if (r.by_source.size() < 2) return "";
+  const int family = r.target ? r.target->family : AF_INET;
+  std::size_t att_lo = 0, att_hi = 0, up_lo = 0, up_hi = 0;
+  for (std::size_t i = 1; i < r.by_source.size(); ++i) {
+    const SourceCounts& c = r.by_source[i];
+    if (c.attempted < r.by_source[att_lo].attempted) att_lo = i;
+    if (c.attempted > r.by_source[att_hi].attempted) att_hi = i;
+    if (c.outcomes[0] < r.by_source[up_lo].outcomes[0]) up_lo = i;
+    if (c.outcomes[0] > r.by_source[up_hi].outcomes[0]) up_hi = i;
+  }
+  const auto name = [&](std::size_t i) {
+    return source_name(r.sources, family, static_cast<std::uint32_t>(i));
+  };
+  return fmt("  by source (%zu): attempted %llu (%s) .. %llu (%s), upgraded %llu (%s) .. %llu (%s)\n",
+             r.by_source.size(), static_cast<unsigned long long>(r.by_source[att_lo].attempted), name(att_lo).c_str(),
+             static_cast<unsigned long long>(r.by_source[att_hi].attempted), name(att_hi).c_str(),
+             static_cast<unsigned long long>(r.by_source[up_lo].outcomes[0]), name(up_lo).c_str(),
+             static_cast<unsigned long long>(r.by_source[up_hi].outcomes[0]), name(up_hi).c_str());
+}
+
 }  // namespace
+
+std::string by_source_json(const std::vector<SourceCounts>& rows, const SourcePlan& plan, int family) {
+  std::string j = "[";
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const SourceCounts& c = rows[i];
+    // Addresses and outcome names: nothing to escape.
+    j += fmt("%s{\"source\":\"%s\",\"attempted\":%llu", i ? "," : "",
+             source_name(plan, family, static_cast<std::uint32_t>(i)).c_str(),
+             static_cast<unsigned long long>(c.attempted));
+    for (std::size_t o = 0; o < outcome_count; ++o)
+      if (c.outcomes[o])
+        j += fmt(",\"%s\":%llu", std::string(outcome_name(static_cast<Outcome>(o))).c_str(),
+                 static_cast<unsigned long long>(c.outcomes[o]));
+    j += "}";
+  }
+  return j + "]";
+}
 
 double cpu_seconds_now() noexcept {
   rusage u{};
@@ -123,6 +164,8 @@ std::string format_table(const RunReport& r) {
   if (o.mode == Mode::hold || o.mode == Mode::echo) out += fmt("  held %llu", static_cast<unsigned long long>(r.held));
   out += "\n";
   out += "  handshake (connect start -> 101): " + percentiles_text(t.handshake_us, 0.001, "ms") + "\n";
+  if (o.mode == Mode::flood || t.refused_us.count() > 0)
+    out += "  refused (connect start -> 4xx/5xx or close 1013): " + percentiles_text(t.refused_us, 0.001, "ms") + "\n";
   if (failed_total(t) > 0) {
     out += "  failures:";
     for (std::size_t i = 1; i < outcome_count; ++i)
@@ -132,6 +175,7 @@ std::string format_table(const RunReport& r) {
     const std::string detail = other_detail_text(t.other, false);
     if (!detail.empty()) out += "  other: " + detail + "\n";
   }
+  out += by_source_text(r);
   if (o.mode == Mode::flood) {
     if (t.first_failure.attempt == UINT64_MAX) {
       out += "  breaking point: none (every attempt upgraded)\n";
@@ -146,7 +190,12 @@ std::string format_table(const RunReport& r) {
   out += fmt("  disconnects after success %llu  protocol errors %llu  pings answered %llu\n",
              static_cast<unsigned long long>(t.disconnects_after_success),
              static_cast<unsigned long long>(t.protocol_errors), static_cast<unsigned long long>(t.pings));
-  if (o.mode != Mode::flood)
+  if (o.verify_echo)
+    out += fmt("  verify echo: checked %llu  echoed %llu  failed %llu (no echo within --close-timeout, wrong, or "
+               "closed)\n",
+               static_cast<unsigned long long>(t.held_checked), static_cast<unsigned long long>(t.held_echoed),
+               static_cast<unsigned long long>(t.held_echo_failed));
+  if (o.mode != Mode::flood || o.verify_echo)
     out += fmt("  close: clean %llu  eof %llu  timed out %llu  errors %llu  slots left %llu\n",
                static_cast<unsigned long long>(t.closed_clean), static_cast<unsigned long long>(t.closed_eof),
                static_cast<unsigned long long>(t.close_timeouts), static_cast<unsigned long long>(t.close_errors),
@@ -188,6 +237,8 @@ std::string format_json(const RunReport& r) {
   // Keys are built from errno names, numbers and fixed words: nothing to escape.
   j += "},\"other_detail\":{" + other_detail_text(t.other, true) + "}";
   j += ",\"handshake_ms\":" + percentiles_json(t.handshake_us, 0.001);
+  j += ",\"refused_ms\":" + percentiles_json(t.refused_us, 0.001);
+  j += ",\"by_source\":" + by_source_json(r.by_source, r.sources, r.target ? r.target->family : AF_INET);
   j += fmt(",\"held\":%llu", static_cast<unsigned long long>(r.held));
   j += fmt(",\"disconnects_after_success\":%llu,\"protocol_errors\":%llu,\"pings\":%llu",
            static_cast<unsigned long long>(t.disconnects_after_success),
@@ -207,6 +258,10 @@ std::string format_json(const RunReport& r) {
                std::string(outcome_name(t.first_failure.outcome)).c_str());
     }
   }
+  if (o.verify_echo)
+    j += fmt(",\"held_checked\":%llu,\"held_echoed\":%llu,\"held_echo_failed\":%llu",
+             static_cast<unsigned long long>(t.held_checked), static_cast<unsigned long long>(t.held_echoed),
+             static_cast<unsigned long long>(t.held_echo_failed));
   if (o.mode == Mode::echo) {
     j += fmt(",\"inflight\":%u,\"size\":%u,\"payload\":\"%s\"", o.inflight, o.size_bytes,
              o.payload == PayloadKind::text ? "text" : "binary");
@@ -236,6 +291,7 @@ std::string format_json(const RunReport& r) {
                static_cast<unsigned long long>(s.stats.disconnects_after_success),
                static_cast<unsigned long long>(s.held), static_cast<unsigned long long>(failed_total(s.stats)));
       j += ",\"handshake_ms\":" + percentiles_json(s.stats.handshake_us, 0.001);
+      j += ",\"refused_ms\":" + percentiles_json(s.stats.refused_us, 0.001);
       j += fmt(",\"cpu_seconds\":%.3f,\"cpu_utilisation\":%.3f,\"wall_s\":%.3f}", s.window.cpu_s,
                s.window.utilisation(), s.window.wall_s);
     }

@@ -33,6 +33,7 @@ struct RunReport {
   std::uint32_t threads = 0;
   std::uint32_t slots_per_thread = 0;
   StepStats total;
+  std::vector<SourceCounts> by_source;  // one row per source of the plan, whole run
   std::vector<StepReport> steps;  // ramp only
   std::uint64_t held = 0;         // hold/echo: open at the end of the hold
   std::uint64_t slots_left = 0;   // slots still in use when the run ended (0 after a clean close)
@@ -45,5 +46,10 @@ struct RunReport {
 
 std::string format_table(const RunReport& report);
 std::string format_json(const RunReport& report);
+
+// The JSON list of by_source: [{"source":"127.0.0.2","attempted":N,
+// "upgraded":N, ...}, ...], one object per row, in source order, with
+// attempted always and only the outcome classes that are not zero.
+std::string by_source_json(const std::vector<SourceCounts>& rows, const SourcePlan& plan, int family);
 
 }  // namespace rg::load
