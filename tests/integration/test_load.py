@@ -591,3 +591,122 @@ def test_a_signal_counts_unresolved_attempts_as_aborted(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def admin_metrics(server):
+    """The server's /metrics, parsed with python3-prometheus-client."""
+    from prometheus_client.parser import text_string_to_metric_families
+    port = None
+    for line in server.lines:
+        m = re.search(r"admin=127\.0\.0\.1:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+    assert port, "".join(server.lines)
+    import urllib.request
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def metric_total(m, name, **labels):
+    return sum(v for l, v in m.get(name, []) if all(l.get(k) == w for k, w in labels.items()))
+
+
+@pytest.mark.parametrize("server", [("--workers", "2", "--max-connections", "2000", "--per-ip-limit", "600")],
+                         indirect=True)
+def test_flood_6000_attempts_per_ip_and_capacity_refusals_are_explicit(server):
+    # The admission flood: max_connections 2000 and per_ip_limit 600, then
+    # 6000 attempts from 5 source addresses.  First a single address floods
+    # (3000 attempts from 127.0.0.2: 600 upgrade, 2400 get 429) and holds;
+    # then 3000 attempts round robin from 127.0.0.2..6 (.2 is already at its
+    # limit: 600 x 429; the other four fill the remaining 1400 places, and the
+    # rest get 503 or, where one address's handshakes in flight reach 600,
+    # 429).  Every refusal carries Retry-After; nothing times out or is
+    # reset; every held connection still echoes afterwards.
+    first = subprocess.Popen(
+        [str(LOAD_BIN), "flood", "--connections", "3000", "--sources", "1", "--verify-echo", "--hold", "25s",
+         "--duration", "60", "--json", server.url()],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the first flood has resolved every attempt
+            m = admin_metrics(server)
+            done = metric_total(m, "ws_handshake_successes_total") + metric_total(m, "ws_handshake_failures_total")
+            if done >= 3000:
+                break
+            assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+            time.sleep(0.2)
+        assert metric_total(m, "ws_handshake_successes_total") == 600
+        assert metric_total(m, "ws_per_ip_rejections_total") == 2400
+
+        rc, out, err, second, _ = run_load(
+            "flood", "--connections", 3000, "--sources", 5, "--verify-echo", "--hold", "1s", "--duration", 60,
+            "--json", server.url(), timeout=120)
+        assert rc == 0, err
+        out1, err1 = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 0, err1
+    lines = out1.strip().splitlines()
+    one = json.loads(lines[-1])
+
+    # First flood: one address, exactly its limit.
+    assert one["attempted"] == 3000
+    assert one["upgraded"] == 600, out1
+    assert one["failed"]["http_429_retry_after"] == 2400, out1
+    assert one["failed_total"] == 2400
+    assert one["held_echoed"] == 600 and one["held_echo_failed"] == 0, out1
+
+    # Second flood: .2 is refused outright; the rest fill max_connections.
+    assert second["attempted"] == 3000
+    assert second["upgraded"] == 1400, out
+    rows = {r["source"]: r for r in second["by_source"]}
+    assert rows["127.0.0.2"].get("http_429_retry_after") == 600, rows
+    assert rows["127.0.0.2"].get("upgraded", 0) == 0
+    for src, r in rows.items():
+        assert r.get("upgraded", 0) <= 600, r
+        assert set(r) <= {"source", "attempted", "upgraded", "http_503_retry_after", "http_429_retry_after"}, r
+    assert second["held_echoed"] == 1400 and second["held_echo_failed"] == 0, out
+
+    # Together: exactly 2000 upgraded, every other attempt an explicit 503/429.
+    for j in (one, second):
+        refusals = j["failed"]["http_503_retry_after"] + j["failed"]["http_429_retry_after"]
+        assert refusals == j["failed_total"], j["failed"]  # no timeouts, resets or answers without Retry-After
+        assert j["refused_ms"]["count"] == j["failed_total"]
+    assert one["upgraded"] + second["upgraded"] == 2000
+    total_429 = one["failed"]["http_429_retry_after"] + second["failed"]["http_429_retry_after"]
+    total_503 = one["failed"]["http_503_retry_after"] + second["failed"]["http_503_retry_after"]
+    assert total_429 + total_503 == 4000
+
+    # The server's counters agree with what the clients saw.
+    m = admin_metrics(server)
+    assert metric_total(m, "ws_handshake_attempts_total") == 6000
+    assert metric_total(m, "ws_handshake_successes_total") == 2000
+    assert metric_total(m, "ws_per_ip_rejections_total") == total_429
+    assert metric_total(m, "ws_max_connections_exceeded_total") == total_503
+    assert metric_total(m, "ws_connection_limit_rejections_total") == 4000
+    assert metric_total(m, "ws_handshake_failures_total", reason="per_ip") == total_429
+    assert metric_total(m, "ws_handshake_duration_seconds_count") == 2000
+
+    # No descriptor exhaustion anywhere in the server's log.
+    log = "".join(server.lines)
+    for word in ("EMFILE", "ENFILE", "Too many open files", "descriptor table full"):
+        assert word not in log, log[-3000:]
+
+    # Once the floods have gone, a new connection succeeds within a second.
+    import asyncio
+    import websockets
+
+    async def one_more():
+        async with websockets.connect(server.url(), open_timeout=1, close_timeout=1) as ws:
+            await ws.send("after the flood")
+            return await asyncio.wait_for(ws.recv(), 1)
+
+    started = time.monotonic()
+    assert asyncio.run(one_more()) == "after the flood"
+    assert time.monotonic() - started < 1.0
