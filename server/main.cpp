@@ -17,6 +17,7 @@
 #include "proto/http_upgrade.h"
 #include "ring/ring.h"
 #include "server/admin.h"
+#include "server/capacity_model.h"
 #include "server/config.h"
 #include "server/log.h"
 #include "server/worker.h"
@@ -25,8 +26,10 @@ namespace {
 
 using namespace rg::server;
 
+namespace capacity = rg::server::capacity;
+
 // Upper bound on workers: each costs a thread, a ring and its buffers.
-constexpr std::uint32_t workers_max = 1024;
+constexpr std::uint32_t workers_max = capacity::workers_max;
 
 bool validate(const Config& c, std::string& error) {
   log::Level level;
@@ -132,32 +135,29 @@ int main(int argc, char** argv) {
     getrlimit(RLIMIT_NOFILE, &nofile);
   }
   const std::uint64_t nofile_limit = nofile.rlim_cur;
-  std::uint64_t slots = config.table_slots_per_worker ? config.table_slots_per_worker : nofile_limit;
-  if (slots > nofile_limit) {
-    RG_LOG(warn, "table_slots_per_worker %u exceeds RLIMIT_NOFILE %u; using %u", slots, nofile_limit, nofile_limit);
-    slots = nofile_limit;
-  }
-  slots = std::min<std::uint64_t>(slots, 1u << 20);  // IORING_MAX_FIXED_FILES
-  shared->table_slots_per_worker = static_cast<std::uint32_t>(slots);
-  // The top of each table is kept for explicit refusals; capacity is planned
-  // on the rest.
-  const std::uint64_t reserved = std::min<std::uint64_t>(config.reserved_slots, slots / 4);
+  if (config.table_slots_per_worker > nofile_limit)
+    RG_LOG(warn, "table_slots_per_worker %u exceeds RLIMIT_NOFILE %u; using %u", config.table_slots_per_worker,
+           nofile_limit, nofile_limit);
+  // The capacity model sizes the tables (`ringgate tune plan` uses the same
+  // functions): at most RLIMIT_NOFILE and IORING_MAX_FIXED_FILES slots, the
+  // top of each kept for explicit refusals; capacity is planned on the rest.
+  const capacity::TableSizing tables =
+      capacity::size_tables(nofile_limit, config.table_slots_per_worker, config.reserved_slots);
+  shared->table_slots_per_worker = static_cast<std::uint32_t>(tables.slots);
+  const std::uint64_t reserved = tables.reserved;
   shared->reserved_slots_per_worker = static_cast<std::uint32_t>(reserved);
-  const std::uint64_t full_slots = slots;
-  slots -= reserved;
+  const std::uint64_t full_slots = tables.slots;
+  const std::uint64_t slots = tables.usable;
 
   // Workers: one per CPU by default, but density needs one table per
   // `slots` connections, so a large max_connections raises the count.
   const auto cpus = static_cast<std::uint32_t>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
-  // SO_REUSEPORT spreads connections by a hash of the 4-tuple, not by load,
-  // so tables fill unevenly: plan each table 95% full.  The spread of n
-  // connections over w workers has a standard deviation of about
-  // sqrt(n/w) (141 at 20,000 per worker), so 5% is many deviations.
-  const std::uint64_t planned_per_worker = std::max<std::uint64_t>(1, slots * 95 / 100);
+  // SO_REUSEPORT spreads connections unevenly: each table is planned 95%
+  // full (capacity::table_fill_percent says why).
+  const std::uint64_t planned_per_worker = tables.planned_per_worker;
   std::uint32_t workers = config.workers ? config.workers : cpus;
   if (config.workers == 0 && config.max_connections > std::uint64_t{workers} * planned_per_worker) {
-    workers = static_cast<std::uint32_t>(std::min<std::uint64_t>(
-        workers_max, (config.max_connections + planned_per_worker - 1) / planned_per_worker));
+    workers = capacity::workers_for(config.max_connections, planned_per_worker, cpus);
     RG_LOG(info, "max_connections %u needs %u workers of %u table slots each, planned 95%% full "
                  "(more workers than the %u CPUs)", config.max_connections, workers, slots, cpus);
   } else if (config.workers != 0 && config.max_connections > std::uint64_t{workers} * planned_per_worker &&
