@@ -20,6 +20,7 @@
 #include "server/capacity_model.h"
 #include "server/config.h"
 #include "server/log.h"
+#include "server/preflight.h"
 #include "server/worker.h"
 
 namespace {
@@ -180,10 +181,28 @@ int main(int argc, char** argv) {
                             "RLIMIT_NOFILE %u", workers, slots, reserved, full_slots, nofile_limit);
   }
 
-  const std::uint64_t somaxconn = read_proc_u64("/proc/sys/net/core/somaxconn");
-  if (somaxconn != 0 && config.backlog > somaxconn)
-    RG_LOG(warn, "backlog %u exceeds net.core.somaxconn %u, so the kernel uses %u; raise it with "
-                 "sysctl -w net.core.somaxconn=%u", config.backlog, somaxconn, somaxconn, config.backlog);
+  // Preflight: the kernel against this configuration, one warning per
+  // finding with the command that fixes it.
+  {
+    rg::server::preflight::ServerFacts facts;
+    facts.backlog = config.backlog;
+    facts.listen_port = config.listen_port;
+    std::string admin_host;
+    if (config.admin_listen != "off") (void)parse_host_port(config.admin_listen, admin_host, facts.admin_port);
+    facts.capacity = shared->max_connections;
+    facts.workers = workers;
+    facts.cpus = cpus;
+    facts.nofile_soft = nofile.rlim_cur;
+    facts.nofile_hard = nofile.rlim_max;
+    facts.reserved_slots = config.reserved_slots;
+    const auto findings = rg::server::preflight::check(rg::server::preflight::read_kernel_facts(), facts);
+    if (log::enabled(log::Level::warn))
+      for (const auto& f : findings) log::write_from(log::Level::warn, "preflight", f.what + "; fix: " + f.fix);
+    if (config.strict_preflight && !findings.empty()) {
+      RG_LOG(error, "--strict-preflight: refusing to start with %u preflight finding(s) above", findings.size());
+      return 1;
+    }
+  }
 
   const std::string kernel_peak = sample_kernel_budgets(shared->kernel, config.kernel_refuse_percent);
   RG_LOG(info, "kernel budgets: files %u of %u, TCP memory %u of %u pages, process fds %u of %u; closest: %s",
