@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <iostream>
 #include <memory>
+#include <string_view>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +23,7 @@
 #include "server/config.h"
 #include "server/log.h"
 #include "server/preflight.h"
+#include "server/tune.h"
 #include "server/worker.h"
 
 namespace {
@@ -107,6 +110,8 @@ bool validate(const Config& c, std::string& error) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // `ringgate tune ...` plans, checks and applies kernel settings; it starts no server.
+  if (argc >= 2 && std::string_view(argv[1]) == "tune") return rg::server::tune::run(argc - 1, argv + 1, std::cout, std::cerr);
   auto shared = std::make_unique<Shared>();
   Config& config = shared->config;
   std::string error;
