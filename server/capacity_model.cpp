@@ -301,8 +301,8 @@ Plan make_plan(const HostFacts& host, const Target& t) {
   const std::uint64_t fixed = server_resident_bytes(p.workers, p.tables.slots, t) - slab;
   p.memory.push_back(
       {"ringgate fixed", 0, fixed,
-       absl::StrFormat("%u workers x (%s recv buffers + %s answer slots + %s) + %s; calibrated on the idle-rss and "
-                       "density RSS",
+       absl::StrFormat("%u workers x (%s recv buffers + %s answer slots + %s thread and ring) + %s; calibrated on "
+                       "the idle-rss and density RSS",
                        p.workers, format_bytes(t.recv_buffer_count * t.recv_buffer_size),
                        format_bytes(t.max_pending_handshakes * answer_slot_bytes), format_bytes(worker_overhead_bytes),
                        format_bytes(process_base_bytes))});
