@@ -51,14 +51,6 @@ bool parse_fields(const std::string& text, std::vector<std::uint64_t>& out) {
   return !out.empty();
 }
 
-std::string normalized(const std::string& text) {
-  std::istringstream in(text);
-  std::string word;
-  std::string out;
-  while (in >> word) out += (out.empty() ? "" : " ") + word;
-  return out;
-}
-
 std::string join(const std::vector<std::uint64_t>& v) {
   std::string out;
   for (auto x : v) out += (out.empty() ? "" : " ") + std::to_string(x);
@@ -144,7 +136,7 @@ bool satisfies(Compare c, const std::string& now, const std::string& wanted) {
   std::vector<std::uint64_t> w;
   if (!parse_fields(now, n) || !parse_fields(wanted, w) || n.size() != w.size() ||
       (c == Compare::covers && n.size() != 2))
-    return normalized(now) == normalized(wanted);
+    return spaced(now) == spaced(wanted);
   switch (c) {
     case Compare::at_least:
       for (std::size_t i = 0; i < n.size(); ++i)
@@ -165,7 +157,7 @@ std::string tighten(Compare c, const std::string& now, const std::string& wanted
   std::vector<std::uint64_t> w;
   if (!parse_fields(now, n) || !parse_fields(wanted, w) || n.size() != w.size() ||
       (c == Compare::covers && n.size() != 2))
-    return normalized(wanted);
+    return spaced(wanted);
   switch (c) {
     case Compare::at_least:
       for (std::size_t i = 0; i < n.size(); ++i) w[i] = std::max(n[i], w[i]);
@@ -359,6 +351,14 @@ std::string group_digits(std::uint64_t n) {
     if (i != 0 && (digits.size() - i) % 3 == 0) out += ',';
     out += digits[i];
   }
+  return out;
+}
+
+std::string spaced(const std::string& value) {
+  std::istringstream in(value);
+  std::string word;
+  std::string out;
+  while (in >> word) out += (out.empty() ? "" : " ") + word;
   return out;
 }
 

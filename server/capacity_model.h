@@ -213,5 +213,8 @@ struct Plan {
 [[nodiscard]] std::string group_digits(std::uint64_t n);
 // Binary units with one decimal: "512 B", "4.0 KiB", "5.0 GiB".
 [[nodiscard]] std::string format_bytes(std::uint64_t bytes);
+// Whitespace-separated fields joined by single spaces, as profiles and
+// tables show a value: "4096\t131072\n" -> "4096 131072".
+[[nodiscard]] std::string spaced(const std::string& value);
 
 }  // namespace rg::server::capacity

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace rg::server::sysctl {
 
@@ -22,12 +23,7 @@ bool path_of(const std::string& root, const std::string& key, std::string& path)
   return true;
 }
 
-bool read(const std::string& root, const std::string& key, std::string& value, int& error) {
-  std::string path;
-  if (!path_of(root, key, path)) {
-    error = EINVAL;
-    return false;
-  }
+bool read_file(const std::string& path, std::string& content, int& error) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     error = errno;
@@ -37,8 +33,8 @@ bool read(const std::string& root, const std::string& key, std::string& value, i
   char buf[4096];
   for (;;) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      if (errno == EINTR) continue;
       error = errno;
       ::close(fd);
       return false;
@@ -47,6 +43,18 @@ bool read(const std::string& root, const std::string& key, std::string& value, i
     text.append(buf, static_cast<std::size_t>(n));
   }
   ::close(fd);
+  content = std::move(text);
+  return true;
+}
+
+bool read(const std::string& root, const std::string& key, std::string& value, int& error) {
+  std::string path;
+  if (!path_of(root, key, path)) {
+    error = EINVAL;
+    return false;
+  }
+  std::string text;
+  if (!read_file(path, text, error)) return false;
   while (!text.empty() && text.back() == '\n') text.pop_back();
   value = text;
   return true;

@@ -13,6 +13,10 @@ inline constexpr const char* proc_root = "/proc/sys";
 // reach outside `root`.
 [[nodiscard]] bool path_of(const std::string& root, const std::string& key, std::string& path);
 
+// The whole of a file, read with read(2) until EOF.  False with `error` =
+// errno.  (Also what `ringgate tune` reads its profiles and state with.)
+[[nodiscard]] bool read_file(const std::string& path, std::string& content, int& error);
+
 // The value as the kernel prints it, without the trailing newline (fields
 // stay separated by the kernel's tabs).  False with `error` = errno;
 // ENOENT means this kernel, or this network namespace, has no such key.

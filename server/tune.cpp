@@ -35,14 +35,7 @@ std::string trim(const std::string& s) {
   return s.substr(from, s.find_last_not_of(" \t\r") - from + 1);
 }
 
-// Fields separated by single spaces, as profiles and tables show them.
-std::string spaced(const std::string& value) {
-  std::istringstream in(value);
-  std::string word;
-  std::string out;
-  while (in >> word) out += (out.empty() ? "" : " ") + word;
-  return out;
-}
+using cap::spaced;
 
 std::vector<std::string> wrap(const std::string& text, std::size_t width) {
   std::vector<std::string> lines;
@@ -111,28 +104,7 @@ bool unescape(const std::string& s, std::string& out) {
 
 // ------------------------------------------------------------ files
 
-bool read_file(const std::string& path, std::string& content, int& error) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    error = errno;
-    return false;
-  }
-  content.clear();
-  char buf[8192];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      error = errno;
-      ::close(fd);
-      return false;
-    }
-    if (n == 0) break;
-    content.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return true;
-}
+using sysctl::read_file;
 
 bool make_dirs(const std::string& dir, std::string& error) {
   std::string at;
