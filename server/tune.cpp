@@ -106,14 +106,15 @@ bool unescape(const std::string& s, std::string& out) {
 
 using sysctl::read_file;
 
+// mkdir -p.
 bool make_dirs(const std::string& dir, std::string& error) {
+  const bool absolute = !dir.empty() && dir[0] == '/';
   std::string at;
   std::istringstream in(dir);
   std::string part;
-  if (!dir.empty() && dir[0] == '/') at = "";
   while (std::getline(in, part, '/')) {
     if (part.empty()) continue;
-    at += (at.empty() && dir[0] != '/' ? "" : "/") + part;
+    at += (at.empty() && !absolute ? "" : "/") + part;
     if (::mkdir(at.c_str(), 0755) != 0 && errno != EEXIST) {
       error = "cannot create " + at + ": " + std::strerror(errno);
       return false;

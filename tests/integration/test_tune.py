@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO_ROOT, ringgate_bin
+from conftest import REPO_ROOT, SANITIZER_MARKERS, ringgate_bin
 from netns import HostGuard, Netns, read_host
 
 PROFILE_DIR = REPO_ROOT / "sysctl"
@@ -68,9 +68,13 @@ def tune(*args, netns=None):
     args = [str(a) for a in args]
     argv = [str(ringgate_bin()), "tune", *args]
     if netns is not None:
-        return netns.run(argv)
-    assert args[0] in ("plan", "check") or "--dry-run" in args, f"would change the host: {args}"
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        r = netns.run(argv)
+    else:
+        assert args[0] in ("plan", "check") or "--dry-run" in args, f"would change the host: {args}"
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    for marker in SANITIZER_MARKERS:
+        assert marker not in r.stderr, r.stderr
+    return r
 
 
 def write_profile(tmp_path, text, name="ns.conf"):
