@@ -360,7 +360,8 @@ std::string help_text() {
   const Config defaults;
   std::string out =
       "ringgate: an io_uring WebSocket server\n\n"
-      "usage: ringgate [--config FILE] [--OPTION VALUE ...]\n\n"
+      "usage: ringgate [--config FILE] [--OPTION VALUE ...]\n"
+      "       ringgate tune plan|check|apply|rollback ...   kernel tuning (ringgate tune --help)\n\n"
       "Every option is also a key in the TOML config file, with '_' for '-'\n"
       "(frame_buffer_size = \"256KiB\" <-> --frame-buffer-size 256KiB).  Flags win over\n"
       "the file.  Sizes take units (4096, 64KiB, 1MiB, 100KB); durations take units\n"
