@@ -18,7 +18,7 @@ namespace rg::server {
 
 namespace {
 
-enum class Kind { text, u32, u64, size32, size64, duration, list, address };
+enum class Kind { text, u32, u64, size32, size64, duration, list, address, flag };
 
 struct Option {
   const char* name;  // snake_case; the flag is the kebab-case form
@@ -190,6 +190,12 @@ const std::vector<Option>& options() {
        "On SIGTERM/SIGINT: time connections get to finish the close handshake before the process exits.",
        RG_MS(drain_timeout_ms)},
       {"log_level", Kind::text, "LEVEL", "debug, info, warn or error.", RG_TEXT(log_level)},
+      {"strict_preflight", Kind::flag, "",
+       "Refuse to start when the start-up preflight (the kernel against this configuration: somaxconn, "
+       "RLIMIT_NOFILE, file-max, tcp_mem, nf_conntrack_max, the local port range) finds anything; without it "
+       "each finding is a warning with its fix. A flag: --strict-preflight, or --strict-preflight=false.",
+       [](Config& c, std::uint64_t v, const std::string&) { c.strict_preflight = v != 0; },
+       [](const Config& c) { return std::string(c.strict_preflight ? "true" : "false"); }},
   };
   return all;
 }
@@ -299,6 +305,11 @@ bool apply_option(const std::string& key, const std::string& value, Config& c, s
     case Kind::duration:
       if (!parse_duration_ms(value, n)) return bad("a duration (e.g. 500ms, 2s, 1m)");
       break;
+    case Kind::flag:
+      if (value == "true" || value == "1") n = 1;
+      else if (value == "false" || value == "0") n = 0;
+      else return bad("true or false");
+      break;
     case Kind::address: {
       // HOST:PORT, or [v6]:PORT
       std::string host;
@@ -370,7 +381,8 @@ std::string help_text() {
   const Config defaults;
   std::string out =
       "ringgate: an io_uring WebSocket server\n\n"
-      "usage: ringgate [--config FILE] [--OPTION VALUE ...]\n\n"
+      "usage: ringgate [--config FILE] [--OPTION VALUE ...]\n"
+      "       ringgate tune plan|check|apply|rollback ...   kernel tuning (ringgate tune --help)\n\n"
       "Every option is also a key in the TOML config file, with '_' for '-'\n"
       "(frame_buffer_size = \"256KiB\" <-> --frame-buffer-size 256KiB).  Flags win over\n"
       "the file.  Sizes take units (4096, 64KiB, 1MiB, 100KB); durations take units\n"
@@ -407,6 +419,8 @@ bool load_config(int argc, char** argv, Config& c, std::string& error, bool& exi
     if (eq != std::string::npos) {
       value = arg.substr(eq + 1);
       arg.resize(eq);
+    } else if (const Option* o = find_option(arg); o && o->kind == Kind::flag) {
+      value = "true";  // a flag takes no value
     } else {
       if (i + 1 >= argc) {
         error = "option --" + arg + " needs a value";

@@ -56,6 +56,7 @@ struct Config {
   // Process
   std::uint64_t drain_timeout_ms = 10'000;
   std::string log_level = "info";
+  bool strict_preflight = false;  // refuse to start when the kernel preflight finds anything
   std::string config_file;
 };
 

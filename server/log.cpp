@@ -32,7 +32,9 @@ bool parse_level(const std::string& text, Level& level) noexcept {
   return true;
 }
 
-void write(Level level, const std::string& line) noexcept {
+void write(Level level, const std::string& line) noexcept { write_from(level, "ringgate", line); }
+
+void write_from(Level level, const char* source, const std::string& line) noexcept {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
   tm t{};
@@ -40,8 +42,8 @@ void write(Level level, const std::string& line) noexcept {
   char stamp[32];
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &t);
   // One write(2) per line keeps lines from different workers whole.
-  const std::string out = absl::StrFormat("%s.%03dZ %s ringgate: %s\n", stamp, static_cast<int>(ts.tv_nsec / 1000000),
-                                          name(level), line);
+  const std::string out = absl::StrFormat("%s.%03dZ %s %s: %s\n", stamp, static_cast<int>(ts.tv_nsec / 1000000),
+                                          name(level), source, line);
   const ssize_t rc = ::write(STDERR_FILENO, out.data(), out.size());
   (void)rc;
 }

@@ -17,6 +17,8 @@ void set_level(Level level) noexcept;
 [[nodiscard]] bool enabled(Level level) noexcept;
 [[nodiscard]] bool parse_level(const std::string& text, Level& level) noexcept;
 void write(Level level, const std::string& line) noexcept;
+// The same, naming another source than "ringgate" ("WARN preflight: ...").
+void write_from(Level level, const char* source, const std::string& line) noexcept;
 
 // Allows at most `burst` lines per `period_ms`; counts what it suppresses and
 // reports the count with the next line it lets through.  One per call site,

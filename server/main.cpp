@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <iostream>
 #include <memory>
+#include <string_view>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,16 +19,21 @@
 #include "proto/http_upgrade.h"
 #include "ring/ring.h"
 #include "server/admin.h"
+#include "server/capacity_model.h"
 #include "server/config.h"
 #include "server/log.h"
+#include "server/preflight.h"
+#include "server/tune.h"
 #include "server/worker.h"
 
 namespace {
 
 using namespace rg::server;
 
+namespace capacity = rg::server::capacity;
+
 // Upper bound on workers: each costs a thread, a ring and its buffers.
-constexpr std::uint32_t workers_max = 1024;
+constexpr std::uint32_t workers_max = capacity::workers_max;
 
 bool validate(const Config& c, std::string& error) {
   log::Level level;
@@ -111,6 +118,8 @@ bool validate(const Config& c, std::string& error) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // `ringgate tune ...` plans, checks and applies kernel settings; it starts no server.
+  if (argc >= 2 && std::string_view(argv[1]) == "tune") return rg::server::tune::run(argc - 1, argv + 1, std::cout, std::cerr);
   auto shared = std::make_unique<Shared>();
   Config& config = shared->config;
   std::string error;
@@ -140,32 +149,29 @@ int main(int argc, char** argv) {
     getrlimit(RLIMIT_NOFILE, &nofile);
   }
   const std::uint64_t nofile_limit = nofile.rlim_cur;
-  std::uint64_t slots = config.table_slots_per_worker ? config.table_slots_per_worker : nofile_limit;
-  if (slots > nofile_limit) {
-    RG_LOG(warn, "table_slots_per_worker %u exceeds RLIMIT_NOFILE %u; using %u", slots, nofile_limit, nofile_limit);
-    slots = nofile_limit;
-  }
-  slots = std::min<std::uint64_t>(slots, 1u << 20);  // IORING_MAX_FIXED_FILES
-  shared->table_slots_per_worker = static_cast<std::uint32_t>(slots);
-  // The top of each table is kept for explicit refusals; capacity is planned
-  // on the rest.
-  const std::uint64_t reserved = std::min<std::uint64_t>(config.reserved_slots, slots / 4);
+  if (config.table_slots_per_worker > nofile_limit)
+    RG_LOG(warn, "table_slots_per_worker %u exceeds RLIMIT_NOFILE %u; using %u", config.table_slots_per_worker,
+           nofile_limit, nofile_limit);
+  // The capacity model sizes the tables (`ringgate tune plan` uses the same
+  // functions): at most RLIMIT_NOFILE and IORING_MAX_FIXED_FILES slots, the
+  // top of each kept for explicit refusals; capacity is planned on the rest.
+  const capacity::TableSizing tables =
+      capacity::size_tables(nofile_limit, config.table_slots_per_worker, config.reserved_slots);
+  shared->table_slots_per_worker = static_cast<std::uint32_t>(tables.slots);
+  const std::uint64_t reserved = tables.reserved;
   shared->reserved_slots_per_worker = static_cast<std::uint32_t>(reserved);
-  const std::uint64_t full_slots = slots;
-  slots -= reserved;
+  const std::uint64_t full_slots = tables.slots;
+  const std::uint64_t slots = tables.usable;
 
   // Workers: one per CPU by default, but density needs one table per
   // `slots` connections, so a large max_connections raises the count.
   const auto cpus = static_cast<std::uint32_t>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
-  // SO_REUSEPORT spreads connections by a hash of the 4-tuple, not by load,
-  // so tables fill unevenly: plan each table 95% full.  The spread of n
-  // connections over w workers has a standard deviation of about
-  // sqrt(n/w) (141 at 20,000 per worker), so 5% is many deviations.
-  const std::uint64_t planned_per_worker = std::max<std::uint64_t>(1, slots * 95 / 100);
+  // SO_REUSEPORT spreads connections unevenly: each table is planned 95%
+  // full (capacity::table_fill_percent says why).
+  const std::uint64_t planned_per_worker = tables.planned_per_worker;
   std::uint32_t workers = config.workers ? config.workers : cpus;
   if (config.workers == 0 && config.max_connections > std::uint64_t{workers} * planned_per_worker) {
-    workers = static_cast<std::uint32_t>(std::min<std::uint64_t>(
-        workers_max, (config.max_connections + planned_per_worker - 1) / planned_per_worker));
+    workers = capacity::workers_for(config.max_connections, planned_per_worker, cpus);
     RG_LOG(info, "max_connections %u needs %u workers of %u table slots each, planned 95%% full "
                  "(more workers than the %u CPUs)", config.max_connections, workers, slots, cpus);
   } else if (config.workers != 0 && config.max_connections > std::uint64_t{workers} * planned_per_worker &&
@@ -188,10 +194,28 @@ int main(int argc, char** argv) {
                             "RLIMIT_NOFILE %u", workers, slots, reserved, full_slots, nofile_limit);
   }
 
-  const std::uint64_t somaxconn = read_proc_u64("/proc/sys/net/core/somaxconn");
-  if (somaxconn != 0 && config.backlog > somaxconn)
-    RG_LOG(warn, "backlog %u exceeds net.core.somaxconn %u, so the kernel uses %u; raise it with "
-                 "sysctl -w net.core.somaxconn=%u", config.backlog, somaxconn, somaxconn, config.backlog);
+  // Preflight: the kernel against this configuration, one warning per
+  // finding with the command that fixes it.
+  {
+    rg::server::preflight::ServerFacts facts;
+    facts.backlog = config.backlog;
+    facts.listen_port = config.listen_port;
+    std::string admin_host;
+    if (config.admin_listen != "off") (void)parse_host_port(config.admin_listen, admin_host, facts.admin_port);
+    facts.capacity = shared->max_connections;
+    facts.workers = workers;
+    facts.cpus = cpus;
+    facts.nofile_soft = nofile.rlim_cur;
+    facts.nofile_hard = nofile.rlim_max;
+    facts.reserved_slots = config.reserved_slots;
+    const auto findings = rg::server::preflight::check(rg::server::preflight::read_kernel_facts(), facts);
+    if (log::enabled(log::Level::warn))
+      for (const auto& f : findings) log::write_from(log::Level::warn, "preflight", f.what + "; fix: " + f.fix);
+    if (config.strict_preflight && !findings.empty()) {
+      RG_LOG(error, "--strict-preflight: refusing to start with %u preflight finding(s) above", findings.size());
+      return 1;
+    }
+  }
 
   const std::string kernel_peak = sample_kernel_budgets(shared->kernel, config.kernel_refuse_percent);
   RG_LOG(info, "kernel budgets: files %u of %u, TCP memory %u of %u pages, process fds %u of %u; closest: %s",

@@ -15,6 +15,7 @@
 #include "proto/ws_session.h"
 #include "ring/deadline_lists.h"
 #include "ring/ring.h"
+#include "server/capacity_model.h"
 #include "server/log.h"
 
 namespace rg::server {
@@ -91,6 +92,7 @@ struct Conn {
   std::uint16_t ops;          // operations in flight (multishot recv counts once)
 };
 static_assert(sizeof(Conn) == 32, "the connection record is the per-connection memory budget: keep it 32 bytes");
+static_assert(sizeof(Conn) == capacity::record_bytes, "the capacity model plans with this record's size");
 
 // Parse state for a request that did not arrive in one piece.  Requests that
 // do (nearly all) are parsed in the worker's scratch parser and never hold one.

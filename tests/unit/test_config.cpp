@@ -210,6 +210,13 @@ std::vector<OptionCase> option_cases() {
       {"subprotocols", " a, b ,,\tc ", true,
        [](const Config& c) { return c.subprotocols == std::vector<std::string>{"a", "b", "c"}; }},
       {"subprotocols", "", true, [](const Config& c) { return c.subprotocols.empty(); }},
+      // flag
+      {"strict_preflight", "true", true, [](const Config& c) { return c.strict_preflight; }},
+      {"strict-preflight", "1", true, [](const Config& c) { return c.strict_preflight; }},
+      {"strict-preflight", "false", true, [](const Config& c) { return !c.strict_preflight; }},
+      {"strict-preflight", "0", true, [](const Config& c) { return !c.strict_preflight; }},
+      {"strict-preflight", "yes", false, {}, "is not true or false"},
+      {"strict-preflight", "", false, {}, "is not true or false"},
       // unknown
       {"nope", "1", false, {}, "unknown option 'nope'"},
       {"--backlog", "1", false, {}, "unknown option"},
@@ -383,6 +390,28 @@ TEST(LoadConfig, FlagsOverrideFileWhateverTheOrder) {
   }
 }
 
+TEST(LoadConfig, FlagsTakeNoValue) {
+  // --strict-preflight alone turns it on and leaves the next argument alone;
+  // =false turns it off again; the TOML key takes a boolean.
+  Loaded l = load({"--strict-preflight", "--workers", "3"});
+  ASSERT_TRUE(l.ok) << l.error;
+  EXPECT_TRUE(l.config.strict_preflight);
+  EXPECT_EQ(l.config.workers, 3u);
+  l = load({"--workers", "3", "--strict-preflight"});
+  ASSERT_TRUE(l.ok) << l.error;
+  EXPECT_TRUE(l.config.strict_preflight);
+  l = load({"--strict-preflight", "--strict-preflight=false"});
+  ASSERT_TRUE(l.ok) << l.error;
+  EXPECT_FALSE(l.config.strict_preflight);
+  EXPECT_FALSE(load({}).config.strict_preflight);
+  Config c;
+  std::string error;
+  ASSERT_TRUE(apply_toml("strict_preflight = true\n", "t.toml", c, error)) << error;
+  EXPECT_TRUE(c.strict_preflight);
+  ASSERT_TRUE(apply_toml("strict_preflight = false\n", "t.toml", c, error)) << error;
+  EXPECT_FALSE(c.strict_preflight);
+}
+
 TEST(LoadConfig, LaterFlagWins) {
   const Loaded l = load({"--backlog", "1", "--backlog", "2"});
   ASSERT_TRUE(l.ok) << l.error;
@@ -471,6 +500,7 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"stall-timeout", "30s"},
       {"drain-timeout", "10s"},
       {"log-level", "info"},
+      {"strict-preflight", "false"},
   };
   for (const auto& [name, def] : options) {
     const std::string flag = std::string("--") + name + " ";
