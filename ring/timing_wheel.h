@@ -17,9 +17,9 @@
 //
 // Lists the wheel can hold a timer on:
 //   buckets_[b]  deadline in a tick the cursor has not passed yet;
-//   overdue_     deadline before the cursor's tick (added with a stale
-//                now_ms, or due again while expire() runs): fired next call;
-//   due_         what expire() detached and is working through.
+//   overdue_     deadline before the cursor's tick (added with a now_ms
+//                older than the last expire()'s): all fire at the next call;
+//   due_         what expire() found due and has yet to fire.
 // remove() finds a bucket from the deadline and tells overdue_ and due_ by
 // their end slots, so the records need no list number.
 #pragma once
@@ -61,7 +61,9 @@ class TimingWheel {
     Record& r = records_[slot];
     r.timer_list = kind;
     r.deadline_ms = now_ms + static_cast<std::uint32_t>(std::min(timeout_ms, timeout_ms_max));
-    link(slot, r);
+    // A deadline whose tick the cursor has passed would wait a revolution
+    // in its bucket.
+    append(before(r.deadline_ms, cursor_ms_) ? overdue_ : buckets_[bucket_of(r.deadline_ms)], slot, r);
     ++size_;
   }
 
@@ -69,7 +71,7 @@ class TimingWheel {
   void remove(std::uint32_t slot) noexcept {
     Record& r = records_[slot];
     if (index(r.timer_list) == 0) return;
-    unlink(slot, r);
+    unlink(slot, r, nullptr);
     r.timer_list = Kind{};
     assert(size_ > 0);
     --size_;
@@ -85,18 +87,14 @@ class TimingWheel {
   void expire(std::uint32_t now_ms, Fn&& fn) {
     assert(due_.head == nil);  // not reentrant
     assert(!before(now_ms, cursor_ms_));
-    if (size_ != 0) detach_passed(now_ms);
+    if (size_ != 0) collect_passed(now_ms);
     cursor_ms_ = tick_start(now_ms);
-    // Everything the wheel gets from here on lands in a bucket or overdue_,
-    // both out of this walk's reach.
+    // due_ is complete before any fn runs: whatever the wheel gets from here
+    // on lands in a bucket or overdue_, out of this loop's reach.
     while (due_.head != nil) {
       const std::uint32_t slot = due_.head;
       Record& r = records_[slot];
-      unlink(slot, r);
-      if (before(now_ms, r.deadline_ms)) {
-        link(slot, r);  // a later revolution, or later in this tick
-        continue;
-      }
+      unlink(slot, r, &due_);
       const Kind kind = r.timer_list;
       r.timer_list = Kind{};
       --size_;
@@ -140,10 +138,7 @@ class TimingWheel {
     return buckets_[bucket_of(r.deadline_ms)];
   }
 
-  // Appends to the deadline's bucket; to overdue_ if that bucket's tick has
-  // passed (the cursor will not come back to it for a whole revolution).
-  void link(std::uint32_t slot, Record& r) noexcept {
-    Head& h = before(r.deadline_ms, cursor_ms_) ? overdue_ : buckets_[bucket_of(r.deadline_ms)];
+  void append(Head& h, std::uint32_t slot, Record& r) noexcept {
     r.timer_prev = h.tail;
     r.timer_next = nil;
     if (h.tail != nil) records_[h.tail].timer_next = slot;
@@ -151,8 +146,9 @@ class TimingWheel {
     h.tail = slot;
   }
 
-  void unlink(std::uint32_t slot, Record& r) noexcept {
-    Head* h = (r.timer_prev == nil || r.timer_next == nil) ? &list_of(slot, r) : nullptr;
+  // Takes `slot` off its list: `h` if known, else found only when needed.
+  void unlink(std::uint32_t slot, Record& r, Head* h) noexcept {
+    if (h == nullptr && (r.timer_prev == nil || r.timer_next == nil)) h = &list_of(slot, r);
     if (r.timer_prev != nil) records_[r.timer_prev].timer_next = r.timer_next;
     else h->head = r.timer_next;
     if (r.timer_next != nil) records_[r.timer_next].timer_prev = r.timer_prev;
@@ -160,35 +156,39 @@ class TimingWheel {
     r.timer_prev = r.timer_next = nil;
   }
 
-  // Moves `from`'s timers to the end of due_.
-  void splice_to_due(Head& from) noexcept {
-    if (from.head == nil) return;
-    if (due_.tail != nil) {
-      records_[due_.tail].timer_next = from.head;
-      records_[from.head].timer_prev = due_.tail;
-    } else {
-      due_.head = from.head;
+  // Moves `h`'s due timers to the end of due_.  The others (later in this
+  // tick, or in a later revolution) are only read, and keep their places.
+  void collect_due(Head& h, std::uint32_t now_ms) noexcept {
+    for (std::uint32_t slot = h.head; slot != nil;) {
+      Record& r = records_[slot];
+      const std::uint32_t next = r.timer_next;
+      if (!before(now_ms, r.deadline_ms)) {
+        unlink(slot, r, &h);
+        append(due_, slot, r);
+      }
+      slot = next;
     }
-    due_.tail = from.tail;
-    from = Head{};
   }
 
-  // Moves overdue_ and the buckets of every tick from the cursor's to
-  // now_ms's (both included) to due_.  Past a whole revolution that is every
-  // bucket.
-  void detach_passed(std::uint32_t now_ms) noexcept {
-    splice_to_due(overdue_);
+  // Moves to due_ all of overdue_ and the due timers in the buckets of every
+  // tick from the cursor's to now_ms's (both included); past a whole
+  // revolution that is every bucket.
+  void collect_passed(std::uint32_t now_ms) noexcept {
+    if (overdue_.head != nil) {
+      due_ = overdue_;
+      overdue_ = Head{};
+    }
     const std::uint32_t last = tick_start(now_ms);
     if (std::uint64_t{last - cursor_ms_} >= std::uint64_t{tick_ms_} * bucket_count) {
-      for (Head& h : buckets_) splice_to_due(h);
+      for (Head& h : buckets_) collect_due(h, now_ms);
       return;
     }
     // Fewer than bucket_count ticks (one more if the wrap's short tick is
-    // among them): a bucket met twice is simply empty the second time.
+    // among them): a bucket met twice has only timers not due left.
     std::uint32_t walked = 0;
     for (std::uint32_t start = cursor_ms_;; start = next_tick(start)) {
       assert(++walked <= bucket_count + 1);
-      splice_to_due(buckets_[bucket_of(start)]);
+      collect_due(buckets_[bucket_of(start)], now_ms);
       if (start == last) break;
     }
   }
