@@ -259,6 +259,18 @@ std::string Admin::metrics() const {
   histogram(out, "ws_accept_queue_wait_seconds",
             "Time queued connections waited for an accept_rate token before their handshake started, all workers.",
             &WorkerCounters::queue_wait_ms);
+  per_worker_sum("ws_handshake_timeouts_total", "Connections answered 408: no complete request within handshake_timeout.",
+                 {Refusal::timeout});
+  per_worker(out, s, "ws_pings_sent_total", "counter", "Heartbeat pings sent to silent connections.",
+             &WorkerCounters::pings_sent_total);
+  per_worker(out, s, "ws_pongs_received_total", "counter",
+             "Reads made only of pongs, consumed on idle connections without attaching a session.",
+             &WorkerCounters::pongs_received_total);
+  per_worker(out, s, "ws_heartbeat_timeouts_total", "counter",
+             "Connections closed because nothing arrived within pong_timeout of a ping.",
+             &WorkerCounters::heartbeat_timeouts_total);
+  per_worker(out, s, "ws_idle_closes_total", "counter", "Connections closed after idle_timeout without input.",
+             &WorkerCounters::idle_closes_total);
   per_worker(out, s, "ws_protocol_closes_total", "counter",
              "Connections the server closed for a protocol violation (1002/1007/1009).",
              &WorkerCounters::protocol_closes_total);

@@ -186,6 +186,18 @@ const std::vector<Option>& options() {
        "A connection that is mid-message or has output waiting and makes no progress (no bytes in, no send "
        "completed) for this long is closed (1008 when it can still be told).",
        RG_MS(stall_timeout_ms)},
+      {"ping_interval", Kind::duration, "DURATION",
+       "Heartbeat: a connection that has sent nothing for this long gets a ping, and another every interval "
+       "while it stays silent. 0 = no pings.",
+       RG_MS(ping_interval_ms)},
+      {"pong_timeout", Kind::duration, "DURATION",
+       "After a ping, a connection from which nothing at all arrives (no pong, no data) within this is closed: "
+       "it finds clients that vanished without a FIN.",
+       RG_MS(pong_timeout_ms)},
+      {"idle_timeout", Kind::duration, "DURATION",
+       "A connection that sends nothing (pongs included) for this long is closed with 1000 \"idle timeout\". "
+       "0 = never.",
+       RG_MS(idle_timeout_ms)},
       {"drain_timeout", Kind::duration, "DURATION",
        "On SIGTERM/SIGINT: time connections get to finish the close handshake before the process exits.",
        RG_MS(drain_timeout_ms)},

@@ -52,6 +52,9 @@ struct Config {
   std::uint64_t close_timeout_ms = 5'000;
   std::uint64_t max_send_queue = 4 * 1024 * 1024;  // per connection; reading pauses beyond it
   std::uint64_t stall_timeout_ms = 30'000;         // mid-message or blocked send without progress
+  std::uint64_t ping_interval_ms = 30'000;  // ping a connection that has sent nothing for this long; 0 = off
+  std::uint64_t pong_timeout_ms = 90'000;   // after a ping, close if nothing arrives within this
+  std::uint64_t idle_timeout_ms = 0;        // close a connection that sent nothing for this long; 0 = off
 
   // Process
   std::uint64_t drain_timeout_ms = 10'000;

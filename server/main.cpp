@@ -104,6 +104,13 @@ bool validate(const Config& c, std::string& error) {
     error = "accept_queue_timeout must be between 100ms (the timer tick) and 1h";
     return false;
   }
+  const auto timer_ok = [](std::uint64_t ms) { return ms == 0 || (ms >= 100 && ms <= (1u << 30)); };
+  if (!timer_ok(c.ping_interval_ms) || !timer_ok(c.idle_timeout_ms) || c.pong_timeout_ms < 100 ||
+      c.pong_timeout_ms > (1u << 30)) {
+    error = "ping_interval and idle_timeout must be 0 (off) or between 100ms and 12 days; pong_timeout between "
+            "100ms and 12 days";
+    return false;
+  }
   if (c.per_ip_limit > (1u << 30)) {
     error = "per_ip_limit must be at most 2^30";
     return false;

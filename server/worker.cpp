@@ -14,6 +14,7 @@
 #include "proto/ws_frame.h"
 #include "proto/ws_session.h"
 #include "ring/deadline_lists.h"
+#include "ring/timing_wheel.h"
 #include "ring/ring.h"
 #include "server/capacity_model.h"
 #include "server/log.h"
@@ -29,6 +30,10 @@ constexpr std::uint32_t nil = UINT32_MAX;
 // The loop wakes at least this often to run timers and notice shutdown; it is
 // the resolution of every timeout.
 constexpr std::uint32_t tick_ms = 100;
+// Width of a timing-wheel bucket: timers fire within one loop turn of their
+// deadline, and 4096 buckets of 10 ms cover 41 s per revolution (longer
+// timeouts such as pong_timeout wait a revolution or two in their bucket).
+constexpr std::uint32_t wheel_tick_ms = 10;
 // CQEs handled per reap; more wait for the next turn of the loop.
 constexpr std::size_t reap_batch = 512;
 constexpr int reap_rounds_max = 8;  // batches per loop turn before timers run
@@ -64,15 +69,21 @@ enum Flag : std::uint16_t {
   f_close_after_send = 1 << 8,  // the answer is a close reply: tear down once it is out
   f_read_paused = 1 << 9,       // send queue over max_send_queue: recv cancelled until it drains
   f_const_close_sent = 1 << 10, // a constant close frame went out: waiting for the peer's close
+  f_ping_outstanding = 1 << 11, // a ping went out at ping_sent_ms and nothing has been received since
 };
 
-// handshake: handshake_timeout; closing: close_timeout; active: stall_timeout
-// (re-armed on every bit of progress while a session is attached); queued:
-// accept_queue_timeout (the list is also the accept queue: one timeout for
-// all means arrival order is deadline order, so its head is the oldest).
-enum class TimerList : std::uint8_t { none, handshake, closing, active, queued };
+// A connection has at most one timer.  On the timing wheel: handshake
+// (handshake_timeout); closing (close_timeout); active (stall_timeout,
+// re-armed on every bit of progress while a session is attached); heartbeat
+// (an idle open connection's next ping, pong deadline or idle_timeout,
+// whichever is first).  On a deadline list of its own: queued
+// (accept_queue_timeout; one timeout for all means arrival order is deadline
+// order, so the list is also the accept queue's FIFO).
+enum class TimerList : std::uint8_t { none, handshake, closing, active, heartbeat, queued };
 
-enum class Const : std::uint8_t { none, busy_http, shutdown_http, busy_ws, shutdown_ws, per_ip_http, rate_http };
+enum class Const : std::uint8_t {
+  none, busy_http, shutdown_http, busy_ws, shutdown_ws, per_ip_http, rate_http, ping_ws, idle_ws,
+};
 
 // The record every connection costs, idle or not.  It is the whole per
 // connection user-space footprint while idle: the parse state and the wslay
@@ -84,14 +95,16 @@ struct Conn {
   std::uint32_t deadline_ms;  // worker-relative, compared wrap-safe
   std::uint32_t aux;          // parser slot while parsing, then response slot; or nil
   std::uint32_t session;      // pool index or nil
+  std::uint32_t last_rx_ms;   // worker-relative: when bytes last arrived (open connections)
+  std::uint32_t ping_sent_ms; // worker-relative: the first unanswered ping (with f_ping_outstanding)
   State state;
   TimerList timer_list;
   Const pending_const;
-  std::uint8_t spare;
+  Const sent_const;           // the constant whose send is in flight (pending_const may change meanwhile)
   std::uint16_t flags;
   std::uint16_t ops;          // operations in flight (multishot recv counts once)
 };
-static_assert(sizeof(Conn) == 32, "the connection record is the per-connection memory budget: keep it 32 bytes");
+static_assert(sizeof(Conn) == 40, "the connection record is the per-connection memory budget: keep it 40 bytes");
 static_assert(sizeof(Conn) == capacity::record_bytes, "the capacity model plans with this record's size");
 
 // Parse state for a request that did not arrive in one piece.  Requests that
@@ -252,6 +265,11 @@ class Worker final : public ws::MessageHandler {
   void timer_add(std::uint32_t slot, TimerList list, std::uint64_t timeout_ms);
   void timer_remove(std::uint32_t slot);
   void run_timers();
+  void on_timer(std::uint32_t slot, TimerList kind);
+  void arm_heartbeat(std::uint32_t slot);
+  void on_heartbeat(std::uint32_t slot);
+  bool consume_idle_pongs(std::uint32_t slot, std::span<const std::uint8_t> data);
+  bool heartbeats_ = false;  // ping_interval or idle_timeout set
   void begin_drain();
 
   Shared& shared_;
@@ -283,12 +301,16 @@ class Worker final : public ws::MessageHandler {
   std::size_t busy_ws_len_ = 0;
   std::array<std::uint8_t, 64> shutdown_ws_{};
   std::size_t shutdown_ws_len_ = 0;
+  std::array<std::uint8_t, 64> idle_ws_{};
+  std::size_t idle_ws_len_ = 0;
+  static constexpr std::array<std::uint8_t, 2> ping_ws_{0x89, 0x00};  // FIN + ping, empty, unmasked
   std::array<char, http::response_bytes_max> per_ip_http_{};
   std::size_t per_ip_http_len_ = 0;
   std::array<char, http::response_bytes_max> rate_http_{};
   std::size_t rate_http_len_ = 0;
 
-  ring::DeadlineLists<Conn, TimerList, 5> timers_;
+  ring::TimingWheel<Conn, TimerList> wheel_;
+  ring::DeadlineLists<Conn, TimerList, 6> queue_;  // only TimerList::queued
 
   // per_ip_limit: the peer's address is needed, which a multishot accept
   // cannot deliver safely (it writes every peer to one buffer), so this many
@@ -369,7 +391,9 @@ bool Worker::start(std::string& error) {
     return false;
   }
   conns_ = static_cast<Conn*>(m);
-  timers_.bind(conns_);
+  wheel_.bind(conns_, wheel_tick_ms, rel_now());
+  queue_.bind(conns_);
+  heartbeats_ = config_.ping_interval_ms > 0 || config_.idle_timeout_ms > 0;
 
   if (buffers_.init(ring_, buffer_group, config_.recv_buffer_count, config_.recv_buffer_size, error) != 0) return false;
 
@@ -420,6 +444,7 @@ bool Worker::start(std::string& error) {
   };
   busy_ws_len_ = close_frame(busy_ws_, 1013, "server busy: too many active sessions");
   shutdown_ws_len_ = close_frame(shutdown_ws_, 1001, "server shutting down");
+  idle_ws_len_ = close_frame(idle_ws_, 1000, "idle timeout");
   arm_accept();
   return true;
 }
@@ -736,7 +761,7 @@ void Worker::refill_tokens() {
 void Worker::serve_accept_queue() {
   refill_tokens();
   while (queue_depth_ > 0 && tokens_ >= 1.0) {
-    const std::uint32_t slot = timers_.front(TimerList::queued);
+    const std::uint32_t slot = queue_.front(TimerList::queued);
     assert(slot != nil && conns_[slot].state == State::queued);
     const std::uint32_t queued_at = conns_[slot].deadline_ms - static_cast<std::uint32_t>(config_.accept_queue_timeout_ms);
     counters_.queue_wait_ms.record(rel_now() - queued_at);
@@ -772,6 +797,10 @@ void Worker::on_recv(std::uint32_t slot, const ring::Completion& c) {
   if (c.res > 0) {
     assert(c.has_buffer());
     const std::span<const std::uint8_t> data = buffers_.buffer(c.buffer_id(), static_cast<std::uint32_t>(c.res));
+    // Any bytes prove the peer alive: the heartbeat timer reads these
+    // lazily when it fires, so traffic costs no timer updates.
+    k.last_rx_ms = rel_now();
+    k.flags &= static_cast<std::uint16_t>(~f_ping_outstanding);
     switch (k.state) {
       case State::handshake: handle_handshake_bytes(slot, data); break;
       case State::open:
@@ -869,8 +898,9 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
   out.sent = 0;
   release_aux(k);  // the parser (if any) is done; `d` and the key are used up
   k.aux = response;
-  timer_remove(slot);
   k.state = State::open;
+  k.last_rx_ms = rel_now();
+  arm_heartbeat(slot);
   k.flags |= f_upgraded;  // open_connections was counted above
   counters_.upgraded_total.fetch_add(1, std::memory_order_relaxed);
   // Bytes after the request already belong to the WebSocket stream.
@@ -938,6 +968,8 @@ std::span<const std::uint8_t> Worker::const_answer(Const what) const noexcept {
     case Const::shutdown_ws: return text(shutdown_ws_, shutdown_ws_len_);
     case Const::per_ip_http: return text(per_ip_http_, per_ip_http_len_);
     case Const::rate_http: return text(rate_http_, rate_http_len_);
+    case Const::ping_ws: return {ping_ws_.data(), ping_ws_.size()};
+    case Const::idle_ws: return text(idle_ws_, idle_ws_len_);
     case Const::none: break;
   }
   return {};
@@ -1013,6 +1045,7 @@ void Worker::handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
     return;
   }
   if (answer_idle_close(slot, data)) return;
+  if (consume_idle_pongs(slot, data)) return;
   if (!attach_session(slot)) {
     std::uint64_t dropped = 0;
     if (conn_log_.allow(now_ms_, dropped))
@@ -1060,7 +1093,7 @@ void Worker::after_ws_progress(std::uint32_t slot) {
   }
   if (s.quiescent() && k.aux == nil && !(k.flags & f_read_paused)) {
     release_session(k);
-    if (k.timer_list == TimerList::active) timer_remove(slot);
+    if (k.timer_list == TimerList::active) arm_heartbeat(slot);
   }
 }
 
@@ -1134,6 +1167,7 @@ void Worker::pump_send(std::uint32_t slot) {
   if (k.pending_const != Const::none && !response_pending) {
     bytes = const_answer(k.pending_const);
     source = f_send_const;
+    k.sent_const = k.pending_const;
   } else if (response_pending) {
     Response& out = responses_[k.aux];
     bytes = {reinterpret_cast<const std::uint8_t*>(out.bytes.data()) + out.sent,
@@ -1178,13 +1212,16 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
   } else if (k.flags & f_send_const) {
     // Constant answers are a few hundred bytes: one send takes them whole.
     // A short send (never seen) ends the connection rather than truncate.
-    if (c.ok() && sent != const_answer(k.pending_const).size()) {
+    if (c.ok() && sent != const_answer(k.sent_const).size()) {
       teardown(slot);
       maybe_finish_teardown(slot);
       return;
     }
-    if (c.ok() && k.pending_const == Const::shutdown_ws) k.flags |= f_const_close_sent;
-    if (c.ok()) k.pending_const = Const::none;
+    if (c.ok() && (k.sent_const == Const::shutdown_ws || k.sent_const == Const::idle_ws))
+      k.flags |= f_const_close_sent;
+    // A constant chosen while this one was in flight (a ping overtaken by a
+    // close) is still to be sent.
+    if (c.ok() && k.pending_const == k.sent_const) k.pending_const = Const::none;
   } else if (k.aux != nil && !(k.flags & f_aux_parser)) {
     Response& out = responses_[k.aux];
     out.sent = static_cast<std::uint16_t>(out.sent + sent);
@@ -1317,26 +1354,132 @@ void Worker::release(std::uint32_t slot) {
 // idle connection.
 
 void Worker::timer_add(std::uint32_t slot, TimerList list, std::uint64_t timeout_ms) {
-  timers_.add(slot, list, rel_now(), timeout_ms);
+  timer_remove(slot);
+  if (list == TimerList::queued) queue_.add(slot, list, rel_now(), timeout_ms);
+  else wheel_.add(slot, list, rel_now(), timeout_ms);
 }
 
-void Worker::timer_remove(std::uint32_t slot) { timers_.remove(slot); }
+void Worker::timer_remove(std::uint32_t slot) {
+  if (conns_[slot].timer_list == TimerList::queued) queue_.remove(slot);
+  else wheel_.remove(slot);
+}
 
 void Worker::run_timers() {
   const std::uint32_t now = rel_now();
-  for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::handshake, now)) != nil;) {
-    // Slowloris protection: an incomplete request gets 408, then the socket.
-    answer_error(slot, 408, "upgrade request not completed within handshake_timeout", 0);
-  }
-  for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::closing, now)) != nil;) teardown(slot);
-  for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::active, now)) != nil;) on_stall(slot);
-  for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::queued, now)) != nil;) {
+  wheel_.expire(now, [this](std::uint32_t slot, TimerList kind) { on_timer(slot, kind); });
+  for (std::uint32_t slot; (slot = queue_.pop_expired(TimerList::queued, now)) != nil;) {
     // Waited accept_queue_timeout for a token: an explicit 503, never a hang.
     --queue_depth_;
     begin_handshake(slot);
     answer_const(slot, Const::rate_http, Refusal::accept_queue_timeout);
   }
   if (rate_limited_) counters_.accept_queue_depth.store(queue_depth_, std::memory_order_relaxed);
+}
+
+void Worker::on_timer(std::uint32_t slot, TimerList kind) {
+  switch (kind) {
+    case TimerList::handshake:
+      // Slowloris protection: an incomplete request gets 408, then the socket.
+      answer_error(slot, 408, "upgrade request not completed within handshake_timeout", 0);
+      break;
+    case TimerList::closing: teardown(slot); break;
+    case TimerList::active: on_stall(slot); break;
+    case TimerList::heartbeat: on_heartbeat(slot); break;
+    case TimerList::queued:
+    case TimerList::none: assert(false && "not a wheel timer"); break;
+  }
+}
+
+// An idle open connection's one timer: the earliest of its next ping, its
+// pong deadline and its idle deadline.  Received bytes only move last_rx_ms;
+// the timer notices when it fires and re-arms from there.
+void Worker::arm_heartbeat(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (!heartbeats_ || k.state != State::open) {
+    timer_remove(slot);
+    return;
+  }
+  const std::uint32_t now = rel_now();
+  auto due_in = [now](std::uint32_t at) -> std::uint64_t {
+    const auto d = static_cast<std::int32_t>(at - now);
+    return d > 0 ? static_cast<std::uint64_t>(d) : 0;
+  };
+  std::uint64_t next = ring::TimingWheel<Conn, TimerList>::timeout_ms_max;
+  if (config_.idle_timeout_ms > 0)
+    next = std::min(next, due_in(k.last_rx_ms + static_cast<std::uint32_t>(config_.idle_timeout_ms)));
+  if (config_.ping_interval_ms > 0) {
+    const auto interval = static_cast<std::uint32_t>(config_.ping_interval_ms);
+    if (k.flags & f_ping_outstanding) {
+      next = std::min(next, due_in(k.ping_sent_ms + static_cast<std::uint32_t>(config_.pong_timeout_ms)));
+      const std::uint32_t since = now - k.ping_sent_ms;
+      next = std::min(next, due_in(k.ping_sent_ms + (since / interval + 1) * interval));
+    } else {
+      next = std::min(next, due_in(k.last_rx_ms + interval));
+    }
+  }
+  timer_add(slot, TimerList::heartbeat, next);
+}
+
+void Worker::on_heartbeat(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (k.state != State::open) return;
+  const std::uint32_t now = rel_now();
+  if (config_.idle_timeout_ms > 0 && now - k.last_rx_ms >= config_.idle_timeout_ms) {
+    counters_.idle_closes_total.fetch_add(1, std::memory_order_relaxed);
+    if (k.session != nil || (k.flags & f_send_in_flight) || k.pending_const != Const::none) {
+      teardown(slot);
+      return;
+    }
+    k.pending_const = Const::idle_ws;
+    k.state = State::ws_closing;
+    timer_add(slot, TimerList::closing, config_.close_timeout_ms);
+    pump_send(slot);
+    return;
+  }
+  if (config_.ping_interval_ms > 0) {
+    const bool outstanding = k.flags & f_ping_outstanding;
+    if (outstanding && now - k.ping_sent_ms >= config_.pong_timeout_ms) {
+      // Nothing at all for pong_timeout after a ping: the peer is gone
+      // (no FIN ever came).  No close frame: nobody would read it.
+      counters_.heartbeat_timeouts_total.fetch_add(1, std::memory_order_relaxed);
+      teardown(slot);
+      return;
+    }
+    const bool due = outstanding ? (now - k.ping_sent_ms) >= config_.ping_interval_ms
+                                 : (now - k.last_rx_ms) >= config_.ping_interval_ms;
+    // A connection with output in flight is not idle: its next turn to be
+    // pinged comes when it is.
+    if (due && k.session == nil && !(k.flags & f_send_in_flight) && k.pending_const == Const::none) {
+      k.pending_const = Const::ping_ws;
+      if (!outstanding) {
+        k.flags |= f_ping_outstanding;
+        k.ping_sent_ms = now;
+      }
+      counters_.pings_sent_total.fetch_add(1, std::memory_order_relaxed);
+      pump_send(slot);
+    }
+  }
+  arm_heartbeat(slot);
+}
+
+// Pongs answering our pings on an idle connection are consumed here, without
+// attaching a session: at a million connections, heartbeats must not cost a
+// wslay context each.  Only reads made entirely of complete, well-formed
+// pongs qualify; anything else goes to the session, which judges it.
+bool Worker::consume_idle_pongs(std::uint32_t slot, std::span<const std::uint8_t> data) {
+  const Conn& k = conns_[slot];
+  if (k.session != nil || k.aux != nil || k.state != State::open || data.empty()) return false;
+  for (std::span<const std::uint8_t> rest = data; !rest.empty();) {
+    const ws::DecodeResult d = ws::decode_header(rest);
+    const ws::FrameHeader& h = d.header;
+    if (d.status != ws::DecodeStatus::ok || h.opcode != static_cast<std::uint8_t>(ws::Opcode::pong) || !h.fin ||
+        !h.masked || h.rsv != 0 || h.payload_len > ws::control_payload_max ||
+        h.header_len + h.payload_len > rest.size())
+      return false;
+    rest = rest.subspan(static_cast<std::size_t>(h.header_len + h.payload_len));
+  }
+  counters_.pongs_received_total.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 void Worker::begin_drain() {
@@ -1366,7 +1509,7 @@ void Worker::begin_drain() {
         answer_const(slot, Const::shutdown_http, Refusal::shutdown);
         break;
       case State::open:
-        if (k.session == nil && k.aux == nil) {
+        if (k.session == nil && k.aux == nil && k.pending_const == Const::none) {
           // Idle (nearly all of them): a constant close frame, no session.
           k.pending_const = Const::shutdown_ws;
           k.state = State::ws_closing;

@@ -29,6 +29,10 @@ struct alignas(64) WorkerCounters {
   std::atomic<std::uint64_t> protocol_closes_total{0};     // we closed with 1002/1007/1009
   std::atomic<std::uint64_t> messages_in_total{0};
   std::atomic<std::uint64_t> accept_errors_total{0};
+  std::atomic<std::uint64_t> pings_sent_total{0};
+  std::atomic<std::uint64_t> pongs_received_total{0};      // reads of pongs consumed without a session
+  std::atomic<std::uint64_t> heartbeat_timeouts_total{0};  // nothing for pong_timeout after a ping
+  std::atomic<std::uint64_t> idle_closes_total{0};         // idle_timeout
   std::atomic<std::uint64_t> queued_total{0};          // connections that waited for an accept_rate token
   std::atomic<std::uint64_t> accept_queue_depth{0};    // waiting now
   std::atomic<std::uint64_t> table_slots{0};          // set once at start
