@@ -165,6 +165,10 @@ std::size_t Session::queued_bytes() const noexcept {
   return static_cast<std::size_t>(wslay_event_get_queued_msg_length(ctx_)) + staged_bytes();
 }
 
+std::size_t Session::queued_messages() const noexcept {
+  return static_cast<std::size_t>(wslay_event_get_queued_msg_count(ctx_));
+}
+
 bool Session::close_received() const noexcept { return wslay_event_get_close_received(ctx_) != 0; }
 bool Session::close_sent() const noexcept { return wslay_event_get_close_sent(ctx_) != 0; }
 bool Session::read_closed() const noexcept { return wslay_event_get_read_enabled(ctx_) == 0; }

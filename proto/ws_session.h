@@ -94,6 +94,8 @@ class Session {
   // The server compares it with max_send_queue to stop reading from a peer
   // that does not read.
   [[nodiscard]] std::size_t queued_bytes() const noexcept;
+  // Messages queued in wslay and not yet framed into the staging buffer.
+  [[nodiscard]] std::size_t queued_messages() const noexcept;
 
   // wslay callbacks (C linkage trampolines call these).
   long on_wslay_recv(std::uint8_t* buf, std::size_t len) noexcept;

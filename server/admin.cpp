@@ -218,7 +218,7 @@ std::string Admin::metrics() const {
                  "Connections refused by admission control for any limit (max_connections, table slots, kernel "
                  "budgets, per_ip_limit, accept queue, pools).",
                  {Refusal::max_connections, Refusal::table_full, Refusal::kernel_budget, Refusal::per_ip,
-                  Refusal::accept_queue_full, Refusal::accept_queue_timeout, Refusal::busy});
+                  Refusal::accept_queue_full, Refusal::accept_queue_timeout, Refusal::busy, Refusal::buffered_bytes});
   per_worker_sum("ws_max_connections_exceeded_total", "Handshakes answered 503 because max_connections was reached.",
                  {Refusal::max_connections});
   per_worker_sum("ws_per_ip_rejections_total", "Connections answered 429 because their address reached per_ip_limit.",
@@ -271,6 +271,30 @@ std::string Admin::metrics() const {
              &WorkerCounters::heartbeat_timeouts_total);
   per_worker(out, s, "ws_idle_closes_total", "counter", "Connections closed after idle_timeout without input.",
              &WorkerCounters::idle_closes_total);
+  per_worker(out, s, "ws_bytes_buffered", "gauge", "Outbound bytes buffered for this worker's connections.",
+             &WorkerCounters::buffered_bytes);
+  per_worker(out, s, "ws_bytes_buffered_max_connection", "gauge",
+             "High-water mark of one connection's buffered outbound bytes since start.",
+             &WorkerCounters::buffered_max_connection_bytes);
+  per_worker(out, s, "ws_messages_pending", "gauge", "Outbound messages queued and not yet framed for sending.",
+             &WorkerCounters::messages_pending);
+  per_worker(out, s, "ws_backpressured_connections", "gauge", "Connections over frame_buffer_size right now.",
+             &WorkerCounters::backpressured_connections);
+  per_worker(out, s, "ws_backpressure_activations_total", "counter",
+             "Times a connection went over frame_buffer_size and reading from it stopped.",
+             &WorkerCounters::backpressure_activations_total);
+  histogram(out, "ws_backpressure_duration_seconds", "How long backpressure episodes lasted, all workers.",
+            &WorkerCounters::backpressure_ms);
+  per_worker(out, s, "ws_slow_consumer_closes_total", "counter",
+             "Connections closed as slow consumers (slow_consumer_policy close, or still over the threshold "
+             "after backpressure_timeout).",
+             &WorkerCounters::slow_consumer_closes_total);
+  per_worker(out, s, "ws_slow_consumer_drops_total", "counter",
+             "Outbound messages dropped for backpressured connections (slow_consumer_policy drop).",
+             &WorkerCounters::slow_consumer_drops_total);
+  per_worker(out, s, "ws_buffer_budget_hits_total", "counter",
+             "Outbound messages that would have exceeded the worker's share of max_buffered_bytes.",
+             &WorkerCounters::buffer_budget_hits_total);
   per_worker(out, s, "ws_protocol_closes_total", "counter",
              "Connections the server closed for a protocol violation (1002/1007/1009).",
              &WorkerCounters::protocol_closes_total);
@@ -285,6 +309,7 @@ std::string Admin::metrics() const {
     absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"table_slots\",worker=\"%d\"} %d\n", i,
                           load(s.counters[i]->live_slots));
   absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"max_connections\"} %d\n", s.open_connections());
+  absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"buffered_bytes\"} %d\n", s.buffered_bytes());
   for (std::size_t i = 0; i < s.kernel.figures.size(); ++i)
     absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"%s\"} %d\n", budget_name(static_cast<KernelBudget>(i)),
                           load(s.kernel.figures[i].used));
@@ -294,6 +319,7 @@ std::string Admin::metrics() const {
     absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"table_slots\",worker=\"%d\"} %d\n", i,
                           load(s.counters[i]->table_slots));
   absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"max_connections\"} %d\n", s.max_connections);
+  absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"buffered_bytes\"} %d\n", s.max_buffered_bytes);
   for (std::size_t i = 0; i < s.kernel.figures.size(); ++i)
     absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"%s\"} %d\n", budget_name(static_cast<KernelBudget>(i)),
                           load(s.kernel.figures[i].limit));

@@ -25,6 +25,7 @@ const char* refusal_name(Refusal r) noexcept {
     case Refusal::accept_queue_full: return "accept_queue_full";
     case Refusal::accept_queue_timeout: return "accept_queue_timeout";
     case Refusal::busy: return "busy";
+    case Refusal::buffered_bytes: return "buffered_bytes";
     case Refusal::shutdown: return "shutdown";
     case Refusal::other: return "other";
     case Refusal::count: break;

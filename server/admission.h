@@ -30,6 +30,7 @@ enum class Refusal : std::uint8_t {
   accept_queue_full,     // 503: accept_rate exceeded and the queue is full
   accept_queue_timeout,  // 503: waited accept_queue_timeout for a token
   busy,                  // 503: a pool sized at start-up was empty
+  buffered_bytes,        // 503: buffered outbound bytes at kernel_refuse_percent of max_buffered_bytes
   shutdown,              // 503: the server is draining
   other,                 // any other status
   count

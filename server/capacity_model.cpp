@@ -236,7 +236,7 @@ std::vector<Setting> settings_for(const HostFacts& host, const Target& t, const 
                       socket_buffer_max_share, format_bytes(buf_max)));
   add("net.ipv4.tcp_wmem", absl::StrFormat("4096 %u %u", tcp_wmem_default, buf_max),
       "Per-socket send buffer: min, default, max, sized as tcp_rmem. ringgate bounds what it queues per "
-      "connection itself (max_send_queue).");
+      "connection itself (frame_buffer_size, max_buffered_bytes).");
   add("net.core.rmem_max", std::to_string(buf_max),
       "Cap on SO_RCVBUF set by applications (ringgate sets none): equal to the tcp_rmem max, so a tool that "
       "sets it is not held below autotuning.");

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -18,7 +19,7 @@ namespace rg::server {
 
 namespace {
 
-enum class Kind { text, u32, u64, size32, size64, duration, list, address, flag };
+enum class Kind { text, u32, u64, size32, size64, duration, list, address, fraction, flag };
 
 struct Option {
   const char* name;  // snake_case; the flag is the kebab-case form
@@ -147,9 +148,9 @@ const std::vector<Option>& options() {
       {"recv_buffer_size", Kind::size32, "SIZE", "Size of each provided receive buffer.", RG_SIZE32(recv_buffer_size)},
       {"recv_buffer_count", Kind::u32, "N", "Provided receive buffers per worker (power of two, <= 32768).",
        RG_U32(recv_buffer_count)},
-      {"frame_buffer_size", Kind::size32, "SIZE",
+      {"send_chunk_size", Kind::size32, "SIZE",
        "Outbound bytes a connection stages per send; larger messages are sent in several steps.",
-       RG_SIZE32(frame_buffer_size)},
+       RG_SIZE32(send_chunk_size)},
       {"echo_path", Kind::text, "PATH", "Path of the echo endpoint; '/' works too.", RG_TEXT(echo_path)},
       {"subprotocols", Kind::list, "LIST",
        "Comma-separated subprotocols the server accepts; the first one the client offers wins.",
@@ -178,10 +179,35 @@ const std::vector<Option>& options() {
        "Time the peer has to answer our close frame (or to finish reading an error response) before the TCP "
        "connection is closed.",
        RG_MS(close_timeout_ms)},
-      {"max_send_queue", Kind::size64, "SIZE",
-       "Outbound bytes one connection may have queued. Beyond it the server stops reading from that "
-       "connection until the queue drains below half, so a peer that does not read cannot grow memory.",
-       RG_SIZE64(max_send_queue)},
+      {"frame_buffer_size", Kind::size32, "SIZE",
+       "Backpressure threshold: when a connection has more than this buffered for sending, the server stops "
+       "reading from it, and new outbound messages follow slow_consumer_policy until it drains.",
+       RG_SIZE32(frame_buffer_size)},
+      {"buffer_drain_threshold", Kind::fraction, "FRACTION",
+       "Backpressure ends once the connection's buffer drains to this fraction of frame_buffer_size.",
+       [](Config& c, std::uint64_t, const std::string& s) { c.buffer_drain_threshold = std::strtod(s.c_str(), nullptr); },
+       [](const Config& c) {
+         std::ostringstream os;
+         os << c.buffer_drain_threshold;
+         return os.str();
+       }},
+      {"backpressure_timeout", Kind::duration, "DURATION",
+       "Longest a connection may stay backpressured. Then, if it is still over frame_buffer_size, it is closed "
+       "with slow_consumer_close_code and \"slow consumer\"; otherwise reading resumes.",
+       RG_MS(backpressure_timeout_ms)},
+      {"slow_consumer_policy", Kind::text, "close|drop",
+       "What happens to a new outbound message for a backpressured connection (or one that would exceed "
+       "max_buffered_bytes): close = close the connection with slow_consumer_close_code (it is not allowed to "
+       "miss messages silently); drop = drop the message and count it.",
+       RG_TEXT(slow_consumer_policy)},
+      {"slow_consumer_close_code", Kind::u32, "1008|1013",
+       "Close code for slow consumers: 1008 (policy violation) or 1013 (try again later).",
+       RG_U32(slow_consumer_close_code)},
+      {"max_buffered_bytes", Kind::size64, "SIZE",
+       "Bytes buffered for sending across all connections, split evenly over workers. A message that would "
+       "exceed a worker's share follows slow_consumer_policy, and new handshakes get 503 from "
+       "kernel_refuse_percent of it. 0 = a quarter of MemTotal.",
+       RG_SIZE64(max_buffered_bytes)},
       {"stall_timeout", Kind::duration, "DURATION",
        "A connection that is mid-message or has output waiting and makes no progress (no bytes in, no send "
        "completed) for this long is closed (1008 when it can still be told).",
@@ -301,6 +327,13 @@ bool apply_option(const std::string& key, const std::string& value, Config& c, s
     case Kind::text:
     case Kind::list:
       break;
+    case Kind::fraction: {
+      char* end = nullptr;
+      const double f = value.empty() ? -1 : std::strtod(value.c_str(), &end);
+      if (end == nullptr || *end != '\0' || !(f > 0.0 && f < 1.0)) return bad("a fraction between 0 and 1 (e.g. 0.5)");
+      o->set(c, 0, value);
+      return true;
+    }
     case Kind::u32:
       if (!parse_u64(value, n) || n > std::numeric_limits<std::uint32_t>::max()) return bad("a number");
       break;
@@ -366,6 +399,10 @@ bool apply_toml(const std::string& text, const std::string& origin, Config& c, s
         return false;
       }
       value = std::to_string(i->get());
+    } else if (const auto* f = node.as_floating_point()) {
+      std::ostringstream os;
+      os << f->get();
+      value = os.str();
     } else if (const auto* b = node.as_boolean()) {
       value = b->get() ? "1" : "0";
     } else if (const auto* a = node.as_array()) {
@@ -396,7 +433,7 @@ std::string help_text() {
       "usage: ringgate [--config FILE] [--OPTION VALUE ...]\n"
       "       ringgate tune plan|check|apply|rollback ...   kernel tuning (ringgate tune --help)\n\n"
       "Every option is also a key in the TOML config file, with '_' for '-'\n"
-      "(frame_buffer_size = \"256KiB\" <-> --frame-buffer-size 256KiB).  Flags win over\n"
+      "(max_message_size = \"1MiB\" <-> --max-message-size 1MiB).  Flags win over\n"
       "the file.  Sizes take units (4096, 64KiB, 1MiB, 100KB); durations take units\n"
       "(500ms, 2s, 1m).\n\n"
       "  --config FILE                 TOML file with any of the keys below\n"

@@ -37,7 +37,7 @@ struct Config {
   // Receive path
   std::uint32_t recv_buffer_size = 16 * 1024;
   std::uint32_t recv_buffer_count = 512;  // per worker, power of two
-  std::uint32_t frame_buffer_size = 256 * 1024;  // output staged per send
+  std::uint32_t send_chunk_size = 256 * 1024;  // output staged per send
 
   // HTTP upgrade
   std::string echo_path = "/echo";
@@ -50,7 +50,15 @@ struct Config {
   // WebSocket
   std::uint64_t max_message_size = 1024 * 1024;
   std::uint64_t close_timeout_ms = 5'000;
-  std::uint64_t max_send_queue = 4 * 1024 * 1024;  // per connection; reading pauses beyond it
+  // Backpressure: per connection, on above frame_buffer_size buffered bytes,
+  // off at buffer_drain_threshold of it (or after backpressure_timeout, when
+  // a connection still over the limit is closed).
+  std::uint32_t frame_buffer_size = 100 * 1024;
+  double buffer_drain_threshold = 0.5;
+  std::uint64_t backpressure_timeout_ms = 5'000;
+  std::string slow_consumer_policy = "close";  // new messages while backpressured: close or drop
+  std::uint32_t slow_consumer_close_code = 1008;  // 1008 (policy) or 1013 (try again later)
+  std::uint64_t max_buffered_bytes = 0;  // all connections; 0 = a quarter of MemTotal, split over workers
   std::uint64_t stall_timeout_ms = 30'000;         // mid-message or blocked send without progress
   std::uint64_t ping_interval_ms = 30'000;  // ping a connection that has sent nothing for this long; 0 = off
   std::uint64_t pong_timeout_ms = 90'000;   // after a ping, close if nothing arrives within this
@@ -61,6 +69,12 @@ struct Config {
   std::string log_level = "info";
   bool strict_preflight = false;  // refuse to start when the kernel preflight finds anything
   std::string config_file;
+
+  // The per-connection backpressure thresholds in bytes.
+  [[nodiscard]] std::uint64_t backpressure_on_bytes() const noexcept { return frame_buffer_size; }
+  [[nodiscard]] std::uint64_t backpressure_off_bytes() const noexcept {
+    return static_cast<std::uint64_t>(frame_buffer_size * buffer_drain_threshold);
+  }
 };
 
 // Parses argv (and the --config file it names) over the defaults.  Returns

@@ -61,8 +61,24 @@ bool validate(const Config& c, std::string& error) {
     error = "recv_buffer_size must be between 512B and 1MiB";
     return false;
   }
+  if (c.send_chunk_size < 4096) {
+    error = "send_chunk_size must be at least 4KiB";
+    return false;
+  }
   if (c.frame_buffer_size < 4096) {
     error = "frame_buffer_size must be at least 4KiB";
+    return false;
+  }
+  if (c.slow_consumer_policy != "close" && c.slow_consumer_policy != "drop") {
+    error = "slow_consumer_policy must be close or drop, not '" + c.slow_consumer_policy + "'";
+    return false;
+  }
+  if (c.slow_consumer_close_code != 1008 && c.slow_consumer_close_code != 1013) {
+    error = "slow_consumer_close_code must be 1008 or 1013";
+    return false;
+  }
+  if (c.backpressure_timeout_ms < 100) {
+    error = "backpressure_timeout must be at least 100ms (the timer tick)";
     return false;
   }
   if (c.max_request_line < 64 || c.max_header_bytes < 64 || c.max_headers == 0) {
@@ -75,10 +91,6 @@ bool validate(const Config& c, std::string& error) {
   }
   if (c.reject != "http" && c.reject != "close") {
     error = "reject must be http or close, not '" + c.reject + "'";
-    return false;
-  }
-  if (c.max_send_queue < 64 * 1024) {
-    error = "max_send_queue must be at least 64KiB";
     return false;
   }
   if (c.stall_timeout_ms < 100 || c.handshake_timeout_ms < 100 || c.close_timeout_ms < 100) {
@@ -254,6 +266,15 @@ int main(int argc, char** argv) {
 
   for (std::uint32_t i = 0; i < workers; ++i) shared->counters.push_back(std::make_unique<WorkerCounters>());
   if (config.per_ip_limit > 0) shared->per_ip.init(workers);
+  shared->max_buffered_bytes = config.max_buffered_bytes;
+  if (shared->max_buffered_bytes == 0) {
+    const long pages = sysconf(_SC_PHYS_PAGES);
+    const long page = sysconf(_SC_PAGESIZE);
+    shared->max_buffered_bytes = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * page / 4 : 1ull << 30;
+  }
+  RG_LOG(info, "buffering: %u bytes per connection before backpressure (off at %.2f), %u bytes across all "
+               "connections (max_buffered_bytes), slow consumers: %s", config.frame_buffer_size,
+         config.buffer_drain_threshold, shared->max_buffered_bytes, config.slow_consumer_policy);
   if (config.per_ip_limit > 0 || config.accept_rate > 0)
     RG_LOG(info, "admission: per_ip_limit %u (429 beyond; 0 = off), accept_rate %u/s burst %u (0 = off), accept "
                  "queue %u per worker, accept_queue_timeout %u ms",

@@ -67,7 +67,7 @@ enum Flag : std::uint16_t {
   f_rearm_queued = 1 << 6,
   f_aux_parser = 1 << 7,  // aux names a parser slot; otherwise a response slot
   f_close_after_send = 1 << 8,  // the answer is a close reply: tear down once it is out
-  f_read_paused = 1 << 9,       // send queue over max_send_queue: recv cancelled until it drains
+  f_read_paused = 1 << 9,       // backpressured: recv cancelled until the buffer drains
   f_const_close_sent = 1 << 10, // a constant close frame went out: waiting for the peer's close
   f_ping_outstanding = 1 << 11, // a ping went out at ping_sent_ms and nothing has been received since
 };
@@ -76,10 +76,11 @@ enum Flag : std::uint16_t {
 // (handshake_timeout); closing (close_timeout); active (stall_timeout,
 // re-armed on every bit of progress while a session is attached); heartbeat
 // (an idle open connection's next ping, pong deadline or idle_timeout,
-// whichever is first).  On a deadline list of its own: queued
+// whichever is first); backpressure (backpressure_timeout, while over the
+// buffer threshold).  On a deadline list of its own: queued
 // (accept_queue_timeout; one timeout for all means arrival order is deadline
 // order, so the list is also the accept queue's FIFO).
-enum class TimerList : std::uint8_t { none, handshake, closing, active, heartbeat, queued };
+enum class TimerList : std::uint8_t { none, handshake, closing, active, heartbeat, backpressure, queued };
 
 enum class Const : std::uint8_t {
   none, busy_http, shutdown_http, busy_ws, shutdown_ws, per_ip_http, rate_http, ping_ws, idle_ws,
@@ -212,7 +213,23 @@ class Worker final : public ws::MessageHandler {
   // ws::MessageHandler: the echo endpoint.
   void on_message(ws::Session& session, ws::Opcode opcode, std::span<const std::uint8_t> payload) override {
     counters_.messages_in_total.fetch_add(1, std::memory_order_relaxed);
+    assert(feeding_slot_ != nil && conns_[feeding_slot_].session != nil);
+    Book& b = books_[conns_[feeding_slot_].session];
+    // ws framing adds at most 10 bytes (server frames are unmasked).
+    const bool over_budget = buffered_bytes_ + payload.size() + 10 > buffered_budget_;
+    if (b.backpressured || over_budget) {
+      if (over_budget) counters_.buffer_budget_hits_total.fetch_add(1, std::memory_order_relaxed);
+      if (config_.slow_consumer_policy == "drop") {
+        counters_.slow_consumer_drops_total.fetch_add(1, std::memory_order_relaxed);
+      } else if (!b.slow_close_sent) {
+        b.slow_close_sent = true;
+        counters_.slow_consumer_closes_total.fetch_add(1, std::memory_order_relaxed);
+        session.queue_close(static_cast<std::uint16_t>(config_.slow_consumer_close_code), "slow consumer");
+      }
+      return;
+    }
     session.queue_message(opcode, payload);
+    account(feeding_slot_);  // may start backpressure before the next message in this read
   }
 
  private:
@@ -310,7 +327,29 @@ class Worker final : public ws::MessageHandler {
   std::size_t rate_http_len_ = 0;
 
   ring::TimingWheel<Conn, TimerList> wheel_;
-  ring::DeadlineLists<Conn, TimerList, 6> queue_;  // only TimerList::queued
+  ring::DeadlineLists<Conn, TimerList, 7> queue_;  // only TimerList::queued
+
+  // Outbound accounting for connections with a session attached (only they
+  // buffer anything), indexed like the session pool: what was last added to
+  // this worker's totals, and the backpressure state.
+  struct Book {
+    std::uint64_t bytes = 0;
+    std::uint32_t messages = 0;
+    std::uint32_t backpressure_since_ms = 0;
+    bool backpressured = false;
+    bool slow_close_sent = false;
+  };
+  std::vector<Book> books_;
+  std::uint64_t buffered_bytes_ = 0;      // this worker's total (mirrors counters_.buffered_bytes)
+  std::uint64_t buffered_budget_ = 0;     // this worker's share of max_buffered_bytes
+  std::uint64_t buffered_hw_ = 0;
+  std::uint64_t messages_pending_ = 0;
+  std::uint64_t backpressured_ = 0;
+  std::uint32_t feeding_slot_ = nil;      // the connection whose bytes the session is parsing
+  void account(std::uint32_t slot);
+  void end_backpressure(std::uint32_t slot, Book& b);
+  void on_backpressure_timeout(std::uint32_t slot);
+  void close_slow_consumer(std::uint32_t slot);
 
   // per_ip_limit: the peer's address is needed, which a multishot accept
   // cannot deliver safely (it writes every peer to one buffer), so this many
@@ -407,7 +446,9 @@ bool Worker::start(std::string& error) {
   http_limits_ = {config_.max_request_line, config_.max_header_bytes, config_.max_headers};
   for (const auto& p : config_.subprotocols) subprotocols_joined_ += (subprotocols_joined_.empty() ? "" : ",") + p;
   policy_ = {config_.echo_path, subprotocols_joined_};
-  session_limits_ = {config_.max_message_size, config_.frame_buffer_size};
+  session_limits_ = {config_.max_message_size, config_.send_chunk_size};
+  books_.reserve(config_.max_active_sessions);  // address space only until sessions are created
+  buffered_budget_ = shared_.max_buffered_bytes / shared_.counters.size();
 
   busy_http_len_ = http::build_refusal(busy_http_, 503, "Server at maximum connection capacity",
                                        config_.retry_after_s);
@@ -872,6 +913,10 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
     refuse_capacity(slot, *parser, d.subprotocol, Refusal::kernel_budget);
     return;
   }
+  if (shared_.buffered_bytes() * 100 >= shared_.max_buffered_bytes * config_.kernel_refuse_percent) {
+    refuse_capacity(slot, *parser, d.subprotocol, Refusal::buffered_bytes);
+    return;
+  }
   // Count first, then compare the sum: when two workers admit at once each
   // sees the other's count (sequentially consistent: a locked add and plain
   // loads on x86), so max_connections is never exceeded; the race costs at
@@ -995,7 +1040,10 @@ bool Worker::attach_session(std::uint32_t slot) {
     }
     return s;
   });
-  return k.session != nil;
+  if (k.session == nil) return false;
+  if (k.session >= books_.size()) books_.resize(k.session + 1);
+  books_[k.session] = Book{};
+  return true;
 }
 
 // An idle connection whose next bytes are exactly one valid close frame (the
@@ -1056,13 +1104,19 @@ void Worker::handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
   }
   ws::Session& s = sessions_[k.session];
   note_progress(slot);
-  if (s.feed(data) == ws::Session::FeedResult::fatal) {
+  feeding_slot_ = slot;
+  const ws::Session::FeedResult fed = s.feed(data);
+  feeding_slot_ = nil;
+  if (fed == ws::Session::FeedResult::fatal) {
     teardown(slot);
     return;
   }
-  // A peer that sends faster than it reads: stop reading until it catches up.
-  if (s.queued_bytes() > config_.max_send_queue) pause_reading(slot);
-  if (s.close_code() != 0 && s.close_code() != 1001 && s.close_code() != 1000) {
+  account(slot);
+  // slow_consumer_policy = close chose to close during this read: the close
+  // waits behind unread output, so the linger's close_timeout bounds it.
+  if (books_[k.session].slow_close_sent && k.state == State::open) start_linger(slot);
+  if (s.close_code() != 0 && s.close_code() != 1001 && s.close_code() != 1000 &&
+      s.close_code() != config_.slow_consumer_close_code) {
     counters_.protocol_closes_total.fetch_add(1, std::memory_order_relaxed);
   }
   after_ws_progress(slot);
@@ -1097,10 +1151,89 @@ void Worker::after_ws_progress(std::uint32_t slot) {
   }
 }
 
-// Progress on a connection with a session: push its stall deadline back.
+// Progress on a connection with a session: push its stall deadline back
+// (a backpressured one is on backpressure_timeout instead).
 void Worker::note_progress(std::uint32_t slot) {
   Conn& k = conns_[slot];
-  if (k.state == State::open) timer_add(slot, TimerList::active, config_.stall_timeout_ms);
+  if (k.state == State::open && k.timer_list != TimerList::backpressure)
+    timer_add(slot, TimerList::active, config_.stall_timeout_ms);
+}
+
+// O(1) accounting after anything that changed a session's outbound queue:
+// the worker's totals move by the difference, and backpressure turns on
+// above frame_buffer_size and off at buffer_drain_threshold of it.
+void Worker::account(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (k.session == nil) return;
+  ws::Session& s = sessions_[k.session];
+  Book& b = books_[k.session];
+  const std::uint64_t bytes = s.queued_bytes();
+  const auto messages = static_cast<std::uint32_t>(s.queued_messages());
+  buffered_bytes_ = buffered_bytes_ - b.bytes + bytes;
+  messages_pending_ = messages_pending_ - b.messages + messages;
+  b.bytes = bytes;
+  b.messages = messages;
+  counters_.buffered_bytes.store(buffered_bytes_, std::memory_order_relaxed);
+  counters_.messages_pending.store(messages_pending_, std::memory_order_relaxed);
+  if (bytes > buffered_hw_) {
+    buffered_hw_ = bytes;
+    counters_.buffered_max_connection_bytes.store(bytes, std::memory_order_relaxed);
+  }
+  if (!b.backpressured && bytes > config_.backpressure_on_bytes() && k.state == State::open) {
+    b.backpressured = true;
+    b.backpressure_since_ms = rel_now();
+    counters_.backpressure_activations_total.fetch_add(1, std::memory_order_relaxed);
+    counters_.backpressured_connections.store(++backpressured_, std::memory_order_relaxed);
+    pause_reading(slot);
+    timer_add(slot, TimerList::backpressure, config_.backpressure_timeout_ms);
+  } else if (b.backpressured && bytes <= config_.backpressure_off_bytes()) {
+    end_backpressure(slot, b);
+  }
+}
+
+void Worker::end_backpressure(std::uint32_t slot, Book& b) {
+  Conn& k = conns_[slot];
+  b.backpressured = false;
+  counters_.backpressure_ms.record(rel_now() - b.backpressure_since_ms);
+  counters_.backpressured_connections.store(--backpressured_, std::memory_order_relaxed);
+  if (k.timer_list == TimerList::backpressure) timer_remove(slot);
+  if (k.state == State::open) {
+    note_progress(slot);
+    maybe_resume_reading(slot);
+  }
+}
+
+// backpressure_timeout: a connection still over the threshold is a slow
+// consumer and goes; one that drained part of the way carries on.
+void Worker::on_backpressure_timeout(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (k.session == nil) return;
+  Book& b = books_[k.session];
+  if (!b.backpressured) return;
+  if (b.bytes > config_.backpressure_on_bytes()) {
+    close_slow_consumer(slot);
+    return;
+  }
+  end_backpressure(slot, b);
+}
+
+void Worker::close_slow_consumer(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  Book& b = books_[k.session];
+  std::uint64_t dropped = 0;
+  if (conn_log_.allow(now_ms_, dropped))
+    RG_LOG(info, "worker %u: slot %u still had %u bytes buffered after backpressure_timeout (%u ms): closing it "
+                 "as a slow consumer (%u similar lines suppressed)", id_, slot, b.bytes,
+           config_.backpressure_timeout_ms, dropped);
+  if (!b.slow_close_sent) {
+    b.slow_close_sent = true;
+    counters_.slow_consumer_closes_total.fetch_add(1, std::memory_order_relaxed);
+    // The close frame queues behind output the peer is not reading, so
+    // close_timeout (the linger) bounds how long we wait for it to get out.
+    sessions_[k.session].queue_close(static_cast<std::uint16_t>(config_.slow_consumer_close_code), "slow consumer");
+  }
+  after_ws_progress(slot);
+  if (k.state == State::open) start_linger(slot);
 }
 
 void Worker::pause_reading(std::uint32_t slot) {
@@ -1115,7 +1248,7 @@ void Worker::pause_reading(std::uint32_t slot) {
 void Worker::maybe_resume_reading(std::uint32_t slot) {
   Conn& k = conns_[slot];
   if (!(k.flags & f_read_paused) || k.session == nil || k.state != State::open) return;
-  if (sessions_[k.session].queued_bytes() > config_.max_send_queue / 2) return;
+  if (books_[k.session].backpressured) return;
   k.flags &= static_cast<std::uint16_t>(~f_read_paused);
   if (!(k.flags & (f_recv_armed | f_rearm_queued))) {
     k.flags |= f_rearm_queued;
@@ -1252,7 +1385,7 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
   }
   if (k.session != nil) {
     note_progress(slot);
-    maybe_resume_reading(slot);
+    account(slot);
   }
   after_ws_progress(slot);
 }
@@ -1318,6 +1451,18 @@ void Worker::release_aux(Conn& k) {
 void Worker::release_session(Conn& k) {
   if (k.session == nil) return;
   ws::Session& s = sessions_[k.session];
+  {
+    Book& b = books_[k.session];
+    buffered_bytes_ -= b.bytes;
+    messages_pending_ -= b.messages;
+    counters_.buffered_bytes.store(buffered_bytes_, std::memory_order_relaxed);
+    counters_.messages_pending.store(messages_pending_, std::memory_order_relaxed);
+    if (b.backpressured) {
+      counters_.backpressure_ms.record(rel_now() - b.backpressure_since_ms);
+      counters_.backpressured_connections.store(--backpressured_, std::memory_order_relaxed);
+    }
+    b = Book{};
+  }
   k.flags &= static_cast<std::uint16_t>(~f_read_paused);
   if (s.reusable()) {
     s.recycle();
@@ -1385,6 +1530,7 @@ void Worker::on_timer(std::uint32_t slot, TimerList kind) {
     case TimerList::closing: teardown(slot); break;
     case TimerList::active: on_stall(slot); break;
     case TimerList::heartbeat: on_heartbeat(slot); break;
+    case TimerList::backpressure: on_backpressure_timeout(slot); break;
     case TimerList::queued:
     case TimerList::none: assert(false && "not a wheel timer"); break;
   }

@@ -29,6 +29,15 @@ struct alignas(64) WorkerCounters {
   std::atomic<std::uint64_t> protocol_closes_total{0};     // we closed with 1002/1007/1009
   std::atomic<std::uint64_t> messages_in_total{0};
   std::atomic<std::uint64_t> accept_errors_total{0};
+  // Outbound buffering (gauges are this worker's totals, updated by delta).
+  std::atomic<std::uint64_t> buffered_bytes{0};
+  std::atomic<std::uint64_t> messages_pending{0};
+  std::atomic<std::uint64_t> buffered_max_connection_bytes{0};  // high-water of one connection
+  std::atomic<std::uint64_t> backpressured_connections{0};
+  std::atomic<std::uint64_t> backpressure_activations_total{0};
+  std::atomic<std::uint64_t> slow_consumer_closes_total{0};
+  std::atomic<std::uint64_t> slow_consumer_drops_total{0};
+  std::atomic<std::uint64_t> buffer_budget_hits_total{0};  // messages that would have exceeded max_buffered_bytes
   std::atomic<std::uint64_t> pings_sent_total{0};
   std::atomic<std::uint64_t> pongs_received_total{0};      // reads of pongs consumed without a session
   std::atomic<std::uint64_t> heartbeat_timeouts_total{0};  // nothing for pong_timeout after a ping
@@ -39,6 +48,7 @@ struct alignas(64) WorkerCounters {
   std::atomic<std::uint64_t> loop_heartbeat_ms{0};    // CLOCK_MONOTONIC ms of the last loop turn
   LatencyHistogram handshake_ms;   // accept (or leaving the accept queue) to 101 sent for
   LatencyHistogram queue_wait_ms;  // time in the accept queue, for those that left it with a token
+  LatencyHistogram backpressure_ms;  // how long each backpressure episode lasted
 
   [[nodiscard]] std::uint64_t refused(Refusal r) const noexcept {
     return refusals[static_cast<std::size_t>(r)].load(std::memory_order_relaxed);
@@ -60,6 +70,13 @@ struct Shared {
   std::atomic<bool> stopping{false};
   KernelBudgets kernel;  // sampled by the main thread once a second
   PerIpCounts per_ip;    // enabled when config.per_ip_limit > 0
+  std::uint64_t max_buffered_bytes = 0;  // effective (0 in the config means a quarter of RAM)
+
+  [[nodiscard]] std::uint64_t buffered_bytes() const noexcept {
+    std::uint64_t sum = 0;
+    for (const auto& c : counters) sum += c->buffered_bytes.load(std::memory_order_relaxed);
+    return sum;
+  }
 
   [[nodiscard]] std::uint64_t open_connections() const noexcept {
     std::uint64_t sum = 0;

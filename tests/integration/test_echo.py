@@ -42,8 +42,12 @@ def binary_of(n: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(ringgate_module):
-    """Default limits (max message size 1 MiB)."""
-    return ringgate_module()
+    """Default limits (max message size 1 MiB), except a 4 MiB backpressure
+    threshold: these tests pipeline up to ~1 MiB before reading, which the
+    default 100 KiB with slow_consumer_policy close would rightly treat as a
+    slow consumer once the kernel's socket buffer is full (test_backpressure
+    covers that)."""
+    return ringgate_module("--frame-buffer-size", "4MiB")
 
 
 @pytest.mark.parametrize("size", SIZES)

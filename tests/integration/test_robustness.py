@@ -24,10 +24,12 @@ def rss_kib(pid):
 
 def test_peer_that_never_reads_cannot_grow_server_memory(ringgate):
     """A client that floods 60 KB messages and never reads its echoes: the
-    server stops reading from it once max_send_queue is queued (backpressure),
-    so the client's sends block and the server's RSS stays bounded; another
-    client still echoes meanwhile."""
-    srv = ringgate("--workers", "1", "--max-send-queue", "1MiB")
+    server stops reading from it once frame_buffer_size is buffered
+    (backpressure; echoes of what it had already read are dropped), so the
+    client's sends block and the server's RSS stays bounded; another client
+    still echoes meanwhile."""
+    srv = ringgate("--workers", "1", "--frame-buffer-size", "1MiB", "--slow-consumer-policy", "drop",
+                   "--backpressure-timeout", "60s")
     base = rss_kib(srv.pid)
     ws, _ = wsraw.handshake(srv.port)
     sock = ws.sock

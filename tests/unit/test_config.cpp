@@ -187,6 +187,11 @@ std::vector<OptionCase> option_cases() {
       {"recv_buffer_size", "4GiB", false, {}, "a size below 4GiB"},
       {"frame_buffer_size", "1MiB", true, [](const Config& c) { return c.frame_buffer_size == 1048576; }},
       {"frame-buffer-size", "100KB", true, [](const Config& c) { return c.frame_buffer_size == 100000; }},
+      {"buffer_drain_threshold", "0.3", true, [](const Config& c) { return c.buffer_drain_threshold == 0.3; }},
+      {"buffer-drain-threshold", "1.5", false, {}, "a fraction between 0 and 1"},
+      {"buffer-drain-threshold", "x", false, {}, "a fraction between 0 and 1"},
+      {"buffer-drain-threshold", "0", false, {}, "a fraction between 0 and 1"},
+      {"send_chunk_size", "64KiB", true, [](const Config& c) { return c.send_chunk_size == 65536; }},
       {"max_request_line", "4096", true, [](const Config& c) { return c.max_request_line == 4096; }},
       {"max_header_bytes", "16KiB", true, [](const Config& c) { return c.max_header_bytes == 16384; }},
       {"max_header_bytes", "lots", false, {}, "a size below 4GiB"},
@@ -247,6 +252,13 @@ TEST(Options, FailureLeavesConfigUnchanged) {
 }
 
 // ------------------------------------------------------------------ TOML
+
+TEST(Toml, AppliesFractions) {
+  Config c;
+  std::string error;
+  ASSERT_TRUE(apply_toml("buffer_drain_threshold = 0.3\n", "cfg.toml", c, error)) << error;
+  EXPECT_DOUBLE_EQ(c.buffer_drain_threshold, 0.3);
+}
 
 TEST(Toml, AppliesStringsIntegersArraysAndBooleans) {
   Config c;
@@ -315,7 +327,8 @@ INSTANTIATE_TEST_SUITE_P(
                       TomlErrorCase{"duplicate_key", "workers = 1\nworkers = 2\n", "cfg.toml:2:"},
                       TomlErrorCase{"unknown_key", "colour = \"blue\"\n", "unknown option 'colour'"},
                       TomlErrorCase{"negative", "workers = -1\n", "workers must not be negative"},
-                      TomlErrorCase{"float", "workers = 1.5\n", "unsupported type"},
+                      TomlErrorCase{"float", "workers = 1.5\n", "option workers: '1.5' is not a number"},
+                      TomlErrorCase{"fraction_range", "buffer_drain_threshold = 1.5\n", "a fraction between 0 and 1"},
                       TomlErrorCase{"table", "[network]\nlisten = \"a:1\"\n", "unsupported type"},
                       TomlErrorCase{"inline_table", "listen = { host = \"a\" }\n", "unsupported type"},
                       TomlErrorCase{"int_array", "subprotocols = [1, 2]\n", "must be an array of strings"},
@@ -487,7 +500,7 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"accept-queue-timeout", "2s"},
       {"recv-buffer-size", "16KiB"},
       {"recv-buffer-count", "512"},
-      {"frame-buffer-size", "256KiB"},
+      {"send-chunk-size", "256KiB"},
       {"echo-path", "/echo"},
       {"subprotocols", ""},
       {"max-request-line", "8KiB"},
@@ -496,7 +509,12 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"handshake-timeout", "10s"},
       {"max-message-size", "1MiB"},
       {"close-timeout", "5s"},
-      {"max-send-queue", "4MiB"},
+      {"frame-buffer-size", "100KiB"},
+      {"buffer-drain-threshold", "0.5"},
+      {"backpressure-timeout", "5s"},
+      {"slow-consumer-policy", "close"},
+      {"slow-consumer-close-code", "1008"},
+      {"max-buffered-bytes", "0"},
       {"stall-timeout", "30s"},
       {"ping-interval", "30s"},
       {"pong-timeout", "90s"},

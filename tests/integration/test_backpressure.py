@@ -1,0 +1,303 @@
+"""Per-connection buffer accounting, backpressure and the slow-consumer
+policies, against real sockets that stop reading.
+
+A slow reader is a raw client with a tiny receive buffer that sends
+messages and reads none of the echoes: the echoes fill the kernel's socket
+buffers first, then the connection's own buffer in ringgate, where
+frame_buffer_size and max_buffered_bytes apply.
+"""
+
+import pathlib
+import select
+import socket
+import threading
+import time
+
+import pytest
+
+import wsraw
+from conftest import ringgate_bin
+from test_admin import admin_port, get, samples, total
+from wsraw import OP_BINARY, OP_CLOSE, OP_TEXT
+
+
+def metrics(srv):
+    status, _, body = get(admin_port(srv), "/metrics")
+    assert status == 200
+    return samples(body)
+
+
+def slow_reader(port):
+    ws, _ = wsraw.handshake(port)
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return ws
+
+
+def push(ws, frame, count, timeout=0.5):
+    """Sends up to `count` frames; stops when the server stops reading (no
+    progress for `timeout`) or closes.  Returns (whole frames sent, the
+    unsent rest of a frame the kernel took only part of)."""
+    ws.sock.setblocking(False)
+    for i in range(count):
+        view = memoryview(frame)
+        while view:
+            try:
+                view = view[ws.sock.send(view):]
+            except BlockingIOError:
+                _, writable, _ = select.select([], [ws.sock], [], timeout)
+                if not writable:
+                    ws.sock.setblocking(True)
+                    return i, bytes(view)
+            except (BrokenPipeError, ConnectionResetError):
+                ws.sock.setblocking(True)
+                return i, b""
+    ws.sock.setblocking(True)
+    return count, b""
+
+
+def read_until_close(ws, timeout=10):
+    """Reads frames until the server's close frame; returns (data frames, code, reason)."""
+    data = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        fr = ws.recv_frame(timeout=max(0.1, deadline - time.monotonic()))
+        if fr.opcode == OP_CLOSE:
+            code, reason = wsraw.parse_close(fr.payload)
+            return data, code, reason
+        data += 1
+
+
+def test_slow_reader_is_closed_with_1008_and_its_buffer_stops_at_the_limit(ringgate):
+    srv = ringgate("--workers", "1", "--frame-buffer-size", "64KiB", "--backpressure-timeout", "30s")
+    ws = slow_reader(srv.port)
+    message = 16 * 1024
+    frame = wsraw.build_frame(OP_BINARY, b"s" * message)
+    push(ws, frame, 400)
+    ws.sock.settimeout(10)
+    # Meanwhile another client is unaffected.
+    with wsraw.handshake(srv.port)[0] as other:
+        assert other.echo(b"unaffected") == (OP_BINARY, b"unaffected")
+    m = metrics(srv)
+    assert total(m, "ws_slow_consumer_closes_total") == 1
+    assert total(m, "ws_backpressure_activations_total") == 1
+    # The buffer stopped at the limit: the message that crossed it, no more.
+    assert total(m, "ws_bytes_buffered_max_connection") <= 64 * 1024 + message + 64
+    # Reading now drains the echoes that were buffered, then the close.
+    echoed, code, reason = read_until_close(ws)
+    assert (code, reason) == (1008, b"slow consumer")
+    assert echoed >= 1
+    ws.close()
+
+
+def test_drop_policy_drops_while_backpressured_and_the_connection_recovers(ringgate):
+    srv = ringgate("--workers", "1", "--frame-buffer-size", "64KiB", "--slow-consumer-policy", "drop",
+                   "--backpressure-timeout", "30s")
+    ws = slow_reader(srv.port)
+    frame = wsraw.build_frame(OP_BINARY, b"d" * (16 * 1024))
+    sent, rest = push(ws, frame, 400)
+    m = metrics(srv)
+    dropped = total(m, "ws_slow_consumer_drops_total")
+    assert dropped >= 1 and total(m, "ws_slow_consumer_closes_total") == 0
+    assert total(m, "ws_backpressure_activations_total") >= 1
+    assert total(m, "ws_bytes_buffered_max_connection") <= 64 * 1024 + 16 * 1024 + 64
+    # Draining ends backpressure; reading resumes and echoes work again.  The
+    # frame the kernel took only part of is finished meanwhile.
+    if rest:
+        finisher = threading.Thread(target=ws.sock.sendall, args=(rest,), daemon=True)
+        finisher.start()
+        sent += 1
+    received = 0
+    if rest:
+        finisher.join(10)
+        assert not finisher.is_alive()
+    marker_sent = False
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            fr = ws.recv_frame(timeout=1)
+        except (AssertionError, socket.timeout, TimeoutError):
+            if not marker_sent:
+                ws.sock.settimeout(5)
+                assert ws.send_frame(OP_TEXT, b"after the drain")
+                marker_sent = True
+                continue
+            raise
+        if fr.opcode == OP_TEXT:
+            assert fr.payload == b"after the drain"
+            break
+        assert fr.opcode == OP_BINARY
+        received += 1
+        if not marker_sent and received + dropped >= sent:
+            assert ws.send_frame(OP_TEXT, b"after the drain")
+            marker_sent = True
+    else:
+        raise AssertionError("no echo after the drain")
+    # Every message was either echoed or dropped, never both, never lost.
+    m = metrics(srv)
+    assert received + total(m, "ws_slow_consumer_drops_total") == sent
+    assert total(m, "ws_backpressured_connections") == 0
+    assert total(m, "ws_backpressure_duration_seconds_count") == total(m, "ws_backpressure_activations_total")
+    ws.close()
+
+
+def test_backpressure_timeout_closes_a_reader_that_never_drains(ringgate):
+    """The client keeps sending and never reads: whenever the kernel takes
+    some output and backpressure lifts, more echoes pile up, until ringgate
+    holds more than frame_buffer_size for backpressure_timeout; then it is a
+    slow consumer and goes, even under the drop policy."""
+    srv = ringgate("--workers", "1", "--frame-buffer-size", "64KiB", "--slow-consumer-policy", "drop",
+                   "--backpressure-timeout", "500ms", "--close-timeout", "500ms")
+    ws = slow_reader(srv.port)
+    frame = wsraw.build_frame(OP_BINARY, b"t" * (16 * 1024))
+    stop = threading.Event()
+
+    def pusher():
+        while not stop.is_set():
+            sent, rest = push(ws, frame, 50, timeout=0.2)
+            if rest == b"" and sent < 50:
+                return  # closed
+            if rest:
+                try:
+                    ws.sock.settimeout(0.2)
+                    ws.sock.sendall(rest)
+                except (socket.timeout, OSError):
+                    return
+
+    thread = threading.Thread(target=pusher, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while total(metrics(srv), "ws_slow_consumer_closes_total") < 1:
+            assert time.monotonic() < deadline, "still open after backpressure_timeout"
+            time.sleep(0.1)
+        # The close frame waits behind output the peer does not read;
+        # close_timeout then ends the TCP connection.
+        deadline = time.monotonic() + 5
+        while total(metrics(srv), "ws_total_connections") != 0:
+            assert time.monotonic() < deadline, "slow consumer not released after close_timeout"
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(5)
+        ws.close()
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_many_slow_readers_stay_within_the_global_budget(ringgate):
+    """1,000 slow readers at once against max_buffered_bytes 2 MiB: the
+    buffered bytes never pass the budget (messages beyond it are dropped and
+    counted), the server's memory does not grow with them, and it still
+    serves a new client."""
+    budget = 2 * 1024 * 1024
+    srv = ringgate("--workers", "1", "--frame-buffer-size", "64KiB", "--slow-consumer-policy", "drop",
+                   "--max-buffered-bytes", "2MiB", "--backpressure-timeout", "60s")
+    base = rss_kib(srv.pid)
+    readers = []
+    for _ in range(1000):
+        ws = slow_reader(srv.port)
+        ws.sock.setblocking(False)
+        readers.append(ws)
+    frame = wsraw.build_frame(OP_BINARY, b"g" * (16 * 1024))
+    peak = 0
+    for _ in range(12):
+        for ws in readers:
+            try:
+                ws.sock.send(frame)  # a partial send is fine: these connections are abandoned
+            except BlockingIOError:
+                pass
+        m = metrics(srv)
+        peak = max(peak, total(m, "ws_bytes_buffered"))
+        assert total(m, "ws_bytes_buffered") <= budget
+    deadline = time.monotonic() + 20
+    while True:
+        m = metrics(srv)
+        peak = max(peak, total(m, "ws_bytes_buffered"))
+        assert total(m, "ws_bytes_buffered") <= budget
+        if total(m, "ws_buffer_budget_hits_total") > 0 and total(m, "ws_backpressured_connections") == 0:
+            break
+        assert time.monotonic() < deadline, total(m, "ws_buffer_budget_hits_total")
+        time.sleep(0.2)
+    assert total(m, "ws_slow_consumer_drops_total") >= total(m, "ws_buffer_budget_hits_total") > 0
+    limit = [v for (n, l), v in m.items() if n == "ringgate_budget_limit" and dict(l).get("budget") == "buffered_bytes"]
+    assert limit == [budget]
+    grown = rss_kib(srv.pid) - base
+    # Under AddressSanitizer freed memory sits in its quarantine (up to
+    # 256 MiB), so RSS says nothing there; the buffered-bytes bound above does.
+    if "asan" not in str(ringgate_bin()):
+        assert grown < 96 * 1024, f"server RSS grew {grown} KiB for 1,000 slow readers"
+    with wsraw.handshake(srv.port)[0] as ws:
+        assert ws.echo("still serving") == (OP_TEXT, b"still serving")
+    for ws in readers:
+        ws.close()
+
+
+def test_a_full_buffer_budget_refuses_new_handshakes_with_503(ringgate):
+    """One reader holds the whole budget (max_buffered_bytes 1 MiB, below
+    its own frame_buffer_size): new handshakes get 503 naming no secrets but
+    counted as buffered_bytes, until it goes."""
+    budget = 1024 * 1024
+    srv = ringgate("--workers", "1", "--frame-buffer-size", "4MiB", "--slow-consumer-policy", "drop",
+                   "--max-buffered-bytes", "1MiB")
+    whale = slow_reader(srv.port)
+    # Loopback send buffers autotune up to net.ipv4.tcp_wmem's max (4 MiB)
+    # and ringgate buffers only what the kernel will not take, so the whale
+    # keeps pushing until the refusal is seen.
+    stop = threading.Event()
+    frame = wsraw.build_frame(OP_BINARY, b"w" * (30 * 1000))
+
+    def pusher():
+        while not stop.is_set():
+            sent, rest = push(whale, frame, 20, timeout=0.2)
+            if rest or sent < 20:
+                return
+
+    thread = threading.Thread(target=pusher, daemon=True)
+    thread.start()
+    resp = None
+    deadline = time.monotonic() + 20
+    try:
+        while resp is None or resp.status != 503:
+            assert time.monotonic() < deadline, "no 503 while the whale holds the budget"
+            time.sleep(0.2)
+            if total(metrics(srv), "ws_bytes_buffered") * 100 < budget * 95:
+                continue
+            resp = wsraw.http_exchange(srv.port, wsraw.build_request(srv.port))
+            assert resp.status in (101, 503), resp.describe()
+    finally:
+        stop.set()
+        thread.join(5)
+    assert resp.header("Retry-After") == "60"
+    m = metrics(srv)
+    assert sum(v for (n, l), v in m.items() if n == "ws_handshake_failures_total"
+               and dict(l).get("reason") == "buffered_bytes") == 1
+    assert total(m, "ws_bytes_buffered") <= budget
+    assert total(m, "ws_buffer_budget_hits_total") >= 1
+    whale.close()
+    deadline = time.monotonic() + 10
+    while total(metrics(srv), "ws_bytes_buffered") != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    with wsraw.handshake(srv.port)[0] as ws:
+        assert ws.echo("room again") == (OP_TEXT, b"room again")
+
+
+@pytest.mark.parametrize("profile,connections,buffer,drain", [
+    ("production", 1000, 102400, "0.50"),
+    ("high-throughput", 5000, 1048576, "0.30"),
+    ("constrained", 100, 10240, "0.70"),
+])
+def test_shipped_profiles_load_and_set_what_they_document(ringgate, profile, connections, buffer, drain):
+    root = pathlib.Path(__file__).resolve().parents[2]
+    srv = ringgate("--config", str(root / "profiles" / f"{profile}.toml"))
+    log = srv.log()
+    assert f"capacity={connections} connections" in log, log
+    assert f"buffering: {buffer} bytes per connection before backpressure (off at {drain})" in log, log
+    with wsraw.handshake(srv.port)[0] as ws:
+        assert ws.echo("profiled") == (OP_TEXT, b"profiled")
