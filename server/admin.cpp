@@ -310,6 +310,7 @@ std::string Admin::metrics() const {
                           load(s.counters[i]->live_slots));
   absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"max_connections\"} %d\n", s.open_connections());
   absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"buffered_bytes\"} %d\n", s.buffered_bytes());
+  absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"ephemeral_ports\"} %d\n", load(s.outbound_connections));
   for (std::size_t i = 0; i < s.kernel.figures.size(); ++i)
     absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"%s\"} %d\n", budget_name(static_cast<KernelBudget>(i)),
                           load(s.kernel.figures[i].used));
@@ -320,6 +321,7 @@ std::string Admin::metrics() const {
                           load(s.counters[i]->table_slots));
   absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"max_connections\"} %d\n", s.max_connections);
   absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"buffered_bytes\"} %d\n", s.max_buffered_bytes);
+  absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"ephemeral_ports\"} %d\n", s.ephemeral_ports_limit);
   for (std::size_t i = 0; i < s.kernel.figures.size(); ++i)
     absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"%s\"} %d\n", budget_name(static_cast<KernelBudget>(i)),
                           load(s.kernel.figures[i].limit));
@@ -332,20 +334,42 @@ std::string Admin::status_json() const {
   const std::uint64_t now = monotonic_ms();
   std::string out = absl::StrFormat(
       "{\"draining\":%s,\"open_connections\":%d,\"max_connections\":%d,\"utilisation\":%.4f,"
-      "\"not_ready_percent\":%d,\"workers\":[",
+      "\"not_ready_percent\":%d,\"warn_percent\":%d,\"refuse_percent\":%d,\"budgets\":{",
       s.stopping.load() ? "true" : "false", open, s.max_connections,
       s.max_connections ? static_cast<double>(open) / static_cast<double>(s.max_connections) : 0.0,
-      s.config.not_ready_percent);
+      s.config.not_ready_percent, s.config.warn_percent, s.config.kernel_refuse_percent);
+  // Every budget with its use, limit and utilisation (0 when the limit is
+  // unknown here).
+  std::uint64_t slots_used = 0;
+  std::uint64_t slots = 0;
+  for (const auto& c : s.counters) {
+    slots_used += load(c->live_slots);
+    slots += load(c->table_slots);
+  }
+  bool first = true;
+  const auto budget = [&](const char* name, std::uint64_t used, std::uint64_t limit) {
+    absl::StrAppendFormat(&out, "%s\"%s\":{\"used\":%d,\"limit\":%d,\"utilisation\":%.4f}", first ? "" : ",", name,
+                          used, limit, limit ? static_cast<double>(used) / static_cast<double>(limit) : 0.0);
+    first = false;
+  };
+  budget("max_connections", open, s.max_connections);
+  budget("table_slots", slots_used, slots);
+  budget("buffered_bytes", s.buffered_bytes(), s.max_buffered_bytes);
+  for (std::size_t i = 0; i < s.kernel.figures.size(); ++i)
+    budget(budget_name(static_cast<KernelBudget>(i)), load(s.kernel.figures[i].used), load(s.kernel.figures[i].limit));
+  budget("ephemeral_ports", load(s.outbound_connections), s.ephemeral_ports_limit);
+  absl::StrAppendFormat(&out, "},\"per_ip_limit\":%d,\"workers\":[", s.config.per_ip_limit);
   for (std::size_t i = 0; i < s.counters.size(); ++i) {
     const WorkerCounters& c = *s.counters[i];
     const std::uint64_t beat = load(c.loop_heartbeat_ms);
     absl::StrAppendFormat(&out,
                           "%s{\"worker\":%d,\"open_connections\":%d,\"table_slots_used\":%d,\"table_slots\":%d,"
                           "\"accepted_total\":%d,\"upgraded_total\":%d,\"handshake_failures_total\":%d,"
+                          "\"accept_queue_depth\":%d,\"buffered_bytes\":%d,\"backpressured_connections\":%d,"
                           "\"loop_heartbeat_age_ms\":%d}",
                           i ? "," : "", i, load(c.open_connections), load(c.live_slots), load(c.table_slots),
-                          load(c.accepted_total), load(c.upgraded_total), c.refused_total(),
-                          now > beat ? now - beat : 0);
+                          load(c.accepted_total), load(c.upgraded_total), c.refused_total(), load(c.accept_queue_depth),
+                          load(c.buffered_bytes), load(c.backpressured_connections), now > beat ? now - beat : 0);
   }
   out += "]}\n";
   return out;

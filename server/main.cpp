@@ -267,6 +267,11 @@ int main(int argc, char** argv) {
   for (std::uint32_t i = 0; i < workers; ++i) shared->counters.push_back(std::make_unique<WorkerCounters>());
   if (config.per_ip_limit > 0) shared->per_ip.init(workers);
   shared->max_buffered_bytes = config.max_buffered_bytes;
+  {
+    const std::uint64_t low = read_proc_u64("/proc/sys/net/ipv4/ip_local_port_range", 0);
+    const std::uint64_t high = read_proc_u64("/proc/sys/net/ipv4/ip_local_port_range", 1);
+    shared->ephemeral_ports_limit = high >= low && low > 0 ? high - low + 1 : 0;
+  }
   if (shared->max_buffered_bytes == 0) {
     const long pages = sysconf(_SC_PHYS_PAGES);
     const long page = sysconf(_SC_PAGESIZE);

@@ -71,6 +71,11 @@ struct Shared {
   KernelBudgets kernel;  // sampled by the main thread once a second
   PerIpCounts per_ip;    // enabled when config.per_ip_limit > 0
   std::uint64_t max_buffered_bytes = 0;  // effective (0 in the config means a quarter of RAM)
+  // The ephemeral port range (net.ipv4.ip_local_port_range), for the
+  // server's own outbound connections; none are made yet, so `used` stays 0
+  // until a feature that connects out (e.g. a broker) counts them here.
+  std::uint64_t ephemeral_ports_limit = 0;
+  std::atomic<std::uint64_t> outbound_connections{0};
 
   [[nodiscard]] std::uint64_t buffered_bytes() const noexcept {
     std::uint64_t sum = 0;

@@ -128,6 +128,18 @@ def test_healthz_status_and_errors(ringgate):
         assert len(doc["workers"]) == 3
         assert sum(w["open_connections"] for w in doc["workers"]) == 1
         assert all(w["loop_heartbeat_age_ms"] < 2000 for w in doc["workers"])
+        # Every budget, with its use, limit and utilisation.
+        budgets = doc["budgets"]
+        assert set(budgets) == {"max_connections", "table_slots", "buffered_bytes", "files", "tcp_memory_pages",
+                                "process_fds", "ephemeral_ports"}, budgets
+        assert budgets["max_connections"]["used"] == 1
+        assert budgets["table_slots"]["used"] == 1
+        assert budgets["table_slots"]["limit"] == sum(w["table_slots"] for w in doc["workers"]) > 0
+        low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+        assert budgets["ephemeral_ports"] == {"used": 0, "limit": high - low + 1,
+                                              "utilisation": 0.0}
+        for b in budgets.values():
+            assert b["limit"] == 0 or abs(b["utilisation"] - b["used"] / b["limit"]) < 1e-3, b
         ws.echo("x")
     status, _, body = get(port, "/nope")
     assert status == 404 and "/metrics" in body
