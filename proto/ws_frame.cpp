@@ -130,6 +130,7 @@ FrameTracker::Verdict FrameTracker::check_start(std::uint8_t b0, std::uint8_t b1
 
 FrameTracker::Verdict FrameTracker::check_length(const FrameHeader& h) noexcept {
   if (is_control(h.opcode)) return {};
+  if (h.payload_len > max_frame_bytes_) return {false, 0, 1009, "frame larger than max_frame_size"};
   if (h.opcode != static_cast<std::uint8_t>(Opcode::continuation)) message_bytes_ = 0;
   message_bytes_ += h.payload_len;
   if (message_bytes_ > max_message_bytes_ || message_bytes_ < h.payload_len)

@@ -104,8 +104,11 @@ class FrameTracker {
     std::string_view reason;
   };
 
-  explicit FrameTracker(std::uint64_t max_message_bytes = UINT64_MAX) noexcept
-      : max_message_bytes_(max_message_bytes) {}
+  // A data frame's payload over max_frame_bytes, or a message (summed over
+  // its fragments) over max_message_bytes, is a 1009.
+  explicit FrameTracker(std::uint64_t max_message_bytes = UINT64_MAX,
+                        std::uint64_t max_frame_bytes = UINT64_MAX) noexcept
+      : max_message_bytes_(max_message_bytes), max_frame_bytes_(max_frame_bytes) {}
 
   // Consumes `bytes`.  After a violation the tracker stays failed.
   Verdict feed(std::span<const std::uint8_t> bytes) noexcept;
@@ -116,7 +119,7 @@ class FrameTracker {
     return header_have_ == 0 && payload_left_ == 0 && !in_fragmented_message_;
   }
   [[nodiscard]] std::uint64_t frames_seen() const noexcept { return frames_seen_; }
-  void reset() noexcept { *this = FrameTracker(max_message_bytes_); }
+  void reset() noexcept { *this = FrameTracker(max_message_bytes_, max_frame_bytes_); }
 
   // The stream's first close frame.  It ends the stream: bytes after it are
   // not examined.  close_offset() is the number of bytes of the last feed()
@@ -144,6 +147,7 @@ class FrameTracker {
   std::uint64_t payload_left_ = 0;
   std::uint64_t message_bytes_ = 0;
   std::uint64_t max_message_bytes_;
+  std::uint64_t max_frame_bytes_;
   std::uint64_t frames_seen_ = 0;
   // A close frame's payload is collected (and unmasked) here so that its code
   // and reason can be checked: wslay accepts a 1-byte close payload.

@@ -38,7 +38,7 @@ bool Session::init(const SessionLimits& limits, MessageHandler* handler) noexcep
   }
   limits_ = limits;
   handler_ = handler;
-  tracker_ = FrameTracker(limits.max_message_bytes);
+  tracker_ = FrameTracker(limits.max_message_bytes, limits.max_frame_bytes);
   const wslay_event_callbacks callbacks{
       .recv_callback = recv_trampoline,
       .send_callback = send_trampoline,

@@ -27,6 +27,7 @@ namespace rg::proto::ws {
 
 struct SessionLimits {
   std::uint64_t max_message_bytes = 1024 * 1024;
+  std::uint64_t max_frame_bytes = 1024 * 1024;  // one data frame's payload
   // Output bytes staged per send.  Beyond it wslay keeps messages queued
   // until the previous send completes.
   std::uint32_t output_chunk_bytes = 256 * 1024;

@@ -175,6 +175,8 @@ const std::vector<Option>& options() {
        RG_MS(handshake_timeout_ms)},
       {"max_message_size", Kind::size64, "SIZE", "Largest WebSocket message accepted (close 1009 beyond).",
        RG_SIZE64(max_message_size)},
+      {"max_frame_size", Kind::size64, "SIZE", "Largest payload of one data frame accepted (close 1009 beyond).",
+       RG_SIZE64(max_frame_size)},
       {"close_timeout", Kind::duration, "DURATION",
        "Time the peer has to answer our close frame (or to finish reading an error response) before the TCP "
        "connection is closed.",

@@ -49,6 +49,7 @@ struct Config {
 
   // WebSocket
   std::uint64_t max_message_size = 1024 * 1024;
+  std::uint64_t max_frame_size = 1024 * 1024;  // one data frame's payload (1009 beyond)
   std::uint64_t close_timeout_ms = 5'000;
   // Backpressure: per connection, on above frame_buffer_size buffered bytes,
   // off at buffer_drain_threshold of it (or after backpressure_timeout, when

@@ -85,6 +85,10 @@ bool validate(const Config& c, std::string& error) {
     error = "max_request_line and max_header_bytes must be at least 64 bytes, max_headers at least 1";
     return false;
   }
+  if (c.max_frame_size == 0 || c.max_frame_size > (1ull << 31)) {
+    error = "max_frame_size must be between 1B and 2GiB";
+    return false;
+  }
   if (c.max_message_size == 0 || c.max_message_size > (1ull << 31)) {
     error = "max_message_size must be between 1B and 2GiB";
     return false;

@@ -446,7 +446,7 @@ bool Worker::start(std::string& error) {
   http_limits_ = {config_.max_request_line, config_.max_header_bytes, config_.max_headers};
   for (const auto& p : config_.subprotocols) subprotocols_joined_ += (subprotocols_joined_.empty() ? "" : ",") + p;
   policy_ = {config_.echo_path, subprotocols_joined_};
-  session_limits_ = {config_.max_message_size, config_.send_chunk_size};
+  session_limits_ = {config_.max_message_size, config_.max_frame_size, config_.send_chunk_size};
   books_.reserve(config_.max_active_sessions);  // address space only until sessions are created
   buffered_budget_ = shared_.max_buffered_bytes / shared_.counters.size();
 

@@ -298,3 +298,20 @@ def test_ping_flood_gets_all_pongs_in_order(server, bystander):
             assert fr.opcode == OP_PONG, f"frame {i}: opcode {fr.opcode:#x}"
             assert fr.payload == b"%d" % i, f"pong {i} carries {fr.payload!r}"
         assert ws.echo("after pings") == (OP_TEXT, b"after pings")
+
+
+def test_max_frame_size_bounds_each_frame_not_the_message(ringgate):
+    """--max-frame-size 1KiB: a 4 KiB message in 1 KiB fragments is echoed;
+    one frame of 1 KiB + 1 is closed with 1009 naming max_frame_size."""
+    srv = ringgate("--max-frame-size", "1KiB")
+    ws, _ = wsraw.handshake(srv.port)
+    with ws:
+        chunk = b"f" * 1024
+        frames = [build_frame(OP_BINARY, chunk, fin=False)]
+        frames += [build_frame(OP_CONT, chunk, fin=False) for _ in range(2)]
+        frames.append(build_frame(OP_CONT, chunk, fin=True))
+        ws.send_raw(b"".join(frames))
+        assert ws.recv_message(T) == (OP_BINARY, chunk * 4)
+        ws.send_raw(build_frame(OP_BINARY, b"g" * 1025))
+        code, reason, _ = ws.expect_close(T)
+        assert (code, reason) == (1009, b"frame larger than max_frame_size")

@@ -508,6 +508,7 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"max-headers", "100"},
       {"handshake-timeout", "10s"},
       {"max-message-size", "1MiB"},
+      {"max-frame-size", "1MiB"},
       {"close-timeout", "5s"},
       {"frame-buffer-size", "100KiB"},
       {"buffer-drain-threshold", "0.5"},

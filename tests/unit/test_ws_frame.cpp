@@ -275,6 +275,7 @@ struct TrackerCase {
   std::optional<Violation> violation;
   bool boundary_at_end = true;  // for streams without violation
   std::uint64_t max_message = UINT64_MAX;
+  std::uint64_t max_frame = UINT64_MAX;
 };
 
 std::ostream& operator<<(std::ostream& os, const TrackerCase& c) { return os << c.name; }
@@ -335,7 +336,7 @@ class Tracker : public ::testing::TestWithParam<TrackerCase> {
   void run(const Stream& s, const std::vector<std::size_t>& cuts, const std::string& how) {
     const TrackerCase& c = GetParam();
     SCOPED_TRACE(how);
-    FrameTracker tr(c.max_message);
+    FrameTracker tr(c.max_message, c.max_frame);
     std::size_t from = 0;
     bool failed = false;
     const std::size_t detect = c.violation ? s.detect_at(*c.violation) : SIZE_MAX;
@@ -426,6 +427,7 @@ constexpr const char* r_ctl_big = "control frame payload over 125 bytes";
 constexpr const char* r_ctl_frag = "fragmented control frame";
 constexpr const char* r_opcode = "reserved opcode";
 constexpr const char* r_big = "message larger than max_message_size";
+constexpr const char* r_frame_big = "frame larger than max_frame_size";
 constexpr const char* r_len = "invalid payload length encoding";
 constexpr const char* r_close1 = "close payload of one byte";
 constexpr const char* r_code = "invalid close code";
@@ -527,6 +529,16 @@ std::vector<TrackerCase> tracker_cases() {
        Violation{2, 1009, r_big, Detect::header}, true, 10},
       {"binary_70000_over_64k", {F(binary(Bytes(70000, 1)))}, Violation{0, 1009, r_big, Detect::header}, true, 65536},
       {"max_zero_rejects_nonempty", {F(text("")), F(text("a"))}, Violation{1, 1009, r_big, Detect::header}, true, 0},
+      {"frame_over_max_frame", {F(text("0123456789A"))}, Violation{0, 1009, r_frame_big, Detect::header}, true,
+       UINT64_MAX, 10},
+      {"frame_at_max_frame", {F(text("0123456789"))}, {}, true, UINT64_MAX, 10},
+      {"fragments_each_within_max_frame", {F(text("01234", false)), F(cont("56789", false)), F(cont("ABCDE"))}, {},
+       true, UINT64_MAX, 5},
+      {"second_fragment_over_max_frame", {F(text("01234", false)), F(cont("567890"))},
+       Violation{1, 1009, r_frame_big, Detect::header}, true, UINT64_MAX, 5},
+      {"control_frames_not_bound_by_max_frame", {F(ping("0123456789"))}, {}, true, UINT64_MAX, 4},
+      {"binary_65536_over_max_frame_64k_minus_1", {F(binary(Bytes(65536, 1)))},
+       Violation{0, 1009, r_frame_big, Detect::header}, true, UINT64_MAX, 65535},
       // ---- close payloads (detected once the whole frame arrived)
       {"close_one_byte", {F(close_frame(Bytes{0x03}))}, Violation{0, 1002, r_close1, Detect::frame_end}},
       {"close_one_byte_after_data", {F(text("abc")), F(close_frame(Bytes{0x03}))},

@@ -151,7 +151,7 @@ Bytes stream_of(const SessionCase& c) {
 
 class Sessions : public ::testing::TestWithParam<SessionCase> {
  protected:
-  SessionLimits limits() const { return {GetParam().max_message, 256 * 1024}; }
+  SessionLimits limits() const { return {.max_message_bytes = GetParam().max_message, .output_chunk_bytes = 256 * 1024}; }
 };
 
 TEST_P(Sessions, WholeMatchesExpectation) {
@@ -439,7 +439,7 @@ TEST_F(SessionTest, QueueCloseTruncatesLongReason) {
 TEST(Session, SmallOutputChunksStillDeliverWholeFrames) {
   Echo echo;
   Session s;
-  ASSERT_TRUE(s.init({1024 * 1024, 16}, &echo));
+  ASSERT_TRUE(s.init({.max_message_bytes = 1024 * 1024, .output_chunk_bytes = 16}, &echo));
   const Bytes payload = t::bytes(std::string(1000, 'z'));
   ASSERT_EQ(s.feed(F(t::binary(payload))), Session::FeedResult::ok);
   ASSERT_EQ(s.feed(F(t::ping("pp"))), Session::FeedResult::ok);
@@ -535,7 +535,7 @@ TEST(Session, PingThenViolationAlwaysEndsWithTheClose) {
   Bytes stream = F(t::text("012345", false));
   t::append(stream, F(t::ping("p")));
   t::append(stream, F(t::cont("6789A")));
-  const SessionLimits limits{10, 256 * 1024};
+  const SessionLimits limits{.max_message_bytes = 10, .output_chunk_bytes = 256 * 1024};
   for (std::size_t k = 0; k <= stream.size(); ++k) {
     const Outcome o = run(stream, limits, {{k}});
     const auto frames = parse_server(o.output);
