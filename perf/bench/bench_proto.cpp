@@ -222,6 +222,66 @@ void BM_SessionEcho20(benchmark::State& state) {
 }
 BENCHMARK(BM_SessionEcho20);
 
+// The accounting reads the server makes after every change to a session's
+// outbound queue (queued_bytes + queued_messages, then a delta into the
+// worker's totals), alone: what backpressure costs per message.
+void BM_SessionAccountingRead(benchmark::State& state) {
+  EchoHandler handler;
+  ws::Session s;
+  if (!s.init({}, &handler)) {
+    state.SkipWithError("init failed");
+    return;
+  }
+  const Bytes in = frame(ws::Opcode::text, true, ascii_text(20));
+  for (int i = 0; i < 64; ++i) (void)s.feed(in);  // something queued, as under backpressure
+  std::uint64_t total = 0;
+  std::uint64_t accounted = 0;
+  for (auto _ : state) {
+    const std::uint64_t bytes = s.queued_bytes();
+    const std::uint64_t messages = s.queued_messages();
+    total = total - accounted + bytes + messages;
+    accounted = bytes + messages;
+    benchmark::DoNotOptimize(total);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_SessionAccountingRead);
+
+// The echo of BM_SessionEcho20 with the accounting reads after the feed and
+// after each send, as the worker does them: the difference between the two
+// benchmarks is the per-message cost of buffer accounting.
+void BM_SessionEcho20Accounted(benchmark::State& state) {
+  EchoHandler handler;
+  ws::Session s;
+  if (!s.init({}, &handler)) {
+    state.SkipWithError("init failed");
+    return;
+  }
+  const Bytes in = frame(ws::Opcode::text, true, ascii_text(20));
+  std::uint64_t total = 0;
+  std::uint64_t accounted = 0;
+  const auto account = [&] {
+    const std::uint64_t now = s.queued_bytes() + s.queued_messages();
+    total = total - accounted + now;
+    accounted = now;
+  };
+  for (auto _ : state) {
+    if (s.feed(in) != ws::Session::FeedResult::ok) state.SkipWithError("feed failed");
+    account();
+    for (;;) {
+      const std::span<const std::uint8_t> out = s.next_output();
+      if (out.empty()) break;
+      benchmark::DoNotOptimize(out.data());
+      s.output_sent(out.size());
+      account();
+    }
+  }
+  benchmark::DoNotOptimize(total);
+  if (total != 0) state.SkipWithError("accounting did not return to zero");
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_SessionEcho20Accounted);
+
 }  // namespace
 
 BENCHMARK_MAIN();
