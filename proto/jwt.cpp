@@ -244,8 +244,7 @@ Result Verifier::verify(std::string_view token, std::int64_t now_s) const noexce
   if (alg != "HS256") return fail(Error::wrong_alg);
 
   // 2. The signature over the ASCII "header.payload".
-  std::array<std::uint8_t, sha256_bytes + 2> given{};
-  if (!base64url_decode(signature_b64, given, len)) return fail(Error::bad_format);
+  if (!base64url_decode(signature_b64, {s.decoded.data(), part_bytes_max}, len)) return fail(Error::bad_format);
   if (len != sha256_bytes) return fail(Error::bad_signature);
   std::array<std::uint8_t, EVP_MAX_MD_SIZE> expected{};
   unsigned expected_len = 0;
@@ -254,7 +253,7 @@ Result Verifier::verify(std::string_view token, std::int64_t now_s) const noexce
            signed_part.size(), expected.data(), &expected_len) == nullptr ||
       expected_len != sha256_bytes)
     return fail(Error::bad_signature);
-  if (CRYPTO_memcmp(expected.data(), given.data(), sha256_bytes) != 0) return fail(Error::bad_signature);
+  if (CRYPTO_memcmp(expected.data(), s.decoded.data(), sha256_bytes) != 0) return fail(Error::bad_signature);
 
   // 3. Only now the (authenticated) payload.
   if (!base64url_decode(payload_b64, {s.decoded.data(), part_bytes_max}, len)) return fail(Error::bad_format);

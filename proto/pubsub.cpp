@@ -282,7 +282,9 @@ std::size_t build_error(AnswerBuffer out, ErrorCode code, std::string_view messa
 // ---------------------------------------------------------------- delivery
 
 struct BodyClassifier::Impl {
-  explicit Impl(std::size_t max) : parser(max), body_bytes_max(max) {}
+  // The parser's own capacity limit stays unset: simdjson rounds capacities
+  // up to 64 bytes; classify() enforces body_bytes_max itself.
+  explicit Impl(std::size_t max) : body_bytes_max(max) {}
   simdjson::dom::parser parser;
   std::unique_ptr<std::uint8_t[]> padded;
   std::size_t body_bytes_max;
@@ -294,7 +296,7 @@ BodyClassifier::BodyClassifier(std::size_t body_bytes_max, std::size_t depth_max
   if (!impl_) return;
   impl_->padded.reset(new (std::nothrow) std::uint8_t[body_bytes_max + simdjson::SIMDJSON_PADDING]);
   impl_->ready =
-      impl_->padded && impl_->parser.allocate(std::max<std::size_t>(body_bytes_max, 1), depth_max) == simdjson::SUCCESS;
+      impl_->padded && impl_->parser.allocate(std::max<std::size_t>(body_bytes_max, 64), depth_max) == simdjson::SUCCESS;
 }
 BodyClassifier::~BodyClassifier() = default;
 bool BodyClassifier::ready() const noexcept { return impl_ && impl_->ready; }
