@@ -7,7 +7,7 @@ set -euo pipefail
 RINGGATE_BUILD_PACKAGES=(
   meson ninja-build pkg-config g++
   liburing-dev libwslay-dev android-libboringssl-dev libabsl-dev libtomlplusplus-dev
-  libgtest-dev googletest libbenchmark-dev
+  libgtest-dev googletest libbenchmark-dev libsimdjson-dev
 )
 RINGGATE_TEST_PACKAGES=(
   python3 python3-websockets python3-pytest python3-prometheus-client
