@@ -201,6 +201,7 @@ UpgradeParser::Result UpgradeParser::feed(std::span<const std::uint8_t> bytes) n
           if (c == '?') query_seen_ = true;
           if (path_len_ < path_.size()) path_[path_len_++] = static_cast<char>(c);
           else if (!query_seen_) path_truncated_ = true;  // a long query does not route
+          else query_truncated_ = true;
         } else {
           return fail(400, "malformed request line", i + 1);
         }

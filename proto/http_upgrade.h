@@ -56,6 +56,16 @@ class UpgradeParser {
   [[nodiscard]] Method method() const noexcept { return method_; }
   [[nodiscard]] std::string_view path() const noexcept { return {path_.data(), path_len_}; }
   [[nodiscard]] bool path_too_long() const noexcept { return path_truncated_; }
+  // The query string (after '?', without it), as much of it as fits after
+  // the path in path_bytes_max bytes; query_truncated() says some was
+  // dropped, so an endpoint that reads it (tokens, channel lists) can refuse
+  // with 414 instead of acting on half of it.
+  [[nodiscard]] std::string_view query() const noexcept {
+    const std::string_view target{path_.data(), path_len_};
+    const std::size_t at = target.find('?');
+    return at == std::string_view::npos ? std::string_view{} : target.substr(at + 1);
+  }
+  [[nodiscard]] bool query_truncated() const noexcept { return query_truncated_; }
   [[nodiscard]] std::string_view version() const noexcept { return {version_.data(), version_len_}; }
   [[nodiscard]] bool host_seen() const noexcept { return host_seen_; }
   [[nodiscard]] bool upgrade_websocket() const noexcept { return upgrade_websocket_; }
@@ -89,6 +99,7 @@ class UpgradeParser {
   Method method_ = Method::unknown;
   bool path_truncated_ = false;
   bool query_seen_ = false;  // a '?' ended the path: the rest is query
+  bool query_truncated_ = false;
   bool host_seen_ = false;
   bool upgrade_seen_ = false;
   bool upgrade_websocket_ = false;

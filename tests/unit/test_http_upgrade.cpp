@@ -488,6 +488,40 @@ TEST(Decide, PathLimitAppliesToPathNotQuery) {
   }
 }
 
+TEST(UpgradeParser, QueryIsKeptAfterThePathAndTruncationIsReported) {
+  const std::string fits(path_bytes_max - 6, 'q');  // "/echo?" + this = path_bytes_max
+  struct Case {
+    std::string target;
+    std::string query;
+    bool truncated;
+  } cases[] = {
+      {"/echo", "", false},
+      {"/echo?", "", false},
+      {"/echo?channels=a,b&token=x.y.z", "channels=a,b&token=x.y.z", false},
+      {"/echo?" + fits, fits, false},
+      {"/echo?" + fits + "r", fits, true},
+      {"/echo?" + std::string(3000, 't'), std::string(path_bytes_max - 6, 't'), true},
+      {"/?a=b?c", "a=b?c", false},
+  };
+  for (const auto& c : cases) {
+    const std::string req = base_request("GET " + c.target + " HTTP/1.1");
+    // Split at every byte boundary: the query survives any segmentation.
+    for (std::size_t cut = 0; cut <= req.size(); ++cut) {
+      UpgradeParser p;
+      const auto* bytes = reinterpret_cast<const std::uint8_t*>(req.data());
+      if (cut > 0) {
+        ASSERT_EQ(p.feed({bytes, cut}).status, cut == req.size() ? Status::complete : Status::need_more);
+      }
+      if (cut < req.size()) {
+        ASSERT_EQ(p.feed({bytes + cut, req.size() - cut}).status, Status::complete);
+      }
+      EXPECT_EQ(p.query(), c.query) << c.target.size() << " cut " << cut;
+      EXPECT_EQ(p.query_truncated(), c.truncated) << c.target.size();
+      EXPECT_FALSE(p.path_too_long());
+    }
+  }
+}
+
 TEST(Decide, EchoPathFromPolicy) {
   const std::string req = base_request("GET /?a=b HTTP/1.1");
   UpgradeParser p;
