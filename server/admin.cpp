@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "ring/ring.h"
 #include "server/log.h"
@@ -39,6 +40,25 @@ void per_worker(std::string& out, const Shared& s, const char* name, const char*
   absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
   for (std::size_t i = 0; i < s.counters.size(); ++i)
     absl::StrAppendFormat(&out, "%s{worker=\"%d\"} %d\n", name, i, load((*s.counters[i]).*field));
+}
+
+// The process-wide budgets, one list for /metrics and /status, so the two
+// can never disagree about which budgets exist.
+struct BudgetFigure {
+  const char* name;
+  std::uint64_t used;
+  std::uint64_t limit;
+};
+std::vector<BudgetFigure> process_budgets(const Shared& s) {
+  std::vector<BudgetFigure> out = {
+      {"max_connections", s.open_connections(), s.max_connections},
+      {"buffered_bytes", s.buffered_bytes(), s.max_buffered_bytes},
+  };
+  for (std::size_t i = 0; i < s.kernel.figures.size(); ++i)
+    out.push_back({budget_name(static_cast<KernelBudget>(i)), load(s.kernel.figures[i].used),
+                   load(s.kernel.figures[i].limit)});
+  out.push_back({"ephemeral_ports", load(s.outbound_connections), s.ephemeral_ports_limit});
+  return out;
 }
 
 }  // namespace
@@ -303,28 +323,18 @@ std::string Admin::metrics() const {
   per_worker(out, s, "ws_accept_errors_total", "counter", "Accept completions that failed (table full included).",
              &WorkerCounters::accept_errors_total);
   // Budgets: used and limit side by side, so utilisation is one division.
-  absl::StrAppendFormat(&out,
-                        "# HELP ringgate_budget_used What a budget has in use.\n# TYPE ringgate_budget_used gauge\n");
-  for (std::size_t i = 0; i < s.counters.size(); ++i)
-    absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"table_slots\",worker=\"%d\"} %d\n", i,
-                          load(s.counters[i]->live_slots));
-  absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"max_connections\"} %d\n", s.open_connections());
-  absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"buffered_bytes\"} %d\n", s.buffered_bytes());
-  absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"ephemeral_ports\"} %d\n", load(s.outbound_connections));
-  for (std::size_t i = 0; i < s.kernel.figures.size(); ++i)
-    absl::StrAppendFormat(&out, "ringgate_budget_used{budget=\"%s\"} %d\n", budget_name(static_cast<KernelBudget>(i)),
-                          load(s.kernel.figures[i].used));
-  absl::StrAppendFormat(&out,
-                        "# HELP ringgate_budget_limit A budget's limit.\n# TYPE ringgate_budget_limit gauge\n");
-  for (std::size_t i = 0; i < s.counters.size(); ++i)
-    absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"table_slots\",worker=\"%d\"} %d\n", i,
-                          load(s.counters[i]->table_slots));
-  absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"max_connections\"} %d\n", s.max_connections);
-  absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"buffered_bytes\"} %d\n", s.max_buffered_bytes);
-  absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"ephemeral_ports\"} %d\n", s.ephemeral_ports_limit);
-  for (std::size_t i = 0; i < s.kernel.figures.size(); ++i)
-    absl::StrAppendFormat(&out, "ringgate_budget_limit{budget=\"%s\"} %d\n", budget_name(static_cast<KernelBudget>(i)),
-                          load(s.kernel.figures[i].limit));
+  // Table slots are per worker; the rest are the process's.
+  const std::vector<BudgetFigure> budgets = process_budgets(s);
+  for (const bool used : {true, false}) {
+    const char* family = used ? "ringgate_budget_used" : "ringgate_budget_limit";
+    absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s gauge\n", family,
+                          used ? "What a budget has in use." : "A budget's limit.", family);
+    for (std::size_t i = 0; i < s.counters.size(); ++i)
+      absl::StrAppendFormat(&out, "%s{budget=\"table_slots\",worker=\"%d\"} %d\n", family, i,
+                            load(used ? s.counters[i]->live_slots : s.counters[i]->table_slots));
+    for (const BudgetFigure& b : budgets)
+      absl::StrAppendFormat(&out, "%s{budget=\"%s\"} %d\n", family, b.name, used ? b.used : b.limit);
+  }
   return out;
 }
 
@@ -352,12 +362,8 @@ std::string Admin::status_json() const {
                           used, limit, limit ? static_cast<double>(used) / static_cast<double>(limit) : 0.0);
     first = false;
   };
-  budget("max_connections", open, s.max_connections);
   budget("table_slots", slots_used, slots);
-  budget("buffered_bytes", s.buffered_bytes(), s.max_buffered_bytes);
-  for (std::size_t i = 0; i < s.kernel.figures.size(); ++i)
-    budget(budget_name(static_cast<KernelBudget>(i)), load(s.kernel.figures[i].used), load(s.kernel.figures[i].limit));
-  budget("ephemeral_ports", load(s.outbound_connections), s.ephemeral_ports_limit);
+  for (const BudgetFigure& b : process_budgets(s)) budget(b.name, b.used, b.limit);
   absl::StrAppendFormat(&out, "},\"per_ip_limit\":%d,\"workers\":[", s.config.per_ip_limit);
   for (std::size_t i = 0; i < s.counters.size(); ++i) {
     const WorkerCounters& c = *s.counters[i];

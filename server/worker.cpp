@@ -219,7 +219,7 @@ class Worker final : public ws::MessageHandler {
     const bool over_budget = buffered_bytes_ + payload.size() + 10 > buffered_budget_;
     if (b.backpressured || over_budget) {
       if (over_budget) counters_.buffer_budget_hits_total.fetch_add(1, std::memory_order_relaxed);
-      if (config_.slow_consumer_policy == "drop") {
+      if (drop_slow_consumers_) {
         counters_.slow_consumer_drops_total.fetch_add(1, std::memory_order_relaxed);
       } else if (!b.slow_close_sent) {
         b.slow_close_sent = true;
@@ -346,6 +346,9 @@ class Worker final : public ws::MessageHandler {
   std::uint64_t messages_pending_ = 0;
   std::uint64_t backpressured_ = 0;
   std::uint32_t feeding_slot_ = nil;      // the connection whose bytes the session is parsing
+  // Configuration words read on the data path, parsed once at start.
+  bool drop_slow_consumers_ = false;      // slow_consumer_policy = drop
+  bool reject_with_close_ = false;        // reject = close
   void account(std::uint32_t slot);
   void end_backpressure(std::uint32_t slot, Book& b);
   void on_backpressure_timeout(std::uint32_t slot);
@@ -449,6 +452,8 @@ bool Worker::start(std::string& error) {
   session_limits_ = {config_.max_message_size, config_.max_frame_size, config_.send_chunk_size};
   books_.reserve(config_.max_active_sessions);  // address space only until sessions are created
   buffered_budget_ = shared_.max_buffered_bytes / shared_.counters.size();
+  drop_slow_consumers_ = config_.slow_consumer_policy == "drop";
+  reject_with_close_ = config_.reject == "close";
 
   busy_http_len_ = http::build_refusal(busy_http_, 503, "Server at maximum connection capacity",
                                        config_.retry_after_s);
@@ -960,7 +965,7 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
 void Worker::refuse_capacity(std::uint32_t slot, const http::UpgradeParser& parser, std::string_view subprotocol,
                              Refusal why) {
   Conn& k = conns_[slot];
-  const std::uint32_t response = config_.reject == "close" ? responses_.acquire() : nil;
+  const std::uint32_t response = reject_with_close_ ? responses_.acquire() : nil;
   if (response == nil) {
     release_aux(k);
     answer_const(slot, Const::busy_http, why);

@@ -17,6 +17,7 @@ import pytest
 
 import wsraw
 from conftest import ringgate_bin
+from test_robustness import rss_kib
 from test_admin import admin_port, get, samples, total
 from wsraw import OP_BINARY, OP_CLOSE, OP_TEXT
 
@@ -180,14 +181,6 @@ def test_backpressure_timeout_closes_a_reader_that_never_drains(ringgate):
         stop.set()
         thread.join(5)
         ws.close()
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def test_many_slow_readers_stay_within_the_global_budget(ringgate):
