@@ -103,6 +103,14 @@ void UpgradeParser::classify_header_name() noexcept {
   else if (n == "sec-websocket-key") field_ = Field::key;
   else if (n == "sec-websocket-version") field_ = Field::ws_version;
   else if (n == "sec-websocket-protocol") field_ = Field::protocol;
+  else if (n == "authorization") field_ = Field::authorization;
+}
+
+std::string_view UpgradeParser::bearer_token() const noexcept {
+  const std::string_view v{authorization_.data(), authorization_len_};
+  constexpr std::string_view scheme = "bearer ";
+  if (v.size() <= scheme.size() || !iequals(v.substr(0, scheme.size()), scheme)) return {};
+  return trim(v.substr(scheme.size()));
 }
 
 bool UpgradeParser::finish_header_value() noexcept {
@@ -155,6 +163,18 @@ bool UpgradeParser::finish_header_value() noexcept {
       protocols_len_ = static_cast<std::uint16_t>(protocols_len_ + v.size());
       break;
     }
+    case Field::authorization:
+      // The value went straight into authorization_ (it may be longer than
+      // value_); only the trailing whitespace is left to trim.
+      if (++authorization_count_ > 1) {
+        error_status_ = 400;
+        error_reason_ = "duplicate Authorization header";
+        return false;
+      }
+      while (authorization_len_ > 0 &&
+             (authorization_[authorization_len_ - 1] == ' ' || authorization_[authorization_len_ - 1] == '\t'))
+        --authorization_len_;
+      break;
     case Field::none:
       break;
   }
@@ -199,8 +219,8 @@ UpgradeParser::Result UpgradeParser::feed(std::span<const std::uint8_t> bytes) n
           state_ = State::version;
         } else if (c > 0x20 && c < 0x7F) {
           if (c == '?') query_seen_ = true;
-          if (path_len_ < path_.size()) path_[path_len_++] = static_cast<char>(c);
-          else if (!query_seen_) path_truncated_ = true;  // a long query does not route
+          if (!query_seen_ && path_len_ >= path_bytes_max) path_truncated_ = true;  // a long path does not route
+          else if (path_len_ < path_.size()) path_[path_len_++] = static_cast<char>(c);
           else query_truncated_ = true;
         } else {
           return fail(400, "malformed request line", i + 1);
@@ -270,6 +290,9 @@ UpgradeParser::Result UpgradeParser::feed(std::span<const std::uint8_t> bytes) n
           state_ = State::header_start;
         } else if ((c < 0x20 && c != '\t') || c == 0x7F) {
           return fail(400, "invalid character in header value", i + 1);
+        } else if (field_ == Field::authorization) {
+          if (authorization_len_ >= authorization_.size()) return fail(431, "Authorization header too long", i + 1);
+          authorization_[authorization_len_++] = static_cast<char>(c);
         } else if (field_ != Field::none) {
           if (value_len_ < value_.size()) value_[value_len_++] = static_cast<char>(c);
           else value_overflow_ = true;
@@ -346,7 +369,10 @@ Decision decide(const UpgradeParser& r, const UpgradePolicy& policy) noexcept {
   if (r.method() != Method::get) return {405, "method not allowed: a WebSocket upgrade must be a GET", {}};
   std::string_view path = r.path();
   path = path.substr(0, path.find('?'));
-  if (r.path_too_long() || path != policy.echo_path) return {404, "no WebSocket endpoint at this path", {}};
+  if (r.path_too_long()) return {404, "no WebSocket endpoint at this path", {}};
+  Route route = Route::echo;
+  if (!policy.pubsub_path.empty() && path == policy.pubsub_path) route = Route::pubsub;
+  else if (path != policy.echo_path) return {404, "no WebSocket endpoint at this path", {}};
   if (!r.host_seen()) return {400, "missing Host header", {}};
   if (!r.upgrade_websocket()) return {426, "missing Upgrade: websocket header", {}};
   if (!r.connection_upgrade()) return {400, "Connection header must contain the Upgrade token", {}};
@@ -365,17 +391,19 @@ Decision decide(const UpgradeParser& r, const UpgradePolicy& policy) noexcept {
       return offered == ours;
     });
   });
-  return {101, {}, chosen};
+  return {101, {}, chosen, route};
 }
 
 std::string_view status_text(std::uint16_t status) noexcept {
   switch (status) {
     case 101: return "Switching Protocols";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
@@ -453,6 +481,7 @@ std::size_t build_error(std::span<char, response_bytes_max> out, std::uint16_t s
   w.put("\r\nConnection: close\r\n");
   if (status == 405) w.put("Allow: GET\r\n");
   if (status == 426) w.put("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+  if (status == 401) w.put("WWW-Authenticate: Bearer\r\n");
   if (retry_after_s > 0) {
     w.put("Retry-After: ");
     w.put_uint(retry_after_s);

@@ -26,10 +26,17 @@ struct Limits {
 // without storing it.  The query string does not count: only its first bytes
 // are kept, and a long query on a short path still routes.
 inline constexpr std::size_t path_bytes_max = 1024;
+// Query bytes kept after the path: room for a JWT (?token=, up to 4096
+// bytes) plus a channel list.  Beyond it query_truncated() is set.
+inline constexpr std::size_t query_bytes_max = 6 * 1024;
+inline constexpr std::size_t target_bytes_max = path_bytes_max + query_bytes_max;
 // Longest value kept for a header the upgrade needs (Upgrade, Connection,
 // Sec-WebSocket-*).  Real values are tens of bytes.
 inline constexpr std::size_t value_bytes_max = 1024;
 inline constexpr std::size_t protocols_bytes_max = 512;
+// The Authorization header's value, kept whole for "Bearer <JWT>" (tokens
+// up to 4096 bytes); a longer value is a 431.
+inline constexpr std::size_t authorization_bytes_max = 4200;
 
 enum class Method : std::uint8_t { unknown, get, other };
 
@@ -56,8 +63,8 @@ class UpgradeParser {
   [[nodiscard]] Method method() const noexcept { return method_; }
   [[nodiscard]] std::string_view path() const noexcept { return {path_.data(), path_len_}; }
   [[nodiscard]] bool path_too_long() const noexcept { return path_truncated_; }
-  // The query string (after '?', without it), as much of it as fits after
-  // the path in path_bytes_max bytes; query_truncated() says some was
+  // The query string (after '?', without it), as much of it as fits in
+  // query_bytes_max bytes after the path; query_truncated() says some was
   // dropped, so an endpoint that reads it (tokens, channel lists) can refuse
   // with 414 instead of acting on half of it.
   [[nodiscard]] std::string_view query() const noexcept {
@@ -77,6 +84,10 @@ class UpgradeParser {
   [[nodiscard]] std::uint8_t ws_version_count() const noexcept { return ws_version_count_; }
   [[nodiscard]] std::string_view protocols() const noexcept { return {protocols_.data(), protocols_len_}; }
   [[nodiscard]] std::uint32_t header_count() const noexcept { return header_count_; }
+  // The Authorization header: how many were seen, and the credentials of a
+  // "Bearer" one (scheme case-insensitive), or empty.
+  [[nodiscard]] std::uint8_t authorization_count() const noexcept { return authorization_count_; }
+  [[nodiscard]] std::string_view bearer_token() const noexcept;
 
  private:
   enum class State : std::uint8_t {
@@ -85,7 +96,7 @@ class UpgradeParser {
     end_lf, complete, error,
   };
   enum class Field : std::uint8_t {
-    none, host, upgrade, connection, key, ws_version, protocol,
+    none, host, upgrade, connection, key, ws_version, protocol, authorization,
   };
 
   Result fail(std::uint16_t status, std::string_view reason, std::size_t consumed) noexcept;
@@ -107,6 +118,8 @@ class UpgradeParser {
   bool value_overflow_ = false;
   std::uint8_t key_count_ = 0;
   std::uint8_t ws_version_count_ = 0;
+  std::uint8_t authorization_count_ = 0;
+  std::uint16_t authorization_len_ = 0;
   std::uint8_t method_len_ = 0;
   std::uint8_t version_len_ = 0;
   std::uint8_t name_len_ = 0;
@@ -125,9 +138,10 @@ class UpgradeParser {
   std::array<char, 32> name_{};  // lower-cased; longer names are not interesting
   std::array<char, 32> key_{};
   std::array<char, 8> ws_version_{};
-  std::array<char, path_bytes_max> path_{};
+  std::array<char, target_bytes_max> path_{};  // the path, then the query
   std::array<char, value_bytes_max> value_{};
   std::array<char, protocols_bytes_max> protocols_{};
+  std::array<char, authorization_bytes_max> authorization_{};
 };
 
 // ---------------------------------------------------------------- decisions
@@ -136,12 +150,17 @@ struct UpgradePolicy {
   std::string_view echo_path = "/echo";
   // Comma-separated subprotocols the server speaks, in no particular order.
   std::string_view subprotocols;
+  std::string_view pubsub_path = {};  // empty: no pub/sub endpoint
 };
+
+// Which endpoint an upgrade is for.
+enum class Route : std::uint8_t { echo, pubsub };
 
 struct Decision {
   std::uint16_t status;          // 101, or the error status to answer
   std::string_view reason;       // short human text for error bodies
   std::string_view subprotocol;  // chosen protocol (points into the parser), may be empty
+  Route route = Route::echo;
 };
 
 // Applies RFC 6455 4.2.1 to a complete request.
@@ -162,7 +181,7 @@ std::size_t build_switching_protocols(std::span<char, response_bytes_max> out, s
                                       std::string_view subprotocol) noexcept;
 
 // Builds an error response with a text/plain body naming `reason`, plus any
-// headers the status needs (Allow for 405, Sec-WebSocket-Version for 426,
+// headers the status needs (Allow for 405, WWW-Authenticate for 401, Sec-WebSocket-Version for 426,
 // Retry-After for 503 when retry_after_s > 0).  Always "Connection: close".
 std::size_t build_error(std::span<char, response_bytes_max> out, std::uint16_t status, std::string_view reason,
                         std::uint32_t retry_after_s = 0) noexcept;

@@ -39,6 +39,28 @@ std::string_view error_text(Error e) noexcept {
   return "unknown";
 }
 
+std::string_view error_message(Error e) noexcept {
+  switch (e) {
+    case Error::none: return "token accepted";
+    case Error::no_key: return "token rejected: the server has no usable key";
+    case Error::too_long: return "token rejected: longer than 4096 bytes";
+    case Error::bad_format: return "token rejected: not three base64url parts (header.payload.signature)";
+    case Error::bad_header: return "token rejected: header is not a JSON object with a string alg (or has crit)";
+    case Error::wrong_alg: return "token rejected: alg must be HS256";
+    case Error::bad_signature: return "token rejected: signature does not match";
+    case Error::bad_payload: return "token rejected: payload is not a JSON object, or repeats a claim";
+    case Error::missing_sub: return "token rejected: no sub claim";
+    case Error::invalid_sub: return "token rejected: sub is not a valid name ([A-Za-z0-9._:-], 1..128 bytes)";
+    case Error::missing_exp: return "token rejected: no exp claim";
+    case Error::invalid_exp: return "token rejected: exp is not a number";
+    case Error::expired: return "token rejected: expired (exp is in the past)";
+    case Error::invalid_nbf: return "token rejected: nbf is not a number";
+    case Error::not_yet_valid: return "token rejected: not valid yet (nbf is in the future)";
+    case Error::invalid_channels: return "token rejected: channels is not an array of valid patterns";
+  }
+  return "token rejected";
+}
+
 // ---------------------------------------------------------------- base64url
 
 namespace {

@@ -46,6 +46,8 @@ enum class Error : std::uint8_t {
   invalid_channels,  // not an array of valid patterns, or over the limits
 };
 [[nodiscard]] std::string_view error_text(Error e) noexcept;  // "bad_signature", ...
+// A sentence for the 401 body, naming what was wrong ("token expired (exp)").
+[[nodiscard]] std::string_view error_message(Error e) noexcept;
 
 // The verified claims, copied out of the token.
 class Claims {

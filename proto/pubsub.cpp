@@ -335,8 +335,13 @@ MessageFrame build_message_frame(std::span<std::uint8_t> out, const MessageSpec&
     w.put(as_chars(m.body));
     if (m.kind == BodyKind::binary) opcode = ws::Opcode::binary;
   } else {
-    w.put(R"({"type":"message","channel":")");
-    w.put(m.channel.substr(0, name_bytes_max));
+    if (m.user.empty()) {
+      w.put(R"({"type":"message","channel":")");
+      w.put(m.channel.substr(0, name_bytes_max));
+    } else {
+      w.put(R"({"type":"message","user":")");
+      w.put(m.user.substr(0, name_bytes_max));
+    }
     w.put(R"(","id":")");
     w.put(m.id.substr(0, name_bytes_max));
     w.put(R"(","data":)");
@@ -446,6 +451,24 @@ QueryResult parse_channels_query(std::string_view query, ChannelList& out) noexc
     if (!param.starts_with(key)) continue;
     const QueryResult r = add_value(param.substr(key.size()), scratch, out);
     if (!r.ok()) return r;
+  }
+  return {};
+}
+
+std::string_view query_param(std::string_view query, std::string_view name, bool& found) noexcept {
+  found = false;
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    const std::string_view param = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (param.size() > name.size() && param.starts_with(name) && param[name.size()] == '=') {
+      found = true;
+      return param.substr(name.size() + 1);
+    }
+    if (param == name) {
+      found = true;
+      return {};
+    }
   }
   return {};
 }

@@ -180,11 +180,14 @@ enum class Envelope : std::uint8_t {
 };
 
 struct MessageSpec {
-  std::string_view channel;  // valid name
+  std::string_view channel;  // valid name (ignored when `user` is set)
   std::string_view id;       // valid name
   std::span<const std::uint8_t> body;
   BodyKind kind = BodyKind::text;  // from BodyClassifier (ignored for raw, except binary -> binary frame)
   Envelope envelope = Envelope::json;
+  // A message sent to a user rather than a channel: the envelope names
+  // "user":U instead of "channel":C.  Valid name or empty.
+  std::string_view user = {};
 };
 
 // Bytes a buffer needs for build_message_frame(), header included.
@@ -237,6 +240,11 @@ struct QueryResult {
   std::string_view message;
   [[nodiscard]] bool ok() const noexcept { return error == ErrorCode::none; }
 };
+
+// The raw (not percent-decoded) value of the first `name=` parameter, or
+// empty.  For values that never need decoding, such as a JWT (base64url and
+// '.'); `found` tells an empty value from a missing one.
+[[nodiscard]] std::string_view query_param(std::string_view query, std::string_view name, bool& found) noexcept;
 
 // Reads every `channels=` parameter of a query string (the part after '?',
 // without the '#fragment').  Each value is percent-decoded, then split on

@@ -158,7 +158,7 @@ constexpr std::string_view browser_request =
 
 void BM_HttpUpgradeParse(benchmark::State& state) {
   const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(browser_request.data()), browser_request.size());
-  const http::UpgradePolicy policy{"/echo", "superchat"};
+  const http::UpgradePolicy policy{"/echo", "superchat", ""};
   for (auto _ : state) {
     http::UpgradeParser p;
     const http::UpgradeParser::Result r = p.feed(bytes);

@@ -34,7 +34,7 @@ Bytes text_body(std::size_t n) {
 void frame(benchmark::State& state, Bytes (*make)(std::size_t), pubsub::BodyKind kind) {
   const Bytes body = make(static_cast<std::size_t>(state.range(0)));
   std::vector<std::uint8_t> buf(pubsub::message_frame_bytes_max(body.size()));
-  const pubsub::MessageSpec spec{"market.acme", "1700000000-42", body, kind, pubsub::Envelope::json};
+  const pubsub::MessageSpec spec{"market.acme", "1700000000-42", body, kind, pubsub::Envelope::json, {}};
   for (auto _ : state) {
     const pubsub::MessageFrame f = pubsub::build_message_frame(buf, spec);
     benchmark::DoNotOptimize(f.frame.data());
@@ -55,7 +55,7 @@ void BM_ClassifyAndFrameJson(benchmark::State& state) {
   std::vector<std::uint8_t> buf(pubsub::message_frame_bytes_max(body.size()));
   for (auto _ : state) {
     const pubsub::BodyKind kind = classifier.classify(body);
-    const auto f = pubsub::build_message_frame(buf, {"market.acme", "1700000000-42", body, kind});
+    const auto f = pubsub::build_message_frame(buf, {"market.acme", "1700000000-42", body, kind, pubsub::Envelope::json, {}});
     benchmark::DoNotOptimize(f.frame.data());
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0));

@@ -121,7 +121,7 @@ struct RequestCase {
 
 std::ostream& operator<<(std::ostream& os, const RequestCase& c) { return os << c.name; }
 
-const UpgradePolicy policy{"/echo", "chat,superchat,v2.json"};
+const UpgradePolicy policy{"/echo", "chat,superchat,v2.json", ""};
 
 // What one feeding strategy observed.
 struct Outcome {
@@ -460,7 +460,7 @@ TEST(Decide, SubprotocolSelection) {
     const std::string req = request("GET /echo HTTP/1.1", hs);
     UpgradeParser p;
     ASSERT_EQ(p.feed({reinterpret_cast<const std::uint8_t*>(req.data()), req.size()}).status, Status::complete);
-    const Decision d = decide(p, UpgradePolicy{"/echo", c.server});
+    const Decision d = decide(p, UpgradePolicy{"/echo", c.server, ""});
     EXPECT_EQ(d.status, 101);
     EXPECT_EQ(d.subprotocol, c.chosen) << "offered '" << c.offered << "' server '" << c.server << "'";
   }
@@ -478,18 +478,19 @@ TEST(Decide, PathLimitAppliesToPathNotQuery) {
       {long_path + "x", true, 404},
       {long_path + "x?q", true, 404},
       {"/echo?" + std::string(3000, 'q'), false, 404},
+      {long_path + "?" + std::string(query_bytes_max + 10, 'q'), false, 101},
   };
   for (const auto& c : cases) {
     const std::string req = base_request("GET " + c.target + " HTTP/1.1");
     UpgradeParser p;
     ASSERT_EQ(p.feed({reinterpret_cast<const std::uint8_t*>(req.data()), req.size()}).status, Status::complete);
     EXPECT_EQ(p.path_too_long(), c.too_long) << c.target.size();
-    EXPECT_EQ(decide(p, UpgradePolicy{long_path, ""}).status, c.status) << c.target.size();
+    EXPECT_EQ(decide(p, UpgradePolicy{long_path, "", ""}).status, c.status) << c.target.size();
   }
 }
 
 TEST(UpgradeParser, QueryIsKeptAfterThePathAndTruncationIsReported) {
-  const std::string fits(path_bytes_max - 6, 'q');  // "/echo?" + this = path_bytes_max
+  const std::string fits(target_bytes_max - 6, 'q');  // "/echo?" + this = target_bytes_max
   struct Case {
     std::string target;
     std::string query;
@@ -500,7 +501,7 @@ TEST(UpgradeParser, QueryIsKeptAfterThePathAndTruncationIsReported) {
       {"/echo?channels=a,b&token=x.y.z", "channels=a,b&token=x.y.z", false},
       {"/echo?" + fits, fits, false},
       {"/echo?" + fits + "r", fits, true},
-      {"/echo?" + std::string(3000, 't'), std::string(path_bytes_max - 6, 't'), true},
+      {"/echo?" + std::string(8000, 't'), std::string(target_bytes_max - 6, 't'), true},
       {"/?a=b?c", "a=b?c", false},
   };
   for (const auto& c : cases) {
@@ -526,8 +527,8 @@ TEST(Decide, EchoPathFromPolicy) {
   const std::string req = base_request("GET /?a=b HTTP/1.1");
   UpgradeParser p;
   ASSERT_EQ(p.feed({reinterpret_cast<const std::uint8_t*>(req.data()), req.size()}).status, Status::complete);
-  EXPECT_EQ(decide(p, UpgradePolicy{"/", ""}).status, 101);
-  EXPECT_EQ(decide(p, UpgradePolicy{"/echo", ""}).status, 404);
+  EXPECT_EQ(decide(p, UpgradePolicy{"/", "", ""}).status, 101);
+  EXPECT_EQ(decide(p, UpgradePolicy{"/echo", "", ""}).status, 404);
 }
 
 // ------------------------------------------------------------------ responses
@@ -665,5 +666,71 @@ INSTANTIATE_TEST_SUITE_P(Statuses, Refusal,
                          ::testing::Values(RefusalCase{503, "Service Unavailable"},
                                            RefusalCase{429, "Too Many Requests"}),
                          [](const auto& i) { return std::to_string(i.param.status); });
+
+
+// ------------------------------------------------------------------ bearer tokens and routes
+
+TEST(UpgradeParser, BearerTokenFromAuthorization) {
+  const std::string jwt = "eyJhbGciOiJIUzI1NiJ9." + std::string(3000, 'p') + ".sig";
+  struct Case {
+    const char* name;
+    std::vector<std::string> extra;
+    Status status;
+    std::string token;
+    std::uint16_t error = 0;
+  } cases[] = {
+      {"none", {}, Status::complete, ""},
+      {"bearer", {"Authorization: Bearer abc.def.ghi"}, Status::complete, "abc.def.ghi"},
+      {"scheme_case", {"authorization: bEaReR   abc.def.ghi  "}, Status::complete, "abc.def.ghi"},
+      {"long_jwt", {"Authorization: Bearer " + jwt}, Status::complete, jwt},
+      {"basic", {"Authorization: Basic dXNlcjpwdw=="}, Status::complete, ""},
+      {"bare_scheme", {"Authorization: Bearer"}, Status::complete, ""},
+      {"duplicate", {"Authorization: Bearer a", "Authorization: Bearer b"}, Status::error, "", 400},
+      {"too_long", {"Authorization: Bearer " + std::string(authorization_bytes_max, 'x')}, Status::error, "", 431},
+  };
+  for (const auto& c : cases) {
+    const std::string req = request("GET /ws HTTP/1.1", plus(base_headers(), c.extra));
+    // Split at every byte boundary (a sample of cuts for the long ones).
+    const std::size_t step = req.size() > 1000 ? 97 : 1;
+    for (std::size_t cut = 0; cut <= req.size(); cut += step) {
+      UpgradeParser p;
+      const auto* bytes = reinterpret_cast<const std::uint8_t*>(req.data());
+      Status st = Status::need_more;
+      if (cut > 0) st = p.feed({bytes, cut}).status;
+      if (st == Status::need_more && cut < req.size()) st = p.feed({bytes + cut, req.size() - cut}).status;
+      ASSERT_EQ(st, c.status) << c.name << " cut " << cut;
+      if (st == Status::error) {
+        EXPECT_EQ(p.error_status(), c.error) << c.name;
+        continue;
+      }
+      EXPECT_EQ(p.bearer_token(), c.token) << c.name << " cut " << cut;
+    }
+  }
+}
+
+TEST(Decide, PubsubRoute) {
+  struct Case {
+    const char* line;
+    std::string_view pubsub_path;
+    std::uint16_t status;
+    Route route;
+  } cases[] = {
+      {"GET /echo HTTP/1.1", "/ws", 101, Route::echo},
+      {"GET /ws HTTP/1.1", "/ws", 101, Route::pubsub},
+      {"GET /ws?channels=a,b HTTP/1.1", "/ws", 101, Route::pubsub},
+      {"GET /ws HTTP/1.1", "", 404, Route::echo},
+      {"GET /wss HTTP/1.1", "/ws", 404, Route::echo},
+  };
+  for (const auto& c : cases) {
+    const std::string req = base_request(c.line);
+    UpgradeParser p;
+    ASSERT_EQ(p.feed({reinterpret_cast<const std::uint8_t*>(req.data()), req.size()}).status, Status::complete);
+    const Decision d = decide(p, UpgradePolicy{"/echo", "", c.pubsub_path});
+    EXPECT_EQ(d.status, c.status) << c.line;
+    if (d.status == 101) {
+      EXPECT_EQ(d.route, c.route) << c.line;
+    }
+  }
+}
 
 }  // namespace

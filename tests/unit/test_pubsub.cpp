@@ -328,7 +328,7 @@ TEST_P(Delivery, ClassifyAndBuild) {
   EXPECT_EQ(static_cast<int>(kind), static_cast<int>(c.kind));
 
   std::vector<std::uint8_t> buf(message_frame_bytes_max(body.size()));
-  const MessageFrame f = build_message_frame(buf, {"news.eu", "42", body, kind, Envelope::json});
+  const MessageFrame f = build_message_frame(buf, {"news.eu", "42", body, kind, Envelope::json, {}});
   ASSERT_TRUE(f.ok());
   EXPECT_EQ(f.opcode, ws::Opcode::text);
   const std::string_view payload = sv(f.payload);
@@ -393,7 +393,7 @@ TEST(DeliveryFrame, HeaderSizesAt125_126_65536) {
     const std::size_t body_len = payload_target - (prefix.size() + 1);
     const auto body = bytes(std::string(body_len, 'x'));
     std::vector<std::uint8_t> buf(message_frame_bytes_max(body.size()));
-    const MessageFrame f = build_message_frame(buf, {"c", "1", body, classifier.classify(body), Envelope::json});
+    const MessageFrame f = build_message_frame(buf, {"c", "1", body, classifier.classify(body), Envelope::json, {}});
     ASSERT_TRUE(f.ok());
     ASSERT_EQ(f.payload.size(), payload_target);
     const auto h = ws::decode_header(f.frame);
@@ -405,12 +405,12 @@ TEST(DeliveryFrame, HeaderSizesAt125_126_65536) {
 
 TEST(DeliveryFrame, Raw) {
   std::vector<std::uint8_t> buf(message_frame_bytes_max(8));
-  MessageFrame f = build_message_frame(buf, {"c", "1", bytes("hi"), BodyKind::text, Envelope::raw});
+  MessageFrame f = build_message_frame(buf, {"c", "1", bytes("hi"), BodyKind::text, Envelope::raw, {}});
   ASSERT_TRUE(f.ok());
   EXPECT_EQ(f.opcode, ws::Opcode::text);
   EXPECT_EQ(sv(f.frame), std::string_view("\x81\x02hi", 4));
   const rg::test::Bytes raw{0xFF, 0x00};
-  f = build_message_frame(buf, {"c", "1", raw, BodyKind::binary, Envelope::raw});
+  f = build_message_frame(buf, {"c", "1", raw, BodyKind::binary, Envelope::raw, {}});
   ASSERT_TRUE(f.ok());
   EXPECT_EQ(f.opcode, ws::Opcode::binary);
   EXPECT_EQ(sv(f.frame), std::string_view("\x82\x02\xFF\x00", 4));
@@ -420,16 +420,16 @@ TEST(DeliveryFrame, TooSmallBufferGivesEmptyFrame) {
   const auto body = bytes("\"x\"");
   for (std::size_t size : {0u, 5u, 10u, 40u, 60u}) {
     std::vector<std::uint8_t> buf(size);
-    EXPECT_FALSE(build_message_frame(buf, {"c", "1", body, BodyKind::json, Envelope::json}).ok()) << size;
-    EXPECT_FALSE(build_message_frame(buf, {"c", "1", body, BodyKind::binary, Envelope::json}).ok()) << size;
+    EXPECT_FALSE(build_message_frame(buf, {"c", "1", body, BodyKind::json, Envelope::json, {}}).ok()) << size;
+    EXPECT_FALSE(build_message_frame(buf, {"c", "1", body, BodyKind::binary, Envelope::json, {}}).ok()) << size;
   }
   // Exactly enough: 10-byte gap + payload.
   std::vector<std::uint8_t> big(200);
-  const MessageFrame f = build_message_frame(big, {"c", "1", body, BodyKind::json, Envelope::json});
+  const MessageFrame f = build_message_frame(big, {"c", "1", body, BodyKind::json, Envelope::json, {}});
   std::vector<std::uint8_t> exact(10 + f.payload.size());
-  EXPECT_TRUE(build_message_frame(exact, {"c", "1", body, BodyKind::json, Envelope::json}).ok());
+  EXPECT_TRUE(build_message_frame(exact, {"c", "1", body, BodyKind::json, Envelope::json, {}}).ok());
   exact.pop_back();
-  EXPECT_FALSE(build_message_frame(exact, {"c", "1", body, BodyKind::json, Envelope::json}).ok());
+  EXPECT_FALSE(build_message_frame(exact, {"c", "1", body, BodyKind::json, Envelope::json, {}}).ok());
 }
 
 TEST(DeliveryFrame, WorstCaseBodiesFitTheAdvertisedSize) {
@@ -438,7 +438,7 @@ TEST(DeliveryFrame, WorstCaseBodiesFitTheAdvertisedSize) {
     BodyClassifier classifier;
     std::vector<std::uint8_t> buf(message_frame_bytes_max(b.size()));
     const MessageFrame f = build_message_frame(
-        buf, {std::string(128, 'c'), std::string(128, 'i'), b, classifier.classify(b), Envelope::json});
+        buf, {std::string(128, 'c'), std::string(128, 'i'), b, classifier.classify(b), Envelope::json, {}});
     ASSERT_TRUE(f.ok());
     EXPECT_TRUE(json_valid(sv(f.payload)));
   }
@@ -516,6 +516,36 @@ TEST(QueryMax, SixtyFourChannelsKept) {
   EXPECT_EQ(list[63], "c63");
   EXPECT_TRUE(list.contains("c0"));
   EXPECT_FALSE(list.contains("c64"));
+}
+
+TEST(DeliveryFrame, UserEnvelopeNamesTheUser) {
+  std::vector<std::uint8_t> buf(message_frame_bytes_max(16));
+  const MessageFrame f =
+      build_message_frame(buf, {"ignored", "9", bytes("{\"a\":1}"), BodyKind::json, Envelope::json, "alice"});
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(sv(f.payload), R"({"type":"message","user":"alice","id":"9","data":{"a":1}})");
+}
+
+TEST(QueryParam, FirstValueRawAndPresence) {
+  struct Case {
+    const char* query;
+    const char* name;
+    bool found;
+    const char* value;
+  } cases[] = {
+      {"", "token", false, ""},
+      {"token=a.b.c", "token", true, "a.b.c"},
+      {"channels=x&token=a.b.c&token=z", "token", true, "a.b.c"},
+      {"tokens=1&xtoken=2", "token", false, ""},
+      {"token=", "token", true, ""},
+      {"a=1&token", "token", true, ""},
+      {"token=a%2Eb", "token", true, "a%2Eb"},
+  };
+  for (const auto& c : cases) {
+    bool found = true;
+    EXPECT_EQ(query_param(c.query, c.name, found), c.value) << c.query;
+    EXPECT_EQ(found, c.found) << c.query;
+  }
 }
 
 }  // namespace
