@@ -206,6 +206,23 @@ bool Ring::cancel_tag(Tag target, Tag tag) noexcept {
   return true;
 }
 
+bool Ring::msg_ring(int target_ring_fd, Tag target_tag, Tag tag) noexcept {
+  io_uring_sqe* s = sqe();
+  if (!s) return false;
+  io_uring_prep_msg_ring(s, target_ring_fd, 0, target_tag.pack(), 0);
+  s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(s, tag.pack());
+  return true;
+}
+
+bool Ring::read_fd(int fd, std::span<std::uint8_t> buf, Tag tag) noexcept {
+  io_uring_sqe* s = sqe();
+  if (!s) return false;
+  io_uring_prep_read(s, fd, buf.data(), static_cast<unsigned>(buf.size()), 0);
+  io_uring_sqe_set_data64(s, tag.pack());
+  return true;
+}
+
 namespace {
 
 void apply_chain(io_uring_sqe* s, Chain chain) noexcept {

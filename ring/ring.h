@@ -169,6 +169,14 @@ class Ring {
   bool shutdown_write(std::uint32_t slot, Tag tag) noexcept;
   bool close_direct(std::uint32_t slot, Tag tag) noexcept;
   bool cancel_tag(Tag target, Tag tag) noexcept;
+  // Posts a CQE carrying `target_tag` (res 0) on the ring whose fd is
+  // `target_ring_fd` (IORING_OP_MSG_RING, 5.18+: check supports()).  Its own
+  // CQE is skipped on success, so a publisher need not reap them.
+  bool msg_ring(int target_ring_fd, Tag target_tag, Tag tag) noexcept;
+  // read(2) of a regular (process) fd into `buf`, e.g. an eventfd.
+  bool read_fd(int fd, std::span<std::uint8_t> buf, Tag tag) noexcept;
+  // The ring's own fd, the target of other rings' msg_ring().
+  [[nodiscard]] int fd() const noexcept { return ring_.ring_fd; }
 
   // Client sockets, entirely in the direct-descriptor table (no process fd).
   // Typical chain: socket_direct -> setsockopt_int -> bind_direct ->

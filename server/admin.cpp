@@ -13,7 +13,9 @@
 #include <cstring>
 #include <vector>
 
+#include "proto/http_upgrade.h"
 #include "ring/ring.h"
+#include "server/api_request.h"
 #include "server/log.h"
 
 namespace rg::server {
@@ -23,8 +25,8 @@ namespace {
 // A worker loop wakes at least every 100 ms; one silent for this long is stuck.
 constexpr std::uint64_t heartbeat_stale_ms = 2000;
 // Admin requests are one short GET; anything slower or larger is dropped.
-constexpr int io_timeout_s = 2;
-constexpr std::size_t request_bytes_max = 8192;
+constexpr std::uint64_t io_timeout_ms = 10'000;     // a request (head and body) must arrive within this
+constexpr std::uint64_t idle_timeout_ms = 60'000;   // a keep-alive connection idle this long is closed
 
 std::uint64_t monotonic_ms() {
   timespec ts{};
@@ -115,7 +117,7 @@ bool Admin::start(const std::string& host, std::uint16_t port, std::string& erro
   }
   // No SO_REUSEPORT here: a second process must fail to bind the admin port,
   // not silently share its scrapes and health checks.
-  fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);  // accept() in a loop until EAGAIN
   const int one = 1;
   if (fd_ < 0 || setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
       bind(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd_, 64) != 0) {
@@ -140,49 +142,204 @@ void Admin::stop() {
   fd_ = -1;
 }
 
+// One connection to the admin/API listener.  Scrapers send one GET and go;
+// publishers keep the connection open and send POST after POST.
+struct AdminClient {
+  int fd = -1;
+  std::string in;
+  std::string out;
+  std::size_t out_sent = 0;
+  std::uint64_t last_active_ms = 0;
+  bool close_after = false;  // close once `out` is sent
+};
+
+namespace {
+
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+void respond(AdminClient& c, int status, std::string_view content_type, std::string_view body, bool keep_alive,
+             std::string_view extra_headers = {}) {
+  absl::StrAppendFormat(&c.out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s", status,
+                        reason_phrase(status), content_type, body.size(), keep_alive ? "" : "Connection: close\r\n",
+                        extra_headers, body);
+  if (!keep_alive) c.close_after = true;
+}
+
+constexpr std::string_view json_type = "application/json";
+
+// A client that does not read its answers stops being read: pipelined
+// requests cannot pile up answers without bound.
+constexpr std::size_t unsent_bytes_max = 1 << 20;
+bool reading(const AdminClient& c) { return !c.close_after && c.out.size() - c.out_sent < unsent_bytes_max; }
+
+std::string json_error(std::string_view error, std::string_view message) {
+  return absl::StrFormat(R"({"error":"%s","message":"%s"})", error, message);
+}
+
+}  // namespace
+
 void Admin::serve() {
   // Signals belong to the main thread (they are blocked before this starts).
+  publisher_.start();
+  std::vector<AdminClient> clients;
+  clients.reserve(clients_max);
+  std::vector<pollfd> fds;
   while (!stop_.load()) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, 200) <= 0) continue;
-    const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) continue;
-    const timeval tv{io_timeout_s, 0};
-    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    std::string req;
-    char buf[1024];
-    while (req.find("\r\n\r\n") == std::string::npos && req.size() < request_bytes_max) {
-      const ssize_t n = recv(c, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      req.append(buf, static_cast<std::size_t>(n));
+    fds.clear();
+    fds.push_back({fd_, static_cast<short>(clients.size() < clients_max ? POLLIN : 0), 0});
+    for (const AdminClient& c : clients)
+      fds.push_back({c.fd, static_cast<short>((reading(c) ? POLLIN : 0) | (c.out.size() > c.out_sent ? POLLOUT : 0)), 0});
+    if (poll(fds.data(), fds.size(), 200) < 0) continue;
+    const std::uint64_t now = monotonic_ms();
+    if (fds[0].revents & POLLIN) {
+      while (clients.size() < clients_max) {
+        const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c < 0) break;
+        clients.push_back(AdminClient{c, {}, {}, 0, now, false});
+      }
     }
-    Reply reply{400, "text/plain; charset=utf-8", "400 Bad Request: expected GET /healthz, /readyz, /metrics or /status\n"};
-    const auto sp1 = req.find(' ');
-    const auto sp2 = sp1 == std::string::npos ? std::string::npos : req.find(' ', sp1 + 1);
-    if (req.compare(0, 4, "GET ") == 0 && sp2 != std::string::npos) {
-      std::string path = req.substr(sp1 + 1, sp2 - sp1 - 1);
-      path = path.substr(0, path.find('?'));
-      reply = handle(path);
-    } else if (sp1 != std::string::npos && req.find("\r\n\r\n") != std::string::npos) {
-      reply = {405, "text/plain; charset=utf-8", "405 Method Not Allowed: the admin API answers GET only\n"};
+    // Clients accepted this turn have no pollfd yet: they are read next turn.
+    const std::size_t polled = fds.size() - 1;
+    for (std::size_t i = 0; i < polled; ++i) {
+      AdminClient& c = clients[i];
+      const short revents = fds[i + 1].revents;
+      bool drop = (revents & (POLLERR | POLLNVAL)) != 0;
+      if (!drop && (revents & (POLLIN | POLLHUP)) && reading(c)) {
+        char buf[16384];
+        const ssize_t n = recv(c.fd, buf, sizeof buf, 0);
+        if (n > 0) {
+          c.in.append(buf, static_cast<std::size_t>(n));
+          c.last_active_ms = now;
+          serve_requests(c);
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+          drop = true;
+        }
+      }
+      while (!drop && c.out.size() > c.out_sent) {
+        const ssize_t n = send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
+        if (n > 0) {
+          c.out_sent += static_cast<std::size_t>(n);
+          c.last_active_ms = now;
+        } else {
+          drop = n < 0 && errno != EAGAIN && errno != EINTR;
+          break;
+        }
+      }
+      if (c.out_sent == c.out.size()) {
+        c.out.clear();
+        c.out_sent = 0;
+        if (c.close_after) drop = true;
+      }
+      // A request that stalls, or a keep-alive connection left idle, goes.
+      const std::uint64_t limit_ms = c.in.empty() && c.out.empty() ? idle_timeout_ms : io_timeout_ms;
+      if (now - c.last_active_ms > limit_ms) drop = true;
+      if (drop) {
+        close(c.fd);
+        c.fd = -1;
+      }
     }
-    const char* text = reply.status == 200 ? "OK"
-                       : reply.status == 503 ? "Service Unavailable"
-                       : reply.status == 404 ? "Not Found"
-                       : reply.status == 405 ? "Method Not Allowed"
-                                             : "Bad Request";
-    const std::string out = absl::StrFormat(
-        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n%s\r\n%s", reply.status,
-        text, reply.content_type, reply.body.size(), reply.status == 405 ? "Allow: GET\r\n" : "", reply.body);
-    std::size_t sent = 0;
-    while (sent < out.size()) {
-      const ssize_t n = send(c, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) break;
-      sent += static_cast<std::size_t>(n);
-    }
-    close(c);
+    std::erase_if(clients, [](const AdminClient& c) { return c.fd < 0; });
   }
+  for (const AdminClient& c : clients) close(c.fd);
+}
+
+// Answers every complete request in the client's buffer, in order.
+void Admin::serve_requests(AdminClient& c) {
+  while (!c.close_after) {
+    ApiRequest req;
+    const ApiParse parsed = parse_api_request(c.in, req);
+    if (parsed.status == ApiParse::Status::need_more) return;
+    if (parsed.status == ApiParse::Status::error) {
+      respond(c, parsed.error_status, json_type, json_error("bad_request", parsed.error_reason), false);
+      return;
+    }
+    const std::string_view path = req.path();
+    const bool publish = path.starts_with("/publish/");
+    const bool user_send = path.starts_with("/users/") && path.ends_with("/send") && path.size() > 12;
+    if ((publish || user_send) && req.method == "POST") {
+      if (req.chunked || !req.has_content_length) {
+        respond(c, 411, json_type,
+                json_error("length_required", "send the body with Content-Length (chunked bodies are not accepted)"),
+                false);
+        return;
+      }
+      if (req.content_length > shared_.config.max_publish_size) {
+        bump_publish_refusal(PublishRefusal::too_large);
+        // The body is not read: answer and close instead.
+        respond(c, 413, json_type,
+                json_error("too_large", absl::StrFormat("body of %d bytes is over max_publish_size (%d bytes)",
+                                                        req.content_length, shared_.config.max_publish_size)),
+                false);
+        return;
+      }
+      if (c.in.size() < req.head_bytes + req.content_length) return;  // the body is still coming
+      const std::string_view body = std::string_view(c.in).substr(req.head_bytes, req.content_length);
+      if (!shared_.api_token.empty()) {
+        const std::string_view auth = req.authorization;
+        const bool bearer = auth.size() > 7 && proto::http::iequals(auth.substr(0, 7), "bearer ");
+        if (!bearer || !same_secret(proto::http::trim(auth.substr(7)), shared_.api_token)) {
+          bump_publish_refusal(PublishRefusal::unauthorized);
+          respond(c, 401, json_type,
+                  json_error("unauthorized", auth.empty() ? "this API requires Authorization: Bearer TOKEN"
+                                                          : "the bearer token does not match api_token_file"),
+                  req.keep_alive, "WWW-Authenticate: Bearer\r\n");
+          c.in.erase(0, req.head_bytes + req.content_length);
+          continue;
+        }
+      }
+      const std::string_view name =
+          publish ? path.substr(9) : path.substr(7, path.size() - 7 - 5);
+      const Publisher::Outcome o = publisher_.publish(
+          publish ? Publication::Target::channel : Publication::Target::user, name,
+          {reinterpret_cast<const std::uint8_t*>(body.data()), body.size()});
+      respond(c, o.status, json_type, o.body, req.keep_alive, o.status == 503 ? "Retry-After: 1\r\n" : "");
+      c.in.erase(0, req.head_bytes + req.content_length);
+      continue;
+    }
+    if (publish || user_send) {
+      respond(c, 405, json_type, json_error("method_not_allowed", "publishing takes POST"), req.keep_alive,
+              "Allow: POST\r\n");
+    } else if (req.method == "GET") {
+      // Health checks and scrapes are one request per connection, as they
+      // always were here: simple clients read the answer until EOF.
+      const Reply reply = handle(std::string(path));
+      respond(c, reply.status, reply.content_type, reply.body, false);
+    } else {
+      const Reply reply = handle(std::string(path));
+      if (reply.status == 404) respond(c, 404, reply.content_type, reply.body, false);
+      else
+        respond(c, 405, "text/plain; charset=utf-8", "405 Method Not Allowed: this path answers GET only\n", false,
+                "Allow: GET\r\n");
+    }
+    // A request with a body we do not want: skip the body if it is here,
+    // else stop reading this connection.
+    if (req.content_length > 0 && c.in.size() < req.head_bytes + req.content_length) {
+      c.close_after = true;
+      return;
+    }
+    c.in.erase(0, req.head_bytes + req.content_length);
+  }
+}
+
+void Admin::bump_publish_refusal(PublishRefusal r) {
+  auto& a = shared_.publish.refused[static_cast<std::size_t>(r)];
+  a.store(a.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 Admin::Reply Admin::handle(const std::string& path) const {
@@ -214,7 +371,9 @@ Admin::Reply Admin::handle(const std::string& path) const {
   }
   if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", metrics()};
   if (path == "/status") return {200, "application/json", status_json()};
-  return {404, text, "404 Not Found: the admin API serves /healthz, /readyz, /metrics and /status\n"};
+  return {404, text,
+          "404 Not Found: the admin API serves GET /healthz, /readyz, /metrics and /status, and POST "
+          "/publish/{channel} and /users/{user}/send\n"};
 }
 
 std::string Admin::metrics() const {
@@ -322,6 +481,51 @@ std::string Admin::metrics() const {
              &WorkerCounters::messages_in_total);
   per_worker(out, s, "ws_accept_errors_total", "counter", "Accept completions that failed (table full included).",
              &WorkerCounters::accept_errors_total);
+  // Pub/sub: totals per worker (never a label per channel: their number is
+  // unbounded).
+  per_worker(out, s, "ws_subscribers", "gauge", "Connections on the pub/sub endpoint.", &WorkerCounters::subscribers);
+  per_worker(out, s, "ws_subscriptions", "gauge", "Channel subscriptions held by connections.",
+             &WorkerCounters::subscriptions);
+  per_worker(out, s, "ws_channels", "gauge", "Channels with at least one subscriber on the worker.",
+             &WorkerCounters::channels);
+  per_worker(out, s, "ws_pubsub_index_bytes", "gauge",
+             "Memory of the subscription index and delivery queues' records.", &WorkerCounters::index_bytes);
+  per_worker(out, s, "ws_subscribes_total", "counter", "Subscriptions made (at connect or by command).",
+             &WorkerCounters::subscribes_total);
+  per_worker(out, s, "ws_unsubscribes_total", "counter", "Subscriptions ended by command.",
+             &WorkerCounters::unsubscribes_total);
+  per_worker(out, s, "ws_command_errors_total", "counter",
+             "Client commands answered with an error frame (malformed, unknown, forbidden, over a limit).",
+             &WorkerCounters::command_errors_total);
+  per_worker(out, s, "ws_acks_total", "counter", "Ack commands received.", &WorkerCounters::acks_total);
+  per_worker(out, s, "ws_fanouts_total", "counter", "Publications fanned out by the worker (with recipients).",
+             &WorkerCounters::fanouts_total);
+  per_worker(out, s, "ws_deliveries_total", "counter", "Published messages queued to a recipient.",
+             &WorkerCounters::deliveries_total);
+  per_worker(out, s, "ws_delivery_drops_total", "counter",
+             "Published messages not queued to a recipient: a slow consumer, or the buffered-bytes budget.",
+             &WorkerCounters::delivery_drops_total);
+  per_worker(out, s, "ws_mailbox_depth", "gauge", "Publications waiting in or taken from the mailbox, not yet fanned out.",
+             &WorkerCounters::mailbox_depth);
+  histogram(out, "ws_fanout_duration_seconds",
+            "From publish to the last recipient's send queued, per worker and publication.",
+            &WorkerCounters::fanout_ms);
+  {
+    const PublishCounters& p = s.publish;
+    const auto one = [&](const char* name, const char* help, std::uint64_t v) {
+      absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v);
+    };
+    one("ws_publishes_total", "Publications accepted by the publish API (channels and users).",
+        load(p.publishes_total));
+    one("ws_user_sends_total", "Of those, sends to a user.", load(p.user_sends_total));
+    one("ws_publish_bytes_total", "Published body bytes.", load(p.body_bytes_total));
+    one("ws_publish_recipients_total", "Recipients counted in publish answers.", load(p.recipients_total));
+    out += "# HELP ws_publish_rejections_total Publish requests refused, by reason.\n"
+           "# TYPE ws_publish_rejections_total counter\n";
+    for (std::size_t r = 0; r < p.refused.size(); ++r)
+      absl::StrAppendFormat(&out, "ws_publish_rejections_total{reason=\"%s\"} %d\n",
+                            publish_refusal_name(static_cast<PublishRefusal>(r)), load(p.refused[r]));
+  }
   // Budgets: used and limit side by side, so utilisation is one division.
   // Table slots are per worker; the rest are the process's.
   const std::vector<BudgetFigure> budgets = process_budgets(s);
@@ -372,10 +576,12 @@ std::string Admin::status_json() const {
                           "%s{\"worker\":%d,\"open_connections\":%d,\"table_slots_used\":%d,\"table_slots\":%d,"
                           "\"accepted_total\":%d,\"upgraded_total\":%d,\"handshake_failures_total\":%d,"
                           "\"accept_queue_depth\":%d,\"buffered_bytes\":%d,\"backpressured_connections\":%d,"
+                          "\"subscribers\":%d,\"subscriptions\":%d,\"channels\":%d,\"mailbox_depth\":%d,"
                           "\"loop_heartbeat_age_ms\":%d}",
                           i ? "," : "", i, load(c.open_connections), load(c.live_slots), load(c.table_slots),
                           load(c.accepted_total), load(c.upgraded_total), c.refused_total(), load(c.accept_queue_depth),
-                          load(c.buffered_bytes), load(c.backpressured_connections), now > beat ? now - beat : 0);
+                          load(c.buffered_bytes), load(c.backpressured_connections), load(c.subscribers),
+                          load(c.subscriptions), load(c.channels), load(c.mailbox_depth), now > beat ? now - beat : 0);
   }
   out += "]}\n";
   return out;

@@ -1,9 +1,12 @@
-// The admin listener: /healthz, /readyz, /metrics (Prometheus text format)
-// and /status (JSON), for operators, load balancers and scrapers.
+// The admin/API listener: GET /healthz, /readyz, /metrics (Prometheus text
+// format) and /status (JSON), for operators, load balancers and scrapers;
+// POST /publish/{channel} and /users/{user}/send for publishers.
 //
-// It runs on its own thread with plain blocking sockets and timeouts.  It
-// serves a few requests a second and never touches the data path: everything
-// it reports comes from the workers' single-writer counters, read relaxed.
+// It runs on its own thread: a poll(2) loop over non-blocking sockets, up
+// to clients_max connections, HTTP/1.1 keep-alive.  It never touches the
+// data path: what it reports comes from the workers' single-writer
+// counters, read relaxed, and what it publishes goes through the workers'
+// mailboxes (server/publisher.h).
 #pragma once
 
 #include <atomic>
@@ -11,13 +14,17 @@
 #include <string>
 #include <thread>
 
+#include "server/publisher.h"
 #include "server/worker.h"
 
 namespace rg::server {
 
+struct AdminClient;
+
 class Admin {
  public:
-  explicit Admin(Shared& shared) : shared_(shared) {}
+  explicit Admin(Shared& shared) : shared_(shared), publisher_(shared) {}
+  static constexpr std::size_t clients_max = 256;
   Admin(const Admin&) = delete;
   Admin& operator=(const Admin&) = delete;
   ~Admin() { stop(); }
@@ -37,11 +44,14 @@ class Admin {
 
  private:
   void serve();
+  void serve_requests(struct AdminClient& c);
+  void bump_publish_refusal(PublishRefusal r);
   [[nodiscard]] std::string metrics() const;
   [[nodiscard]] std::string status_json() const;
   void histogram(std::string& out, const char* name, const char* help, LatencyHistogram WorkerCounters::*field) const;
 
   Shared& shared_;
+  Publisher publisher_;
   int fd_ = -1;
   std::uint16_t port_ = 0;
   std::atomic<bool> stop_{false};

@@ -27,6 +27,7 @@ const char* refusal_name(Refusal r) noexcept {
     case Refusal::busy: return "busy";
     case Refusal::buffered_bytes: return "buffered_bytes";
     case Refusal::shutdown: return "shutdown";
+    case Refusal::unauthorized: return "unauthorized";
     case Refusal::other: return "other";
     case Refusal::count: break;
   }
@@ -36,6 +37,7 @@ const char* refusal_name(Refusal r) noexcept {
 Refusal refusal_for_status(std::uint16_t status) noexcept {
   switch (status) {
     case 400: return Refusal::bad_request;
+    case 401: return Refusal::unauthorized;
     case 404: return Refusal::not_found;
     case 405: return Refusal::method_not_allowed;
     case 408: return Refusal::timeout;

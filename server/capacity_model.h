@@ -23,7 +23,7 @@ inline constexpr std::uint64_t GiB = 1024 * MiB;
 // ------------------------------------------------------------ from the code
 
 // One connection record per table slot (static_assert in server/worker.cpp).
-inline constexpr std::uint64_t record_bytes = 40;
+inline constexpr std::uint64_t record_bytes = 44;
 // One HTTP answer slot, max_pending_handshakes of them per worker
 // (proto::http::response_bytes_max, static_assert in capacity_model.cpp).
 inline constexpr std::uint64_t answer_slot_bytes = 512;

@@ -48,6 +48,19 @@ std::string show_ms(std::uint64_t ms) {
   if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
   return std::to_string(ms) + "ms";
 }
+// "a, b,,c" -> {"a", "b", "c"}: items trimmed, empty ones skipped.
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
 std::string join(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
@@ -154,17 +167,46 @@ const std::vector<Option>& options() {
       {"echo_path", Kind::text, "PATH", "Path of the echo endpoint; '/' works too.", RG_TEXT(echo_path)},
       {"subprotocols", Kind::list, "LIST",
        "Comma-separated subprotocols the server accepts; the first one the client offers wins.",
-       [](Config& c, std::uint64_t, const std::string& s) {
-         c.subprotocols.clear();
-         std::stringstream ss(s);
-         std::string item;
-         while (std::getline(ss, item, ',')) {
-           item.erase(0, item.find_first_not_of(" \t"));
-           item.erase(item.find_last_not_of(" \t") + 1);
-           if (!item.empty()) c.subprotocols.push_back(item);
-         }
-       },
+       [](Config& c, std::uint64_t, const std::string& s) { c.subprotocols = split_list(s); },
        [](const Config& c) { return join(c.subprotocols); }},
+      {"pubsub_path", Kind::text, "PATH",
+       "Path of the pub/sub endpoint (docs/protocol.md): ?channels=a,b subscribes at connect, JSON commands "
+       "subscribe later. 'off' disables it.",
+       RG_TEXT(pubsub_path)},
+      {"auth", Kind::text, "off|jwt",
+       "Who may use pubsub_path: off = anyone may subscribe to anything; jwt = an HS256 token (?token= or "
+       "Authorization: Bearer) is required (401 without a valid one), its sub is the user and its channels "
+       "claim lists the patterns the user may subscribe to.",
+       RG_TEXT(auth)},
+      {"jwt_secret_file", Kind::text, "PATH",
+       "File holding the HS256 key for auth = jwt (1..256 bytes; one trailing newline is dropped). Kept in a "
+       "file so the key never shows in the process list.",
+       RG_TEXT(jwt_secret_file)},
+      {"api_token_file", Kind::text, "PATH",
+       "File holding the bearer token that POST /publish and /users/.../send on the admin listener require. "
+       "Empty: no token (keep admin_listen on localhost then).",
+       RG_TEXT(api_token_file)},
+      {"max_publish_size", Kind::size64, "SIZE", "Largest published message body (413 beyond).",
+       RG_SIZE64(max_publish_size)},
+      {"raw_channels", Kind::list, "PATTERNS",
+       "Comma-separated channel patterns (name, prefix.* or *) whose messages are delivered as the bare body, "
+       "without the JSON envelope.",
+       [](Config& c, std::uint64_t, const std::string& s) { c.raw_channels = split_list(s); },
+       [](const Config& c) { return join(c.raw_channels); }},
+      {"max_subscriptions", Kind::u32, "N",
+       "Channels one connection may subscribe to (error too_many_channels beyond).", RG_U32(max_subscriptions)},
+      {"mailbox_size", Kind::u32, "N",
+       "Publications per worker waiting to be fanned out; a publish that finds a mailbox full gets 503.",
+       RG_U32(mailbox_size)},
+      {"fanout_batch", Kind::u32, "N",
+       "Deliveries a worker queues per loop turn before it goes back to I/O, so a publish to a million "
+       "subscribers cannot stall other connections.",
+       RG_U32(fanout_batch)},
+      {"cross_worker_wake", Kind::text, "auto|msg_ring|eventfd",
+       "How a publisher wakes workers: msg_ring = a completion posted on the worker's ring "
+       "(IORING_OP_MSG_RING, Linux 5.18+); eventfd = a read the worker keeps armed on an eventfd; auto = "
+       "msg_ring when the kernel has it.",
+       RG_TEXT(cross_worker_wake)},
       {"max_request_line", Kind::size32, "SIZE", "Longest HTTP request line (414 beyond).",
        RG_SIZE32(max_request_line)},
       {"max_header_bytes", Kind::size32, "SIZE", "Largest total of request header lines (431 beyond).",

@@ -65,11 +65,26 @@ struct Config {
   std::uint64_t pong_timeout_ms = 90'000;   // after a ping, close if nothing arrives within this
   std::uint64_t idle_timeout_ms = 0;        // close a connection that sent nothing for this long; 0 = off
 
+  // Pub/sub (docs/protocol.md)
+  std::string pubsub_path = "/ws";  // "off" disables the endpoint
+  std::string auth = "off";         // off | jwt: who may connect to pubsub_path and subscribe to what
+  std::string jwt_secret_file;      // HS256 key for auth = jwt (the file's bytes, one trailing newline dropped)
+  std::string api_token_file;       // bearer token the publish API requires; empty: none (bind it to localhost)
+  std::uint64_t max_publish_size = 64 * 1024;  // a published body (413 beyond)
+  std::vector<std::string> raw_channels;       // channel patterns delivered without the JSON envelope
+  std::uint32_t max_subscriptions = 64;        // per connection (too_many_channels beyond)
+  std::uint32_t mailbox_size = 1024;           // per worker: publications waiting for fan-out (503 beyond)
+  std::uint32_t fanout_batch = 16384;          // per worker loop turn: deliveries queued before I/O runs again
+  std::string cross_worker_wake = "auto";      // auto | msg_ring | eventfd: how publishers wake workers
+
   // Process
   std::uint64_t drain_timeout_ms = 10'000;
   std::string log_level = "info";
   bool strict_preflight = false;  // refuse to start when the kernel preflight finds anything
   std::string config_file;
+
+  [[nodiscard]] bool pubsub_enabled() const noexcept { return pubsub_path != "off"; }
+  [[nodiscard]] bool auth_jwt() const noexcept { return auth == "jwt"; }
 
   // The per-connection backpressure thresholds in bytes.
   [[nodiscard]] std::uint64_t backpressure_on_bytes() const noexcept { return frame_buffer_size; }

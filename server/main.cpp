@@ -1,6 +1,7 @@
 // ringgate: start-up, capacity planning, signals and shutdown.
 
 #include <pthread.h>
+#include <sys/eventfd.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -17,6 +18,8 @@
 #include <vector>
 
 #include "proto/http_upgrade.h"
+#include "proto/jwt.h"
+#include "proto/pubsub.h"
 #include "ring/ring.h"
 #include "server/admin.h"
 #include "server/capacity_model.h"
@@ -105,6 +108,44 @@ bool validate(const Config& c, std::string& error) {
     error = "max_pending_handshakes and max_active_sessions must be at least 1";
     return false;
   }
+  if (c.pubsub_enabled()) {
+    if (c.pubsub_path.empty() || c.pubsub_path[0] != '/' || c.pubsub_path.size() > rg::proto::http::path_bytes_max ||
+        c.pubsub_path.find_first_of(" ?#") != std::string::npos || c.pubsub_path == c.echo_path) {
+      error = "pubsub_path must start with '/', hold no spaces, '?' or '#', be at most 1024 bytes, differ from "
+              "echo_path, or be off";
+      return false;
+    }
+  }
+  if (c.cross_worker_wake != "auto" && c.cross_worker_wake != "msg_ring" && c.cross_worker_wake != "eventfd") {
+    error = "cross_worker_wake must be auto, msg_ring or eventfd, not '" + c.cross_worker_wake + "'";
+    return false;
+  }
+  if (c.auth != "off" && c.auth != "jwt") {
+    error = "auth must be off or jwt, not '" + c.auth + "'";
+    return false;
+  }
+  if (c.auth == "jwt" && c.jwt_secret_file.empty()) {
+    error = "auth = jwt needs jwt_secret_file (the HS256 key)";
+    return false;
+  }
+  for (const auto& p : c.raw_channels) {
+    if (!rg::proto::pubsub::pattern_valid(p)) {
+      error = "raw_channels: '" + p + "' is not a channel pattern (a name, NAME.* or *)";
+      return false;
+    }
+  }
+  if (c.max_subscriptions == 0 || c.max_subscriptions > 65536) {
+    error = "max_subscriptions must be between 1 and 65536";
+    return false;
+  }
+  if (c.mailbox_size == 0 || c.mailbox_size > (1u << 20) || c.fanout_batch == 0) {
+    error = "mailbox_size must be between 1 and 1048576, fanout_batch at least 1";
+    return false;
+  }
+  if (c.max_publish_size == 0 || c.max_publish_size > (16ull << 20)) {
+    error = "max_publish_size must be between 1B and 16MiB";
+    return false;
+  }
   std::string admin_host;
   std::uint16_t admin_port = 0;
   if (c.admin_listen != "off" && !parse_host_port(c.admin_listen, admin_host, admin_port)) {
@@ -136,6 +177,81 @@ bool validate(const Config& c, std::string& error) {
     return false;
   }
   return true;
+}
+
+// A secret from a file: its bytes, less one trailing newline (editors add
+// one).  Empty with `error` set when it cannot be read or is empty.
+std::string read_secret(const std::string& path, const char* what, std::string& error) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    error = absl::StrFormat("%s %s: %s", what, path, std::strerror(errno));
+    return {};
+  }
+  std::string out;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0 && out.size() <= 65536;) out.append(buf, n);
+  std::fclose(f);
+  if (!out.empty() && out.back() == '\n') out.pop_back();
+  if (!out.empty() && out.back() == '\r') out.pop_back();
+  if (out.empty()) error = absl::StrFormat("%s %s is empty", what, path);
+  return out;
+}
+
+// Pub/sub plumbing sized at start-up: the secrets, one mailbox per worker,
+// and how publishers wake workers (MSG_RING when the kernel has it, the
+// workers' eventfds otherwise or when cross_worker_wake = eventfd).
+bool setup_pubsub(const Config& config, std::uint32_t workers, Shared& shared, std::string& error) {
+  if (config.auth_jwt()) {
+    shared.jwt_key = read_secret(config.jwt_secret_file, "jwt_secret_file", error);
+    if (shared.jwt_key.empty()) return false;
+    if (shared.jwt_key.size() > rg::proto::jwt::key_bytes_max) {
+      error = absl::StrFormat("jwt_secret_file %s holds %u bytes; an HS256 key here is 1..256 bytes",
+                              config.jwt_secret_file, shared.jwt_key.size());
+      return false;
+    }
+  }
+  if (!config.api_token_file.empty()) {
+    shared.api_token = read_secret(config.api_token_file, "api_token_file", error);
+    if (shared.api_token.empty()) return false;
+  }
+  if (!config.pubsub_enabled()) return true;
+  if (config.cross_worker_wake != "eventfd") {
+    rg::ring::Ring probe;
+    rg::ring::RingParams params;
+    params.sq_entries = 8;
+    params.cq_entries = 16;
+    std::string probe_error;
+    shared.wake_msg_ring = probe.init(params, probe_error) == 0 && probe.supports(IORING_OP_MSG_RING);
+    if (!shared.wake_msg_ring && config.cross_worker_wake == "msg_ring") {
+      error = "cross_worker_wake = msg_ring, but this kernel has no IORING_OP_MSG_RING (5.18+)";
+      return false;
+    }
+  }
+  for (std::uint32_t i = 0; i < workers; ++i) {
+    auto box = std::make_unique<rg::server::Mailbox>();
+    box->init(config.mailbox_size);
+    if (!shared.wake_msg_ring) {
+      box->event_fd = eventfd(0, EFD_CLOEXEC);
+      if (box->event_fd < 0) {
+        error = absl::StrFormat("eventfd for worker %u's mailbox: %s", i, std::strerror(errno));
+        return false;
+      }
+    }
+    shared.mailboxes.push_back(std::move(box));
+  }
+  RG_LOG(info, "pub/sub: %s; auth %s; mailboxes of %u per worker; workers woken by %s; publish API %s",
+         config.pubsub_path, config.auth, config.mailbox_size,
+         shared.wake_msg_ring ? "IORING_OP_MSG_RING" : "eventfd", shared.api_token.empty() ? "without a token" : "with a bearer token");
+  return true;
+}
+
+// After the workers and the admin thread are gone: publications left in
+// mailboxes are freed, eventfds closed.
+void teardown_pubsub(Shared& shared) {
+  for (auto& box : shared.mailboxes) {
+    while (rg::server::Publication* p = box->pop()) p->unref();
+    if (box->event_fd >= 0) close(box->event_fd);
+  }
 }
 
 }  // namespace
@@ -269,6 +385,10 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   for (std::uint32_t i = 0; i < workers; ++i) shared->counters.push_back(std::make_unique<WorkerCounters>());
+  if (!setup_pubsub(config, workers, *shared, error)) {
+    RG_LOG(error, "%s", error);
+    return 1;
+  }
   if (config.per_ip_limit > 0) shared->per_ip.init(workers);
   shared->max_buffered_bytes = config.max_buffered_bytes;
   {
@@ -367,6 +487,7 @@ int main(int argc, char** argv) {
   }
   for (auto& t : threads) t.join();
   admin.stop();
+  teardown_pubsub(*shared);
   std::uint64_t upgraded = 0;
   for (const auto& c : shared->counters) upgraded += c->upgraded_total.load();
   RG_LOG(info, "stopped cleanly after %u upgraded connections", upgraded);

@@ -11,6 +11,8 @@
 #include <new>
 
 #include "proto/http_upgrade.h"
+#include "proto/jwt.h"
+#include "proto/pubsub.h"
 #include "proto/ws_frame.h"
 #include "proto/ws_session.h"
 #include "ring/deadline_lists.h"
@@ -18,6 +20,7 @@
 #include "ring/ring.h"
 #include "server/capacity_model.h"
 #include "server/log.h"
+#include "server/subscriptions.h"
 
 namespace rg::server {
 
@@ -25,6 +28,8 @@ namespace {
 
 namespace http = rg::proto::http;
 namespace ws = rg::proto::ws;
+namespace pubsub = rg::proto::pubsub;
+namespace jwt = rg::proto::jwt;
 
 constexpr std::uint32_t nil = UINT32_MAX;
 // The loop wakes at least this often to run timers and notice shutdown; it is
@@ -43,6 +48,7 @@ enum Op : std::uint8_t {
   op_accept = 1, op_recv, op_send, op_shutdown, op_cancel, op_close, op_accept_cancel,
   op_accept_reserved,  // a single accept into a reserved slot, to refuse explicitly
   op_accept_peer,      // a single accept that reports the peer's address (per_ip_limit)
+  op_mailbox = mailbox_wake_op,  // a publisher woke us (MSG_RING), or the eventfd read completed
 };
 
 enum class State : std::uint8_t {
@@ -70,6 +76,7 @@ enum Flag : std::uint16_t {
   f_read_paused = 1 << 9,       // backpressured: recv cancelled until the buffer drains
   f_const_close_sent = 1 << 10, // a constant close frame went out: waiting for the peer's close
   f_ping_outstanding = 1 << 11, // a ping went out at ping_sent_ms and nothing has been received since
+  f_send_delivery = 1 << 12,    // the send in flight is from the pub/sub delivery queue
 };
 
 // A connection has at most one timer.  On the timing wheel: handshake
@@ -98,6 +105,7 @@ struct Conn {
   std::uint32_t session;      // pool index or nil
   std::uint32_t last_rx_ms;   // worker-relative: when bytes last arrived (open connections)
   std::uint32_t ping_sent_ms; // worker-relative: the first unanswered ping (with f_ping_outstanding)
+  std::uint32_t sub;          // pub/sub subscriber id (SubscriptionIndex), or nil on other endpoints
   State state;
   TimerList timer_list;
   Const pending_const;
@@ -105,7 +113,7 @@ struct Conn {
   std::uint16_t flags;
   std::uint16_t ops;          // operations in flight (multishot recv counts once)
 };
-static_assert(sizeof(Conn) == 40, "the connection record is the per-connection memory budget: keep it 40 bytes");
+static_assert(sizeof(Conn) == 44, "the connection record is the per-connection memory budget: keep it 44 bytes");
 static_assert(sizeof(Conn) == capacity::record_bytes, "the capacity model plans with this record's size");
 
 // Parse state for a request that did not arrive in one piece.  Requests that
@@ -205,6 +213,20 @@ class Worker final : public ws::MessageHandler {
     // pools and buffers (after a drain timeout): end the ring first.
     ring_.exit();
     if (conns_) munmap(conns_, slab_bytes_);
+    // Publications this worker still holds: in its mailbox, waiting for
+    // fan-out, or queued to connections that never drained.
+    if (mailbox_) {
+      while (Publication* p = mailbox_->pop()) {
+        p->counted(0);
+        p->unref();
+      }
+    }
+    for (std::size_t i = 0; i < fanout_count_; ++i) {
+      const Fanout& f = fanouts_[(fanout_head_ + i) % fanouts_.size()];
+      if (!f.started) f.pub->unref();
+    }
+    for (LocalMsg& m : msgs_)
+      if (m.refs > 0 && m.pub) m.pub->unref();
   }
 
   bool start(std::string& error);
@@ -214,6 +236,10 @@ class Worker final : public ws::MessageHandler {
   void on_message(ws::Session& session, ws::Opcode opcode, std::span<const std::uint8_t> payload) override {
     counters_.messages_in_total.fetch_add(1, std::memory_order_relaxed);
     assert(feeding_slot_ != nil && conns_[feeding_slot_].session != nil);
+    if (conns_[feeding_slot_].sub != nil) {
+      on_command(feeding_slot_, opcode, payload);
+      return;
+    }
     Book& b = books_[conns_[feeding_slot_].session];
     // ws framing adds at most 10 bytes (server frames are unmasked).
     const bool over_budget = buffered_bytes_ + payload.size() + 10 > buffered_budget_;
@@ -339,7 +365,7 @@ class Worker final : public ws::MessageHandler {
     bool backpressured = false;
     bool slow_close_sent = false;
   };
-  std::vector<Book> books_;
+  std::vector<Book> books_;  // echo connections: indexed like the session pool
   std::uint64_t buffered_bytes_ = 0;      // this worker's total (mirrors counters_.buffered_bytes)
   std::uint64_t buffered_budget_ = 0;     // this worker's share of max_buffered_bytes
   std::uint64_t buffered_hw_ = 0;
@@ -350,6 +376,9 @@ class Worker final : public ws::MessageHandler {
   bool drop_slow_consumers_ = false;      // slow_consumer_policy = drop
   bool reject_with_close_ = false;        // reject = close
   void account(std::uint32_t slot);
+  // The book of a connection's outbound bytes: its subscriber's on the
+  // pub/sub endpoint (delivery queue plus any session), else its session's.
+  Book* book_of(const Conn& k) noexcept;
   void end_backpressure(std::uint32_t slot, Book& b);
   void on_backpressure_timeout(std::uint32_t slot);
   void close_slow_consumer(std::uint32_t slot);
@@ -397,6 +426,96 @@ class Worker final : public ws::MessageHandler {
   void pause_accepting();
   void arm_refusals();
   void on_accept_reserved(const ring::Completion& c);
+  // ------------------------------------------------------------ pub/sub
+  // A frame queued to recipients by reference: a publication's (shared with
+  // the other workers) or an answer of our own.  `refs` counts the queue
+  // entries pointing at it, plus one while a fan-out is still walking.
+  struct LocalMsg {
+    Publication* pub = nullptr;
+    std::unique_ptr<std::uint8_t[]> owned;
+    const std::uint8_t* data = nullptr;
+    std::uint32_t len = 0;
+    std::uint32_t refs = 0;
+  };
+  // One entry of a subscriber's delivery queue (a singly linked FIFO).
+  struct Delivery {
+    std::uint32_t msg;
+    std::uint32_t next;
+  };
+  // Bytes a queue entry is charged on top of its frame: the entry itself,
+  // so the buffered-bytes budget bounds the queue's own memory too.
+  static constexpr std::uint32_t delivery_overhead_bytes = sizeof(Delivery);
+  // What the worker keeps per subscriber, indexed by subscriber id.
+  struct SubState {
+    std::uint32_t head = nil;      // delivery queue
+    std::uint32_t tail = nil;
+    std::uint32_t offset = 0;      // bytes of the head's frame already sent
+    std::uint32_t count = 0;
+    std::uint64_t bytes = 0;       // frames + overhead queued
+    std::uint32_t patterns = nil;  // the token's channel patterns (auth = jwt), nil: any channel
+    Book book;
+  };
+  // A publication taken from the mailbox, fanned out in FIFO order so that
+  // one publisher's messages to a channel arrive in order.
+  struct Fanout {
+    Publication* pub;
+    std::uint32_t msg;  // LocalMsg, once started
+    bool started;
+  };
+  // Channel patterns of tokens, interned: connections with the same claims
+  // (the usual case) share one entry.
+  struct PatternSet {
+    std::string key;
+    std::vector<std::string> patterns;
+    std::uint32_t refs = 0;
+  };
+
+  void on_command(std::uint32_t slot, ws::Opcode opcode, std::span<const std::uint8_t> payload);
+  bool check_pubsub_request(std::uint32_t slot, const http::UpgradeParser& parser);
+  bool open_pubsub(std::uint32_t slot, const http::UpgradeParser& parser);
+  void subscribe_at_connect(std::uint32_t slot);
+  void subscribe(std::uint32_t slot, std::string_view channel);
+  [[nodiscard]] bool allowed(std::uint32_t sub, std::string_view channel) const;
+  void answer(std::uint32_t slot, std::span<const char> payload);
+  void answer_command_error(std::uint32_t slot, pubsub::ErrorCode code, std::string_view message);
+  bool enqueue(std::uint32_t slot, std::uint32_t msg, bool is_answer);
+  [[nodiscard]] std::span<const std::uint8_t> delivery_bytes(const SubState& q) const noexcept;
+  void delivery_sent(std::uint32_t slot, std::size_t bytes);
+  void pop_delivery(SubState& q);
+  void drop_deliveries(SubState& q);
+  void release_subscriber(std::uint32_t slot);
+  void close_with(std::uint32_t slot, std::uint16_t code, std::string_view reason);
+  std::uint32_t new_msg();
+  void unref_msg(std::uint32_t msg);
+  void drain_mailbox();
+  void run_fanout();
+  void finish_fanout();
+  void arm_mailbox_read();
+  std::uint32_t intern_patterns(const jwt::Claims& claims);
+  void release_patterns(std::uint32_t id);
+  void publish_index_gauges();
+
+  bool pubsub_ = false;  // pubsub_path is not "off"
+  SubscriptionIndex index_;
+  std::vector<SubState> subs_;
+  std::vector<LocalMsg> msgs_;
+  std::vector<std::uint32_t> free_msgs_;
+  std::vector<Delivery> deliveries_;
+  std::vector<std::uint32_t> free_deliveries_;
+  std::vector<Fanout> fanouts_;   // a ring of mailbox_size entries
+  std::size_t fanout_head_ = 0;
+  std::size_t fanout_count_ = 0;
+  Mailbox* mailbox_ = nullptr;
+  std::array<std::uint8_t, 8> eventfd_value_{};
+  bool mailbox_read_armed_ = false;
+  std::unique_ptr<pubsub::CommandParser> commands_;
+  std::unique_ptr<jwt::Verifier> verifier_;
+  std::unique_ptr<pubsub::ChannelList> query_channels_;  // the channels= of the handshake being answered
+  jwt::Result claims_;  // the token of the handshake being answered
+  std::vector<PatternSet> pattern_sets_;
+  std::vector<std::uint32_t> free_pattern_sets_;
+  absl::flat_hash_map<std::string, std::uint32_t> pattern_ids_;
+
   bool draining_ = false;
   std::uint64_t drain_deadline_ms_ = 0;
   std::uint64_t epoch_ms_ = 0;
@@ -448,7 +567,29 @@ bool Worker::start(std::string& error) {
   rearm_.reserve(slots_);
   http_limits_ = {config_.max_request_line, config_.max_header_bytes, config_.max_headers};
   for (const auto& p : config_.subprotocols) subprotocols_joined_ += (subprotocols_joined_.empty() ? "" : ",") + p;
-  policy_ = {config_.echo_path, subprotocols_joined_};
+  pubsub_ = config_.pubsub_enabled();
+  policy_ = {config_.echo_path, subprotocols_joined_, pubsub_ ? std::string_view(config_.pubsub_path) : ""};
+  if (pubsub_) {
+    index_.init(slots_, config_.max_subscriptions);
+    fanouts_.assign(config_.mailbox_size, Fanout{});
+    mailbox_ = shared_.mailboxes[id_].get();
+    mailbox_->ring_fd.store(ring_.fd());
+    commands_ = std::make_unique<pubsub::CommandParser>();
+    query_channels_ = std::make_unique<pubsub::ChannelList>();
+    if (!commands_->ready()) {
+      error = "allocating the JSON command parser";
+      return false;
+    }
+    if (config_.auth_jwt()) {
+      verifier_ = std::make_unique<jwt::Verifier>(std::span<const std::uint8_t>(
+          reinterpret_cast<const std::uint8_t*>(shared_.jwt_key.data()), shared_.jwt_key.size()));
+      if (!verifier_->ready()) {
+        error = "setting up the JWT verifier (jwt_secret_file must hold 1..256 bytes)";
+        return false;
+      }
+    }
+    arm_mailbox_read();
+  }
   session_limits_ = {config_.max_message_size, config_.max_frame_size, config_.send_chunk_size};
   books_.reserve(config_.max_active_sessions);  // address space only until sessions are created
   buffered_budget_ = shared_.max_buffered_bytes / shared_.counters.size();
@@ -564,6 +705,11 @@ void Worker::run() {
     }
     arm_accept();
     if (rate_limited_) serve_accept_queue();
+    if (pubsub_) {
+      drain_mailbox();
+      run_fanout();
+      arm_mailbox_read();
+    }
     run_timers();
     if (accept_paused_ && !draining_ && counters_.live_slots.load(std::memory_order_relaxed) < accept_limit_) {
       accept_paused_ = false;
@@ -589,6 +735,12 @@ void Worker::dispatch(const ring::Completion& c) {
     return;
   }
   if (op == op_accept_cancel) return;
+  if (op == op_mailbox) {
+    // The mailbox is drained every loop turn; this completion only ended
+    // the wait.  An eventfd read is re-armed there too.
+    if (c.tag.index == 1) mailbox_read_armed_ = false;
+    return;
+  }
   if (op == op_accept_reserved) {
     on_accept_reserved(c);
     return;
@@ -741,6 +893,7 @@ void Worker::claim_record(std::uint32_t slot) {
   k.generation = generation;
   k.aux = nil;
   k.session = nil;
+  k.sub = nil;
   k.timer_prev = k.timer_next = nil;
   if (per_ip_) ip_keys_[slot] = PerIpCounts::none;
   counters_.live_slots.fetch_add(1, std::memory_order_relaxed);
@@ -823,6 +976,8 @@ void Worker::serve_accept_queue() {
 // is waiting for the next token.
 std::uint64_t Worker::wait_budget_us() const {
   constexpr std::uint64_t tick_us = std::uint64_t{tick_ms} * 1000;
+  // A fan-out cut short by fanout_batch goes on after this turn's I/O.
+  if (fanout_count_ > 0) return 0;
   if (!rate_limited_ || queue_depth_ == 0 || tokens_ >= 1.0) return tick_us;
   const double us = (1.0 - tokens_) / tokens_per_ms_ * 1000.0;
   return std::clamp<std::uint64_t>(static_cast<std::uint64_t>(us) + 1, 1000, tick_us);
@@ -914,6 +1069,7 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
     answer_error(slot, d.status, d.reason, 0);
     return;
   }
+  if (d.route == http::Route::pubsub && !check_pubsub_request(slot, *parser)) return;  // answered
   if (shared_.kernel.refuse.load(std::memory_order_relaxed)) {
     refuse_capacity(slot, *parser, d.subprotocol, Refusal::kernel_budget);
     return;
@@ -933,7 +1089,8 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
     return;
   }
   const std::uint32_t response = responses_.acquire();
-  if (response == nil) {
+  if (response == nil || (d.route == http::Route::pubsub && !open_pubsub(slot, *parser))) {
+    if (response != nil) responses_.release(response);
     counters_.open_connections.fetch_sub(1, std::memory_order_relaxed);
     release_aux(k);
     answer_const(slot, Const::busy_http, Refusal::busy);
@@ -956,6 +1113,7 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
   // Bytes after the request already belong to the WebSocket stream.
   const std::span<const std::uint8_t> rest = data.subspan(r.consumed);
   pump_send(slot);
+  if (k.sub != nil) subscribe_at_connect(slot);
   if (!rest.empty()) handle_ws_bytes(slot, rest);
 }
 
@@ -1167,13 +1325,28 @@ void Worker::note_progress(std::uint32_t slot) {
 // O(1) accounting after anything that changed a session's outbound queue:
 // the worker's totals move by the difference, and backpressure turns on
 // above frame_buffer_size and off at buffer_drain_threshold of it.
+Worker::Book* Worker::book_of(const Conn& k) noexcept {
+  if (k.sub != nil) return &subs_[k.sub].book;
+  if (k.session != nil) return &books_[k.session];
+  return nullptr;
+}
+
 void Worker::account(std::uint32_t slot) {
   Conn& k = conns_[slot];
-  if (k.session == nil) return;
-  ws::Session& s = sessions_[k.session];
-  Book& b = books_[k.session];
-  const std::uint64_t bytes = s.queued_bytes();
-  const auto messages = static_cast<std::uint32_t>(s.queued_messages());
+  Book* book = book_of(k);
+  if (!book) return;
+  Book& b = *book;
+  std::uint64_t bytes = 0;
+  std::uint32_t messages = 0;
+  if (k.session != nil) {
+    const ws::Session& s = sessions_[k.session];
+    bytes = s.queued_bytes();
+    messages = static_cast<std::uint32_t>(s.queued_messages());
+  }
+  if (k.sub != nil) {
+    bytes += subs_[k.sub].bytes;
+    messages += subs_[k.sub].count;
+  }
   buffered_bytes_ = buffered_bytes_ - b.bytes + bytes;
   messages_pending_ = messages_pending_ - b.messages + messages;
   b.bytes = bytes;
@@ -1212,9 +1385,9 @@ void Worker::end_backpressure(std::uint32_t slot, Book& b) {
 // consumer and goes; one that drained part of the way carries on.
 void Worker::on_backpressure_timeout(std::uint32_t slot) {
   Conn& k = conns_[slot];
-  if (k.session == nil) return;
-  Book& b = books_[k.session];
-  if (!b.backpressured) return;
+  Book* book = book_of(k);
+  if (!book || !book->backpressured) return;
+  Book& b = *book;
   if (b.bytes > config_.backpressure_on_bytes()) {
     close_slow_consumer(slot);
     return;
@@ -1224,19 +1397,39 @@ void Worker::on_backpressure_timeout(std::uint32_t slot) {
 
 void Worker::close_slow_consumer(std::uint32_t slot) {
   Conn& k = conns_[slot];
-  Book& b = books_[k.session];
+  Book& b = *book_of(k);
   std::uint64_t dropped = 0;
   if (conn_log_.allow(now_ms_, dropped))
     RG_LOG(info, "worker %u: slot %u still had %u bytes buffered after backpressure_timeout (%u ms): closing it "
                  "as a slow consumer (%u similar lines suppressed)", id_, slot, b.bytes,
            config_.backpressure_timeout_ms, dropped);
-  if (!b.slow_close_sent) {
-    b.slow_close_sent = true;
-    counters_.slow_consumer_closes_total.fetch_add(1, std::memory_order_relaxed);
-    // The close frame queues behind output the peer is not reading, so
-    // close_timeout (the linger) bounds how long we wait for it to get out.
-    sessions_[k.session].queue_close(static_cast<std::uint16_t>(config_.slow_consumer_close_code), "slow consumer");
+  if (b.slow_close_sent) {
+    after_ws_progress(slot);
+    if (k.state == State::open) start_linger(slot);
+    return;
   }
+  b.slow_close_sent = true;
+  counters_.slow_consumer_closes_total.fetch_add(1, std::memory_order_relaxed);
+  // The close frame queues behind output the peer is not reading, so
+  // close_timeout (the linger) bounds how long we wait for it to get out.
+  close_with(slot, static_cast<std::uint16_t>(config_.slow_consumer_close_code), "slow consumer");
+}
+
+// Closes an open connection with `code`: the close frame goes out through
+// a session (attached if need be) after whatever frame is half sent; queued
+// deliveries behind it are dropped, since nothing may follow a close.
+void Worker::close_with(std::uint32_t slot, std::uint16_t code, std::string_view reason) {
+  Conn& k = conns_[slot];
+  if (k.state != State::open) return;
+  if (k.sub != nil) {
+    drop_deliveries(subs_[k.sub]);
+    account(slot);
+  }
+  if (!attach_session(slot)) {
+    teardown(slot);
+    return;
+  }
+  sessions_[k.session].queue_close(code, reason);
   after_ws_progress(slot);
   if (k.state == State::open) start_linger(slot);
 }
@@ -1302,7 +1495,12 @@ void Worker::pump_send(std::uint32_t slot) {
   std::uint16_t source = 0;
   const bool response_pending =
       k.aux != nil && !(k.flags & f_aux_parser) && responses_[k.aux].sent < responses_[k.aux].len;
-  if (k.pending_const != Const::none && !response_pending) {
+  SubState* q = k.sub != nil ? &subs_[k.sub] : nullptr;
+  if (q && q->head != nil && q->offset > 0) {
+    // A delivery frame half sent: nothing may interleave with its rest.
+    bytes = delivery_bytes(*q);
+    source = f_send_delivery;
+  } else if (k.pending_const != Const::none && !response_pending) {
     bytes = const_answer(k.pending_const);
     source = f_send_const;
     k.sent_const = k.pending_const;
@@ -1316,6 +1514,13 @@ void Worker::pump_send(std::uint32_t slot) {
   } else if (k.session != nil && sessions_[k.session].has_output()) {
     bytes = sessions_[k.session].next_output();  // the close frame of a failed connection
     source = f_send_from_session;
+  }
+  // Deliveries go out between the session's frames (pongs, closes), never
+  // inside one, and only while the connection is open.
+  if (bytes.empty() && q && q->head != nil && k.state == State::open && !response_pending &&
+      k.pending_const == Const::none && (k.session == nil || !sessions_[k.session].has_output())) {
+    bytes = delivery_bytes(*q);
+    source = f_send_delivery;
   }
   if (bytes.empty()) {
     // Lingering only drains input: a session whose close frame is out has
@@ -1336,7 +1541,8 @@ void Worker::pump_send(std::uint32_t slot) {
     teardown(slot);
     return;
   }
-  k.flags = static_cast<std::uint16_t>((k.flags & ~(f_send_from_session | f_send_const)) | f_send_in_flight | source);
+  k.flags = static_cast<std::uint16_t>((k.flags & ~(f_send_from_session | f_send_const | f_send_delivery)) |
+                                       f_send_in_flight | source);
   ++k.ops;
 }
 
@@ -1347,6 +1553,8 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
   const std::size_t sent = c.ok() ? static_cast<std::size_t>(c.res) : 0;
   if (k.flags & f_send_from_session) {
     sessions_[k.session].output_sent(sent);
+  } else if (k.flags & f_send_delivery) {
+    delivery_sent(slot, sent);
   } else if (k.flags & f_send_const) {
     // Constant answers are a few hundred bytes: one send takes them whole.
     // A short send (never seen) ends the connection rather than truncate.
@@ -1388,10 +1596,13 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
     pump_send(slot);
     return;
   }
-  if (k.session != nil) {
+  if (k.session != nil || (k.flags & f_send_delivery)) {
     note_progress(slot);
     account(slot);
   }
+  // A subscriber whose queue just emptied is idle again: back to heartbeats.
+  if (k.sub != nil && subs_[k.sub].head == nil && k.session == nil && k.timer_list == TimerList::active)
+    arm_heartbeat(slot);
   after_ws_progress(slot);
 }
 
@@ -1456,7 +1667,7 @@ void Worker::release_aux(Conn& k) {
 void Worker::release_session(Conn& k) {
   if (k.session == nil) return;
   ws::Session& s = sessions_[k.session];
-  {
+  if (k.sub == nil) {
     Book& b = books_[k.session];
     buffered_bytes_ -= b.bytes;
     messages_pending_ -= b.messages;
@@ -1471,14 +1682,15 @@ void Worker::release_session(Conn& k) {
   k.flags &= static_cast<std::uint16_t>(~f_read_paused);
   if (s.reusable()) {
     s.recycle();
-  } else if (!s.init(session_limits_, this)) {
-    // Out of memory re-creating the context: retire this pool entry by
-    // leaking its index rather than handing out a broken session.
-    k.session = nil;
-    return;
+    sessions_.release(k.session);
+  } else if (s.init(session_limits_, this)) {
+    sessions_.release(k.session);
   }
-  sessions_.release(k.session);
+  // (Out of memory re-creating the context retires this pool entry: its
+  // index is leaked rather than a broken session handed out.)
   k.session = nil;
+  // A subscriber's book also held the session's bytes: settle it without.
+  if (k.sub != nil) account(static_cast<std::uint32_t>(&k - conns_));
 }
 
 void Worker::release(std::uint32_t slot) {
@@ -1486,6 +1698,7 @@ void Worker::release(std::uint32_t slot) {
   assert(k.ops == 0);
   release_aux(k);
   release_session(k);
+  if (k.sub != nil) release_subscriber(slot);
   if (k.flags & f_upgraded) counters_.open_connections.fetch_sub(1, std::memory_order_relaxed);
   if (per_ip_ && ip_keys_[slot] != PerIpCounts::none) {
     shared_.per_ip.remove(id_, ip_keys_[slot]);
@@ -1631,6 +1844,412 @@ bool Worker::consume_idle_pongs(std::uint32_t slot, std::span<const std::uint8_t
   }
   counters_.pongs_received_total.fetch_add(1, std::memory_order_relaxed);
   return true;
+}
+
+// ---------------------------------------------------------------- pub/sub
+// docs/protocol.md is the client's view; docs/architecture.md the fan-out's.
+
+// The pub/sub part of a handshake, before anything is counted: the
+// `channels=` query and, with auth = jwt, the token.  Answers and returns
+// false when the request is refused.
+bool Worker::check_pubsub_request(std::uint32_t slot, const http::UpgradeParser& parser) {
+  if (parser.query_truncated()) {
+    answer_error(slot, 414, "query string longer than 6144 bytes", 0);
+    return false;
+  }
+  const std::string_view query = parser.query();
+  const pubsub::QueryResult q = pubsub::parse_channels_query(query, *query_channels_);
+  if (!q.ok()) {
+    answer_error(slot, 400, q.message, 0);
+    return false;
+  }
+  if (!verifier_) return true;
+  bool in_query = false;
+  std::string_view token = pubsub::query_param(query, "token", in_query);
+  if (!in_query) token = parser.bearer_token();
+  if (token.empty()) {
+    answer_error(slot, 401, "a token is required: pass ?token=JWT or Authorization: Bearer JWT", 0);
+    return false;
+  }
+  claims_ = verifier_->verify(token, static_cast<std::int64_t>(time(nullptr)));
+  if (!claims_.ok()) {
+    answer_error(slot, 401, jwt::error_message(claims_.error), 0);
+    return false;
+  }
+  return true;
+}
+
+// Makes an upgraded pub/sub connection a subscriber: its record in the
+// index, its user (the token's sub; with auth off, ?user=), its patterns.
+bool Worker::open_pubsub(std::uint32_t slot, const http::UpgradeParser& parser) {
+  Conn& k = conns_[slot];
+  const std::uint32_t sub = index_.attach(slot);
+  if (sub == nil) return false;
+  if (sub >= subs_.size()) subs_.resize(sub + 1);
+  subs_[sub] = SubState{};
+  k.sub = sub;
+  if (verifier_) {
+    index_.set_user(sub, claims_.claims.sub());
+    subs_[sub].patterns = intern_patterns(claims_.claims);
+  } else {
+    bool found = false;
+    const std::string_view user = pubsub::query_param(parser.query(), "user", found);
+    if (found && pubsub::check_name(user).ok()) index_.set_user(sub, user);
+  }
+  counters_.subscribers.store(index_.subscribers(), std::memory_order_relaxed);
+  return true;
+}
+
+void Worker::subscribe_at_connect(std::uint32_t slot) {
+  const pubsub::ChannelList& list = *query_channels_;
+  for (std::size_t i = 0; i < list.size() && conns_[slot].state == State::open; ++i) subscribe(slot, list[i]);
+  publish_index_gauges();
+}
+
+bool Worker::allowed(std::uint32_t sub, std::string_view channel) const {
+  const std::uint32_t p = subs_[sub].patterns;
+  if (p == nil) return true;
+  for (const std::string& pattern : pattern_sets_[p].patterns)
+    if (pubsub::pattern_matches(pattern, channel)) return true;
+  return false;
+}
+
+void Worker::subscribe(std::uint32_t slot, std::string_view channel) {
+  const std::uint32_t sub = conns_[slot].sub;
+  if (!allowed(sub, channel)) {
+    answer_command_error(slot, pubsub::ErrorCode::forbidden_channel, "your token's channels claim does not allow this channel");
+    return;
+  }
+  if (index_.subscribe(sub, channel) == SubscriptionIndex::Added::too_many) {
+    answer_command_error(slot, pubsub::ErrorCode::too_many_channels, "subscription limit reached (max_subscriptions)");
+    return;
+  }
+  counters_.subscribes_total.fetch_add(1, std::memory_order_relaxed);
+  std::array<char, pubsub::answer_bytes_max> out;
+  answer(slot, {out.data(), pubsub::build_subscribed(out, channel)});
+}
+
+// A complete client message on the pub/sub endpoint: a JSON command.
+// Whatever is wrong with it is answered with an error frame; the
+// connection stays open.
+void Worker::on_command(std::uint32_t slot, ws::Opcode opcode, std::span<const std::uint8_t> payload) {
+  if (opcode != ws::Opcode::text) {
+    answer_command_error(slot, pubsub::ErrorCode::malformed_json, "commands are JSON text frames, not binary");
+    return;
+  }
+  const pubsub::Command c =
+      commands_->parse({reinterpret_cast<const char*>(payload.data()), payload.size()});
+  if (!c.ok()) {
+    answer_command_error(slot, c.error, c.message);
+    return;
+  }
+  switch (c.type) {
+    case pubsub::CommandType::subscribe: subscribe(slot, c.channel()); break;
+    case pubsub::CommandType::unsubscribe: {
+      // Unsubscribing from a channel one is not subscribed to is not an
+      // error: the client's intent (not subscribed) holds either way.
+      if (index_.unsubscribe(conns_[slot].sub, c.channel()))
+        counters_.unsubscribes_total.fetch_add(1, std::memory_order_relaxed);
+      std::array<char, pubsub::answer_bytes_max> out;
+      answer(slot, {out.data(), pubsub::build_unsubscribed(out, c.channel())});
+      break;
+    }
+    case pubsub::CommandType::ack:
+      // Delivery is at most once per connection (nothing is stored to
+      // redeliver), so an ack is counted and needs no answer.
+      counters_.acks_total.fetch_add(1, std::memory_order_relaxed);
+      break;
+  }
+  publish_index_gauges();
+}
+
+void Worker::answer_command_error(std::uint32_t slot, pubsub::ErrorCode code, std::string_view message) {
+  counters_.command_errors_total.fetch_add(1, std::memory_order_relaxed);
+  std::array<char, pubsub::answer_bytes_max> out;
+  answer(slot, {out.data(), pubsub::build_error(out, code, message)});
+}
+
+// Queues one answer frame of our own (a copy: answers are rare and small).
+void Worker::answer(std::uint32_t slot, std::span<const char> payload) {
+  const std::uint32_t msg = new_msg();
+  LocalMsg& m = msgs_[msg];
+  std::array<std::uint8_t, ws::header_size_max> header{};
+  const std::size_t hl = ws::encode_header(header, ws::Opcode::text, true, payload.size(), nullptr);
+  m.owned = std::make_unique<std::uint8_t[]>(hl + payload.size());
+  std::memcpy(m.owned.get(), header.data(), hl);
+  std::memcpy(m.owned.get() + hl, payload.data(), payload.size());
+  m.data = m.owned.get();
+  m.len = static_cast<std::uint32_t>(hl + payload.size());
+  enqueue(slot, msg, true);
+  unref_msg(msg);  // the queue holds it now, or nobody does
+}
+
+// Appends `msg` to a connection's delivery queue: O(1), no copy.  A
+// backpressured subscriber, or one that would overrun the worker's buffer
+// budget, gets slow_consumer_policy instead.  False when not queued.
+bool Worker::enqueue(std::uint32_t slot, std::uint32_t msg, bool is_answer) {
+  Conn& k = conns_[slot];
+  if (k.state != State::open || k.sub == nil) return false;
+  SubState& q = subs_[k.sub];
+  LocalMsg& m = msgs_[msg];
+  const std::uint64_t cost = m.len + delivery_overhead_bytes;
+  const bool over_budget = buffered_bytes_ + cost > buffered_budget_;
+  if (q.book.backpressured || over_budget) {
+    if (over_budget) counters_.buffer_budget_hits_total.fetch_add(1, std::memory_order_relaxed);
+    if (!is_answer) counters_.delivery_drops_total.fetch_add(1, std::memory_order_relaxed);
+    if (drop_slow_consumers_) {
+      counters_.slow_consumer_drops_total.fetch_add(1, std::memory_order_relaxed);
+    } else if (!q.book.slow_close_sent) {
+      q.book.slow_close_sent = true;
+      counters_.slow_consumer_closes_total.fetch_add(1, std::memory_order_relaxed);
+      close_with(slot, static_cast<std::uint16_t>(config_.slow_consumer_close_code), "slow consumer");
+    }
+    return false;
+  }
+  std::uint32_t d;
+  if (!free_deliveries_.empty()) {
+    d = free_deliveries_.back();
+    free_deliveries_.pop_back();
+  } else {
+    d = static_cast<std::uint32_t>(deliveries_.size());
+    deliveries_.emplace_back();
+  }
+  deliveries_[d] = Delivery{msg, nil};
+  if (q.tail != nil) deliveries_[q.tail].next = d;
+  else q.head = d;
+  q.tail = d;
+  ++q.count;
+  q.bytes += cost;
+  ++m.refs;
+  if (!is_answer) counters_.deliveries_total.fetch_add(1, std::memory_order_relaxed);
+  // A subscriber with output waiting is not idle: stall_timeout watches it
+  // until the queue drains (a backpressured one is on backpressure_timeout).
+  if (q.count == 1 && k.session == nil) note_progress(slot);
+  account(slot);
+  if (!(k.flags & f_send_in_flight)) pump_send(slot);
+  return true;
+}
+
+std::span<const std::uint8_t> Worker::delivery_bytes(const SubState& q) const noexcept {
+  const LocalMsg& m = msgs_[deliveries_[q.head].msg];
+  return {m.data + q.offset, m.len - q.offset};
+}
+
+void Worker::delivery_sent(std::uint32_t slot, std::size_t bytes) {
+  Conn& k = conns_[slot];
+  if (k.sub == nil) return;
+  SubState& q = subs_[k.sub];
+  if (q.head == nil) return;
+  q.offset += static_cast<std::uint32_t>(bytes);
+  if (q.offset >= msgs_[deliveries_[q.head].msg].len) pop_delivery(q);
+}
+
+void Worker::pop_delivery(SubState& q) {
+  const std::uint32_t d = q.head;
+  const std::uint32_t msg = deliveries_[d].msg;
+  q.head = deliveries_[d].next;
+  if (q.head == nil) q.tail = nil;
+  q.offset = 0;
+  --q.count;
+  q.bytes -= msgs_[msg].len + delivery_overhead_bytes;
+  free_deliveries_.push_back(d);
+  unref_msg(msg);
+}
+
+// Drops every queued delivery but a half-sent head (its rest must still go
+// out, or the stream would be corrupt).  The caller accounts.
+void Worker::drop_deliveries(SubState& q) {
+  if (q.head == nil) return;
+  const std::uint32_t keep = q.offset > 0 ? q.head : nil;
+  std::uint32_t d = keep != nil ? deliveries_[keep].next : q.head;
+  while (d != nil) {
+    const std::uint32_t next = deliveries_[d].next;
+    const std::uint32_t msg = deliveries_[d].msg;
+    --q.count;
+    q.bytes -= msgs_[msg].len + delivery_overhead_bytes;
+    free_deliveries_.push_back(d);
+    unref_msg(msg);
+    d = next;
+  }
+  q.head = q.tail = keep;
+  if (keep != nil) deliveries_[keep].next = nil;
+}
+
+void Worker::release_subscriber(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  SubState& q = subs_[k.sub];
+  drop_deliveries(q);
+  if (q.head != nil) pop_delivery(q);  // a half-sent head: the socket is gone
+  account(slot);
+  if (q.book.backpressured) {
+    counters_.backpressure_ms.record(rel_now() - q.book.backpressure_since_ms);
+    counters_.backpressured_connections.store(--backpressured_, std::memory_order_relaxed);
+  }
+  release_patterns(q.patterns);
+  q = SubState{};
+  index_.detach(k.sub);
+  k.sub = nil;
+  publish_index_gauges();
+}
+
+std::uint32_t Worker::new_msg() {
+  std::uint32_t i;
+  if (!free_msgs_.empty()) {
+    i = free_msgs_.back();
+    free_msgs_.pop_back();
+  } else {
+    i = static_cast<std::uint32_t>(msgs_.size());
+    msgs_.emplace_back();
+  }
+  msgs_[i] = LocalMsg{};
+  msgs_[i].refs = 1;  // the creator's, dropped with unref_msg when it is done queuing
+  return i;
+}
+
+void Worker::unref_msg(std::uint32_t msg) {
+  LocalMsg& m = msgs_[msg];
+  assert(m.refs > 0);
+  if (--m.refs != 0) return;
+  if (m.pub) m.pub->unref();
+  m.pub = nullptr;
+  m.owned.reset();
+  free_msgs_.push_back(msg);
+}
+
+// Takes what publishers posted, counts each one's recipients here at once
+// (the publisher is waiting for that count), and queues it for fan-out.
+void Worker::drain_mailbox() {
+  // Cleared before popping: a publication pushed after this point either is
+  // popped below or finds the flag clear and wakes us again.
+  mailbox_->wake_pending.store(false);
+  while (fanout_count_ < fanouts_.size()) {
+    Publication* p = mailbox_->pop();
+    if (!p) break;
+    std::uint64_t recipients = 0;
+    if (p->target == Publication::Target::channel) {
+      const std::uint32_t c = index_.find_channel(p->name);
+      if (c != nil) recipients = index_.channel_subscribers(c);
+    } else {
+      const std::uint32_t u = index_.find_user(p->name);
+      if (u != nil) recipients = index_.user_connections(u);
+    }
+    p->counted(recipients);
+    if (recipients == 0) {
+      p->unref();
+      continue;
+    }
+    fanouts_[(fanout_head_ + fanout_count_) % fanouts_.size()] = Fanout{p, nil, false};
+    ++fanout_count_;
+  }
+  counters_.mailbox_depth.store(mailbox_->depth() + fanout_count_, std::memory_order_relaxed);
+}
+
+// Queues deliveries, oldest publication first, at most fanout_batch per loop
+// turn: a publish to a million subscribers takes many turns, and the
+// connections' I/O runs between them.
+void Worker::run_fanout() {
+  std::uint32_t budget = config_.fanout_batch;
+  while (fanout_count_ > 0 && budget > 0) {
+    Fanout& f = fanouts_[fanout_head_];
+    if (!f.started) {
+      f.started = true;
+      f.msg = new_msg();
+      LocalMsg& m = msgs_[f.msg];
+      m.pub = f.pub;  // the worker's reference moves to the message
+      m.data = f.pub->frame.data();
+      m.len = static_cast<std::uint32_t>(f.pub->frame.size());
+      if (f.pub->target == Publication::Target::user) {
+        // A user's devices on this worker: a handful, done in one go.
+        const std::uint32_t u = index_.find_user(f.pub->name);
+        if (u != nil) {
+          index_.for_each_of_user(u, [&](std::uint32_t sub) {
+            enqueue(index_.slot_of(sub), f.msg, false);
+            if (budget > 0) --budget;
+          });
+        }
+        finish_fanout();
+        continue;
+      }
+      const std::uint32_t c = index_.find_channel(f.pub->name);
+      if (c == nil) {
+        finish_fanout();
+        continue;
+      }
+      index_.begin_walk(c);
+    }
+    for (; budget > 0; --budget) {
+      const std::uint32_t sub = index_.next();
+      if (sub == nil) break;
+      enqueue(index_.slot_of(sub), f.msg, false);
+    }
+    if (budget == 0) break;  // more next turn
+    index_.end_walk();
+    finish_fanout();
+  }
+}
+
+void Worker::finish_fanout() {
+  Fanout& f = fanouts_[fanout_head_];
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const std::uint64_t now_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<std::uint64_t>(ts.tv_nsec);
+  counters_.fanout_ms.record((now_ns - std::min(now_ns, f.pub->published_ns)) / 1'000'000);
+  counters_.fanouts_total.fetch_add(1, std::memory_order_relaxed);
+  unref_msg(f.msg);  // the walk's reference; queued deliveries hold theirs
+  f = Fanout{};
+  fanout_head_ = (fanout_head_ + 1) % fanouts_.size();
+  --fanout_count_;
+  counters_.mailbox_depth.store(mailbox_->depth() + fanout_count_, std::memory_order_relaxed);
+}
+
+// With eventfd wake-ups, a read stays armed on this worker's eventfd.
+void Worker::arm_mailbox_read() {
+  if (mailbox_read_armed_ || mailbox_->event_fd < 0 || draining_) return;
+  if (ring_.read_fd(mailbox_->event_fd, eventfd_value_, {op_mailbox, 0, 1})) mailbox_read_armed_ = true;
+}
+
+std::uint32_t Worker::intern_patterns(const jwt::Claims& claims) {
+  std::string key;
+  for (std::size_t i = 0; i < claims.pattern_count(); ++i) {
+    key += claims.pattern(i);
+    key += ',';
+  }
+  const auto [it, inserted] = pattern_ids_.try_emplace(key, 0);
+  if (inserted) {
+    std::uint32_t id;
+    if (!free_pattern_sets_.empty()) {
+      id = free_pattern_sets_.back();
+      free_pattern_sets_.pop_back();
+    } else {
+      id = static_cast<std::uint32_t>(pattern_sets_.size());
+      pattern_sets_.emplace_back();
+    }
+    PatternSet& set = pattern_sets_[id];
+    set.key = key;
+    set.patterns.clear();
+    for (std::size_t i = 0; i < claims.pattern_count(); ++i) set.patterns.emplace_back(claims.pattern(i));
+    it->second = id;
+  }
+  ++pattern_sets_[it->second].refs;
+  return it->second;
+}
+
+void Worker::release_patterns(std::uint32_t id) {
+  if (id == nil) return;
+  PatternSet& set = pattern_sets_[id];
+  if (--set.refs != 0) return;
+  pattern_ids_.erase(set.key);
+  set = PatternSet{};
+  free_pattern_sets_.push_back(id);
+}
+
+void Worker::publish_index_gauges() {
+  counters_.subscribers.store(index_.subscribers(), std::memory_order_relaxed);
+  counters_.subscriptions.store(index_.subscriptions(), std::memory_order_relaxed);
+  counters_.channels.store(index_.channels(), std::memory_order_relaxed);
+  counters_.index_bytes.store(index_.memory_bytes() + subs_.capacity() * sizeof(SubState) +
+                                  deliveries_.capacity() * sizeof(Delivery) + msgs_.capacity() * sizeof(LocalMsg),
+                              std::memory_order_relaxed);
 }
 
 void Worker::begin_drain() {

@@ -13,6 +13,7 @@
 #include "server/admission.h"
 #include "server/budgets.h"
 #include "server/config.h"
+#include "server/fanout.h"
 
 namespace rg::server {
 
@@ -49,6 +50,20 @@ struct alignas(64) WorkerCounters {
   LatencyHistogram handshake_ms;   // accept (or leaving the accept queue) to 101 sent for
   LatencyHistogram queue_wait_ms;  // time in the accept queue, for those that left it with a token
   LatencyHistogram backpressure_ms;  // how long each backpressure episode lasted
+  // Pub/sub (gauges are this worker's, set as they change)
+  std::atomic<std::uint64_t> subscribers{0};       // connections on the pub/sub endpoint
+  std::atomic<std::uint64_t> subscriptions{0};
+  std::atomic<std::uint64_t> channels{0};          // channels with a subscriber here
+  std::atomic<std::uint64_t> index_bytes{0};       // memory of the subscription index
+  std::atomic<std::uint64_t> subscribes_total{0};
+  std::atomic<std::uint64_t> unsubscribes_total{0};
+  std::atomic<std::uint64_t> command_errors_total{0};  // error frames answered to commands
+  std::atomic<std::uint64_t> acks_total{0};
+  std::atomic<std::uint64_t> fanouts_total{0};     // publications this worker fanned out
+  std::atomic<std::uint64_t> deliveries_total{0};  // messages queued to a recipient
+  std::atomic<std::uint64_t> delivery_drops_total{0};  // not queued: slow consumer (drop policy) or budget
+  std::atomic<std::uint64_t> mailbox_depth{0};
+  LatencyHistogram fanout_ms;  // publish to the last recipient's send queued on this worker
 
   [[nodiscard]] std::uint64_t refused(Refusal r) const noexcept {
     return refusals[static_cast<std::size_t>(r)].load(std::memory_order_relaxed);
@@ -58,6 +73,17 @@ struct alignas(64) WorkerCounters {
     for (const auto& r : refusals) sum += r.load(std::memory_order_relaxed);
     return sum;
   }
+};
+
+// The publish API's counters: one writer (the admin thread).
+enum class PublishRefusal : std::uint8_t { bad_request, unauthorized, too_large, mailbox_full, count };
+[[nodiscard]] const char* publish_refusal_name(PublishRefusal r) noexcept;
+struct PublishCounters {
+  std::atomic<std::uint64_t> publishes_total{0};    // accepted publications (channel or user)
+  std::atomic<std::uint64_t> user_sends_total{0};   // of which to a user
+  std::atomic<std::uint64_t> body_bytes_total{0};
+  std::atomic<std::uint64_t> recipients_total{0};   // summed over the answers
+  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(PublishRefusal::count)> refused{};
 };
 
 // What all workers read and nobody writes after start-up (except `stopping`).
@@ -76,6 +102,12 @@ struct Shared {
   // until a feature that connects out (e.g. a broker) counts them here.
   std::uint64_t ephemeral_ports_limit = 0;
   std::atomic<std::uint64_t> outbound_connections{0};
+  // Pub/sub: one mailbox per worker, the JWT key, how publishers wake workers.
+  std::vector<std::unique_ptr<Mailbox>> mailboxes;
+  std::string jwt_key;
+  std::string api_token;
+  bool wake_msg_ring = false;  // IORING_OP_MSG_RING (else the eventfd)
+  PublishCounters publish;
 
   [[nodiscard]] std::uint64_t buffered_bytes() const noexcept {
     std::uint64_t sum = 0;

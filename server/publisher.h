@@ -1,0 +1,54 @@
+// The publishing side of pub/sub: turns one POST /publish/{channel} or
+// /users/{user}/send into a Publication, frames it once, posts it to every
+// worker's mailbox and wakes them, then waits (bounded) for the workers to
+// count their recipients so the answer can say how many there were.
+//
+// One Publisher per publishing thread (the admin listener's): it owns a
+// small io_uring of its own for IORING_OP_MSG_RING and a BodyClassifier.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "proto/pubsub.h"
+#include "ring/ring.h"
+#include "server/worker.h"
+
+namespace rg::server {
+
+class Publisher {
+ public:
+  explicit Publisher(Shared& shared);
+  Publisher(const Publisher&) = delete;
+  Publisher& operator=(const Publisher&) = delete;
+
+  // In the publishing thread (the wake-up ring is single-issuer).  Falls
+  // back to the workers' eventfds when the ring cannot be made.
+  void start();
+
+  struct Outcome {
+    int status;        // 200, 202 (a worker did not count in time), 400, 503
+    std::string body;  // JSON
+  };
+  // `name` is validated here; the body's size by the caller (413).
+  Outcome publish(Publication::Target target, std::string_view name, std::span<const std::uint8_t> body);
+
+  // How long a publish waits for every worker to count its recipients.
+  static constexpr std::uint64_t count_wait_ms = 2'000;
+
+ private:
+  void wake(Mailbox& box);
+  [[nodiscard]] bool raw_channel(std::string_view channel) const;
+
+  Shared& shared_;
+  proto::pubsub::BodyClassifier classifier_;
+  ring::Ring ring_;
+  bool msg_ring_ = false;
+  std::uint64_t sequence_ = 0;
+  std::string id_prefix_;  // per process start, so ids never repeat across restarts
+};
+
+}  // namespace rg::server
