@@ -224,8 +224,93 @@ TEST(Options, HelpDocumentsEveryFlag) {
   const std::string help = help_text();
   for (const char* flag : {"--connections", "--rate ", "--rates", "--duration", "--hold", "--close-timeout",
                            "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
-                           "--text", "--verify-echo", "--seed", "--json", "--help"})
+                           "--text", "--verify-echo", "--seed", "--json", "--help", "--channels", "--messages",
+                           "--api ", "--api-token", "--channel-prefix", "--settle", "fanout"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
+}
+
+TEST(Options, FanoutDefaults) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"fanout", "ws://127.0.0.1:8080/ws"}, o, error), ParseResult::run) << error;
+  EXPECT_EQ(o.mode, Mode::fanout);
+  EXPECT_EQ(mode_name(o.mode), "fanout");
+  EXPECT_EQ(o.connections, 100u);
+  EXPECT_EQ(o.channels, 10u);
+  EXPECT_EQ(o.messages, 100u);
+  EXPECT_EQ(o.rate_per_s, 0);  // subscribers connect unpaced
+  EXPECT_EQ(o.publish_rate_per_s, 1000);
+  EXPECT_EQ(o.api_url, "http://127.0.0.1:9090");
+  EXPECT_EQ(o.api_token, "");
+  EXPECT_EQ(o.channel_prefix, "fanout-");
+  EXPECT_EQ(o.settle_ms, 10'000u);
+  EXPECT_EQ(o.duration_ms, 60'000u);
+}
+
+TEST(Options, FanoutFlags) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"fanout", "ws://127.0.0.1:8080/ws", "--connections", "50", "--channels", "5", "--rate", "250",
+                   "--messages", "20", "--api", "http://127.0.0.1:9091/admin/", "--api-token", "s3cr.t",
+                   "--channel-prefix=room:", "--settle", "2s", "--threads", "2", "--sources", "3", "--json"},
+                  o, error),
+            ParseResult::run)
+      << error;
+  EXPECT_EQ(o.connections, 50u);
+  EXPECT_EQ(o.channels, 5u);
+  EXPECT_EQ(o.messages, 20u);
+  EXPECT_EQ(o.publish_rate_per_s, 250);
+  EXPECT_EQ(o.rate_per_s, 0);
+  EXPECT_EQ(o.api_url, "http://127.0.0.1:9091/admin/");
+  EXPECT_EQ(o.api_token, "s3cr.t");
+  EXPECT_EQ(o.channel_prefix, "room:");
+  EXPECT_EQ(o.settle_ms, 2'000u);
+  EXPECT_EQ(o.threads, 2u);
+  EXPECT_EQ(o.sources, 3u);
+  ASSERT_EQ(parse({"fanout", "--rate", "0", "ws://127.0.0.1:8080/ws"}, o, error), ParseResult::run) << error;
+  EXPECT_EQ(o.publish_rate_per_s, 0);  // as fast as answers come back
+
+  Target api;
+  ASSERT_TRUE(parse_api("http://127.0.0.1:9091/admin/", api, error)) << error;
+  EXPECT_EQ(api.path, "/admin");  // requests go to /admin/publish/NAME
+  EXPECT_EQ(api.port, 9091);
+  EXPECT_EQ(api.host_header, "127.0.0.1:9091");
+  ASSERT_TRUE(parse_api("http://[::1]:9090", api, error)) << error;
+  EXPECT_EQ(api.path, "");
+  EXPECT_TRUE(api.loopback);
+  ASSERT_TRUE(parse_api("http://localhost", api, error)) << error;
+  EXPECT_EQ(api.port, 80);
+}
+
+TEST(Options, FanoutRejects) {
+  Options o;
+  std::string error;
+  const auto refused = [&](std::initializer_list<const char*> args, const char* why) {
+    EXPECT_EQ(parse(args, o, error), ParseResult::error) << why;
+    EXPECT_NE(error.find(why), std::string::npos) << error;
+  };
+  refused({"fanout", "--connections", "4", "--channels", "5", "ws://127.0.0.1:9/"}, "every channel needs a subscriber");
+  refused({"fanout", "--connections", "1000", "--channels", "1000", "--messages", "10001", "ws://127.0.0.1:9/"},
+          "above 10000000 publishes");
+  refused({"fanout", "--channel-prefix", "a b", "ws://127.0.0.1:9/"}, "[A-Za-z0-9._:-]");
+  const std::string long_prefix(127, 'p');  // p...p9 is 128 bytes, fine; --channels 11 makes p...p10
+  EXPECT_EQ(parse({"fanout", "--channel-prefix", long_prefix.c_str(), "ws://127.0.0.1:9/"}, o, error),
+            ParseResult::run)
+      << error;
+  refused({"fanout", "--channel-prefix", long_prefix.c_str(), "--channels", "11", "ws://127.0.0.1:9/"},
+          "longer than 128 bytes");
+  refused({"fanout", "--api", "https://127.0.0.1:9090", "ws://127.0.0.1:9/"}, "http://HOST");
+  refused({"fanout", "--api", "http://127.0.0.1:9090/x?y=1", "ws://127.0.0.1:9/"}, "no query");
+  refused({"fanout", "--api", "http://example.com/", "ws://127.0.0.1:9/"}, "no DNS");
+  refused({"fanout", "--api-token", "a\r\nX-Evil: 1", "ws://127.0.0.1:9/"}, "visible ASCII");
+  refused({"fanout", "--messages", "0", "ws://127.0.0.1:9/"}, "--messages");
+  refused({"fanout", "--channels", "0", "ws://127.0.0.1:9/"}, "--channels");
+  refused({"fanout", "--settle", "soon", "ws://127.0.0.1:9/"}, "--settle");
+  for (const char* mode : {"hold", "ramp", "flood", "echo"}) {
+    refused({mode, "--channels", "2", "ws://127.0.0.1:9/"}, "--channels is a fanout option");
+    refused({mode, "--api-token", "t", "ws://127.0.0.1:9/"}, "--api-token is a fanout option");
+  }
+  refused({"fanout", "--verify-echo", "ws://127.0.0.1:9/"}, "flood");
 }
 
 TEST(Durations, Units) {
@@ -583,6 +668,54 @@ TEST(BySource, InTheJsonSummaryAndTheTable) {
                        "(127.0.0.2)"),
             std::string::npos)
       << table;
+}
+
+// ---------------------------------------------------------------- fanout report
+
+TEST(FanoutReport, ChecksAndJson) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"fanout", "--connections", "50", "--channels", "5", "--messages", "20", "ws://127.0.0.1:9/ws"}, o,
+                  error),
+            ParseResult::run)
+      << error;
+  RunReport r;
+  r.options = &o;
+  r.fanout.subscribers_ready = 50;
+  r.fanout.tally.publishes_ok = 99;
+  r.fanout.tally.publishes_failed = 1;
+  r.fanout.publish.failed_by_status[503] = 1;
+  EXPECT_TRUE(fanout_failures(r).empty());  // a refused publish alone does not fail the run
+  const std::string passed = format_json(r);
+  for (const char* key : {"\"subscribers_ready\":50", "\"publishes_ok\":99", "\"publishes_failed\":1",
+                          "\"publish_failures\":{\"http_503\":1}", "\"recipients\":", "\"expected_deliveries\":",
+                          "\"deliveries\":", "\"lost\":0", "\"duplicated\":0", "\"out_of_order\":0",
+                          "\"latency_us\":{", "\"last_delivery_us\":{", "\"publish_rate\":", "\"passed\":true",
+                          "\"failed_checks\":[]"})
+    EXPECT_NE(passed.find(key), std::string::npos) << key << " in " << passed;
+  EXPECT_NE(format_table(r).find("check: PASSED"), std::string::npos);
+
+  r.fanout.subscribers_ready = 48;
+  r.fanout.tally.lost = 1;
+  r.total.fanout.duplicated = 1;
+  r.total.fanout.out_of_order = 2;
+  EXPECT_EQ(fanout_failures(r), (std::vector<std::string>{"subscribers ready 48 of 50", "lost 1", "duplicated 1",
+                                                           "out_of_order 2"}));
+  const std::string failed = format_json(r);
+  EXPECT_NE(failed.find("\"passed\":false,\"failed_checks\":[\"subscribers ready 48 of 50\",\"lost 1\","),
+            std::string::npos)
+      << failed;
+  EXPECT_NE(format_table(r).find("check: FAILED (subscribers ready 48 of 50, lost 1, duplicated 1, out_of_order 2)"),
+            std::string::npos)
+      << format_table(r);
+
+  RunReport none;
+  none.options = &o;
+  none.fanout.subscribers_ready = 50;
+  none.fanout.tally.publishes_unsent = 100;
+  none.interrupted = true;
+  EXPECT_EQ(fanout_failures(none),
+            (std::vector<std::string>{"unsent 100", "no publish answered 200", "interrupted"}));
 }
 
 // ---------------------------------------------------------------- payloads
