@@ -1,4 +1,6 @@
-"""ringgate-load against the real ringgate server.
+"""ringgate-load against the real ringgate server, and against small scripted
+servers for what ringgate does not do on purpose (lose, repeat or corrupt
+messages) or does not do yet (the fanout tests script the pub/sub contract).
 
 Every test is bounded in time: the tool stops by itself (--connections,
 --duration, --hold) and each subprocess also has a hard timeout.
@@ -348,7 +350,8 @@ def test_help_documents_every_flag():
     assert rc == 0
     for flag in ("--connections", "--rate", "--rates", "--duration", "--hold", "--close-timeout",
                  "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
-                 "--text", "--verify-echo", "--seed", "--json", "--help"):
+                 "--text", "--verify-echo", "--seed", "--json", "--help", "--channels", "--messages", "--api",
+                 "--api-token", "--channel-prefix", "--settle"):
         assert flag in out, flag
 
 
@@ -710,3 +713,199 @@ def test_flood_6000_attempts_per_ip_and_capacity_refusals_are_explicit(server):
     started = time.monotonic()
     assert asyncio.run(one_more()) == "after the flood"
     assert time.monotonic() - started < 1.0
+
+
+# A pub/sub server in the shape of ringgate's contract: WebSocket subscribers
+# on one port (/ws?channels=NAME, one {"type":"subscribed"} notice per
+# channel), POST /publish/NAME on another (keep-alive, JSON answers with
+# "recipients"), each publish fanned out as {"type":"message",...,"data":BODY}.
+# argv: clean | faulty (publish 23 never reaches its channel's first
+# subscriber, publish 42 reaches it twice) | refuse (publish 7 is answered
+# 503 and goes nowhere); then an optional bearer token the API requires.
+FANOUT_SERVER = r"""
+import asyncio, base64, hashlib, json, struct, sys, urllib.parse
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+BEHAVIOUR = sys.argv[1]  # "clean", "faulty" (drop one, duplicate one) or "refuse" (one 503)
+TOKEN = sys.argv[2] if len(sys.argv) > 2 else ""
+subscribers = {}  # channel -> [writer, ...] in subscription order
+published = 0
+
+
+def text_frame(payload):
+    n = len(payload)
+    head = bytes([0x81])
+    if n < 126: head += bytes([n])
+    elif n < 65536: head += bytes([126]) + struct.pack("!H", n)
+    else: head += bytes([127]) + struct.pack("!Q", n)
+    return head + payload
+
+
+def compact(obj):
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+async def subscriber(reader, writer):
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    query = urllib.parse.urlsplit(lines[0].split(" ")[1]).query
+    channels = [c for v in urllib.parse.parse_qs(query).get("channels", []) for c in v.split(",")]
+    key = [l.split(":", 1)[1].strip() for l in lines if l.lower().startswith("sec-websocket-key:")][0]
+    accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    for channel in channels:
+        subscribers.setdefault(channel, []).append(writer)
+        writer.write(text_frame(compact({"type": "subscribed", "channel": channel})))
+    try:
+        while True:
+            b0, b1 = await reader.readexactly(2)
+            size = b1 & 0x7F
+            if size == 126: size = struct.unpack("!H", await reader.readexactly(2))[0]
+            elif size == 127: size = struct.unpack("!Q", await reader.readexactly(8))[0]
+            mask = await reader.readexactly(4)
+            data = bytes(c ^ mask[i % 4] for i, c in enumerate(await reader.readexactly(size)))
+            if b0 & 0x0F == 8:
+                writer.write(bytes([0x88, len(data)]) + data)
+                await writer.drain()
+                break
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        for channel in channels:
+            subscribers[channel].remove(writer)
+        writer.close()
+
+
+async def api(reader, writer):
+    global published
+    try:
+        while True:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+            lines = head.split("\r\n")
+            method, path, _ = lines[0].split(" ")
+            headers = {l.split(":", 1)[0].strip().lower(): l.split(":", 1)[1].strip() for l in lines[1:] if ":" in l}
+            body = await reader.readexactly(int(headers["content-length"]))
+            status, answer = 200, None
+            if TOKEN and headers.get("authorization") != "Bearer " + TOKEN:
+                status, answer = 401, {"error": "unauthorized", "message": "bad token"}
+            elif method != "POST" or not path.startswith("/publish/"):
+                status, answer = 404, {"error": "not_found", "message": path}
+            else:
+                channel = path[len("/publish/"):]
+                n, published = published, published + 1
+                targets = list(subscribers.get(channel, []))
+                if BEHAVIOUR == "refuse" and n == 7:
+                    status, answer = 503, {"error": "mailbox_full", "message": "a worker mailbox was full"}
+                else:
+                    message = text_frame(b'{"type":"message","channel":"' + channel.encode() + b'","id":"m' +
+                                         str(n).encode() + b'","data":' + body + b"}")
+                    for i, w in enumerate(targets):
+                        # faulty: publish 23 never reaches its first subscriber; publish 42 reaches it twice.
+                        if BEHAVIOUR == "faulty" and n == 23 and i == 0: continue
+                        w.write(message)
+                        if BEHAVIOUR == "faulty" and n == 42 and i == 0: w.write(message)
+                    answer = {"channel": channel, "id": f"m{n}", "recipients": len(targets)}
+            payload = compact(answer)
+            writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    writer.close()
+
+
+async def main():
+    ws = await asyncio.start_server(subscriber, "127.0.0.1", 0, backlog=512)
+    http = await asyncio.start_server(api, "127.0.0.1", 0)
+    print(f"listening on 127.0.0.1:{ws.sockets[0].getsockname()[1]} "
+          f"api 127.0.0.1:{http.sockets[0].getsockname()[1]}", file=sys.stderr, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+class FanoutServer:
+    def __init__(self, tmp_path, *args):
+        script = tmp_path / "fanout_server.py"
+        script.write_text(FANOUT_SERVER)
+        self.proc = subprocess.Popen(["/usr/bin/python3", str(script), *args], stderr=subprocess.PIPE, text=True)
+        line = self.proc.stderr.readline()
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+) api 127\.0\.0\.1:(\d+)", line)
+        if not m:
+            self.stop()
+            pytest.fail("fanout server did not start: " + line)
+        self.url = f"ws://127.0.0.1:{m.group(1)}/ws"
+        self.api = f"http://127.0.0.1:{m.group(2)}"
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def run_fanout(server, *args, timeout=60):
+    # 50 subscribers over 5 channels, 20 messages each: 100 publishes, 1,000 deliveries.
+    return run_load("fanout", "--connections", 50, "--channels", 5, "--messages", 20, "--api", server.api,
+                    *args, "--json", server.url, timeout=timeout)
+
+
+def test_fanout_every_message_reaches_every_subscriber_once_in_order(tmp_path):
+    server = FanoutServer(tmp_path, "clean", "s3cret")
+    try:
+        rc, out, err, j, _ = run_fanout(server, "--rate", 400, "--api-token", "s3cret")
+    finally:
+        server.stop()
+    assert rc == 0, out + err
+    assert j["mode"] == "fanout" and j["channels"] == 5 and j["messages_per_channel"] == 20
+    assert j["subscribers_ready"] == 50 and j["subscribed"] == 50, out
+    assert j["publishes"] == 100 and j["publishes_ok"] == 100, out
+    assert j["publishes_failed"] == 0 and j["publishes_unsent"] == 0 and j["publish_failures"] == {}
+    assert j["recipients"] == 1000 and j["expected_deliveries"] == 1000
+    assert j["deliveries"] == 1000 and j["delivered"] == 1000, out
+    for key in ("lost", "duplicated", "out_of_order", "gaps", "misrouted", "malformed", "untracked"):
+        assert j[key] == 0, (key, out)
+    assert j["latency_us"]["count"] == 1000 and j["last_delivery_us"]["count"] == 100
+    assert 0 <= j["latency_us"]["p50"] <= j["latency_us"]["p99"] <= j["latency_us"]["max"]
+    assert j["last_delivery_us"]["p50"] >= j["latency_us"]["p50"]
+    assert j["last_delivery_us"]["max"] == j["latency_us"]["max"]
+    assert 0 < j["publish_rate"] <= 440, j["publish_rate"]  # paced at 400/s
+    assert j["settled"] is True and j["passed"] is True and j["failed_checks"] == []
+    assert j["closed_clean"] == 50 and j["slots_left"] == 0
+    assert "check: PASSED" in out
+
+
+def test_fanout_reports_a_lost_and_a_duplicated_message_and_fails(tmp_path):
+    server = FanoutServer(tmp_path, "faulty")
+    started = time.monotonic()
+    try:
+        rc, out, err, j, _ = run_fanout(server, "--rate", 0, "--settle", "1s")
+    finally:
+        server.stop()
+    assert rc == 3, out + err
+    assert j["subscribers_ready"] == 50 and j["publishes_ok"] == 100
+    assert j["lost"] == 1, out
+    assert j["duplicated"] == 1, out
+    # The lost one is a gap the next message of that channel revealed.
+    assert j["out_of_order"] == 1 and j["gaps"] == 1, out
+    assert j["deliveries"] == 1000 and j["delivered"] == 999, out
+    assert j["settled"] is False  # the lost message never came: --settle ran out
+    assert j["passed"] is False and j["failed_checks"] == ["lost 1", "duplicated 1", "out_of_order 1"]
+    assert "check: FAILED (lost 1, duplicated 1, out_of_order 1)" in out
+    assert time.monotonic() - started < 20
+
+
+def test_fanout_a_refused_publish_is_counted_not_lost(tmp_path):
+    # 503 (a worker mailbox was full): counted as a failed publish, and its
+    # missing sequence is no gap at the subscribers.
+    server = FanoutServer(tmp_path, "refuse")
+    try:
+        rc, out, err, j, _ = run_fanout(server, "--rate", 0)
+    finally:
+        server.stop()
+    assert rc == 0, out + err
+    assert j["publishes_ok"] == 99 and j["publishes_failed"] == 1
+    assert j["publish_failures"] == {"http_503": 1}
+    assert j["expected_deliveries"] == 990 and j["delivered"] == 990
+    assert j["lost"] == 0 and j["out_of_order"] == 0 and j["duplicated"] == 0, out
+    assert j["passed"] is True

@@ -1,9 +1,10 @@
 // Unit tests for ringgate-load's pure parts: the histogram, the plan
-// (options, target, sources, threads), the client handshake and the echo
-// payloads.
+// (options, target, sources, threads), the client handshake, the echo
+// payloads and fanout's accounting.
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <random>
@@ -11,7 +12,9 @@
 #include <vector>
 
 #include "proto/http_upgrade.h"
+#include "proto/pubsub.h"
 #include "tools/load/engine.h"
+#include "tools/load/fanout.h"
 #include "tools/load/handshake.h"
 #include "tools/load/histogram.h"
 #include "tools/load/payload.h"
@@ -221,8 +224,93 @@ TEST(Options, HelpDocumentsEveryFlag) {
   const std::string help = help_text();
   for (const char* flag : {"--connections", "--rate ", "--rates", "--duration", "--hold", "--close-timeout",
                            "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
-                           "--text", "--verify-echo", "--seed", "--json", "--help"})
+                           "--text", "--verify-echo", "--seed", "--json", "--help", "--channels", "--messages",
+                           "--api ", "--api-token", "--channel-prefix", "--settle", "fanout"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
+}
+
+TEST(Options, FanoutDefaults) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"fanout", "ws://127.0.0.1:8080/ws"}, o, error), ParseResult::run) << error;
+  EXPECT_EQ(o.mode, Mode::fanout);
+  EXPECT_EQ(mode_name(o.mode), "fanout");
+  EXPECT_EQ(o.connections, 100u);
+  EXPECT_EQ(o.channels, 10u);
+  EXPECT_EQ(o.messages, 100u);
+  EXPECT_EQ(o.rate_per_s, 0);  // subscribers connect unpaced
+  EXPECT_EQ(o.publish_rate_per_s, 1000);
+  EXPECT_EQ(o.api_url, "http://127.0.0.1:9090");
+  EXPECT_EQ(o.api_token, "");
+  EXPECT_EQ(o.channel_prefix, "fanout-");
+  EXPECT_EQ(o.settle_ms, 10'000u);
+  EXPECT_EQ(o.duration_ms, 60'000u);
+}
+
+TEST(Options, FanoutFlags) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"fanout", "ws://127.0.0.1:8080/ws", "--connections", "50", "--channels", "5", "--rate", "250",
+                   "--messages", "20", "--api", "http://127.0.0.1:9091/admin/", "--api-token", "s3cr.t",
+                   "--channel-prefix=room:", "--settle", "2s", "--threads", "2", "--sources", "3", "--json"},
+                  o, error),
+            ParseResult::run)
+      << error;
+  EXPECT_EQ(o.connections, 50u);
+  EXPECT_EQ(o.channels, 5u);
+  EXPECT_EQ(o.messages, 20u);
+  EXPECT_EQ(o.publish_rate_per_s, 250);
+  EXPECT_EQ(o.rate_per_s, 0);
+  EXPECT_EQ(o.api_url, "http://127.0.0.1:9091/admin/");
+  EXPECT_EQ(o.api_token, "s3cr.t");
+  EXPECT_EQ(o.channel_prefix, "room:");
+  EXPECT_EQ(o.settle_ms, 2'000u);
+  EXPECT_EQ(o.threads, 2u);
+  EXPECT_EQ(o.sources, 3u);
+  ASSERT_EQ(parse({"fanout", "--rate", "0", "ws://127.0.0.1:8080/ws"}, o, error), ParseResult::run) << error;
+  EXPECT_EQ(o.publish_rate_per_s, 0);  // as fast as answers come back
+
+  Target api;
+  ASSERT_TRUE(parse_api("http://127.0.0.1:9091/admin/", api, error)) << error;
+  EXPECT_EQ(api.path, "/admin");  // requests go to /admin/publish/NAME
+  EXPECT_EQ(api.port, 9091);
+  EXPECT_EQ(api.host_header, "127.0.0.1:9091");
+  ASSERT_TRUE(parse_api("http://[::1]:9090", api, error)) << error;
+  EXPECT_EQ(api.path, "");
+  EXPECT_TRUE(api.loopback);
+  ASSERT_TRUE(parse_api("http://localhost", api, error)) << error;
+  EXPECT_EQ(api.port, 80);
+}
+
+TEST(Options, FanoutRejects) {
+  Options o;
+  std::string error;
+  const auto refused = [&](std::initializer_list<const char*> args, const char* why) {
+    EXPECT_EQ(parse(args, o, error), ParseResult::error) << why;
+    EXPECT_NE(error.find(why), std::string::npos) << error;
+  };
+  refused({"fanout", "--connections", "4", "--channels", "5", "ws://127.0.0.1:9/"}, "every channel needs a subscriber");
+  refused({"fanout", "--connections", "1000", "--channels", "1000", "--messages", "10001", "ws://127.0.0.1:9/"},
+          "above 10000000 publishes");
+  refused({"fanout", "--channel-prefix", "a b", "ws://127.0.0.1:9/"}, "[A-Za-z0-9._:-]");
+  const std::string long_prefix(127, 'p');  // p...p9 is 128 bytes, fine; --channels 11 makes p...p10
+  EXPECT_EQ(parse({"fanout", "--channel-prefix", long_prefix.c_str(), "ws://127.0.0.1:9/"}, o, error),
+            ParseResult::run)
+      << error;
+  refused({"fanout", "--channel-prefix", long_prefix.c_str(), "--channels", "11", "ws://127.0.0.1:9/"},
+          "longer than 128 bytes");
+  refused({"fanout", "--api", "https://127.0.0.1:9090", "ws://127.0.0.1:9/"}, "http://HOST");
+  refused({"fanout", "--api", "http://127.0.0.1:9090/x?y=1", "ws://127.0.0.1:9/"}, "no query");
+  refused({"fanout", "--api", "http://example.com/", "ws://127.0.0.1:9/"}, "no DNS");
+  refused({"fanout", "--api-token", "a\r\nX-Evil: 1", "ws://127.0.0.1:9/"}, "visible ASCII");
+  refused({"fanout", "--messages", "0", "ws://127.0.0.1:9/"}, "--messages");
+  refused({"fanout", "--channels", "0", "ws://127.0.0.1:9/"}, "--channels");
+  refused({"fanout", "--settle", "soon", "ws://127.0.0.1:9/"}, "--settle");
+  for (const char* mode : {"hold", "ramp", "flood", "echo"}) {
+    refused({mode, "--channels", "2", "ws://127.0.0.1:9/"}, "--channels is a fanout option");
+    refused({mode, "--api-token", "t", "ws://127.0.0.1:9/"}, "--api-token is a fanout option");
+  }
+  refused({"fanout", "--verify-echo", "ws://127.0.0.1:9/"}, "flood");
 }
 
 TEST(Durations, Units) {
@@ -582,6 +670,54 @@ TEST(BySource, InTheJsonSummaryAndTheTable) {
       << table;
 }
 
+// ---------------------------------------------------------------- fanout report
+
+TEST(FanoutReport, ChecksAndJson) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"fanout", "--connections", "50", "--channels", "5", "--messages", "20", "ws://127.0.0.1:9/ws"}, o,
+                  error),
+            ParseResult::run)
+      << error;
+  RunReport r;
+  r.options = &o;
+  r.fanout.subscribers_ready = 50;
+  r.fanout.tally.publishes_ok = 99;
+  r.fanout.tally.publishes_failed = 1;
+  r.fanout.publish.failed_by_status[503] = 1;
+  EXPECT_TRUE(fanout_failures(r).empty());  // a refused publish alone does not fail the run
+  const std::string passed = format_json(r);
+  for (const char* key : {"\"subscribers_ready\":50", "\"publishes_ok\":99", "\"publishes_failed\":1",
+                          "\"publish_failures\":{\"http_503\":1}", "\"recipients\":", "\"expected_deliveries\":",
+                          "\"deliveries\":", "\"lost\":0", "\"duplicated\":0", "\"out_of_order\":0",
+                          "\"latency_us\":{", "\"last_delivery_us\":{", "\"publish_rate\":", "\"passed\":true",
+                          "\"failed_checks\":[]"})
+    EXPECT_NE(passed.find(key), std::string::npos) << key << " in " << passed;
+  EXPECT_NE(format_table(r).find("check: PASSED"), std::string::npos);
+
+  r.fanout.subscribers_ready = 48;
+  r.fanout.tally.lost = 1;
+  r.total.fanout.duplicated = 1;
+  r.total.fanout.out_of_order = 2;
+  EXPECT_EQ(fanout_failures(r), (std::vector<std::string>{"subscribers ready 48 of 50", "lost 1", "duplicated 1",
+                                                           "out_of_order 2"}));
+  const std::string failed = format_json(r);
+  EXPECT_NE(failed.find("\"passed\":false,\"failed_checks\":[\"subscribers ready 48 of 50\",\"lost 1\","),
+            std::string::npos)
+      << failed;
+  EXPECT_NE(format_table(r).find("check: FAILED (subscribers ready 48 of 50, lost 1, duplicated 1, out_of_order 2)"),
+            std::string::npos)
+      << format_table(r);
+
+  RunReport none;
+  none.options = &o;
+  none.fanout.subscribers_ready = 50;
+  none.fanout.tally.publishes_unsent = 100;
+  none.interrupted = true;
+  EXPECT_EQ(fanout_failures(none),
+            (std::vector<std::string>{"unsent 100", "no publish answered 200", "interrupted"}));
+}
+
 // ---------------------------------------------------------------- payloads
 
 class Payloads : public ::testing::TestWithParam<PayloadKind> {};
@@ -625,6 +761,211 @@ TEST(Payloads, TextIsPrintableAscii) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, Payloads, ::testing::Values(PayloadKind::binary, PayloadKind::text));
+
+// ---------------------------------------------------------------- fanout
+
+TEST(Fanout, ChannelNamesAndTheSubscribePath) {
+  std::array<char, 64> out{};
+  std::size_t n = fanout::channel_name(out, "fanout-", 17);
+  EXPECT_EQ(std::string_view(out.data(), n), "fanout-17");
+  EXPECT_EQ(fanout::channel_index("fanout-17", "fanout-", 18), 17u);
+  EXPECT_EQ(fanout::channel_index("fanout-0", "fanout-", 1), 0u);
+  for (const char* name : {"fanout-18", "fanout-017", "fanout-", "fanout-1x", "other-1", "fanout--1"})
+    EXPECT_EQ(fanout::channel_index(name, "fanout-", 18), fanout::no_channel) << name;
+  n = fanout::subscribe_path(out, "/ws", "c.", 3);
+  EXPECT_EQ(std::string_view(out.data(), n), "/ws?channels=c.3");
+  n = fanout::subscribe_path(out, "/ws?token=x", "c.", 3);
+  EXPECT_EQ(std::string_view(out.data(), n), "/ws?token=x&channels=c.3");
+  std::array<char, 8> small{};
+  EXPECT_EQ(fanout::subscribe_path(small, "/ws", "c.", 3), 0u);
+  EXPECT_EQ(fanout::channel_name(small, "fanout-", 17), 0u);
+}
+
+TEST(Fanout, ReadsTheServersOwnFrames) {
+  // What proto/pubsub (the server) builds, the tool reads back.
+  std::array<char, proto::pubsub::answer_bytes_max> answer{};
+  const std::size_t n = proto::pubsub::build_subscribed(answer, "fanout-3");
+  fanout::Notice notice = fanout::read_notice({answer.data(), n});
+  EXPECT_EQ(notice.kind, fanout::NoticeKind::subscribed);
+  EXPECT_EQ(notice.channel, "fanout-3");
+
+  std::array<char, fanout::publish_body_bytes_max> body{};
+  const std::size_t body_len = fanout::publish_body(body, 17, 123456789);
+  EXPECT_EQ(std::string_view(body.data(), body_len), R"({"seq":17,"ts_ns":123456789})");
+  const std::span<const std::uint8_t> body_bytes{reinterpret_cast<const std::uint8_t*>(body.data()), body_len};
+  std::vector<std::uint8_t> frame(proto::pubsub::message_frame_bytes_max(body_len));
+  // An id full of the characters a scan could trip on, if it looked there.
+  const proto::pubsub::MessageFrame m = proto::pubsub::build_message_frame(
+      frame, {.channel = "fanout-3", .id = "seq:1.ts_ns:2", .body = body_bytes, .kind = proto::pubsub::BodyKind::json});
+  ASSERT_TRUE(m.ok());
+  notice = fanout::read_notice({reinterpret_cast<const char*>(m.payload.data()), m.payload.size()});
+  EXPECT_EQ(notice.kind, fanout::NoticeKind::message);
+  EXPECT_EQ(notice.channel, "fanout-3");
+  EXPECT_EQ(notice.seq, 17u);
+  EXPECT_EQ(notice.ts_ns, 123456789u);
+  // The largest values fit the body.
+  EXPECT_EQ(fanout::publish_body(body, UINT64_MAX, UINT64_MAX), 57u);
+}
+
+TEST(Fanout, NoticesThatAreNotOurs) {
+  EXPECT_EQ(fanout::read_notice(R"({"type":"error","code":"forbidden_channel","channel":"x"})").kind,
+            fanout::NoticeKind::other);
+  EXPECT_EQ(fanout::read_notice(R"({"type":"unsubscribed","channel":"x"})").kind, fanout::NoticeKind::other);
+  for (const char* text : {"", "not json", R"({"channel":"x"})", R"({"type":"subscribed"})",
+                           R"({"type":"message","channel":"x","id":"1","data":"text"})",
+                           R"({"type":"message","channel":"x","id":"1","data":{"seq":1}})",
+                           R"({"type":"message","channel":"x","id":"1","data":{"seq":-1,"ts_ns":5}})",
+                           R"({"type":"message","channel":"x","id":"1"})"})
+    EXPECT_EQ(fanout::read_notice(text).kind, fanout::NoticeKind::malformed) << text;
+  // Spaces after a colon are fine.
+  const fanout::Notice n =
+      fanout::read_notice(R"({"type": "message", "channel": "x", "id": "1", "data": {"seq": 4, "ts_ns": 9}})");
+  EXPECT_EQ(n.kind, fanout::NoticeKind::message);
+  EXPECT_EQ(n.seq, 4u);
+}
+
+// Runs sequences through one tracker; `failed` lists publishes the API refused.
+fanout::Counts track(std::initializer_list<std::uint64_t> seqs, std::vector<std::uint64_t> failed = {}) {
+  fanout::SeqTracker t;
+  fanout::Counts c;
+  const auto refused = [&](std::uint64_t s) { return std::find(failed.begin(), failed.end(), s) != failed.end(); };
+  for (const std::uint64_t s : seqs) c.count(fanout::arrive(t, s, refused));
+  return c;
+}
+
+TEST(Fanout, InOrderDuplicatedOutOfOrder) {
+  fanout::Counts c = track({0, 1, 2, 3});
+  EXPECT_EQ(c.received, 4u);
+  EXPECT_EQ(c.in_order, 4u);
+  EXPECT_EQ(c.out_of_order + c.duplicated + c.gaps, 0u);
+
+  c = track({0, 1, 1, 2, 0});  // 1 again, then 0 again
+  EXPECT_EQ(c.in_order, 3u);
+  EXPECT_EQ(c.duplicated, 2u);
+  EXPECT_EQ(c.out_of_order, 0u);
+
+  c = track({0, 2, 1, 3});  // 2 overtakes 1: one gap, then 1 fills it late
+  EXPECT_EQ(c.in_order, 2u);
+  EXPECT_EQ(c.out_of_order, 2u);
+  EXPECT_EQ(c.gaps, 1u);
+  EXPECT_EQ(c.duplicated, 0u);
+
+  c = track({0, 2, 1, 1, 2});  // the late one and the one that overtook it, repeated
+  EXPECT_EQ(c.duplicated, 2u);
+
+  c = track({0, 5});  // four skipped in one jump: one event, four sequences
+  EXPECT_EQ(c.out_of_order, 1u);
+  EXPECT_EQ(c.gaps, 4u);
+
+  c = track({3, 0, 1, 2});  // the first one is not 0
+  EXPECT_EQ(c.gaps, 3u);
+  EXPECT_EQ(c.out_of_order, 4u);
+  EXPECT_EQ(c.duplicated, 0u);
+}
+
+TEST(Fanout, SkippingARefusedPublishIsNoGap) {
+  fanout::Counts c = track({0, 2, 3}, {1});
+  EXPECT_EQ(c.in_order, 3u);
+  EXPECT_EQ(c.out_of_order + c.gaps, 0u);
+  c = track({0, 3}, {1});  // 1 refused, 2 missing: a gap of one
+  EXPECT_EQ(c.out_of_order, 1u);
+  EXPECT_EQ(c.gaps, 1u);
+}
+
+TEST(Fanout, TheWindowRemembersSixtyFourBehind) {
+  fanout::SeqTracker t;
+  const auto none = [](std::uint64_t) { return false; };
+  EXPECT_EQ(fanout::arrive(t, 0, none).arrival, fanout::Arrival::in_order);
+  const fanout::ArrivalResult jump = fanout::arrive(t, 100, none);
+  EXPECT_EQ(jump.arrival, fanout::Arrival::ahead);
+  EXPECT_EQ(jump.gap, 99u);
+  EXPECT_TRUE(jump.delivery());
+  // 37..99 are within 64 of the newest (100): late, once; then duplicates.
+  EXPECT_EQ(fanout::arrive(t, 37, none).arrival, fanout::Arrival::late);
+  EXPECT_EQ(fanout::arrive(t, 37, none).arrival, fanout::Arrival::duplicate);
+  EXPECT_EQ(fanout::arrive(t, 100, none).arrival, fanout::Arrival::duplicate);
+  // 0 (and anything below 37) is too old to tell: out of order, no delivery.
+  const fanout::ArrivalResult old = fanout::arrive(t, 0, none);
+  EXPECT_EQ(old.arrival, fanout::Arrival::too_late);
+  EXPECT_FALSE(old.delivery());
+  EXPECT_EQ(fanout::arrive(t, 36, none).arrival, fanout::Arrival::too_late);
+  EXPECT_FALSE(fanout::arrive(t, 99, none).arrival == fanout::Arrival::duplicate);  // 99 never came: late
+}
+
+TEST(Fanout, BoardTallyCountsLostPerPublish) {
+  fanout::Board board;
+  std::string error;
+  ASSERT_TRUE(board.init(2, 3, error)) << error;
+  board.add_subscriber(0);
+  board.add_subscriber(0);
+  board.add_subscriber(1);
+  // Channel 0: seq 0 reaches both, seq 1 one of two, seq 2 is refused.
+  // Channel 1: seq 0 ok and delivered, seq 1 ok and lost, seq 2 never sent.
+  board.set_state(board.index(0, 0), fanout::PublishState::ok);
+  board.delivered(board.index(0, 0), 40);
+  board.delivered(board.index(0, 0), 70);
+  board.set_state(board.index(0, 1), fanout::PublishState::ok);
+  board.delivered(board.index(0, 1), 90);
+  board.set_state(board.index(0, 2), fanout::PublishState::failed);
+  board.delivered(board.index(0, 2), 5);  // delivered although refused
+  board.set_state(board.index(1, 0), fanout::PublishState::ok);
+  board.delivered(board.index(1, 0), 10);
+  board.set_state(board.index(1, 1), fanout::PublishState::ok);
+  const fanout::Tally t = fanout::tally(board);
+  EXPECT_EQ(t.publishes_ok, 4u);
+  EXPECT_EQ(t.publishes_failed, 1u);
+  EXPECT_EQ(t.publishes_unsent, 1u);
+  EXPECT_EQ(t.expected, 2u + 2u + 1u + 1u);
+  EXPECT_EQ(t.delivered, 4u);
+  EXPECT_EQ(t.lost, 2u);
+  EXPECT_EQ(t.delivered_failed, 1u);
+  // One sample per ok publish with a delivery: its slowest subscriber.
+  EXPECT_EQ(t.last_delivery_us.count(), 3u);
+  EXPECT_EQ(t.last_delivery_us.max(), 90u);
+  EXPECT_EQ(t.last_delivery_us.min(), 10u);
+
+  EXPECT_FALSE(board.init(1000, fanout::publishes_max / 1000 + 1, error));
+  EXPECT_NE(error.find("10000000"), std::string::npos) << error;
+}
+
+TEST(Fanout, PublishRequestAndAnswer) {
+  std::array<char, 512> out{};
+  std::size_t n = fanout::build_publish_request(out, "127.0.0.1:9090", "", "fanout-1", "", R"({"seq":0,"ts_ns":1})");
+  EXPECT_EQ(std::string_view(out.data(), n),
+            "POST /publish/fanout-1 HTTP/1.1\r\nHost: 127.0.0.1:9090\r\nContent-Type: application/json\r\n"
+            "Content-Length: 19\r\n\r\n{\"seq\":0,\"ts_ns\":1}");
+  n = fanout::build_publish_request(out, "h", "/api", "c", "t0k", "{}");
+  EXPECT_EQ(std::string_view(out.data(), n),
+            "POST /api/publish/c HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+            "Authorization: Bearer t0k\r\n\r\n{}");
+  std::array<char, 16> small{};
+  EXPECT_EQ(fanout::build_publish_request(small, "h", "", "c", "", "{}"), 0u);
+
+  const std::string ok = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nContent-Length: 47\r\n\r\n"
+                         R"({"channel":"fanout-1","id":"7","recipients":12})";
+  fanout::Answer a = fanout::parse_answer(ok);
+  ASSERT_EQ(a.status, fanout::AnswerStatus::complete);
+  EXPECT_EQ(a.code, 200);
+  EXPECT_FALSE(a.close);
+  EXPECT_EQ(a.total_bytes(), ok.size());
+  std::uint64_t recipients = 0;
+  EXPECT_TRUE(fanout::read_recipients(std::string_view(ok).substr(a.header_bytes), recipients));
+  EXPECT_EQ(recipients, 12u);
+  EXPECT_FALSE(fanout::read_recipients(R"({"error":"x"})", recipients));
+
+  a = fanout::parse_answer("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(a.status, fanout::AnswerStatus::complete);
+  EXPECT_EQ(a.code, 503);
+  EXPECT_TRUE(a.close);
+  EXPECT_TRUE(fanout::parse_answer("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").close);
+  EXPECT_EQ(fanout::parse_answer("HTTP/1.1 200 OK\r\nContent-Le").status, fanout::AnswerStatus::need_more);
+  for (const char* bad : {"garbage\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\n",  // no Content-Length
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                          "HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n", "HTTP/1.1 2x0 OK\r\n\r\n"})
+    EXPECT_EQ(fanout::parse_answer(bad).status, fanout::AnswerStatus::malformed) << bad;
+  EXPECT_EQ(fanout::parse_answer(std::string(fanout::answer_head_bytes_max, 'H')).status,
+            fanout::AnswerStatus::malformed);
+}
 
 }  // namespace
 }  // namespace rg::load

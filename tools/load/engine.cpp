@@ -94,6 +94,7 @@ void StepStats::merge(const StepStats& o) noexcept {
   held_echoed += o.held_echoed;
   held_echo_failed += o.held_echo_failed;
   out_of_order += o.out_of_order;
+  fanout.merge(o.fanout);
   handshake_us.merge(o.handshake_us);
   refused_us.merge(o.refused_us);
   rtt_us.merge(o.rtt_us);
@@ -129,6 +130,8 @@ constexpr std::uint32_t attempts_per_turn_max = 512;
 constexpr std::uint16_t buffer_group = 0;
 constexpr std::uint32_t recv_buffer_bytes = 4096;
 constexpr std::size_t control_frame_bytes_max = 2 + 4 + ws::control_payload_max;  // masked, payload <= 125
+// fanout: the target's path plus "?channels=" and a channel name.
+constexpr std::size_t subscribe_path_bytes_max = path_bytes_max + 16 + 128;
 
 enum Op : std::uint8_t { op_socket = 1, op_sockopt, op_bind, op_connect, op_recv, op_send, op_cancel, op_close };
 
@@ -303,6 +306,11 @@ class Engine {
   void echo_received(std::uint32_t slot, std::uint64_t seq, bool ok, std::size_t bytes);
   void count_unanswered(std::uint32_t slot);
   void verify_done(std::uint32_t slot, bool echoed);
+  void fanout_frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const std::uint8_t> payload);
+  void fanout_subscribed(std::uint32_t slot, std::uint32_t channel);
+  void fanout_message(std::uint32_t slot, const fanout::Notice& n, std::uint32_t channel);
+  void fanout_track();
+  [[nodiscard]] std::string_view request_path(std::uint32_t slot);
   void upgraded(std::uint32_t slot);
   void resolve(std::uint32_t slot, Outcome outcome);
   void resolve_errno(std::uint32_t slot, int err);
@@ -345,6 +353,16 @@ class Engine {
   std::size_t carry_bytes_ = 0;
   std::array<std::uint8_t, handshake::response_bytes_max> scratch_{};
 
+  // fanout: one per slot, sized at start-up (empty in other modes).
+  struct Subscriber {
+    fanout::SeqTracker tracker;
+    std::uint32_t channel = 0;
+    bool subscribed = false;  // the server's subscribed notice arrived
+    bool tracked = false;     // subscribed when publishing began: its messages are checked
+  };
+  std::vector<Subscriber> subs_;
+  std::array<char, subscribe_path_bytes_max> path_{};
+
   // Addresses the chain's SQEs point at: they must outlive the SQEs, so they
   // live here, sized at start-up, never reallocated.
   std::vector<sockaddr_storage> source_addrs_;
@@ -367,6 +385,7 @@ class Engine {
   // Plain copies of the live counters (single writer), published per turn.
   std::uint64_t attempted_ = 0, upgraded_ = 0, failed_ = 0, open_ = 0, disconnects_ = 0, echo_msgs_ = 0, errors_ = 0;
   std::uint64_t verifying_ = 0;
+  std::uint64_t subscribed_ = 0, awaiting_ = 0, ready_ = 0, fanout_received_ = 0, fanout_delivered_ = 0;
 
   ring::DeadlineLists<Conn, TimerList, 4> timers_;
 };
@@ -403,7 +422,16 @@ bool Engine::start(std::string& error) {
   // Staging: the request, then control frames; echo adds a full window.
   const Target& t = *s_.target;
   std::array<std::uint8_t, handshake::request_bytes_max> probe{};
-  const std::size_t request_bytes = handshake::build_request(probe, t.host_header, t.path, handshake::Key{});
+  if (o_.mode == Mode::fanout) {
+    subs_.assign(s_.slots, Subscriber{});
+    // The last channel has the longest name: if its request fits, all do.
+    if (fanout::subscribe_path(path_, t.path, o_.channel_prefix, o_.channels - 1) == 0) {
+      error = "subscribe path for channel " + std::to_string(o_.channels - 1) + " is too long";
+      return false;
+    }
+    subs_[0].channel = o_.channels - 1;
+  }
+  const std::size_t request_bytes = handshake::build_request(probe, t.host_header, request_path(0), handshake::Key{});
   if (request_bytes == 0) {
     error = "upgrade request does not fit in " + std::to_string(handshake::request_bytes_max) + " bytes";
     return false;
@@ -495,6 +523,11 @@ void Engine::publish_live() {
   live_.echo_msgs.store(echo_msgs_, std::memory_order_relaxed);
   live_.verifying.store(verifying_, std::memory_order_relaxed);
   live_.errors.store(errors_, std::memory_order_relaxed);
+  live_.subscribed.store(subscribed_, std::memory_order_relaxed);
+  live_.awaiting.store(awaiting_, std::memory_order_relaxed);
+  live_.ready.store(ready_, std::memory_order_relaxed);
+  live_.fanout_received.store(fanout_received_, std::memory_order_relaxed);
+  live_.fanout_delivered.store(fanout_delivered_, std::memory_order_relaxed);
 }
 
 void Engine::poll_command() {
@@ -535,6 +568,10 @@ void Engine::enter_phase(Phase phase, std::uint32_t step) {
       const State state = conns_[slot].state;
       if (state == State::connecting || state == State::handshaking) resolve_oddity(slot, Oddity::aborted);
     }
+    return;
+  }
+  if (phase == Phase::hold && o_.mode == Mode::fanout) {
+    fanout_track();
     return;
   }
   if (phase == Phase::hold && o_.mode == Mode::echo) {
@@ -636,6 +673,10 @@ bool Engine::start_attempt() {
   std::memcpy(k.mask.data(), &m, 4);
   ++stats_of(k).attempted;
   ++attempted_;
+  if (o_.mode == Mode::fanout) {
+    subs_[slot] = Subscriber{};
+    subs_[slot].channel = static_cast<std::uint32_t>(k.id % o_.channels);  // subscriber i takes channel i mod M
+  }
 
   const std::uint32_t source_index = source_of(k.id, static_cast<std::uint32_t>(source_addrs_.size()));
   ++by_source_[source_index].attempted;
@@ -695,7 +736,7 @@ void Engine::on_chain_end(std::uint32_t slot, const ring::Completion& c) {
   }
   const handshake::Key key = key_of(k);
   const std::size_t n = handshake::build_request({half(slot, k.fill_half), half_bytes_}, s_.target->host_header,
-                                                 s_.target->path, key);
+                                                 request_path(slot), key);
   assert(n > 0);  // sized at start-up
   k.staged_len = static_cast<std::uint32_t>(n);
   k.state = State::handshaking;
@@ -873,6 +914,7 @@ void Engine::upgraded(std::uint32_t slot) {
   set_open(slot, true);
   stats_of(k).handshake_us.record((now_ns_ - k.started_ns) / 1000);
   resolve(slot, Outcome::upgraded);
+  if (o_.mode == Mode::fanout) ++awaiting_;  // until the subscribed notice
   // Echo connections that upgrade while the window is open join it at once.
   if (o_.mode == Mode::echo && phase_ == Phase::hold)
     for (std::uint32_t i = 0; i < o_.inflight; ++i)
@@ -945,6 +987,7 @@ void Engine::set_open(std::uint32_t slot, bool open) {
   } else if (!open && (k.flags & f_counted_open)) {
     k.flags &= static_cast<std::uint16_t>(~f_counted_open);
     --open_;
+    if (o_.mode == Mode::fanout && !subs_[slot].subscribed) --awaiting_;  // gone before its notice
   }
 }
 
@@ -1063,6 +1106,10 @@ bool Engine::frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const
 
 void Engine::data_frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const std::uint8_t> payload) {
   Conn& k = conns_[slot];
+  if (o_.mode == Mode::fanout) {
+    fanout_frame(slot, h, payload);
+    return;
+  }
   if (o_.mode != Mode::echo && !(k.flags & f_verifying)) {
     if (h.fin) ++stats_of(k).unexpected_messages;
     return;
@@ -1202,6 +1249,94 @@ void Engine::echo_received(std::uint32_t slot, std::uint64_t seq, bool ok, std::
     if (k.state == State::open)
       while (stage_echo_message(slot)) {
       }  // keep the window full
+  }
+}
+
+// ---------------------------------------------------------------- fanout
+
+std::string_view Engine::request_path(std::uint32_t slot) {
+  if (o_.mode != Mode::fanout) return s_.target->path;
+  const std::size_t n = fanout::subscribe_path(path_, s_.target->path, o_.channel_prefix, subs_[slot].channel);
+  assert(n > 0);  // the longest was checked at start-up
+  return {path_.data(), n};
+}
+
+// The server sends each notice as one text frame.
+void Engine::fanout_frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const std::uint8_t> payload) {
+  fanout::Counts& st = stats_of(conns_[slot]).fanout;
+  if (!h.fin || static_cast<ws::Opcode>(h.opcode) != ws::Opcode::text) {
+    ++st.malformed;
+    ++errors_;
+    return;
+  }
+  const fanout::Notice n = fanout::read_notice({reinterpret_cast<const char*>(payload.data()), payload.size()});
+  const std::uint32_t channel = fanout::channel_index(n.channel, o_.channel_prefix, o_.channels);
+  switch (n.kind) {
+    case fanout::NoticeKind::subscribed: fanout_subscribed(slot, channel); return;
+    case fanout::NoticeKind::message: fanout_message(slot, n, channel); return;
+    case fanout::NoticeKind::other:  // an error or unsubscribed notice: never part of a clean run
+    case fanout::NoticeKind::malformed:
+      ++st.malformed;
+      ++errors_;
+      return;
+  }
+}
+
+void Engine::fanout_subscribed(std::uint32_t slot, std::uint32_t channel) {
+  Conn& k = conns_[slot];
+  Subscriber& sub = subs_[slot];
+  fanout::Counts& st = stats_of(k).fanout;
+  if (channel != sub.channel || sub.subscribed) {
+    ++st.misrouted;  // another channel's confirmation, or a second one
+    ++errors_;
+    return;
+  }
+  sub.subscribed = true;
+  ++st.subscribed;
+  ++subscribed_;
+  if (k.flags & f_counted_open) --awaiting_;
+}
+
+// A message at a subscriber: checked against its channel's sequence, timed
+// from the send time it carries, and counted on the board when it is new.
+void Engine::fanout_message(std::uint32_t slot, const fanout::Notice& n, std::uint32_t channel) {
+  Subscriber& sub = subs_[slot];
+  fanout::Counts& st = stats_of(conns_[slot]).fanout;
+  if (!sub.tracked) {
+    ++st.untracked;  // subscribed too late to have been counted on
+    return;
+  }
+  if (channel != sub.channel || n.seq >= o_.messages) {
+    ++st.misrouted;
+    ++errors_;
+    return;
+  }
+  const fanout::Board& board = *s_.board;
+  const std::uint64_t first = board.index(channel, 0);
+  const fanout::ArrivalResult r = fanout::arrive(
+      sub.tracker, n.seq, [&](std::uint64_t seq) { return board.state(first + seq) == fanout::PublishState::failed; });
+  st.count(r);
+  ++fanout_received_;
+  if (r.arrival != fanout::Arrival::in_order) ++errors_;
+  if (!r.delivery()) return;
+  const std::uint64_t latency_us = now_ns_ > n.ts_ns ? (now_ns_ - n.ts_ns) / 1000 : 0;
+  st.latency_us.record(latency_us);
+  s_.board->delivered(first + n.seq, latency_us);
+  ++fanout_delivered_;
+}
+
+// Publishing begins: the subscribers ready now are the ones checked, and
+// each counts on its channel.  No attempt starts after this, so no tracked
+// slot is ever reused.
+void Engine::fanout_track() {
+  to_open_ = 0;
+  for (std::uint32_t slot = 0; slot < s_.slots; ++slot) {
+    Subscriber& sub = subs_[slot];
+    if (conns_[slot].state != State::open || !sub.subscribed || sub.tracked) continue;
+    sub.tracked = true;
+    s_.board->add_subscriber(sub.channel);
+    ++stats_of(conns_[slot]).fanout.ready;
+    ++ready_;
   }
 }
 

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tools/load/fanout.h"
 #include "tools/load/histogram.h"
 #include "tools/load/plan.h"
 
@@ -100,6 +101,7 @@ struct StepStats {
   // 101.  How fast a server says no is what a client pays per refusal.
   Histogram refused_us;
   Histogram rtt_us;
+  fanout::Counts fanout;  // fanout mode: what the subscribers saw
   OtherDetail other;
   FirstFailure first_failure;
   void merge(const StepStats& o) noexcept;
@@ -120,7 +122,7 @@ enum class Phase : std::uint8_t {
   idle,
   open,    // open this step's share at this step's rate
   settle,  // stop opening; let pending handshakes resolve (flood --duration)
-  hold,    // keep connections; echo mode pumps messages
+  hold,    // keep connections; echo mode pumps messages; fanout tracks the subscribed
   verify,  // flood --verify-echo: one echo per open connection
   close,   // close every connection (close 1000), release every slot
   stop,    // leave the loop now
@@ -145,6 +147,12 @@ struct alignas(64) LiveCounters {
   std::atomic<std::uint64_t> echo_msgs{0};
   std::atomic<std::uint64_t> verifying{0};  // --verify-echo messages not yet answered (nor failed)
   std::atomic<std::uint64_t> errors{0};  // failed attempts + disconnects + protocol errors + close problems
+  // fanout
+  std::atomic<std::uint64_t> subscribed{0};  // subscribed notices received
+  std::atomic<std::uint64_t> awaiting{0};    // open, not yet subscribed
+  std::atomic<std::uint64_t> ready{0};       // tracked subscribers (from the hold command on)
+  std::atomic<std::uint64_t> fanout_received{0};
+  std::atomic<std::uint64_t> fanout_delivered{0};  // first deliveries (no duplicates)
   // The last Control command this thread has acted on (release): the main
   // thread waits for it before giving the next one, so none is overwritten
   // unseen.
@@ -162,6 +170,7 @@ struct EngineSetup {
   std::uint64_t epoch_ns = 0;
   Control* control = nullptr;
   LiveCounters* live = nullptr;
+  fanout::Board* board = nullptr;  // fanout mode only
 };
 
 class Engine;

@@ -21,7 +21,9 @@
 #include <vector>
 
 #include "tools/load/engine.h"
+#include "tools/load/fanout.h"
 #include "tools/load/plan.h"
+#include "tools/load/publisher.h"
 #include "tools/load/report.h"
 
 namespace rg::load {
@@ -29,6 +31,7 @@ namespace {
 
 constexpr int exit_usage = 2;
 constexpr int exit_start_failed = 1;
+constexpr int exit_fanout_failed = 3;  // fanout: the delivery check failed
 // How often the main thread looks at the counters: the precision of phase
 // ends (a hold of D seconds lasts D plus at most this).
 constexpr auto poll_interval = std::chrono::milliseconds(5);
@@ -38,6 +41,9 @@ constexpr std::uint64_t phase_slack_ns = 5'000'000'000;
 // A thread looks at its command every loop turn (at most idle_wait_us
 // apart); far longer means it is stuck, and the run goes on without it.
 constexpr std::uint64_t command_ack_bound_ns = 2'000'000'000;
+// The publisher's last request may wait this long for its answer (its
+// socket timeout, 5 s) after the publishing deadline.
+constexpr std::uint64_t publisher_stop_bound_ns = 6'000'000'000;
 
 std::atomic<bool> interrupted{false};
 extern "C" void on_signal(int) { interrupted.store(true); }
@@ -45,12 +51,15 @@ extern "C" void on_signal(int) { interrupted.store(true); }
 struct Totals {
   std::uint64_t attempted = 0, upgraded = 0, failed = 0, open = 0, slots = 0, disconnects = 0, echo_msgs = 0,
                 verifying = 0, errors = 0;
+  std::uint64_t subscribed = 0, awaiting = 0, ready = 0, fanout_received = 0, fanout_delivered = 0;
 };
 
 class Runner {
  public:
-  Runner(const Options& o, const Target& t, const SourcePlan& sp, std::uint32_t threads, std::uint32_t slots)
-      : o_(o), t_(t), sp_(sp), threads_(threads), slots_(slots), live_(threads) {}
+  // `api` and `board` are used by fanout only.
+  Runner(const Options& o, const Target& t, const SourcePlan& sp, std::uint32_t threads, std::uint32_t slots,
+         const Target& api, fanout::Board& board)
+      : o_(o), t_(t), sp_(sp), threads_(threads), slots_(slots), live_(threads), api_(api), board_(board) {}
 
   int run();
 
@@ -67,6 +76,11 @@ class Runner {
       s.echo_msgs += l.echo_msgs.load(std::memory_order_relaxed);
       s.verifying += l.verifying.load(std::memory_order_relaxed);
       s.errors += l.errors.load(std::memory_order_relaxed);
+      s.subscribed += l.subscribed.load(std::memory_order_relaxed);
+      s.awaiting += l.awaiting.load(std::memory_order_relaxed);
+      s.ready += l.ready.load(std::memory_order_relaxed);
+      s.fanout_received += l.fanout_received.load(std::memory_order_relaxed);
+      s.fanout_delivered += l.fanout_delivered.load(std::memory_order_relaxed);
     }
     return s;
   }
@@ -110,6 +124,8 @@ class Runner {
   void run_ramp();
   void run_flood();
   void run_echo();
+  void run_fanout();
+  void publish_all();
 
   const Options& o_;
   const Target& t_;
@@ -125,6 +141,10 @@ class Runner {
   double last_progress_cpu_ = 0;
   RunReport report_;
   std::vector<double> step_cpu_;
+  const Target& api_;
+  fanout::Board& board_;
+  PublishLive publish_live_;
+  std::uint64_t last_progress_answered_ = 0;  // publishes answered at the last progress line
 };
 
 void Runner::progress(const Totals& s, const char* phase, std::uint64_t now) {
@@ -141,6 +161,16 @@ void Runner::progress(const Totals& s, const char* phase, std::uint64_t now) {
     std::snprintf(buf, sizeof buf, "  msgs/s %.0f",
                   dt > 0 ? static_cast<double>(s.echo_msgs - last_progress_.echo_msgs) / dt : 0);
     line += buf;
+  }
+  if (o_.mode == Mode::fanout) {
+    const std::uint64_t answered = publish_live_.answered.load(std::memory_order_relaxed);
+    std::snprintf(buf, sizeof buf, "  subscribed %llu  publishes %llu (%.0f/s)  deliveries %llu (%.0f/s)",
+                  static_cast<unsigned long long>(s.subscribed), static_cast<unsigned long long>(answered),
+                  dt > 0 ? static_cast<double>(answered - last_progress_answered_) / dt : 0,
+                  static_cast<unsigned long long>(s.fanout_received),
+                  dt > 0 ? static_cast<double>(s.fanout_received - last_progress_.fanout_received) / dt : 0);
+    line += buf;
+    last_progress_answered_ = answered;
   }
   std::snprintf(buf, sizeof buf, "  client cpu %.0f%%", dt > 0 ? (cpu - last_progress_cpu_) / dt * 100 : 0);
   line += buf;
@@ -250,6 +280,45 @@ void Runner::run_echo() {
   close_all(0);
 }
 
+void Runner::run_fanout() {
+  command(Phase::open, 0);
+  const std::uint64_t target = o_.connections;
+  // Ready: every attempt resolved, and every upgraded subscriber still open
+  // has its subscribed notice.
+  if (!wait_until([&](const Totals& s) { return s.upgraded + s.failed >= target && s.awaiting == 0; },
+                  monotonic_ns() + open_bound_ns(0), "subscribing"))
+    std::fprintf(stderr, "ringgate-load: not every subscriber was ready in time; publishing to the ready ones\n");
+  // From here on the engines check the ready subscribers' messages.
+  command(Phase::hold, 0);
+  report_.fanout.subscribers_ready = totals().ready;
+  if (!interrupted.load()) publish_all();
+  report_.held = totals().open;
+  close_all(0);
+}
+
+// Runs the publisher thread to its end, then waits (up to --settle) for the
+// deliveries: every ok publish's tracked subscribers, and as many as the
+// server said it had recipients.
+void Runner::publish_all() {
+  Publisher publisher(o_, api_, board_, publish_live_);
+  std::atomic<bool> stop{false};
+  const std::uint64_t deadline = monotonic_ns() + o_.duration_ms * 1'000'000;
+  std::thread thread([&] { publisher.run(deadline, stop); });
+  wait_until([&](const Totals&) { return publish_live_.done.load(std::memory_order_acquire); },
+             deadline + publisher_stop_bound_ns, "publishing");
+  stop.store(true);
+  thread.join();
+  report_.fanout.publish = publisher.result();
+  if (report_.fanout.publish.gave_up)
+    std::fprintf(stderr, "ringgate-load: no connection to the publish API %s, repeatedly; gave up publishing\n",
+                 o_.api_url.c_str());
+  const std::uint64_t want = std::max(publish_live_.expected.load(), publish_live_.recipients.load());
+  const std::uint64_t t0 = monotonic_ns();
+  report_.fanout.settled = wait_until([&](const Totals& s) { return s.fanout_delivered >= want; },
+                                      t0 + o_.settle_ms * 1'000'000, "settling");
+  report_.fanout.settle_s = static_cast<double>(monotonic_ns() - t0) / 1e9;
+}
+
 int Runner::run() {
   const std::uint64_t seed = o_.seed != 0 ? o_.seed : (monotonic_ns() ^ (static_cast<std::uint64_t>(getpid()) << 32));
   epoch_ns_ = monotonic_ns();
@@ -271,6 +340,7 @@ int Runner::run() {
     setup.epoch_ns = epoch_ns_;
     setup.control = &control_;
     setup.live = &live_[i];
+    setup.board = o_.mode == Mode::fanout ? &board_ : nullptr;
     engines.push_back(std::make_unique<EngineHandle>(setup));
   }
   for (std::uint32_t i = 0; i < threads_; ++i) {
@@ -303,6 +373,7 @@ int Runner::run() {
     case Mode::ramp: run_ramp(); break;
     case Mode::flood: run_flood(); break;
     case Mode::echo: run_echo(); break;
+    case Mode::fanout: run_fanout(); break;
   }
   report_.slots_left = totals().slots;
   command(Phase::stop, 0);
@@ -325,10 +396,12 @@ int Runner::run() {
       if (s < report_.steps.size()) report_.steps[s].stats.merge(steps[s]);
     }
   }
+  if (o_.mode == Mode::fanout) report_.fanout.tally = fanout::tally(board_);
   const std::string table = format_table(report_);
   std::fwrite(table.data(), 1, table.size(), stdout);
   if (o_.json) std::printf("%s\n", format_json(report_).c_str());
   std::fflush(stdout);
+  if (o_.mode == Mode::fanout && !fanout_failures(report_).empty()) return exit_fanout_failed;
   return 0;
 }
 
@@ -387,13 +460,29 @@ int main_impl(int argc, char** argv) {
   }
   const std::uint32_t slots = static_cast<std::uint32_t>(share_of(concurrent_connections(o), threads, 0));
 
+  // fanout: the publish API must be as local as the target, and the board
+  // (9 bytes per publish) is allocated before any socket exists.
+  Target api;
+  fanout::Board board;
+  if (o.mode == Mode::fanout) {
+    if (!parse_api(o.api_url, api, error) ||
+        !target_allowed(api, current_net_namespace(), current_default_route(), error)) {
+      std::fprintf(stderr, "ringgate-load: %s\n", error.c_str());
+      return exit_usage;
+    }
+    if (!board.init(o.channels, o.messages, error)) {
+      std::fprintf(stderr, "ringgate-load: %s\n", error.c_str());
+      return exit_start_failed;
+    }
+  }
+
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  Runner runner(o, t, sources, threads, slots);
+  Runner runner(o, t, sources, threads, slots, api, board);
   return runner.run();
 }
 

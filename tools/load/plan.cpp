@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "proto/pubsub.h"
+
 namespace rg::load {
 
 namespace {
@@ -43,8 +45,35 @@ ModeDefaults defaults_for(Mode mode) {
     case Mode::ramp: return {1'000, 0, 0};
     case Mode::flood: return {10'000, 0, 30'000};
     case Mode::echo: return {100, 0, 10'000};
+    case Mode::fanout: return {100, 0, 60'000};  // duration: the longest publishing phase
   }
   return {1'000, 1'000, 10'000};
+}
+
+// fanout: --rate moves to the publisher (subscribers connect unpaced), and
+// the plan must fit the publish board and the channel name rules.
+bool check_fanout(Options& o, bool have_rate, std::string& error) {
+  if (have_rate) o.publish_rate_per_s = o.rate_per_s;
+  o.rate_per_s = 0;
+  if (o.channels > o.connections) {
+    error = "--channels " + std::to_string(o.channels) + " is more than --connections " +
+            std::to_string(o.connections) + ": every channel needs a subscriber";
+    return false;
+  }
+  if (o.messages > fanout_publishes_max / o.channels) {
+    error = "fanout plan of " + std::to_string(o.channels) + " channels x " + std::to_string(o.messages) +
+            " messages is above " + std::to_string(fanout_publishes_max) + " publishes";
+    return false;
+  }
+  // The longest name is the last channel's.
+  const std::string longest = o.channel_prefix + std::to_string(o.channels - 1);
+  if (const auto check = proto::pubsub::check_name(longest); !check.ok()) {
+    error = "channel name '" + longest + "' (from --channel-prefix): " +
+            std::string(proto::pubsub::name_error_text(check.error));
+    return false;
+  }
+  Target api;
+  return parse_api(o.api_url, api, error);
 }
 
 }  // namespace
@@ -55,6 +84,7 @@ std::string_view mode_name(Mode mode) noexcept {
     case Mode::ramp: return "ramp";
     case Mode::flood: return "flood";
     case Mode::echo: return "echo";
+    case Mode::fanout: return "fanout";
   }
   return "?";
 }
@@ -106,17 +136,32 @@ modes:
           cleanly.
   echo    --connections connections each keep --inflight messages of --size
           bytes in flight for --duration; every echo is checked byte for byte.
+  fanout  pub/sub delivery check.  --connections subscribers connect
+          (unpaced) to PATH?channels=PREFIXi with i = subscriber mod
+          --channels, and are ready once the server's {"type":"subscribed"}
+          frame arrives.  A publisher thread then POSTs --messages messages
+          per channel (round robin over channels) to --api at --rate per
+          second, each body {"seq":S,"ts_ns":T} (S per channel from 0, T the
+          CLOCK_MONOTONIC send time).  Every subscriber checks the sequence
+          of its channel (in order, duplicated, out of order, lost) and times
+          each delivery; the run waits up to --settle for the last ones,
+          then closes every subscriber cleanly.
 
 options:
   --connections N        connections (ramp: per step).  Defaults: hold 1000,
-                         ramp 1000, flood 10000, echo 100.
+                         ramp 1000, flood 10000, echo 100, fanout 100.
   --rate R               new connections per second, token bucket; 0 means as
                          fast as possible.  Defaults: hold 1000, others 0.
+                         fanout: publishes per second over all channels
+                         (default 1000; 0: each as soon as the last one was
+                         answered); subscribers connect as fast as possible.
   --rates R1,R2,...      ramp steps (default 50,100,1000,5000,20000), at most 64.
   --duration D           hold: seconds kept after the last connection opened
                          (default 10s); flood: longest run (default 30s); echo:
-                         measured seconds (default 10s).  Units: ms, s, m, h;
-                         a bare number is seconds.
+                         measured seconds (default 10s); fanout: longest
+                         publishing phase (default 60s), publishes not sent
+                         by then count as unsent.  Units: ms, s, m, h; a bare
+                         number is seconds.
   --hold D               ramp: how long each step holds its connections; flood:
                          how long the open connections are watched (for
                          late closes such as 1013) after the last attempt
@@ -149,6 +194,20 @@ options:
                          (held_checked = held_echoed + held_echo_failed).
                          Then every connection is closed (close 1000), with
                          --close-timeout for the server's answer.
+  --channels M           fanout: channels (default 10, at most --connections);
+                         subscriber i takes channel i mod M.
+  --messages K           fanout: messages per channel (default 100); M x K is
+                         at most 10,000,000 publishes.
+  --api URL              fanout: the publish API, http://HOST[:PORT][/PREFIX]
+                         (default http://127.0.0.1:9090, ringgate's admin
+                         listener); POST PREFIX/publish/NAME, one keep-alive
+                         connection.  Loopback only, like the target.
+  --api-token T          fanout: sent as Authorization: Bearer T.
+  --channel-prefix P     fanout: channel names are P0 .. P(M-1) (default
+                         "fanout-"); names are 1..128 bytes of [A-Za-z0-9._:-].
+  --settle D             fanout: longest wait for deliveries after the last
+                         publish was answered (default 10s); ends as soon as
+                         every expected delivery arrived.
   --seed N               seed for keys and masks (default: from the clock).
   --json                 print one JSON object as the last line of stdout.
   --help                 this text.
@@ -158,7 +217,11 @@ end; with --json, a JSON summary as the last stdout line.  Client CPU time
 (getrusage user+sys) and utilisation are reported next to every figure.
 
 exit codes: 0 run completed (see the report for failures), 1 the run could
-not start (kernel, memory), 2 bad usage or a refused plan/target.
+not start (kernel, memory), 2 bad usage or a refused plan/target, 3 fanout
+only: the delivery check failed (messages lost, duplicated, out of order,
+misrouted or malformed; subscribers not all ready in time; publishes left
+unsent or none answered 200; or an interrupt).  Publishes the API refused
+(e.g. 503) are reported but do not fail the check by themselves.
 )";
 }
 
@@ -166,6 +229,7 @@ ParseResult parse_options(int argc, const char* const* argv, Options& o, std::st
   o = Options{};
   bool have_mode = false, have_connections = false, have_rate = false, have_duration = false;
   bool text_flag = false, binary_flag = false;
+  std::string_view fanout_flag;  // the first fanout-only option seen
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") return ParseResult::help;
@@ -175,8 +239,9 @@ ParseResult parse_options(int argc, const char* const* argv, Options& o, std::st
         else if (arg == "ramp") o.mode = Mode::ramp;
         else if (arg == "flood") o.mode = Mode::flood;
         else if (arg == "echo") o.mode = Mode::echo;
+        else if (arg == "fanout") o.mode = Mode::fanout;
         else {
-          error = "unknown mode '" + std::string(arg) + "' (hold, ramp, flood or echo)";
+          error = "unknown mode '" + std::string(arg) + "' (hold, ramp, flood, echo or fanout)";
           return ParseResult::error;
         }
         have_mode = true;
@@ -257,13 +322,37 @@ ParseResult parse_options(int argc, const char* const* argv, Options& o, std::st
     } else if (name == "--seed") {
       if (!parse_u64(value, n)) return bad("an unsigned integer");
       o.seed = n;
+    } else if (name == "--channels") {
+      if (!parse_u64(value, n) || n == 0 || n > connections_max) return bad("1 .. 10000000");
+      o.channels = static_cast<std::uint32_t>(n);
+      fanout_flag = name;
+    } else if (name == "--messages") {
+      if (!parse_u64(value, n) || n == 0 || n > fanout_publishes_max) return bad("1 .. 10000000 per channel");
+      o.messages = n;
+      fanout_flag = name;
+    } else if (name == "--api") {
+      o.api_url = value;
+      fanout_flag = name;
+    } else if (name == "--api-token") {
+      // Visible ASCII only: the token goes into a header line verbatim.
+      if (value.empty() || value.size() > api_token_bytes_max ||
+          std::any_of(value.begin(), value.end(), [](char c) { return c <= 0x20 || c >= 0x7F; }))
+        return bad("1 .. 4096 visible ASCII characters");
+      o.api_token = value;
+      fanout_flag = name;
+    } else if (name == "--channel-prefix") {
+      o.channel_prefix = value;
+      fanout_flag = name;
+    } else if (name == "--settle") {
+      if (!parse_duration_ms(value, o.settle_ms)) return bad("a duration up to 24h");
+      fanout_flag = name;
     } else {
       error = "unknown option " + std::string(name) + " (see --help)";
       return ParseResult::error;
     }
   }
   if (!have_mode) {
-    error = "missing MODE (hold, ramp, flood or echo); see --help";
+    error = "missing MODE (hold, ramp, flood, echo or fanout); see --help";
     return ParseResult::error;
   }
   if (o.url.empty()) {
@@ -279,6 +368,12 @@ ParseResult parse_options(int argc, const char* const* argv, Options& o, std::st
   if (!have_rate) o.rate_per_s = d.rate_per_s;
   if (!have_duration) o.duration_ms = d.duration_ms;
   if (o.mode == Mode::ramp && o.rates_per_s.empty()) o.rates_per_s = {50, 100, 1'000, 5'000, 20'000};
+  if (o.mode == Mode::fanout) {
+    if (!check_fanout(o, have_rate, error)) return ParseResult::error;
+  } else if (!fanout_flag.empty()) {
+    error = std::string(fanout_flag) + " is a fanout option";
+    return ParseResult::error;
+  }
   if (o.verify_echo && o.mode != Mode::flood) {
     error = "--verify-echo is a flood option (echo mode checks every echo already)";
     return ParseResult::error;
@@ -385,6 +480,25 @@ bool parse_target(std::string_view url, Target& t, std::string& error) {
   }
   const std::string host_part = t.family == AF_INET6 ? "[" + t.host + "]" : t.host;
   t.host_header = t.port == 80 ? host_part : host_part + ":" + std::to_string(t.port);
+  return true;
+}
+
+bool parse_api(std::string_view url, Target& api, std::string& error) {
+  constexpr std::string_view scheme = "http://";
+  if (!url.starts_with(scheme)) {
+    error = "--api must be http://HOST[:PORT][/PREFIX], got '" + std::string(url) + "'";
+    return false;
+  }
+  // The same hosts and ports as a ws:// target; only the scheme differs.
+  if (!parse_target("ws://" + std::string(url.substr(scheme.size())), api, error)) {
+    error = "--api: " + error;
+    return false;
+  }
+  if (api.path.find_first_of("?#") != std::string::npos) {
+    error = "--api takes no query or fragment: '" + std::string(url) + "'";
+    return false;
+  }
+  while (api.path.ends_with("/")) api.path.pop_back();
   return true;
 }
 

@@ -15,7 +15,7 @@
 
 namespace rg::load {
 
-enum class Mode : std::uint8_t { hold, ramp, flood, echo };
+enum class Mode : std::uint8_t { hold, ramp, flood, echo, fanout };
 enum class PayloadKind : std::uint8_t { binary, text };
 
 // Limits on the command line: each bounds memory or time sized at start-up.
@@ -31,6 +31,10 @@ inline constexpr std::uint32_t size_bytes_max = 16u << 20;  // 16 MiB per echo m
 // refuse plans that would map more than this in total.
 inline constexpr std::uint64_t send_staging_bytes_max = 4ull << 30;
 inline constexpr std::size_t path_bytes_max = 1024;
+// fanout: channels x messages per channel, bounded by the publish board
+// (fanout::publishes_max); names are prefix + index, at most 128 bytes.
+inline constexpr std::uint64_t fanout_publishes_max = 10'000'000;
+inline constexpr std::size_t api_token_bytes_max = 4096;
 
 struct Options {
   Mode mode = Mode::hold;
@@ -48,6 +52,14 @@ struct Options {
   std::uint32_t size_bytes = 20;
   PayloadKind payload = PayloadKind::binary;
   bool verify_echo = false;  // flood: one echo per connection still open at the end
+  // fanout: subscribers connect unpaced; --rate paces publishes instead.
+  std::uint32_t channels = 10;
+  std::uint64_t messages = 100;  // per channel
+  double publish_rate_per_s = 1'000;  // 0: each publish as soon as the last was answered
+  std::string api_url = "http://127.0.0.1:9090";
+  std::string api_token;
+  std::string channel_prefix = "fanout-";
+  std::uint64_t settle_ms = 10'000;
   bool json = false;
   std::uint64_t seed = 0;  // 0: from the clock
 };
@@ -77,6 +89,10 @@ struct Target {
 // ws://HOST[:PORT][/PATH] with HOST a numeric IPv4 address, [IPv6] or
 // "localhost".  No DNS: a load tool must know exactly what it aims at.
 [[nodiscard]] bool parse_target(std::string_view url, Target& target, std::string& error);
+// fanout's publish API: http://HOST[:PORT][/PREFIX], the same hosts as
+// parse_target.  `path` keeps the prefix without a trailing '/' ("" for
+// the root); requests go to PREFIX/publish/NAME.
+[[nodiscard]] bool parse_api(std::string_view url, Target& api, std::string& error);
 
 enum class NetNamespace : std::uint8_t { initial, other };
 // Compares the inode of /proc/self/ns/net with /proc/1/ns/net.  Unreadable

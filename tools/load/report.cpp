@@ -106,7 +106,116 @@ std::string by_source_text(const RunReport& r) {
              static_cast<unsigned long long>(r.by_source[up_hi].outcomes[0]), name(up_hi).c_str());
 }
 
+std::uint64_t publishes_planned(const Options& o) { return std::uint64_t{o.channels} * o.messages; }
+
+// "http_503":2,"connect":1,...: only the causes that happened.
+std::string publish_failures_text(const PublishResult& p, bool json) {
+  std::string out;
+  const auto add = [&](const std::string& key, std::uint64_t n) {
+    if (n == 0) return;
+    if (!out.empty()) out += json ? "," : " ";
+    out += json ? fmt("\"%s\":%llu", key.c_str(), static_cast<unsigned long long>(n))
+                : fmt("%s %llu", key.c_str(), static_cast<unsigned long long>(n));
+  };
+  for (std::size_t s = 0; s < p.failed_by_status.size(); ++s) add(fmt("http_%zu", s), p.failed_by_status[s]);
+  add("connect", p.connect_errors);
+  add("io", p.io_errors);
+  add("bad_answer", p.bad_answers);
+  return out;
+}
+
+std::string fanout_table(const RunReport& r) {
+  const Options& o = *r.options;
+  const FanoutReport& f = r.fanout;
+  const fanout::Counts& c = r.total.fanout;
+  const fanout::Tally& t = f.tally;
+  const auto u = [](std::uint64_t n) { return static_cast<unsigned long long>(n); };
+  std::string out;
+  out += fmt("  fanout: %llu subscribers over %u channels: ready %llu (subscribed notices %llu, %llu messages to "
+             "subscribers not ready in time)\n",
+             u(o.connections), o.channels, u(f.subscribers_ready), u(c.subscribed), u(c.untracked));
+  const std::uint64_t answered = t.publishes_ok + t.publishes_failed;
+  out += fmt("  publishes: %llu planned (%llu per channel), ok %llu  failed %llu  unsent %llu  at %.0f/s (target "
+             "%s)  recipients answered %llu\n",
+             u(publishes_planned(o)), u(o.messages), u(t.publishes_ok), u(t.publishes_failed), u(t.publishes_unsent),
+             f.publish.rate_per_s(answered),
+             o.publish_rate_per_s > 0 ? fmt("%.0f/s", o.publish_rate_per_s).c_str() : "as fast as answered",
+             u(f.publish.recipients));
+  const std::string failures = publish_failures_text(f.publish, false);
+  if (!failures.empty()) out += "  publish failures: " + failures + (f.publish.gave_up ? " (gave up)" : "") + "\n";
+  out += "  publish rtt (request -> answer): " + percentiles_text(f.publish.rtt_us, 1.0, "us") + "\n";
+  out += fmt("  deliveries: received %llu  expected %llu  delivered %llu  lost %llu  duplicated %llu  out of order "
+             "%llu (gaps %llu)  misrouted %llu  malformed %llu\n",
+             u(c.received), u(t.expected), u(t.delivered), u(t.lost), u(c.duplicated), u(c.out_of_order), u(c.gaps),
+             u(c.misrouted), u(c.malformed));
+  if (t.delivered_failed > 0)
+    out += fmt("  deliveries of publishes answered with an error: %llu\n", u(t.delivered_failed));
+  out += fmt("  settle: %s after %.3f s\n", f.settled ? "every expected delivery arrived" : "gave up waiting",
+             f.settle_s);
+  out += "  latency (publish -> subscriber): " + percentiles_text(c.latency_us, 1.0, "us") + "\n";
+  out += "  last delivery (publish -> its last subscriber): " + percentiles_text(t.last_delivery_us, 1.0, "us") + "\n";
+  const std::vector<std::string> failed = fanout_failures(r);
+  std::string why;
+  for (const std::string& w : failed) why += (why.empty() ? "" : ", ") + w;
+  out += failed.empty() ? "  check: PASSED\n" : "  check: FAILED (" + why + ")\n";
+  return out;
+}
+
+std::string fanout_json(const RunReport& r) {
+  const Options& o = *r.options;
+  const FanoutReport& f = r.fanout;
+  const fanout::Counts& c = r.total.fanout;
+  const fanout::Tally& t = f.tally;
+  const auto u = [](std::uint64_t n) { return static_cast<unsigned long long>(n); };
+  std::string j;
+  j += fmt(",\"channels\":%u,\"messages_per_channel\":%llu,\"publish_rate_target\":%.1f", o.channels,
+           u(o.messages), o.publish_rate_per_s);
+  j += fmt(",\"subscribers_ready\":%llu,\"subscribed\":%llu,\"untracked\":%llu", u(f.subscribers_ready),
+           u(c.subscribed), u(c.untracked));
+  j += fmt(",\"publishes\":%llu,\"publishes_ok\":%llu,\"publishes_failed\":%llu,\"publishes_unsent\":%llu",
+           u(publishes_planned(o)), u(t.publishes_ok), u(t.publishes_failed), u(t.publishes_unsent));
+  j += ",\"publish_failures\":{" + publish_failures_text(f.publish, true) + "}";
+  j += fmt(",\"publish_gave_up\":%s", f.publish.gave_up ? "true" : "false");
+  j += fmt(",\"publish_rate\":%.1f", f.publish.rate_per_s(t.publishes_ok + t.publishes_failed));
+  j += ",\"publish_rtt_us\":" + percentiles_json(f.publish.rtt_us, 1.0);
+  j += fmt(",\"recipients\":%llu,\"expected_deliveries\":%llu,\"deliveries\":%llu,\"delivered\":%llu",
+           u(f.publish.recipients), u(t.expected), u(c.received), u(t.delivered));
+  j += fmt(",\"lost\":%llu,\"duplicated\":%llu,\"out_of_order\":%llu,\"gaps\":%llu,\"misrouted\":%llu,"
+           "\"malformed\":%llu,\"delivered_failed_publishes\":%llu",
+           u(t.lost), u(c.duplicated), u(c.out_of_order), u(c.gaps), u(c.misrouted), u(c.malformed),
+           u(t.delivered_failed));
+  j += ",\"latency_us\":" + percentiles_json(c.latency_us, 1.0);
+  j += ",\"last_delivery_us\":" + percentiles_json(t.last_delivery_us, 1.0);
+  j += fmt(",\"settled\":%s,\"settle_s\":%.3f", f.settled ? "true" : "false", f.settle_s);
+  const std::vector<std::string> failed = fanout_failures(r);
+  j += fmt(",\"passed\":%s,\"failed_checks\":[", failed.empty() ? "true" : "false");
+  for (std::size_t i = 0; i < failed.size(); ++i) j += (i ? ",\"" : "\"") + json_escape(failed[i]) + "\"";
+  return j + "]";
+}
+
 }  // namespace
+
+std::vector<std::string> fanout_failures(const RunReport& r) {
+  const Options& o = *r.options;
+  const fanout::Counts& c = r.total.fanout;
+  const fanout::Tally& t = r.fanout.tally;
+  std::vector<std::string> failed;
+  const auto check = [&](const char* what, std::uint64_t n) {
+    if (n > 0) failed.push_back(fmt("%s %llu", what, static_cast<unsigned long long>(n)));
+  };
+  if (r.fanout.subscribers_ready < o.connections)
+    failed.push_back(fmt("subscribers ready %llu of %llu", static_cast<unsigned long long>(r.fanout.subscribers_ready),
+                         static_cast<unsigned long long>(o.connections)));
+  check("lost", t.lost);
+  check("duplicated", c.duplicated);
+  check("out_of_order", c.out_of_order);
+  check("misrouted", c.misrouted);
+  check("malformed", c.malformed);
+  check("unsent", t.publishes_unsent);
+  if (t.publishes_ok == 0) failed.push_back("no publish answered 200");
+  if (r.interrupted) failed.push_back("interrupted");
+  return failed;
+}
 
 std::string by_source_json(const std::vector<SourceCounts>& rows, const SourcePlan& plan, int family) {
   std::string j = "[";
@@ -161,7 +270,8 @@ std::string format_table(const RunReport& r) {
 
   out += fmt("  attempted %llu  upgraded %llu  failed %llu", static_cast<unsigned long long>(t.attempted),
              static_cast<unsigned long long>(t.outcomes[0]), static_cast<unsigned long long>(failed_total(t)));
-  if (o.mode == Mode::hold || o.mode == Mode::echo) out += fmt("  held %llu", static_cast<unsigned long long>(r.held));
+  if (o.mode == Mode::hold || o.mode == Mode::echo || o.mode == Mode::fanout)
+    out += fmt("  held %llu", static_cast<unsigned long long>(r.held));
   out += "\n";
   out += "  handshake (connect start -> 101): " + percentiles_text(t.handshake_us, 0.001, "ms") + "\n";
   if (o.mode == Mode::flood || t.refused_us.count() > 0)
@@ -215,6 +325,7 @@ std::string format_table(const RunReport& r) {
                static_cast<unsigned long long>(t.out_of_order), static_cast<unsigned long long>(t.lost),
                static_cast<unsigned long long>(t.duplicates), static_cast<unsigned long long>(t.unanswered));
   }
+  if (o.mode == Mode::fanout) out += fanout_table(r);
   out += "  run: " + cpu_text(r.run) + "\n";
   return out;
 }
@@ -278,6 +389,7 @@ std::string format_json(const RunReport& r) {
     j += fmt(",\"window_cpu_seconds\":%.3f,\"window_cpu_utilisation\":%.3f,\"msgs_per_cpu_second\":%.1f",
              r.measured.cpu_s, r.measured.utilisation(), safe_div(static_cast<double>(t.echo_msgs), r.measured.cpu_s));
   }
+  if (o.mode == Mode::fanout) j += fanout_json(r);
   if (o.mode == Mode::ramp) {
     j += ",\"steps\":[";
     for (std::size_t i = 0; i < r.steps.size(); ++i) {

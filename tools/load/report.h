@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "tools/load/engine.h"
+#include "tools/load/fanout.h"
 #include "tools/load/plan.h"
+#include "tools/load/publisher.h"
 
 namespace rg::load {
 
@@ -26,6 +28,16 @@ struct StepReport {
   CpuWindow window;        // the whole step, open to closed
 };
 
+// fanout: what the publisher and the board say (the subscribers' own
+// figures are in RunReport::total.fanout).
+struct FanoutReport {
+  std::uint64_t subscribers_ready = 0;  // subscribed when publishing began
+  fanout::Tally tally;
+  PublishResult publish;
+  bool settled = false;  // every expected delivery arrived within --settle
+  double settle_s = 0;   // last answer -> settled (or --settle)
+};
+
 struct RunReport {
   const Options* options = nullptr;
   const Target* target = nullptr;
@@ -40,7 +52,13 @@ struct RunReport {
   bool interrupted = false;
   CpuWindow run;                  // the whole run
   CpuWindow measured;             // echo: the measured window
+  FanoutReport fanout;            // fanout only
 };
+
+// fanout: the checks that failed ("lost 1", "subscribers ready 48 of 50",
+// ...), empty when the run passed.  Publishes the API refused are not a
+// failure by themselves; publishes never sent are.
+[[nodiscard]] std::vector<std::string> fanout_failures(const RunReport& report);
 
 [[nodiscard]] double cpu_seconds_now() noexcept;
 
