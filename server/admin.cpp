@@ -313,7 +313,7 @@ void Admin::serve_requests(AdminClient& c) {
       continue;
     }
     if (publish || user_send) {
-      respond(c, 405, json_type, json_error("method_not_allowed", "publishing takes POST"), req.keep_alive,
+      respond(c, 405, json_type, json_error("method_not_allowed", "publishing takes POST"), false,
               "Allow: POST\r\n");
     } else if (req.method == "GET") {
       // Health checks and scrapes are one request per connection, as they

@@ -209,6 +209,8 @@ class Worker final : public ws::MessageHandler {
   Worker(Shared& shared, std::uint32_t id, int listen_fd)
       : shared_(shared), config_(shared.config), counters_(*shared.counters[id]), id_(id), listen_fd_(listen_fd) {}
   ~Worker() {
+    // Publishers stop waking this ring before its fd goes away.
+    if (mailbox_) mailbox_->ring_fd.store(-1);
     // The kernel may still hold sends and recvs that point into the slab,
     // pools and buffers (after a drain timeout): end the ring first.
     ring_.exit();
