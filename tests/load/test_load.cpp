@@ -269,6 +269,11 @@ TEST(Options, FanoutFlags) {
   EXPECT_EQ(o.sources, 3u);
   ASSERT_EQ(parse({"fanout", "--rate", "0", "ws://127.0.0.1:8080/ws"}, o, error), ParseResult::run) << error;
   EXPECT_EQ(o.publish_rate_per_s, 0);  // as fast as answers come back
+  ASSERT_EQ(parse({"fanout", "--connect-rate", "12000", "--rate", "2", "ws://127.0.0.1:8080/ws"}, o, error),
+            ParseResult::run)
+      << error;
+  EXPECT_EQ(o.rate_per_s, 12000);  // subscribers paced, publishes at their own rate
+  EXPECT_EQ(o.publish_rate_per_s, 2);
 
   Target api;
   ASSERT_TRUE(parse_api("http://127.0.0.1:9091/admin/", api, error)) << error;
@@ -309,6 +314,7 @@ TEST(Options, FanoutRejects) {
   for (const char* mode : {"hold", "ramp", "flood", "echo"}) {
     refused({mode, "--channels", "2", "ws://127.0.0.1:9/"}, "--channels is a fanout option");
     refused({mode, "--api-token", "t", "ws://127.0.0.1:9/"}, "--api-token is a fanout option");
+    refused({mode, "--connect-rate", "5", "ws://127.0.0.1:9/"}, "--connect-rate is a fanout option");
   }
   refused({"fanout", "--verify-echo", "ws://127.0.0.1:9/"}, "flood");
 }

@@ -54,7 +54,9 @@ ModeDefaults defaults_for(Mode mode) {
 // the plan must fit the publish board and the channel name rules.
 bool check_fanout(Options& o, bool have_rate, std::string& error) {
   if (have_rate) o.publish_rate_per_s = o.rate_per_s;
-  o.rate_per_s = 0;
+  // Subscribers connect at --connect-rate: a million unpaced connects on
+  // one host outrun the listen backlogs and most time out.
+  o.rate_per_s = o.connect_rate_per_s;
   if (o.channels > o.connections) {
     error = "--channels " + std::to_string(o.channels) + " is more than --connections " +
             std::to_string(o.connections) + ": every channel needs a subscriber";
@@ -203,6 +205,8 @@ options:
                          listener); POST PREFIX/publish/NAME, one keep-alive
                          connection.  Loopback only, like the target.
   --api-token T          fanout: sent as Authorization: Bearer T.
+  --connect-rate R       fanout: subscribers connect at R per second (default
+                         0: as fast as the slots allow; pace large runs).
   --channel-prefix P     fanout: channel names are P0 .. P(M-1) (default
                          "fanout-"); names are 1..128 bytes of [A-Za-z0-9._:-].
   --settle D             fanout: longest wait for deliveries after the last
@@ -332,6 +336,9 @@ ParseResult parse_options(int argc, const char* const* argv, Options& o, std::st
       fanout_flag = name;
     } else if (name == "--api") {
       o.api_url = value;
+      fanout_flag = name;
+    } else if (name == "--connect-rate") {
+      if (!parse_rate(value, o.connect_rate_per_s)) return bad("subscribers per second, 0 .. 10000000");
       fanout_flag = name;
     } else if (name == "--api-token") {
       // Visible ASCII only: the token goes into a header line verbatim.

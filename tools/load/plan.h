@@ -56,6 +56,7 @@ struct Options {
   std::uint32_t channels = 10;
   std::uint64_t messages = 100;  // per channel
   double publish_rate_per_s = 1'000;  // 0: each publish as soon as the last was answered
+  double connect_rate_per_s = 0;      // fanout --connect-rate: subscribers per second; 0 = unpaced
   std::string api_url = "http://127.0.0.1:9090";
   std::string api_token;
   std::string channel_prefix = "fanout-";
