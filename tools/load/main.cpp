@@ -286,7 +286,7 @@ void Runner::run_fanout() {
   // Ready: every attempt resolved, and every upgraded subscriber still open
   // has its subscribed notice.
   if (!wait_until([&](const Totals& s) { return s.upgraded + s.failed >= target && s.awaiting == 0; },
-                  monotonic_ns() + open_bound_ns(0), "subscribing"))
+                  monotonic_ns() + open_bound_ns(o_.rate_per_s), "subscribing"))
     std::fprintf(stderr, "ringgate-load: not every subscriber was ready in time; publishing to the ready ones\n");
   // From here on the engines check the ready subscribers' messages.
   command(Phase::hold, 0);
