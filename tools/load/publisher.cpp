@@ -112,7 +112,8 @@ Publisher::Sent Publisher::publish(std::uint32_t channel, std::uint64_t seq) {
   // Answers are one at a time: bytes beyond this one belong to nothing.
   if (answer.close || in_len_ != answer_bytes) disconnect();
   in_len_ = 0;
-  if (answer.code != 200) {
+  if (answer.code == 202) ++result_.late;
+  if (answer.code != 200 && answer.code != 202) {
     ++result_.failed_by_status[std::min<std::size_t>(answer.code, PublishResult::status_max - 1)];
     return fail(Sent::failed);
   }

@@ -25,7 +25,10 @@ struct PublishResult {
   std::uint64_t connect_errors = 0;  // no connection to the API
   std::uint64_t io_errors = 0;       // sent or not, no complete answer (reset, EOF, 5 s without progress)
   std::uint64_t bad_answers = 0;     // not HTTP, no Content-Length, or a 200 without "recipients"
-  std::uint64_t recipients = 0;      // sum of "recipients" over the 200s
+  std::uint64_t recipients = 0;      // sum of "recipients" over the 200s (and 202s)
+  // 202: accepted, but some server worker had not counted its recipients
+  // in time ("recipients" is a lower bound); the message is still delivered.
+  std::uint64_t late = 0;
   Histogram rtt_us;                  // request sent -> answer complete
   std::uint64_t first_send_ns = 0;
   std::uint64_t last_answer_ns = 0;

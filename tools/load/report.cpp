@@ -176,6 +176,7 @@ std::string fanout_json(const RunReport& r) {
            u(publishes_planned(o)), u(t.publishes_ok), u(t.publishes_failed), u(t.publishes_unsent));
   j += ",\"publish_failures\":{" + publish_failures_text(f.publish, true) + "}";
   j += fmt(",\"publish_gave_up\":%s", f.publish.gave_up ? "true" : "false");
+  j += fmt(",\"publishes_late\":%llu", u(f.publish.late));
   j += fmt(",\"publish_rate\":%.1f", f.publish.rate_per_s(t.publishes_ok + t.publishes_failed));
   j += ",\"publish_rtt_us\":" + percentiles_json(f.publish.rtt_us, 1.0);
   j += fmt(",\"recipients\":%llu,\"expected_deliveries\":%llu,\"deliveries\":%llu,\"delivered\":%llu",
@@ -212,7 +213,7 @@ std::vector<std::string> fanout_failures(const RunReport& r) {
   check("misrouted", c.misrouted);
   check("malformed", c.malformed);
   check("unsent", t.publishes_unsent);
-  if (t.publishes_ok == 0) failed.push_back("no publish answered 200");
+  if (t.publishes_ok == 0) failed.push_back("no publish answered 200 or 202");
   if (r.interrupted) failed.push_back("interrupted");
   return failed;
 }
