@@ -226,7 +226,7 @@ TEST(Options, HelpDocumentsEveryFlag) {
   for (const char* flag : {"--connections", "--rate ", "--rates", "--duration", "--hold", "--close-timeout",
                            "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
                            "--text", "--verify-echo", "--seed", "--json", "--help", "--channels", "--messages",
-                           "--api ", "--api-token", "--channel-prefix", "--settle", "fanout"})
+                           "--api ", "--api-token", "--channel-prefix", "--settle", "--stall-percent", "fanout"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
 }
 
@@ -246,6 +246,7 @@ TEST(Options, FanoutDefaults) {
   EXPECT_EQ(o.channel_prefix, "fanout-");
   EXPECT_EQ(o.settle_ms, 10'000u);
   EXPECT_EQ(o.duration_ms, 60'000u);
+  EXPECT_EQ(o.stall_percent, 0u);  // every subscriber reads
 }
 
 TEST(Options, FanoutFlags) {
@@ -253,7 +254,8 @@ TEST(Options, FanoutFlags) {
   std::string error;
   ASSERT_EQ(parse({"fanout", "ws://127.0.0.1:8080/ws", "--connections", "50", "--channels", "5", "--rate", "250",
                    "--messages", "20", "--api", "http://127.0.0.1:9091/admin/", "--api-token", "s3cr.t",
-                   "--channel-prefix=room:", "--settle", "2s", "--threads", "2", "--sources", "3", "--json"},
+                   "--channel-prefix=room:", "--settle", "2s", "--threads", "2", "--sources", "3", "--json",
+                   "--stall-percent", "10"},
                   o, error),
             ParseResult::run)
       << error;
@@ -268,6 +270,13 @@ TEST(Options, FanoutFlags) {
   EXPECT_EQ(o.settle_ms, 2'000u);
   EXPECT_EQ(o.threads, 2u);
   EXPECT_EQ(o.sources, 3u);
+  EXPECT_EQ(o.stall_percent, 10u);
+  for (const char* p : {"0", "100"}) {
+    ASSERT_EQ(parse({"fanout", "--stall-percent", p, "ws://127.0.0.1:8080/ws"}, o, error), ParseResult::run) << error;
+    EXPECT_EQ(o.stall_percent, std::stoul(p));
+  }
+  ASSERT_EQ(parse({"fanout", "--stall-percent=25", "ws://127.0.0.1:8080/ws"}, o, error), ParseResult::run) << error;
+  EXPECT_EQ(o.stall_percent, 25u);
   ASSERT_EQ(parse({"fanout", "--rate", "0", "ws://127.0.0.1:8080/ws"}, o, error), ParseResult::run) << error;
   EXPECT_EQ(o.publish_rate_per_s, 0);  // as fast as answers come back
 
@@ -307,7 +316,11 @@ TEST(Options, FanoutRejects) {
   refused({"fanout", "--messages", "0", "ws://127.0.0.1:9/"}, "--messages");
   refused({"fanout", "--channels", "0", "ws://127.0.0.1:9/"}, "--channels");
   refused({"fanout", "--settle", "soon", "ws://127.0.0.1:9/"}, "--settle");
+  for (const char* bad : {"101", "-1", "10.5", "x", "", "1000000000000000000000"})
+    refused({"fanout", "--stall-percent", bad, "ws://127.0.0.1:9/"}, "0 .. 100");
+  refused({"fanout", "--stall-percent"}, "needs a value");
   for (const char* mode : {"hold", "ramp", "flood", "echo"}) {
+    refused({mode, "--stall-percent", "10", "ws://127.0.0.1:9/"}, "--stall-percent is a fanout option");
     refused({mode, "--channels", "2", "ws://127.0.0.1:9/"}, "--channels is a fanout option");
     refused({mode, "--api-token", "t", "ws://127.0.0.1:9/"}, "--api-token is a fanout option");
   }
