@@ -723,6 +723,42 @@ TEST(FanoutReport, ChecksAndJson) {
             std::string::npos)
       << format_table(r);
 
+  // Stalled subscribers: reported, never a failure by themselves.
+  Options so;
+  ASSERT_EQ(parse({"fanout", "--connections", "50", "--channels", "5", "--messages", "20", "--stall-percent", "10",
+                   "ws://127.0.0.1:9/ws"},
+                  so, error),
+            ParseResult::run)
+      << error;
+  RunReport st;
+  st.options = &so;
+  st.fanout.subscribers_ready = 50;
+  st.fanout.tally.publishes_ok = 100;
+  st.fanout.tally.expected = 900;
+  st.fanout.tally.delivered = 900;
+  st.total.fanout.stalled = 5;
+  st.total.fanout.stalled_received = 2;
+  st.total.fanout.stalled_drained = 98;
+  st.total.fanout.stalled_closed_by_server = 4;
+  st.total.fanout.stalled_closed_by_tool = 1;
+  EXPECT_TRUE(fanout_failures(st).empty());
+  const std::string stalled = format_json(st);
+  for (const char* key : {"\"stall_percent\":10", "\"stalled\":5", "\"subscribers_checked\":45",
+                          "\"stalled_received\":2", "\"stalled_drained\":98", "\"stalled_closed_by_server\":4",
+                          "\"stalled_closed_by_tool\":1", "\"expected_deliveries\":900", "\"lost\":0",
+                          "\"passed\":true"})
+    EXPECT_NE(stalled.find(key), std::string::npos) << key << " in " << stalled;
+  const std::string stalled_table = format_table(st);
+  EXPECT_NE(stalled_table.find("stalled (--stall-percent 10): 5 of the ready stopped reading, not checked (45 "
+                               "checked); read 2 messages before they stopped, 98 when drained at close; closed by "
+                               "the server 4, by the tool 1"),
+            std::string::npos)
+      << stalled_table;
+  EXPECT_NE(stalled_table.find("check: PASSED"), std::string::npos);
+  // Without --stall-percent the table says nothing of it; the JSON keeps the keys.
+  EXPECT_EQ(format_table(r).find("stalled"), std::string::npos);
+  EXPECT_NE(format_json(r).find("\"stalled\":0"), std::string::npos);
+
   RunReport none;
   none.options = &o;
   none.fanout.subscribers_ready = 50;
