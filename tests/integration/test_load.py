@@ -351,7 +351,7 @@ def test_help_documents_every_flag():
     for flag in ("--connections", "--rate", "--rates", "--duration", "--hold", "--close-timeout",
                  "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
                  "--text", "--verify-echo", "--seed", "--json", "--help", "--channels", "--messages", "--api",
-                 "--api-token", "--channel-prefix", "--settle"):
+                 "--api-token", "--channel-prefix", "--settle", "--stall-percent"):
         assert flag in out, flag
 
 
@@ -721,15 +721,18 @@ def test_flood_6000_attempts_per_ip_and_capacity_refusals_are_explicit(server):
 # "recipients"), each publish fanned out as {"type":"message",...,"data":BODY}.
 # argv: clean | faulty (publish 23 never reaches its channel's first
 # subscriber, publish 42 reaches it twice) | refuse (publish 7 is answered
-# 503 and goes nowhere); then an optional bearer token the API requires.
+# 503 and goes nowhere) | unresponsive (at publish 10 every subscriber is
+# pinged; at publish 90 those that have not answered get close 1008 "slow
+# consumer" and are dropped); then an optional bearer token the API requires.
 FANOUT_SERVER = r"""
 import asyncio, base64, hashlib, json, struct, sys, urllib.parse
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-BEHAVIOUR = sys.argv[1]  # "clean", "faulty" (drop one, duplicate one) or "refuse" (one 503)
+BEHAVIOUR = sys.argv[1]  # "clean", "faulty" (drop one, duplicate one), "refuse" (one 503) or "unresponsive"
 TOKEN = sys.argv[2] if len(sys.argv) > 2 else ""
 subscribers = {}  # channel -> [writer, ...] in subscription order
 published = 0
+pinged, ponged = set(), set()  # unresponsive: writers pinged, and those that answered
 
 
 def text_frame(payload):
@@ -765,6 +768,8 @@ async def subscriber(reader, writer):
             elif size == 127: size = struct.unpack("!Q", await reader.readexactly(8))[0]
             mask = await reader.readexactly(4)
             data = bytes(c ^ mask[i % 4] for i, c in enumerate(await reader.readexactly(size)))
+            if b0 & 0x0F == 0xA:
+                ponged.add(writer)
             if b0 & 0x0F == 8:
                 writer.write(bytes([0x88, len(data)]) + data)
                 await writer.drain()
@@ -773,7 +778,8 @@ async def subscriber(reader, writer):
         pass
     finally:
         for channel in channels:
-            subscribers[channel].remove(writer)
+            if writer in subscribers[channel]:
+                subscribers[channel].remove(writer)
         writer.close()
 
 
@@ -794,6 +800,16 @@ async def api(reader, writer):
             else:
                 channel = path[len("/publish/"):]
                 n, published = published, published + 1
+                if BEHAVIOUR == "unresponsive" and n == 10:
+                    for w in {w for ws in subscribers.values() for w in ws}:
+                        w.write(bytes([0x89, 2]) + b"hb")
+                        pinged.add(w)
+                if BEHAVIOUR == "unresponsive" and n == 90:
+                    for ws in subscribers.values():
+                        for w in [w for w in ws if w in pinged and w not in ponged]:
+                            ws.remove(w)
+                            w.write(bytes([0x88, 15]) + struct.pack("!H", 1008) + b"slow consumer")
+                            w.close()
                 targets = list(subscribers.get(channel, []))
                 if BEHAVIOUR == "refuse" and n == 7:
                     status, answer = 503, {"error": "mailbox_full", "message": "a worker mailbox was full"}
@@ -892,6 +908,43 @@ def test_fanout_reports_a_lost_and_a_duplicated_message_and_fails(tmp_path):
     assert j["settled"] is False  # the lost message never came: --settle ran out
     assert j["passed"] is False and j["failed_checks"] == ["lost 1", "duplicated 1", "out_of_order 1"]
     assert "check: FAILED (lost 1, duplicated 1, out_of_order 1)" in out
+    assert time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize("behaviour", ["clean", "unresponsive"])
+def test_fanout_stalled_subscribers_are_reported_not_checked(tmp_path, behaviour):
+    # --stall-percent 10 of 50: the last subscriber of each of the 5 channels
+    # stops reading once publishing begins.  clean keeps them (the close
+    # phase drains all 20 messages of each, then the tool closes them);
+    # unresponsive closes them (1008) when they leave its ping unanswered.
+    # Either way the 45 others get every message and the run passes.
+    server = FanoutServer(tmp_path, behaviour)
+    started = time.monotonic()
+    try:
+        rc, out, err, j, _ = run_fanout(server, "--rate", 200, "--stall-percent", 10)
+    finally:
+        server.stop()
+    assert rc == 0, out + err
+    assert j["stall_percent"] == 10 and j["stalled"] == 5, out
+    assert j["subscribers_ready"] == 50 and j["subscribers_checked"] == 45
+    assert j["publishes_ok"] == 100
+    assert j["expected_deliveries"] == 900 and j["delivered"] == 900 and j["deliveries"] == 900, out
+    for key in ("lost", "duplicated", "out_of_order", "misrouted", "malformed", "untracked"):
+        assert j[key] == 0, (key, out)
+    assert j["latency_us"]["count"] == 900 and j["last_delivery_us"]["count"] == 100
+    assert j["settled"] is True and j["passed"] is True, out
+    assert j["disconnects_after_success"] == 0 and j["slots_left"] == 0
+    if behaviour == "clean":
+        assert j["recipients"] == 1000  # the server counted the stalled ones
+        assert j["stalled_received"] + j["stalled_drained"] == 100, out
+        assert j["stalled_closed_by_server"] == 0 and j["stalled_closed_by_tool"] == 5, out
+        assert j["closed_clean"] == 50
+    else:
+        assert j["stalled_closed_by_server"] == 5 and j["stalled_closed_by_tool"] == 0, out
+        assert j["stalled_received"] + j["stalled_drained"] < 100  # publishes after the close never reached them
+        assert j["closed_clean"] == 45
+    assert "stalled (--stall-percent 10): 5 of the ready stopped reading" in out
+    assert "check: PASSED" in out
     assert time.monotonic() - started < 20
 
 

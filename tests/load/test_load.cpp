@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -225,7 +226,7 @@ TEST(Options, HelpDocumentsEveryFlag) {
   for (const char* flag : {"--connections", "--rate ", "--rates", "--duration", "--hold", "--close-timeout",
                            "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
                            "--text", "--verify-echo", "--seed", "--json", "--help", "--channels", "--messages",
-                           "--api ", "--api-token", "--channel-prefix", "--settle", "fanout"})
+                           "--api ", "--api-token", "--channel-prefix", "--settle", "--stall-percent", "fanout"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
 }
 
@@ -245,6 +246,7 @@ TEST(Options, FanoutDefaults) {
   EXPECT_EQ(o.channel_prefix, "fanout-");
   EXPECT_EQ(o.settle_ms, 10'000u);
   EXPECT_EQ(o.duration_ms, 60'000u);
+  EXPECT_EQ(o.stall_percent, 0u);  // every subscriber reads
 }
 
 TEST(Options, FanoutFlags) {
@@ -252,7 +254,8 @@ TEST(Options, FanoutFlags) {
   std::string error;
   ASSERT_EQ(parse({"fanout", "ws://127.0.0.1:8080/ws", "--connections", "50", "--channels", "5", "--rate", "250",
                    "--messages", "20", "--api", "http://127.0.0.1:9091/admin/", "--api-token", "s3cr.t",
-                   "--channel-prefix=room:", "--settle", "2s", "--threads", "2", "--sources", "3", "--json"},
+                   "--channel-prefix=room:", "--settle", "2s", "--threads", "2", "--sources", "3", "--json",
+                   "--stall-percent", "10"},
                   o, error),
             ParseResult::run)
       << error;
@@ -267,6 +270,13 @@ TEST(Options, FanoutFlags) {
   EXPECT_EQ(o.settle_ms, 2'000u);
   EXPECT_EQ(o.threads, 2u);
   EXPECT_EQ(o.sources, 3u);
+  EXPECT_EQ(o.stall_percent, 10u);
+  for (const char* p : {"0", "100"}) {
+    ASSERT_EQ(parse({"fanout", "--stall-percent", p, "ws://127.0.0.1:8080/ws"}, o, error), ParseResult::run) << error;
+    EXPECT_EQ(o.stall_percent, std::stoul(p));
+  }
+  ASSERT_EQ(parse({"fanout", "--stall-percent=25", "ws://127.0.0.1:8080/ws"}, o, error), ParseResult::run) << error;
+  EXPECT_EQ(o.stall_percent, 25u);
   ASSERT_EQ(parse({"fanout", "--rate", "0", "ws://127.0.0.1:8080/ws"}, o, error), ParseResult::run) << error;
   EXPECT_EQ(o.publish_rate_per_s, 0);  // as fast as answers come back
   ASSERT_EQ(parse({"fanout", "--connect-rate", "12000", "--rate", "2", "ws://127.0.0.1:8080/ws"}, o, error),
@@ -311,7 +321,11 @@ TEST(Options, FanoutRejects) {
   refused({"fanout", "--messages", "0", "ws://127.0.0.1:9/"}, "--messages");
   refused({"fanout", "--channels", "0", "ws://127.0.0.1:9/"}, "--channels");
   refused({"fanout", "--settle", "soon", "ws://127.0.0.1:9/"}, "--settle");
+  for (const char* bad : {"101", "-1", "10.5", "x", "", "1000000000000000000000"})
+    refused({"fanout", "--stall-percent", bad, "ws://127.0.0.1:9/"}, "0 .. 100");
+  refused({"fanout", "--stall-percent"}, "needs a value");
   for (const char* mode : {"hold", "ramp", "flood", "echo"}) {
+    refused({mode, "--stall-percent", "10", "ws://127.0.0.1:9/"}, "--stall-percent is a fanout option");
     refused({mode, "--channels", "2", "ws://127.0.0.1:9/"}, "--channels is a fanout option");
     refused({mode, "--api-token", "t", "ws://127.0.0.1:9/"}, "--api-token is a fanout option");
     refused({mode, "--connect-rate", "5", "ws://127.0.0.1:9/"}, "--connect-rate is a fanout option");
@@ -715,6 +729,42 @@ TEST(FanoutReport, ChecksAndJson) {
             std::string::npos)
       << format_table(r);
 
+  // Stalled subscribers: reported, never a failure by themselves.
+  Options so;
+  ASSERT_EQ(parse({"fanout", "--connections", "50", "--channels", "5", "--messages", "20", "--stall-percent", "10",
+                   "ws://127.0.0.1:9/ws"},
+                  so, error),
+            ParseResult::run)
+      << error;
+  RunReport st;
+  st.options = &so;
+  st.fanout.subscribers_ready = 50;
+  st.fanout.tally.publishes_ok = 100;
+  st.fanout.tally.expected = 900;
+  st.fanout.tally.delivered = 900;
+  st.total.fanout.stalled = 5;
+  st.total.fanout.stalled_received = 2;
+  st.total.fanout.stalled_drained = 98;
+  st.total.fanout.stalled_closed_by_server = 4;
+  st.total.fanout.stalled_closed_by_tool = 1;
+  EXPECT_TRUE(fanout_failures(st).empty());
+  const std::string stalled = format_json(st);
+  for (const char* key : {"\"stall_percent\":10", "\"stalled\":5", "\"subscribers_checked\":45",
+                          "\"stalled_received\":2", "\"stalled_drained\":98", "\"stalled_closed_by_server\":4",
+                          "\"stalled_closed_by_tool\":1", "\"expected_deliveries\":900", "\"lost\":0",
+                          "\"passed\":true"})
+    EXPECT_NE(stalled.find(key), std::string::npos) << key << " in " << stalled;
+  const std::string stalled_table = format_table(st);
+  EXPECT_NE(stalled_table.find("stalled (--stall-percent 10): 5 of the ready stopped reading, not checked (45 "
+                               "checked); read 2 messages before they stopped, 98 when drained at close; closed by "
+                               "the server 4, by the tool 1"),
+            std::string::npos)
+      << stalled_table;
+  EXPECT_NE(stalled_table.find("check: PASSED"), std::string::npos);
+  // Without --stall-percent the table says nothing of it; the JSON keeps the keys.
+  EXPECT_EQ(format_table(r).find("stalled"), std::string::npos);
+  EXPECT_NE(format_json(r).find("\"stalled\":0"), std::string::npos);
+
   RunReport none;
   none.options = &o;
   none.fanout.subscribers_ready = 50;
@@ -932,6 +982,138 @@ TEST(Fanout, BoardTallyCountsLostPerPublish) {
 
   EXPECT_FALSE(board.init(1000, fanout::publishes_max / 1000 + 1, error));
   EXPECT_NE(error.find("10000000"), std::string::npos) << error;
+}
+
+TEST(Fanout, StallsEveryKthSubscriberInChannelOrder) {
+  // 50 subscribers over 5 channels, 10%: the last of each channel's ten
+  // (ids 45..49), not the ten of one channel.
+  std::vector<std::uint64_t> ids;
+  for (std::uint64_t id = 0; id < 50; ++id)
+    if (fanout::stalls(id, 50, 5, 10)) ids.push_back(id);
+  EXPECT_EQ(ids, (std::vector<std::uint64_t>{45, 46, 47, 48, 49}));
+  // 50% of 10 over 2 channels.
+  ids.clear();
+  for (std::uint64_t id = 0; id < 10; ++id)
+    if (fanout::stalls(id, 10, 2, 50)) ids.push_back(id);
+  // In channel order 0 2 4 6 8 1 3 5 7 9, every second one: 2 6 1 5 9.
+  EXPECT_EQ(ids, (std::vector<std::uint64_t>{1, 2, 5, 6, 9}));
+  // floor(N x P / 100) in all, each channel within one of its share.
+  for (const std::uint64_t n : {1u, 7u, 50u, 101u, 1000u})
+    for (const std::uint32_t m : {1u, 3u, 7u})
+      for (const std::uint32_t p : {0u, 1u, 10u, 33u, 50u, 99u, 100u}) {
+        if (m > n) continue;
+        std::uint64_t total = 0;
+        std::vector<std::uint64_t> per_channel(m), size(m);
+        for (std::uint64_t id = 0; id < n; ++id) {
+          ++size[id % m];
+          if (fanout::stalls(id, n, m, p)) {
+            ++total;
+            ++per_channel[id % m];
+          }
+        }
+        EXPECT_EQ(total, n * p / 100) << n << " " << m << " " << p;
+        for (std::uint32_t c = 0; c < m; ++c) {
+          const double share = static_cast<double>(size[c] * p) / 100;
+          EXPECT_LE(std::abs(static_cast<double>(per_channel[c]) - share), 1.0) << n << " " << m << " " << p << " " << c;
+        }
+      }
+  EXPECT_FALSE(fanout::stalls(50, 50, 5, 100));  // not a subscriber of the run
+  EXPECT_FALSE(fanout::stalls(0, 50, 0, 100));
+}
+
+// Ten subscribers over two channels, four messages each; subscribers 8 and 9
+// (--stall-percent 20) stop reading, 7 never got ready.  Every message
+// reaches everyone who reads; the stalled read only the first, then what the
+// close phase drains.
+TEST(Fanout, StalledSubscribersAreLeftOutOfTheCheck) {
+  constexpr std::uint32_t channels = 2, subscribers = 10;
+  constexpr std::uint64_t messages = 4;
+  fanout::Board board;
+  std::string error;
+  ASSERT_TRUE(board.init(channels, messages, error)) << error;
+  std::array<fanout::Subscriber, subscribers> subs{};
+  fanout::Counts counts;
+  for (std::uint32_t id = 0; id < subscribers; ++id) {
+    subs[id].channel = id % channels;
+    if (id == 7) continue;  // not subscribed when publishing began
+    fanout::begin_publishing(subs[id], fanout::stalls(id, subscribers, channels, 20), board, counts);
+  }
+  EXPECT_EQ(counts.ready, 9u);
+  EXPECT_EQ(counts.stalled, 2u);
+  EXPECT_EQ(subs[8].stall, fanout::Stall::paused);
+  EXPECT_EQ(subs[9].stall, fanout::Stall::paused);
+  EXPECT_FALSE(subs[8].tracked);
+  EXPECT_EQ(board.subscribers(0), 4u);  // 0 2 4 6; 8 is stalled
+  EXPECT_EQ(board.subscribers(1), 3u);  // 1 3 5; 7 was late, 9 is stalled
+
+  std::uint64_t checked = 0, delivered = 0;
+  for (std::uint64_t seq = 0; seq < messages; ++seq)
+    for (std::uint32_t c = 0; c < channels; ++c) {
+      board.set_state(board.index(c, seq), fanout::PublishState::ok);
+      const fanout::Notice n{.kind = fanout::NoticeKind::message, .channel = {}, .seq = seq, .ts_ns = 1'000};
+      for (std::uint32_t id = c; id < subscribers; id += channels) {
+        if (subs[id].stall != fanout::Stall::none && seq > 0) continue;  // stopped reading
+        const fanout::Taken t = fanout::take_message(subs[id], c, n, 1'000 + 50'000, board, counts);
+        EXPECT_FALSE(t.error);
+        checked += t.checked;
+        delivered += t.delivered;
+      }
+    }
+  // The close phase drains the stalled: counted, still not checked.
+  for (const std::uint32_t id : {8u, 9u}) {
+    subs[id].stall = fanout::Stall::draining;
+    for (std::uint64_t seq = 1; seq < messages; ++seq) {
+      const fanout::Notice n{.kind = fanout::NoticeKind::message, .channel = {}, .seq = seq, .ts_ns = 1'000};
+      EXPECT_FALSE(fanout::take_message(subs[id], id % channels, n, 9'000'000, board, counts).checked);
+    }
+  }
+  EXPECT_EQ(checked, 7u * messages);
+  EXPECT_EQ(delivered, 7u * messages);
+  EXPECT_EQ(counts.received, 7u * messages);
+  EXPECT_EQ(counts.in_order, 7u * messages);
+  EXPECT_EQ(counts.untracked, messages);  // subscriber 7's
+  EXPECT_EQ(counts.stalled_received, 2u);
+  EXPECT_EQ(counts.stalled_drained, 2u * (messages - 1));
+  EXPECT_EQ(counts.latency_us.count(), 7u * messages);
+  EXPECT_EQ(counts.latency_us.max(), 50u);  // the drained ones' 9 s never enter it
+
+  const fanout::Tally t = fanout::tally(board);
+  EXPECT_EQ(t.expected, 7u * messages);
+  EXPECT_EQ(t.delivered, 7u * messages);
+  EXPECT_EQ(t.lost, 0u);
+  EXPECT_EQ(t.last_delivery_us.count(), channels * messages);
+  EXPECT_EQ(t.last_delivery_us.max(), 50u);
+
+  // A checked subscriber that misses one is still lost, stalled or not.
+  fanout::Board board2;
+  ASSERT_TRUE(board2.init(1, 2, error)) << error;
+  fanout::Subscriber a, b;
+  fanout::Counts c2;
+  fanout::begin_publishing(a, false, board2, c2);
+  fanout::begin_publishing(b, true, board2, c2);
+  fanout::begin_publishing(b, false, board2, c2);  // once decided, stays stalled
+  EXPECT_EQ(c2.ready, 2u);
+  board2.set_state(0, fanout::PublishState::ok);
+  board2.set_state(1, fanout::PublishState::ok);
+  const fanout::Notice n1{.kind = fanout::NoticeKind::message, .channel = {}, .seq = 1, .ts_ns = 0};
+  const fanout::Taken gap = fanout::take_message(a, 0, n1, 0, board2, c2);
+  EXPECT_TRUE(gap.checked && gap.error && gap.delivered);
+  EXPECT_EQ(fanout::tally(board2).lost, 1u);
+  EXPECT_EQ(fanout::tally(board2).expected, 2u);
+
+  // How a stalled subscriber ended is counted once; checked ones never.
+  fanout::end_stall(b, true, c2);
+  fanout::end_stall(b, false, c2);
+  fanout::end_stall(a, false, c2);
+  EXPECT_EQ(b.stall, fanout::Stall::ended);
+  EXPECT_EQ(c2.stalled_closed_by_server, 1u);
+  EXPECT_EQ(c2.stalled_closed_by_tool, 0u);
+  fanout::Counts merged;
+  merged.merge(c2);
+  merged.merge(counts);
+  EXPECT_EQ(merged.stalled, 3u);
+  EXPECT_EQ(merged.stalled_closed_by_server, 1u);
+  EXPECT_EQ(merged.stalled_drained, 6u);
 }
 
 TEST(Fanout, PublishRequestAndAnswer) {

@@ -132,6 +132,10 @@ constexpr std::uint32_t recv_buffer_bytes = 4096;
 constexpr std::size_t control_frame_bytes_max = 2 + 4 + ws::control_payload_max;  // masked, payload <= 125
 // fanout: the target's path plus "?channels=" and a channel name.
 constexpr std::size_t subscribe_path_bytes_max = path_bytes_max + 16 + 128;
+// fanout --stall-percent: a stalled subscriber read again at the close phase
+// counts as drained after this long without data (then we close it), or
+// after --close-timeout of data at the latest.
+constexpr std::uint64_t stall_drain_quiet_ms = 250;
 
 enum Op : std::uint8_t { op_socket = 1, op_sockopt, op_bind, op_connect, op_recv, op_send, op_cancel, op_close };
 
@@ -164,7 +168,7 @@ enum Flag : std::uint16_t {
   f_verifying = 1 << 15,    // --verify-echo: our one message awaits its echo
 };
 
-enum class TimerList : std::uint8_t { none, handshake, closing, verify };
+enum class TimerList : std::uint8_t { none, handshake, closing, verify, drain };
 
 // Per-connection record.  Buffers live in arenas indexed by slot.
 struct Conn {
@@ -310,6 +314,15 @@ class Engine {
   void fanout_subscribed(std::uint32_t slot, std::uint32_t channel);
   void fanout_message(std::uint32_t slot, const fanout::Notice& n, std::uint32_t channel);
   void fanout_track();
+  void drain_stalled(std::uint32_t slot);
+  [[nodiscard]] fanout::Stall stall_of(std::uint32_t slot) const {
+    return o_.mode == Mode::fanout ? subs_[slot].stall : fanout::Stall::none;
+  }
+  // Stalled and not yet ended: paused (not reading) or draining.
+  [[nodiscard]] bool stalled(std::uint32_t slot) const {
+    const fanout::Stall s = stall_of(slot);
+    return s == fanout::Stall::paused || s == fanout::Stall::draining;
+  }
   [[nodiscard]] std::string_view request_path(std::uint32_t slot);
   void upgraded(std::uint32_t slot);
   void resolve(std::uint32_t slot, Outcome outcome);
@@ -354,13 +367,8 @@ class Engine {
   std::array<std::uint8_t, handshake::response_bytes_max> scratch_{};
 
   // fanout: one per slot, sized at start-up (empty in other modes).
-  struct Subscriber {
-    fanout::SeqTracker tracker;
-    std::uint32_t channel = 0;
-    bool subscribed = false;  // the server's subscribed notice arrived
-    bool tracked = false;     // subscribed when publishing began: its messages are checked
-  };
-  std::vector<Subscriber> subs_;
+  std::vector<fanout::Subscriber> subs_;
+  std::uint32_t drain_started_ms_ = 0;  // the close phase began: stalled subscribers drain from here
   std::array<char, subscribe_path_bytes_max> path_{};
 
   // Addresses the chain's SQEs point at: they must outlive the SQEs, so they
@@ -385,9 +393,9 @@ class Engine {
   // Plain copies of the live counters (single writer), published per turn.
   std::uint64_t attempted_ = 0, upgraded_ = 0, failed_ = 0, open_ = 0, disconnects_ = 0, echo_msgs_ = 0, errors_ = 0;
   std::uint64_t verifying_ = 0;
-  std::uint64_t subscribed_ = 0, awaiting_ = 0, ready_ = 0, fanout_received_ = 0, fanout_delivered_ = 0;
+  std::uint64_t subscribed_ = 0, awaiting_ = 0, ready_ = 0, stalled_ = 0, fanout_received_ = 0, fanout_delivered_ = 0;
 
-  ring::DeadlineLists<Conn, TimerList, 4> timers_;
+  ring::DeadlineLists<Conn, TimerList, 5> timers_;
 };
 
 bool Engine::start(std::string& error) {
@@ -423,7 +431,7 @@ bool Engine::start(std::string& error) {
   const Target& t = *s_.target;
   std::array<std::uint8_t, handshake::request_bytes_max> probe{};
   if (o_.mode == Mode::fanout) {
-    subs_.assign(s_.slots, Subscriber{});
+    subs_.assign(s_.slots, fanout::Subscriber{});
     // The last channel has the longest name: if its request fits, all do.
     if (fanout::subscribe_path(path_, t.path, o_.channel_prefix, o_.channels - 1) == 0) {
       error = "subscribe path for channel " + std::to_string(o_.channels - 1) + " is too long";
@@ -498,8 +506,9 @@ void Engine::run() {
     for (const std::uint32_t slot : rearm_) {
       Conn& k = conns_[slot];
       k.flags &= static_cast<std::uint16_t>(~f_rearm_queued);
+      // A stalled fanout subscriber stays unread until the close phase.
       if ((k.state == State::handshaking || k.state == State::open || k.state == State::closing) &&
-          !(k.flags & f_recv_armed))
+          !(k.flags & f_recv_armed) && stall_of(slot) != fanout::Stall::paused)
         arm_recv(slot);
     }
     rearm_.clear();
@@ -526,6 +535,7 @@ void Engine::publish_live() {
   live_.subscribed.store(subscribed_, std::memory_order_relaxed);
   live_.awaiting.store(awaiting_, std::memory_order_relaxed);
   live_.ready.store(ready_, std::memory_order_relaxed);
+  live_.stalled.store(stalled_, std::memory_order_relaxed);
   live_.fanout_received.store(fanout_received_, std::memory_order_relaxed);
   live_.fanout_delivered.store(fanout_delivered_, std::memory_order_relaxed);
 }
@@ -604,6 +614,7 @@ void Engine::enter_phase(Phase phase, std::uint32_t step) {
   }
   if (phase == Phase::close) {
     to_open_ = 0;
+    drain_started_ms_ = rel_ms();
     for (std::uint32_t slot = 0; slot < s_.slots; ++slot) {
       Conn& k = conns_[slot];
       switch (k.state) {
@@ -613,7 +624,9 @@ void Engine::enter_phase(Phase phase, std::uint32_t step) {
           teardown(slot);
           break;
         case State::open:
-          if (k.inflight > 0) {
+          if (stall_of(slot) == fanout::Stall::paused) {
+            drain_stalled(slot);
+          } else if (k.inflight > 0) {
             // Echoes in flight are answered before our close goes out (a
             // server may drop what it has not yet echoed once it sees a
             // close), bounded by --close-timeout; what is still owed then
@@ -674,7 +687,7 @@ bool Engine::start_attempt() {
   ++stats_of(k).attempted;
   ++attempted_;
   if (o_.mode == Mode::fanout) {
-    subs_[slot] = Subscriber{};
+    subs_[slot] = fanout::Subscriber{};
     subs_[slot].channel = static_cast<std::uint32_t>(k.id % o_.channels);  // subscriber i takes channel i mod M
   }
 
@@ -777,6 +790,10 @@ void Engine::on_recv(std::uint32_t slot, const ring::Completion& c) {
       k.flags |= f_rearm_queued;
       rearm_.push_back(slot);
     }
+    // A draining stalled subscriber is not quiet yet (bounded: no new grace
+    // after --close-timeout).
+    if (k.timer_list == TimerList::drain && rel_ms() - drain_started_ms_ < o_.close_timeout_ms)
+      timer_add(slot, TimerList::drain, stall_drain_quiet_ms);
   } else if (c.res == 0) {
     // EOF.
     switch (k.state) {
@@ -791,7 +808,9 @@ void Engine::on_recv(std::uint32_t slot, const ring::Completion& c) {
       default: break;
     }
     teardown(slot);
-  } else if (c.error() == ENOBUFS) {
+  } else if (c.error() == ENOBUFS || (c.error() == ECANCELED && stall_of(slot) == fanout::Stall::draining)) {
+    // Out of buffers; or a stalled subscriber's cancel completed only after
+    // its drain began: read on.
     if (!(k.flags & f_rearm_queued) && k.state >= State::handshaking && k.state <= State::closing) {
       k.flags |= f_rearm_queued;
       rearm_.push_back(slot);
@@ -966,6 +985,12 @@ void Engine::lost_after_upgrade(std::uint32_t slot) {
   verify_done(slot, false);  // a server close or reset is no echo
   if (k.flags & (f_we_closed | f_lost_counted)) return;
   k.flags |= f_lost_counted;
+  if (stalled(slot)) {
+    // What --stall-percent provokes: counted as such, not as a disconnect.
+    fanout::end_stall(subs_[slot], true, stats_of(k).fanout);
+    set_open(slot, false);
+    return;
+  }
   ++stats_of(k).disconnects_after_success;
   ++disconnects_;
   ++errors_;
@@ -973,6 +998,8 @@ void Engine::lost_after_upgrade(std::uint32_t slot) {
 }
 
 void Engine::protocol_error(std::uint32_t slot) {
+  // A bad frame ends a stalled subscriber on our side, not the server's.
+  if (stalled(slot)) fanout::end_stall(subs_[slot], false, stats_of(conns_[slot]).fanout);
   ++stats_of(conns_[slot]).protocol_errors;
   ++errors_;
   lost_after_upgrade(slot);
@@ -1072,7 +1099,7 @@ bool Engine::frame(std::uint32_t slot, const ws::FrameHeader& h, std::span<const
       if (!(k.flags & f_we_closed)) {
         // The server started the close: a disconnect after success, and for
         // 1013 the attempt's outcome becomes close_1013.
-        if (k.close_code == 1013) {
+        if (k.close_code == 1013 && !stalled(slot)) {  // a stalled subscriber's close is not a refusal
           StepStats& st = stats_of(k);
           --st.outcomes[static_cast<std::size_t>(Outcome::upgraded)];
           ++st.outcomes[static_cast<std::size_t>(Outcome::close_1013)];
@@ -1284,7 +1311,7 @@ void Engine::fanout_frame(std::uint32_t slot, const ws::FrameHeader& h, std::spa
 
 void Engine::fanout_subscribed(std::uint32_t slot, std::uint32_t channel) {
   Conn& k = conns_[slot];
-  Subscriber& sub = subs_[slot];
+  fanout::Subscriber& sub = subs_[slot];
   fanout::Counts& st = stats_of(k).fanout;
   if (channel != sub.channel || sub.subscribed) {
     ++st.misrouted;  // another channel's confirmation, or a second one
@@ -1299,45 +1326,48 @@ void Engine::fanout_subscribed(std::uint32_t slot, std::uint32_t channel) {
 
 // A message at a subscriber: checked against its channel's sequence, timed
 // from the send time it carries, and counted on the board when it is new.
+// (Stalled subscribers and those not ready in time are only counted.)
 void Engine::fanout_message(std::uint32_t slot, const fanout::Notice& n, std::uint32_t channel) {
-  Subscriber& sub = subs_[slot];
-  fanout::Counts& st = stats_of(conns_[slot]).fanout;
-  if (!sub.tracked) {
-    ++st.untracked;  // subscribed too late to have been counted on
-    return;
-  }
-  if (channel != sub.channel || n.seq >= o_.messages) {
-    ++st.misrouted;
-    ++errors_;
-    return;
-  }
-  const fanout::Board& board = *s_.board;
-  const std::uint64_t first = board.index(channel, 0);
-  const fanout::ArrivalResult r = fanout::arrive(
-      sub.tracker, n.seq, [&](std::uint64_t seq) { return board.state(first + seq) == fanout::PublishState::failed; });
-  st.count(r);
-  ++fanout_received_;
-  if (r.arrival != fanout::Arrival::in_order) ++errors_;
-  if (!r.delivery()) return;
-  const std::uint64_t latency_us = now_ns_ > n.ts_ns ? (now_ns_ - n.ts_ns) / 1000 : 0;
-  st.latency_us.record(latency_us);
-  s_.board->delivered(first + n.seq, latency_us);
-  ++fanout_delivered_;
+  const fanout::Taken t =
+      fanout::take_message(subs_[slot], channel, n, now_ns_, *s_.board, stats_of(conns_[slot]).fanout);
+  if (t.checked) ++fanout_received_;
+  if (t.error) ++errors_;
+  if (t.delivered) ++fanout_delivered_;
 }
 
 // Publishing begins: the subscribers ready now are the ones checked, and
-// each counts on its channel.  No attempt starts after this, so no tracked
-// slot is ever reused.
+// each counts on its channel, except the --stall-percent ones, which stop
+// reading here: their multishot receive is cancelled (its last CQE comes
+// back ECANCELED) and not re-armed before the close phase, so the kernel's
+// receive buffer fills and the server's sends to them back up.  No attempt
+// starts after this, so no tracked slot is ever reused.
 void Engine::fanout_track() {
   to_open_ = 0;
   for (std::uint32_t slot = 0; slot < s_.slots; ++slot) {
-    Subscriber& sub = subs_[slot];
-    if (conns_[slot].state != State::open || !sub.subscribed || sub.tracked) continue;
-    sub.tracked = true;
-    s_.board->add_subscriber(sub.channel);
-    ++stats_of(conns_[slot]).fanout.ready;
+    fanout::Subscriber& sub = subs_[slot];
+    Conn& k = conns_[slot];
+    if (k.state != State::open || !sub.subscribed || sub.tracked || sub.stall != fanout::Stall::none) continue;
+    bool stall = fanout::stalls(k.id, o_.connections, o_.channels, o_.stall_percent);
+    if (stall && (k.flags & f_recv_armed)) {
+      if (ring_.cancel_tag(tag(op_recv, slot), tag(op_cancel, slot))) ++k.ops;
+      else stall = false;  // it cannot be stopped from reading: checked like the others
+    }
+    fanout::begin_publishing(sub, stall, *s_.board, stats_of(k).fanout);
     ++ready_;
+    if (stall) ++stalled_;
   }
+}
+
+// Close phase: a stalled subscriber is read again, before any close of
+// ours, so whatever ends it now (a close frame, EOF, a reset: all queued
+// behind the messages it did not read) is the server's doing.  Quiet for
+// stall_drain_quiet_ms means the server kept it: we close it (run_timers).
+void Engine::drain_stalled(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  subs_[slot].stall = fanout::Stall::draining;
+  timer_add(slot, TimerList::drain, stall_drain_quiet_ms);
+  // At once, or (a cancel still on its way) when on_recv sees it complete.
+  if (!(k.flags & (f_recv_armed | f_rearm_queued))) arm_recv(slot);
 }
 
 // Ends a --verify-echo check (once; no-op for a connection not checked).
@@ -1464,6 +1494,9 @@ void Engine::flush(std::uint32_t slot) {
 void Engine::teardown(std::uint32_t slot) {
   Conn& k = conns_[slot];
   if (k.state >= State::tearing_down || k.state == State::free) return;
+  // A stalled subscriber the server has not ended (it would have been
+  // counted by now) goes by our hand.
+  if (stalled(slot)) fanout::end_stall(subs_[slot], false, stats_of(k).fanout);
   timer_remove(slot);
   set_open(slot, false);
   verify_done(slot, false);
@@ -1526,6 +1559,11 @@ void Engine::run_timers() {
     // so that the close phase does not wait for it again.
     verify_done(slot, false);
     count_unanswered(slot);
+  }
+  for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::drain, now)) != nil;) {
+    // A stalled subscriber drained and the server kept it: we close it.
+    fanout::end_stall(subs_[slot], false, stats_of(conns_[slot]).fanout);
+    if (conns_[slot].state == State::open) start_close(slot, 1000);
   }
   for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::closing, now)) != nil;) {
     if (conns_[slot].state == State::open && (conns_[slot].flags & f_draining)) {

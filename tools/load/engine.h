@@ -150,7 +150,8 @@ struct alignas(64) LiveCounters {
   // fanout
   std::atomic<std::uint64_t> subscribed{0};  // subscribed notices received
   std::atomic<std::uint64_t> awaiting{0};    // open, not yet subscribed
-  std::atomic<std::uint64_t> ready{0};       // tracked subscribers (from the hold command on)
+  std::atomic<std::uint64_t> ready{0};       // ready subscribers (from the hold command on), stalled included
+  std::atomic<std::uint64_t> stalled{0};     // --stall-percent subscribers that stopped reading
   std::atomic<std::uint64_t> fanout_received{0};
   std::atomic<std::uint64_t> fanout_delivered{0};  // first deliveries (no duplicates)
   // The last Control command this thread has acted on (release): the main

@@ -140,7 +140,72 @@ void Counts::merge(const Counts& o) noexcept {
   misrouted += o.misrouted;
   malformed += o.malformed;
   untracked += o.untracked;
+  stalled += o.stalled;
+  stalled_received += o.stalled_received;
+  stalled_drained += o.stalled_drained;
+  stalled_closed_by_server += o.stalled_closed_by_server;
+  stalled_closed_by_tool += o.stalled_closed_by_tool;
   latency_us.merge(o.latency_us);
+}
+
+// ---------------------------------------------------------------- stalls
+
+bool stalls(std::uint64_t id, std::uint64_t subscribers, std::uint32_t channels, std::uint32_t percent) noexcept {
+  if (percent == 0 || channels == 0 || id >= subscribers) return false;
+  // Position in channel order: channel c holds subscribers / channels
+  // subscribers, one more for the first subscribers % channels channels.
+  const std::uint64_t c = id % channels;
+  const std::uint64_t pos = c * (subscribers / channels) + std::min<std::uint64_t>(c, subscribers % channels) +
+                            id / channels;
+  const std::uint64_t p = std::min<std::uint32_t>(percent, 100);
+  return (pos + 1) * p / 100 > pos * p / 100;
+}
+
+// ---------------------------------------------------------------- subscribers
+
+void begin_publishing(Subscriber& sub, bool stall, Board& board, Counts& counts) noexcept {
+  if (sub.tracked || sub.stall != Stall::none) return;
+  ++counts.ready;
+  if (stall) {
+    sub.stall = Stall::paused;
+    ++counts.stalled;
+    return;
+  }
+  sub.tracked = true;
+  board.add_subscriber(sub.channel);
+}
+
+Taken take_message(Subscriber& sub, std::uint32_t channel, const Notice& n, std::uint64_t now_ns, Board& board,
+                   Counts& counts) noexcept {
+  if (sub.stall != Stall::none) {
+    ++(sub.stall == Stall::paused ? counts.stalled_received : counts.stalled_drained);
+    return {};
+  }
+  if (!sub.tracked) {
+    ++counts.untracked;  // subscribed too late to have been counted on
+    return {};
+  }
+  if (channel != sub.channel || n.seq >= board.messages()) {
+    ++counts.misrouted;
+    return {.error = true};
+  }
+  const std::uint64_t first = board.index(channel, 0);
+  const ArrivalResult r =
+      arrive(sub.tracker, n.seq, [&](std::uint64_t seq) { return board.state(first + seq) == PublishState::failed; });
+  counts.count(r);
+  Taken t{.checked = true, .error = r.arrival != Arrival::in_order};
+  if (!r.delivery()) return t;
+  const std::uint64_t latency_us = now_ns > n.ts_ns ? (now_ns - n.ts_ns) / 1000 : 0;
+  counts.latency_us.record(latency_us);
+  board.delivered(first + n.seq, latency_us);
+  t.delivered = true;
+  return t;
+}
+
+void end_stall(Subscriber& sub, bool by_server, Counts& counts) noexcept {
+  if (sub.stall != Stall::paused && sub.stall != Stall::draining) return;
+  sub.stall = Stall::ended;
+  ++(by_server ? counts.stalled_closed_by_server : counts.stalled_closed_by_tool);
 }
 
 // ---------------------------------------------------------------- board

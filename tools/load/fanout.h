@@ -127,7 +127,7 @@ ArrivalResult arrive(SeqTracker& t, std::uint64_t seq, Failed&& failed) noexcept
 // What the subscribers of one thread saw; merged after the run.
 struct Counts {
   std::uint64_t subscribed = 0;    // subscribed notices (first per connection)
-  std::uint64_t ready = 0;         // subscribed when publishing began: the tracked subscribers
+  std::uint64_t ready = 0;         // subscribed when publishing began (checked + stalled)
   std::uint64_t received = 0;      // message notices at tracked subscribers, all of them
   std::uint64_t in_order = 0;
   std::uint64_t out_of_order = 0;  // ahead + late + too_late
@@ -136,13 +136,29 @@ struct Counts {
   std::uint64_t misrouted = 0;     // another channel's, or a sequence never published
   std::uint64_t malformed = 0;     // not a notice we can read (or fragmented, or binary)
   std::uint64_t untracked = 0;     // messages at subscribers that were not ready in time
+  // --stall-percent: ready subscribers that stopped reading instead of being
+  // checked, the messages they read anyway (before their receive was
+  // cancelled; at the close phase's drain), and how each one ended.
+  std::uint64_t stalled = 0;
+  std::uint64_t stalled_received = 0;          // read after the stall began, before the receive stopped
+  std::uint64_t stalled_drained = 0;           // read at the close phase
+  std::uint64_t stalled_closed_by_server = 0;  // close frame, EOF or reset from the server, seen by the tool
+  std::uint64_t stalled_closed_by_tool = 0;    // drained until quiet (or a protocol error), then closed by us
   Histogram latency_us;            // ts_ns -> received, per delivery
 
   void count(const ArrivalResult& r) noexcept;
   void merge(const Counts& o) noexcept;
 };
 
-// ---------------------------------------------------------------- board
+// ---------------------------------------------------------------- stalls
+
+// --stall-percent P: whether subscriber `id` (0-based, of `subscribers`, on
+// channel id mod `channels`) is one of those that stop reading.  Every
+// (100/P)-th in channel order (channel 0's subscribers, then channel 1's,
+// ...), so each channel gets its share and keeps subscribers that are
+// checked; floor(subscribers * P / 100) in all.
+[[nodiscard]] bool stalls(std::uint64_t id, std::uint64_t subscribers, std::uint32_t channels,
+                          std::uint32_t percent) noexcept;
 
 enum class PublishState : std::uint8_t { pending, ok, failed };
 
@@ -206,6 +222,46 @@ struct Tally {
   Histogram last_delivery_us;           // per ok publish with a delivery: its slowest subscriber
 };
 [[nodiscard]] Tally tally(const Board& board);
+
+// ---------------------------------------------------------------- subscribers
+
+// Where a stalled subscriber is: reading stopped when publishing began;
+// read again at the close phase until the server ends it or it goes quiet;
+// ended (how is counted once, in Counts).
+enum class Stall : std::uint8_t { none, paused, draining, ended };
+
+// One per engine slot, 24 bytes.
+struct Subscriber {
+  SeqTracker tracker;
+  std::uint32_t channel = 0;
+  bool subscribed = false;  // the server's subscribed notice arrived
+  bool tracked = false;     // subscribed when publishing began, not stalled: its messages are checked
+  Stall stall = Stall::none;
+};
+static_assert(sizeof(Subscriber) == 24, "docs/capacity.md counts 24 bytes per subscriber");
+
+// Publishing begins for a subscriber that is open and subscribed: it is
+// checked (counted on its channel's board entry, so publishes expect it),
+// or, with `stall`, stalled (counted in Counts::stalled, never on the
+// board, so no publish expects it).  Both count as ready.
+void begin_publishing(Subscriber& sub, bool stall, Board& board, Counts& counts) noexcept;
+
+struct Taken {
+  bool checked = false;    // counted in Counts::received
+  bool error = false;      // misrouted, or not in order
+  bool delivered = false;  // a first delivery of its publish, on the board
+};
+
+// A message notice at `sub` for channel index `channel` (no_channel if not
+// ours): checked against the channel's sequence, timed, and put on the
+// board when `sub` is checked; only counted when it is stalled or was not
+// ready in time.
+Taken take_message(Subscriber& sub, std::uint32_t channel, const Notice& notice, std::uint64_t now_ns, Board& board,
+                   Counts& counts) noexcept;
+
+// A stalled subscriber ended (once): `by_server` when the server's close
+// frame, EOF or reset ended it, else the tool closed it.  No-op otherwise.
+void end_stall(Subscriber& sub, bool by_server, Counts& counts) noexcept;
 
 // ---------------------------------------------------------------- publish HTTP
 

@@ -51,7 +51,7 @@ extern "C" void on_signal(int) { interrupted.store(true); }
 struct Totals {
   std::uint64_t attempted = 0, upgraded = 0, failed = 0, open = 0, slots = 0, disconnects = 0, echo_msgs = 0,
                 verifying = 0, errors = 0;
-  std::uint64_t subscribed = 0, awaiting = 0, ready = 0, fanout_received = 0, fanout_delivered = 0;
+  std::uint64_t subscribed = 0, awaiting = 0, ready = 0, stalled = 0, fanout_received = 0, fanout_delivered = 0;
 };
 
 class Runner {
@@ -79,6 +79,7 @@ class Runner {
       s.subscribed += l.subscribed.load(std::memory_order_relaxed);
       s.awaiting += l.awaiting.load(std::memory_order_relaxed);
       s.ready += l.ready.load(std::memory_order_relaxed);
+      s.stalled += l.stalled.load(std::memory_order_relaxed);
       s.fanout_received += l.fanout_received.load(std::memory_order_relaxed);
       s.fanout_delivered += l.fanout_delivered.load(std::memory_order_relaxed);
     }
@@ -191,8 +192,10 @@ void Runner::close_all(std::uint32_t step) {
   command(Phase::close, step);
   // Each connection gets --close-timeout for the server's answer; a cancel
   // and a close_direct follow.  In echo mode the echoes in flight get
-  // another --close-timeout before the close goes out.
-  const std::uint64_t rounds = o_.mode == Mode::echo ? 2 : 1;
+  // another --close-timeout before the close goes out; so do stalled fanout
+  // subscribers while they are drained (plus a quiet period, well inside
+  // the slack).
+  const std::uint64_t rounds = o_.mode == Mode::echo || (o_.mode == Mode::fanout && o_.stall_percent > 0) ? 2 : 1;
   const std::uint64_t bound = monotonic_ns() + rounds * o_.close_timeout_ms * 1'000'000 + phase_slack_ns;
   if (!wait_until([](const Totals& s) { return s.slots == 0; }, bound, "closing", false))
     std::fprintf(stderr, "ringgate-load: %llu connections still not released after the close bound\n",
@@ -312,7 +315,11 @@ void Runner::publish_all() {
   if (report_.fanout.publish.gave_up)
     std::fprintf(stderr, "ringgate-load: no connection to the publish API %s, repeatedly; gave up publishing\n",
                  o_.api_url.c_str());
-  const std::uint64_t want = std::max(publish_live_.expected.load(), publish_live_.recipients.load());
+  // The server counts stalled subscribers among its recipients, but they do
+  // not read: with any stalled, only the checked subscribers are waited for.
+  const std::uint64_t want = totals().stalled > 0
+                                 ? publish_live_.expected.load()
+                                 : std::max(publish_live_.expected.load(), publish_live_.recipients.load());
   const std::uint64_t t0 = monotonic_ns();
   report_.fanout.settled = wait_until([&](const Totals& s) { return s.fanout_delivered >= want; },
                                       t0 + o_.settle_ms * 1'000'000, "settling");

@@ -212,6 +212,18 @@ options:
   --settle D             fanout: longest wait for deliveries after the last
                          publish was answered (default 10s); ends as soon as
                          every expected delivery arrived.
+  --stall-percent P      fanout: P% of the subscribers (0 .. 100, default 0)
+                         stop reading once publishing begins: every
+                         (100/P)-th in channel order, floor(N x P / 100) in
+                         all, each channel its share.  Their receive is
+                         cancelled, so their kernel buffers fill and the
+                         server must deal with slow consumers; they stay open
+                         and are not checked (not in expected, lost, latency
+                         or the verdict).  At the close phase each is read
+                         again, before any close of ours, until the server's
+                         close frame, EOF or reset (stalled_closed_by_server)
+                         or 250 ms without data (--close-timeout at most),
+                         then we close it (stalled_closed_by_tool).
   --seed N               seed for keys and masks (default: from the clock).
   --json                 print one JSON object as the last line of stdout.
   --help                 this text.
@@ -225,7 +237,8 @@ not start (kernel, memory), 2 bad usage or a refused plan/target, 3 fanout
 only: the delivery check failed (messages lost, duplicated, out of order,
 misrouted or malformed; subscribers not all ready in time; publishes left
 unsent or none answered 200; or an interrupt).  Publishes the API refused
-(e.g. 503) are reported but do not fail the check by themselves.
+(e.g. 503) are reported but do not fail the check by themselves, and
+neither does anything that happens to --stall-percent subscribers.
 )";
 }
 
@@ -352,6 +365,10 @@ ParseResult parse_options(int argc, const char* const* argv, Options& o, std::st
       fanout_flag = name;
     } else if (name == "--settle") {
       if (!parse_duration_ms(value, o.settle_ms)) return bad("a duration up to 24h");
+      fanout_flag = name;
+    } else if (name == "--stall-percent") {
+      if (!parse_u64(value, n) || n > 100) return bad("a whole percentage, 0 .. 100");
+      o.stall_percent = static_cast<std::uint32_t>(n);
       fanout_flag = name;
     } else {
       error = "unknown option " + std::string(name) + " (see --help)";

@@ -61,6 +61,7 @@ struct Options {
   std::string api_token;
   std::string channel_prefix = "fanout-";
   std::uint64_t settle_ms = 10'000;
+  std::uint32_t stall_percent = 0;  // 0..100: subscribers that stop reading when publishing begins
   bool json = false;
   std::uint64_t seed = 0;  // 0: from the clock
 };

@@ -134,6 +134,13 @@ std::string fanout_table(const RunReport& r) {
   out += fmt("  fanout: %llu subscribers over %u channels: ready %llu (subscribed notices %llu, %llu messages to "
              "subscribers not ready in time)\n",
              u(o.connections), o.channels, u(f.subscribers_ready), u(c.subscribed), u(c.untracked));
+  if (o.stall_percent > 0)
+    out += fmt("  stalled (--stall-percent %u): %llu of the ready stopped reading, not checked (%llu checked); read %llu "
+               "messages before they stopped, %llu when drained at close; closed by the server %llu, by the tool "
+               "%llu\n",
+               o.stall_percent, u(c.stalled), u(f.subscribers_ready - std::min(c.stalled, f.subscribers_ready)),
+               u(c.stalled_received), u(c.stalled_drained), u(c.stalled_closed_by_server),
+               u(c.stalled_closed_by_tool));
   const std::uint64_t answered = t.publishes_ok + t.publishes_failed;
   out += fmt("  publishes: %llu planned (%llu per channel), ok %llu  failed %llu  unsent %llu  at %.0f/s (target "
              "%s)  recipients answered %llu\n",
@@ -172,6 +179,10 @@ std::string fanout_json(const RunReport& r) {
            u(o.messages), o.publish_rate_per_s);
   j += fmt(",\"subscribers_ready\":%llu,\"subscribed\":%llu,\"untracked\":%llu", u(f.subscribers_ready),
            u(c.subscribed), u(c.untracked));
+  j += fmt(",\"stall_percent\":%u,\"stalled\":%llu,\"subscribers_checked\":%llu,\"stalled_received\":%llu,"
+           "\"stalled_drained\":%llu,\"stalled_closed_by_server\":%llu,\"stalled_closed_by_tool\":%llu",
+           o.stall_percent, u(c.stalled), u(f.subscribers_ready - std::min(c.stalled, f.subscribers_ready)),
+           u(c.stalled_received), u(c.stalled_drained), u(c.stalled_closed_by_server), u(c.stalled_closed_by_tool));
   j += fmt(",\"publishes\":%llu,\"publishes_ok\":%llu,\"publishes_failed\":%llu,\"publishes_unsent\":%llu",
            u(publishes_planned(o)), u(t.publishes_ok), u(t.publishes_failed), u(t.publishes_unsent));
   j += ",\"publish_failures\":{" + publish_failures_text(f.publish, true) + "}";
