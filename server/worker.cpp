@@ -204,6 +204,17 @@ class FixedPool {
   std::vector<std::uint32_t> free_;
 };
 
+// Whether `data` starts with one complete, well-formed client pong (what
+// idle connections send back to our pings).
+bool is_idle_pong(std::span<const std::uint8_t> data) {
+  if (data.empty()) return false;
+  const ws::DecodeResult d = ws::decode_header(data);
+  const ws::FrameHeader& h = d.header;
+  return d.status == ws::DecodeStatus::ok && h.opcode == static_cast<std::uint8_t>(ws::Opcode::pong) && h.fin &&
+         h.masked && h.rsv == 0 && h.payload_len <= ws::control_payload_max &&
+         h.header_len + h.payload_len <= data.size();
+}
+
 class Worker final : public ws::MessageHandler {
  public:
   Worker(Shared& shared, std::uint32_t id, int listen_fd)
@@ -1218,6 +1229,14 @@ bool Worker::attach_session(std::uint32_t slot) {
 bool Worker::answer_idle_close(std::uint32_t slot, std::span<const std::uint8_t> data) {
   Conn& k = conns_[slot];
   if (k.session != nil || k.aux != nil || k.state != State::open) return false;
+  // A client that was not reading answers our pings and closes in one
+  // write: pongs first, then the close.  Those pongs need no session either.
+  bool pongs = false;
+  while (is_idle_pong(data)) {
+    const ws::DecodeResult p = ws::decode_header(data);
+    data = data.subspan(static_cast<std::size_t>(p.header.header_len + p.header.payload_len));
+    pongs = true;
+  }
   const ws::DecodeResult d = ws::decode_header(data);
   const ws::FrameHeader& h = d.header;
   if (d.status != ws::DecodeStatus::ok || h.opcode != static_cast<std::uint8_t>(ws::Opcode::close) || !h.fin ||
@@ -1242,6 +1261,7 @@ bool Worker::answer_idle_close(std::uint32_t slot, std::span<const std::uint8_t>
   }
   out.len = n >= 2 ? 4 : 2;
   out.sent = 0;
+  if (pongs) counters_.pongs_received_total.fetch_add(1, std::memory_order_relaxed);
   k.aux = response;
   k.flags |= f_close_after_send;
   k.state = State::ws_closing;
@@ -1836,13 +1856,9 @@ bool Worker::consume_idle_pongs(std::uint32_t slot, std::span<const std::uint8_t
   const Conn& k = conns_[slot];
   if (k.session != nil || k.aux != nil || k.state != State::open || data.empty()) return false;
   for (std::span<const std::uint8_t> rest = data; !rest.empty();) {
+    if (!is_idle_pong(rest)) return false;
     const ws::DecodeResult d = ws::decode_header(rest);
-    const ws::FrameHeader& h = d.header;
-    if (d.status != ws::DecodeStatus::ok || h.opcode != static_cast<std::uint8_t>(ws::Opcode::pong) || !h.fin ||
-        !h.masked || h.rsv != 0 || h.payload_len > ws::control_payload_max ||
-        h.header_len + h.payload_len > rest.size())
-      return false;
-    rest = rest.subspan(static_cast<std::size_t>(h.header_len + h.payload_len));
+    rest = rest.subspan(static_cast<std::size_t>(d.header.header_len + d.header.payload_len));
   }
   counters_.pongs_received_total.fetch_add(1, std::memory_order_relaxed);
   return true;

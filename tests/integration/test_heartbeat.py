@@ -132,3 +132,28 @@ def test_heartbeat_options_are_validated():
     r = subprocess.run([str(ringgate_bin()), "--ping-interval", "10ms"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2
     assert "ping_interval and idle_timeout must be 0 (off) or between 100ms" in r.stderr
+
+
+def test_pongs_and_a_close_in_one_write_need_no_session(ringgate):
+    """A client that was not reading answers the pings it finds and closes
+    in one write (what a drained slow reader does).  The server answers the
+    close without attaching a wslay session to any of them."""
+    srv = ringgate("--workers", "1", "--ping-interval", "200ms", "--pong-timeout", "5s")
+    conns = [wsraw.handshake(srv.port)[0] for _ in range(20)]
+    time.sleep(0.6)  # every connection has been pinged at least twice
+    for ws in conns:
+        assert ws.recv_frame(timeout=2).opcode == OP_PING
+        pong = wsraw.build_frame(OP_PONG, b"")
+        assert ws.send_raw(pong + pong + wsraw.build_frame(OP_CLOSE, wsraw.close_payload(1000)))
+    for ws in conns:
+        while True:
+            fr = ws.recv_frame(timeout=2)
+            if fr.opcode == OP_CLOSE:
+                assert fr.close_code == 1000
+                break
+            assert fr.opcode == OP_PING
+        ws.sock.close()
+    m = settled(srv, "ws_total_connections", 0)
+    assert total(m, "ws_pongs_received_total") >= 20
+    srv.stop()
+    assert "pools high-water: 0 sessions" in srv.log(), srv.log_tail()
