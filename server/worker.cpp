@@ -495,7 +495,7 @@ class Worker final : public ws::MessageHandler {
   [[nodiscard]] std::span<const std::uint8_t> delivery_bytes(const SubState& q) const noexcept;
   void delivery_sent(std::uint32_t slot, std::size_t bytes);
   void pop_delivery(SubState& q);
-  void drop_deliveries(SubState& q);
+  void drop_deliveries(SubState& q, bool keep_head);
   void release_subscriber(std::uint32_t slot);
   void close_with(std::uint32_t slot, std::uint16_t code, std::string_view reason);
   std::uint32_t new_msg();
@@ -1444,7 +1444,9 @@ void Worker::close_with(std::uint32_t slot, std::uint16_t code, std::string_view
   Conn& k = conns_[slot];
   if (k.state != State::open) return;
   if (k.sub != nil) {
-    drop_deliveries(subs_[k.sub]);
+    // The head stays if the kernel is sending it (its bytes must stay
+    // valid until the send completes) or has sent part of it.
+    drop_deliveries(subs_[k.sub], (k.flags & f_send_in_flight) && (k.flags & f_send_delivery));
     account(slot);
   }
   if (!attach_session(slot)) {
@@ -2074,11 +2076,12 @@ void Worker::pop_delivery(SubState& q) {
   unref_msg(msg);
 }
 
-// Drops every queued delivery but a half-sent head (its rest must still go
-// out, or the stream would be corrupt).  The caller accounts.
-void Worker::drop_deliveries(SubState& q) {
+// Drops every queued delivery but the head when it is half sent (its rest
+// must still go out, or the stream would be corrupt) or `keep_head` (a send
+// of it is in flight).  The caller accounts.
+void Worker::drop_deliveries(SubState& q, bool keep_head) {
   if (q.head == nil) return;
-  const std::uint32_t keep = q.offset > 0 ? q.head : nil;
+  const std::uint32_t keep = q.offset > 0 || keep_head ? q.head : nil;
   std::uint32_t d = keep != nil ? deliveries_[keep].next : q.head;
   while (d != nil) {
     const std::uint32_t next = deliveries_[d].next;
@@ -2096,8 +2099,9 @@ void Worker::drop_deliveries(SubState& q) {
 void Worker::release_subscriber(std::uint32_t slot) {
   Conn& k = conns_[slot];
   SubState& q = subs_[k.sub];
-  drop_deliveries(q);
-  if (q.head != nil) pop_delivery(q);  // a half-sent head: the socket is gone
+  // Released: no operation is in flight any more, so the head goes too.
+  drop_deliveries(q, false);
+  if (q.head != nil) pop_delivery(q);
   account(slot);
   if (q.book.backpressured) {
     counters_.backpressure_ms.record(rel_now() - q.book.backpressure_since_ms);
