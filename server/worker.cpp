@@ -19,6 +19,7 @@
 #include "ring/timing_wheel.h"
 #include "ring/ring.h"
 #include "server/capacity_model.h"
+#include "server/free_list.h"
 #include "server/log.h"
 #include "server/subscriptions.h"
 
@@ -2026,14 +2027,7 @@ bool Worker::enqueue(std::uint32_t slot, std::uint32_t msg, bool is_answer) {
     }
     return false;
   }
-  std::uint32_t d;
-  if (!free_deliveries_.empty()) {
-    d = free_deliveries_.back();
-    free_deliveries_.pop_back();
-  } else {
-    d = static_cast<std::uint32_t>(deliveries_.size());
-    deliveries_.emplace_back();
-  }
+  const std::uint32_t d = take_slot(deliveries_, free_deliveries_);
   deliveries_[d] = Delivery{msg, nil};
   if (q.tail != nil) deliveries_[q.tail].next = d;
   else q.head = d;
@@ -2115,15 +2109,7 @@ void Worker::release_subscriber(std::uint32_t slot) {
 }
 
 std::uint32_t Worker::new_msg() {
-  std::uint32_t i;
-  if (!free_msgs_.empty()) {
-    i = free_msgs_.back();
-    free_msgs_.pop_back();
-  } else {
-    i = static_cast<std::uint32_t>(msgs_.size());
-    msgs_.emplace_back();
-  }
-  msgs_[i] = LocalMsg{};
+  const std::uint32_t i = take_slot(msgs_, free_msgs_);
   msgs_[i].refs = 1;  // the creator's, dropped with unref_msg when it is done queuing
   return i;
 }
@@ -2238,17 +2224,9 @@ std::uint32_t Worker::intern_patterns(const jwt::Claims& claims) {
   }
   const auto [it, inserted] = pattern_ids_.try_emplace(key, 0);
   if (inserted) {
-    std::uint32_t id;
-    if (!free_pattern_sets_.empty()) {
-      id = free_pattern_sets_.back();
-      free_pattern_sets_.pop_back();
-    } else {
-      id = static_cast<std::uint32_t>(pattern_sets_.size());
-      pattern_sets_.emplace_back();
-    }
+    const std::uint32_t id = take_slot(pattern_sets_, free_pattern_sets_);
     PatternSet& set = pattern_sets_[id];
     set.key = key;
-    set.patterns.clear();
     for (std::size_t i = 0; i < claims.pattern_count(); ++i) set.patterns.emplace_back(claims.pattern(i));
     it->second = id;
   }
