@@ -69,24 +69,28 @@ bool Publisher::raw_channel(std::string_view channel) const {
   return false;
 }
 
-void Publisher::wake(Mailbox& box) {
-  // One wake-up per batch: the worker clears the flag before it drains.
-  if (box.wake_pending.exchange(true)) return;
-  const int ring_fd = box.ring_fd.load(std::memory_order_relaxed);
-  if (msg_ring_ && ring_fd >= 0 && ring_.msg_ring(ring_fd, {mailbox_wake_op, 0, 0}, {mailbox_wake_op, 0, 0})) {
-    ring_.submit();
-    // Only failures post a CQE here (skip_success); reap them so the CQ
-    // never fills.  A failed wake-up is covered by the worker's tick.
-    std::array<ring::Completion, 16> cqes;
-    ring_.drain(cqes, 1, [](const ring::Completion& c) {
-      RG_LOG(warn, "publisher: waking a worker with MSG_RING failed: %s", std::strerror(c.error()));
-    });
-    return;
+void Publisher::wake_all() {
+  bool queued = false;
+  for (auto& box : shared_.mailboxes) {
+    // One wake-up per batch: the worker clears the flag before it drains.
+    if (box->wake_pending.exchange(true)) continue;
+    const int ring_fd = box->ring_fd.load(std::memory_order_relaxed);
+    if (msg_ring_ && ring_fd >= 0 && ring_.msg_ring(ring_fd, {mailbox_wake_op, 0, 0}, {mailbox_wake_op, 0, 0})) {
+      queued = true;
+    } else if (box->event_fd >= 0) {
+      const std::uint64_t one = 1;
+      (void)!write(box->event_fd, &one, sizeof one);
+    }
   }
-  if (box.event_fd >= 0) {
-    const std::uint64_t one = 1;
-    (void)!write(box.event_fd, &one, sizeof one);
-  }
+  if (!queued) return;
+  // Every worker's MSG_RING in one submit, not one system call per worker.
+  ring_.submit();
+  // Only failures post a CQE here (skip_success); reap them so the CQ
+  // never fills.  A failed wake-up is covered by the worker's tick.
+  std::array<ring::Completion, 16> cqes;
+  ring_.drain(cqes, 1, [](const ring::Completion& c) {
+    RG_LOG(warn, "publisher: waking a worker with MSG_RING failed: %s", std::strerror(c.error()));
+  });
 }
 
 Publisher::Outcome Publisher::publish(Publication::Target target, std::string_view name,
@@ -138,7 +142,7 @@ Publisher::Outcome Publisher::publish(Publication::Target target, std::string_vi
     return {503, error_json("mailbox_full",
                             "a worker's mailbox is full (mailbox_size): subscribers are not keeping up; retry")};
   }
-  for (auto& box : boxes) wake(*box);
+  wake_all();
 
   const std::uint32_t late = p->wait_counted(count_wait_ms);
   const std::uint64_t recipients = p->recipients.load(std::memory_order_relaxed);

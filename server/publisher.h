@@ -40,7 +40,8 @@ class Publisher {
   static constexpr std::uint64_t count_wait_ms = 2'000;
 
  private:
-  void wake(Mailbox& box);
+  // Wakes every worker that has no wake-up pending.
+  void wake_all();
   [[nodiscard]] bool raw_channel(std::string_view channel) const;
 
   Shared& shared_;

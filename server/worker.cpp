@@ -1491,9 +1491,7 @@ void Worker::on_stall(std::uint32_t slot) {
     teardown(slot);
     return;
   }
-  sessions_[k.session].queue_close(1008, "no progress within stall_timeout");
-  after_ws_progress(slot);
-  if (k.state == State::open) start_linger(slot);
+  close_with(slot, 1008, "no progress within stall_timeout");
 }
 
 // After a constant close frame (shutdown), the peer's close is all we wait
@@ -1622,12 +1620,13 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
     return;
   }
   if (k.session != nil || (k.flags & f_send_delivery)) {
-    note_progress(slot);
     account(slot);
+    // A subscriber whose queue just emptied is idle again: back to
+    // heartbeats (one timer update per delivery, not a stall re-arm too).
+    if (k.state == State::open && k.sub != nil && subs_[k.sub].head == nil && k.session == nil)
+      arm_heartbeat(slot);
+    else note_progress(slot);
   }
-  // A subscriber whose queue just emptied is idle again: back to heartbeats.
-  if (k.sub != nil && subs_[k.sub].head == nil && k.session == nil && k.timer_list == TimerList::active)
-    arm_heartbeat(slot);
   after_ws_progress(slot);
 }
 
