@@ -863,6 +863,36 @@ TEST(Fanout, ReadsTheServersOwnFrames) {
   EXPECT_EQ(fanout::publish_body(body, UINT64_MAX, UINT64_MAX), 57u);
 }
 
+// --size: the body grows to exactly the asked length and still reads back.
+TEST(Fanout, PaddedBodiesKeepTheirSequenceAndTime) {
+  struct Row {
+    std::size_t pad_to;
+    std::size_t want;  // 0: unchanged
+  };
+  const Row rows[] = {{0, 0}, {20, 0}, {37, 0}, {38, 38}, {39, 39}, {4096, 4096}, {65536, 65536}, {65537, 0}};
+  for (const Row& r : rows) {
+    std::vector<char> body(65536);
+    const std::size_t len =
+        fanout::publish_body(std::span<char, fanout::publish_body_bytes_max>(body.data(), fanout::publish_body_bytes_max),
+                             17, 123456789);
+    ASSERT_EQ(len, 28u);
+    const std::size_t grown = fanout::pad_body(body, len, r.pad_to);
+    EXPECT_EQ(grown, r.want ? r.want : len) << r.pad_to;
+    const std::string_view text(body.data(), grown);
+    EXPECT_EQ(text.front(), '{');
+    EXPECT_EQ(text.back(), '}');
+    const std::span<const std::uint8_t> body_bytes{reinterpret_cast<const std::uint8_t*>(body.data()), grown};
+    std::vector<std::uint8_t> frame(proto::pubsub::message_frame_bytes_max(grown));
+    const proto::pubsub::MessageFrame m = proto::pubsub::build_message_frame(
+        frame, {.channel = "c", .id = "1", .body = body_bytes, .kind = proto::pubsub::BodyKind::json});
+    ASSERT_TRUE(m.ok()) << r.pad_to;
+    const fanout::Notice n = fanout::read_notice({reinterpret_cast<const char*>(m.payload.data()), m.payload.size()});
+    EXPECT_EQ(n.kind, fanout::NoticeKind::message) << r.pad_to;
+    EXPECT_EQ(n.seq, 17u);
+    EXPECT_EQ(n.ts_ns, 123456789u);
+  }
+}
+
 TEST(Fanout, NoticesThatAreNotOurs) {
   EXPECT_EQ(fanout::read_notice(R"({"type":"error","code":"forbidden_channel","channel":"x"})").kind,
             fanout::NoticeKind::other);

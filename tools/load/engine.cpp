@@ -452,8 +452,14 @@ bool Engine::start(std::string& error) {
   else if (o_.verify_echo)
     half += ws::header_size_max + o_.size_bytes;  // the one message
   half_bytes_ = round_up(half, 64);
+  // fanout: a delivery is the published body (--size) in the server's
+  // envelope ({"type":"message","channel":...,"id":...,"data":...}).
+  constexpr std::size_t envelope_bytes_max = 512;
   const std::size_t frame_max =
-      ws::header_size_max + std::max<std::size_t>(ws::control_payload_max, echoes ? o_.size_bytes : 0);
+      ws::header_size_max +
+      std::max<std::size_t>(ws::control_payload_max, echoes                     ? o_.size_bytes
+                                                     : o_.mode == Mode::fanout ? o_.size_bytes + envelope_bytes_max
+                                                                               : 0);
   carry_bytes_ = round_up(std::max<std::size_t>(handshake::response_bytes_max, frame_max), 64);
   if (!out_.init(std::size_t{s_.slots} * 2 * half_bytes_) || !carry_.init(std::size_t{s_.slots} * carry_bytes_) ||
       (echoes && !sent_.init(std::size_t{s_.slots} * window_ * sizeof(std::uint64_t)))) {

@@ -113,6 +113,20 @@ std::size_t publish_body(std::span<char, publish_body_bytes_max> out, std::uint6
   return join(out, parts);
 }
 
+std::size_t pad_body(std::span<char> out, std::size_t len, std::size_t pad_to) noexcept {
+  static constexpr std::string_view member = ",\"pad\":\"";  // then the padding, then "}
+  if (len < 2 || out[len - 1] != '}' || pad_to < len + member.size() + 2 || pad_to > out.size()) return len;
+  char* at = out.data() + len - 1;  // overwrite the closing brace
+  std::memcpy(at, member.data(), member.size());
+  at += member.size();
+  const std::size_t fill = pad_to - (len - 1) - member.size() - 2;
+  std::memset(at, 'x', fill);
+  at += fill;
+  *at++ = '"';
+  *at++ = '}';
+  return pad_to;
+}
+
 // ---------------------------------------------------------------- counts
 
 void Counts::count(const ArrivalResult& r) noexcept {

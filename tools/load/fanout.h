@@ -68,6 +68,14 @@ struct Notice {
 // {"seq":S,"ts_ns":T}.  Returns the length (at most publish_body_bytes_max).
 inline constexpr std::size_t publish_body_bytes_max = 64;
 std::size_t publish_body(std::span<char, publish_body_bytes_max> out, std::uint64_t seq, std::uint64_t ts_ns) noexcept;
+// --size for fanout: grows the body of `len` bytes in `out` to `pad_to`
+// bytes with a "pad" member ({...,"pad":"xxxx"}), so deliveries are big
+// enough to fill socket buffers.  Returns the new length: `len` unchanged
+// when pad_to leaves no room for the member (len + 10) or exceeds out.
+std::size_t pad_body(std::span<char> out, std::size_t len, std::size_t pad_to) noexcept;
+// The largest --size a fanout run may ask for (the server's default
+// max_publish_size).
+inline constexpr std::size_t fanout_size_bytes_max = 64 * 1024;
 
 // ---------------------------------------------------------------- sequences
 

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "proto/pubsub.h"
+#include "tools/load/fanout.h"
 
 namespace rg::load {
 
@@ -57,6 +58,11 @@ bool check_fanout(Options& o, bool have_rate, std::string& error) {
   // Subscribers connect at --connect-rate: a million unpaced connects on
   // one host outrun the listen backlogs and most time out.
   o.rate_per_s = o.connect_rate_per_s;
+  if (o.size_bytes > fanout::fanout_size_bytes_max) {
+    error = "--size " + std::to_string(o.size_bytes) + " is more than a fanout body may be (" +
+            std::to_string(fanout::fanout_size_bytes_max) + " bytes, the server's default max_publish_size)";
+    return false;
+  }
   if (o.channels > o.connections) {
     error = "--channels " + std::to_string(o.channels) + " is more than --connections " +
             std::to_string(o.connections) + ": every channel needs a subscriber";
@@ -187,6 +193,9 @@ options:
   --inflight K           echo: messages in flight per connection (1, at most 4096).
   --size S               echo, --verify-echo: payload bytes per message (20;
                          binary >= 12, text >= 20, at most 16 MiB).
+                         fanout: publish bodies are padded to S bytes with a
+                         "pad" member (at most 64 KiB; below ~70 the body is
+                         left as is), so deliveries can fill socket buffers.
   --binary | --text      echo, --verify-echo: message type (default binary).
   --verify-echo          flood: after the --hold watch, send one --size byte
                          message (binary unless --text, masked) on every

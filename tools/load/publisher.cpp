@@ -39,8 +39,9 @@ double PublishResult::rate_per_s(std::uint64_t answered) const noexcept {
 
 Publisher::Publisher(const Options& options, const Target& api, fanout::Board& board, PublishLive& live)
     : o_(options), api_(api), board_(board), live_(live) {
+  body_.resize(std::max<std::size_t>(fanout::publish_body_bytes_max, o_.size_bytes));
   out_.resize(request_text_bytes + api_.path.size() + channel_.size() + api_.host_header.size() +
-              o_.api_token.size() + fanout::publish_body_bytes_max);
+              o_.api_token.size() + body_.size());
   in_.resize(fanout::answer_head_bytes_max + fanout::answer_body_bytes_max);
 }
 
@@ -83,11 +84,13 @@ Publisher::Sent Publisher::publish(std::uint32_t channel, std::uint64_t seq) {
     return fail(Sent::no_connection);
   }
   const std::size_t name_len = fanout::channel_name(channel_, o_.channel_prefix, channel);
-  std::array<char, fanout::publish_body_bytes_max> body{};
   const std::uint64_t sent_ns = monotonic_ns();
-  const std::size_t body_len = fanout::publish_body(body, seq, sent_ns);
+  std::size_t body_len =
+      fanout::publish_body(std::span<char, fanout::publish_body_bytes_max>(body_.data(), fanout::publish_body_bytes_max),
+                           seq, sent_ns);
+  body_len = fanout::pad_body(body_, body_len, o_.size_bytes);
   const std::size_t n = fanout::build_publish_request(out_, api_.host_header, api_.path, {channel_.data(), name_len},
-                                                      o_.api_token, {body.data(), body_len});
+                                                      o_.api_token, {body_.data(), body_len});
   assert(n > 0 && name_len > 0);  // sized at construction
   if (result_.first_send_ns == 0) result_.first_send_ns = sent_ns;
   for (std::size_t done = 0; done < n;) {

@@ -73,6 +73,7 @@ class Publisher {
   PublishLive& live_;
   PublishResult result_;
   int fd_ = -1;
+  std::vector<char> body_;  // one body: publish_body_bytes_max, or --size when larger
   std::vector<char> out_;  // one request, sized at construction
   std::vector<char> in_;   // one answer: head + body limits
   std::size_t in_len_ = 0;
