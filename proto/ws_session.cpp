@@ -10,10 +10,9 @@ namespace rg::proto::ws {
 
 namespace {
 
-// Staged-output capacity a pooled session may keep between connections.
-// Anything larger is handed back to the allocator so that a pool of idle
-// sessions never pins large buffers.
-constexpr std::size_t retained_output_capacity_max = 16 * 1024;
+// A session without the server's pool gets a private one of this shape.
+constexpr std::uint32_t private_segment_size = 4096;
+constexpr std::uint32_t private_segments_kept = 64;
 
 ssize_t recv_trampoline(wslay_event_context_ptr, uint8_t* buf, size_t len, int, void* user) {
   return static_cast<Session*>(user)->on_wslay_recv(buf, len);
@@ -22,20 +21,46 @@ ssize_t send_trampoline(wslay_event_context_ptr, const uint8_t* data, size_t len
   return static_cast<Session*>(user)->on_wslay_send(data, len);
 }
 void msg_trampoline(wslay_event_context_ptr, const wslay_event_on_msg_recv_arg* arg, void* user) {
-  static_cast<Session*>(user)->on_wslay_message(arg->opcode, arg->msg, arg->msg_length);
+  static_cast<Session*>(user)->on_wslay_message(arg->opcode);
+}
+void frame_start_trampoline(wslay_event_context_ptr, const wslay_event_on_frame_recv_start_arg* arg, void* user) {
+  static_cast<Session*>(user)->on_wslay_frame_start(arg->opcode);
+}
+void chunk_trampoline(wslay_event_context_ptr, const wslay_event_on_frame_recv_chunk_arg* arg, void* user) {
+  static_cast<Session*>(user)->on_wslay_chunk(arg->data, arg->data_length);
+}
+
+bool is_data(std::uint8_t opcode) {
+  return opcode == static_cast<std::uint8_t>(Opcode::text) || opcode == static_cast<std::uint8_t>(Opcode::binary) ||
+         opcode == static_cast<std::uint8_t>(Opcode::continuation);
 }
 
 }  // namespace
 
 Session::~Session() {
   if (ctx_) wslay_event_context_free(ctx_);
+  release_segments();
 }
 
-bool Session::init(const SessionLimits& limits, MessageHandler* handler) noexcept {
+void Session::release_segments() noexcept {
+  out_.clear(*pool_);
+  in_msg_.clear(*pool_);
+}
+
+bool Session::init(const SessionLimits& limits, MessageHandler* handler, SegmentPool* pool,
+                   std::span<std::uint8_t> scratch) noexcept {
   if (ctx_) {
     wslay_event_context_free(ctx_);
     ctx_ = nullptr;
   }
+  release_segments();
+  if (pool) {
+    pool_ = pool;
+  } else {
+    pool_ = &own_pool_;
+    if (own_pool_.live() == 0 && own_pool_.cached() == 0) own_pool_.init(private_segment_size, private_segments_kept);
+  }
+  scratch_ = scratch;
   limits_ = limits;
   handler_ = handler;
   tracker_ = FrameTracker(limits.max_message_bytes, limits.max_frame_bytes);
@@ -43,8 +68,8 @@ bool Session::init(const SessionLimits& limits, MessageHandler* handler) noexcep
       .recv_callback = recv_trampoline,
       .send_callback = send_trampoline,
       .genmask_callback = nullptr,  // servers never mask
-      .on_frame_recv_start_callback = nullptr,
-      .on_frame_recv_chunk_callback = nullptr,
+      .on_frame_recv_start_callback = frame_start_trampoline,
+      .on_frame_recv_chunk_callback = chunk_trampoline,
       .on_frame_recv_end_callback = nullptr,
       .on_msg_recv_callback = msg_trampoline,
   };
@@ -55,9 +80,12 @@ bool Session::init(const SessionLimits& limits, MessageHandler* handler) noexcep
   // wslay mallocs a frame's whole declared length when the frame starts, so
   // the limit must be set; FrameTracker enforces the same one first.
   wslay_event_config_set_max_recv_msg_length(ctx_, limits.max_message_bytes);
+  // Data frames come to us chunk by chunk (see the header); wslay buffers
+  // only control frames.
+  wslay_event_config_set_no_buffering(ctx_, 1);
   in_ = {};
-  out_.clear();
-  out_sent_ = 0;
+  in_data_frame_ = false;
+  out_of_memory_ = false;
   send_in_flight_ = false;
   dirty_ = false;
   close_code_ = 0;
@@ -87,6 +115,12 @@ Session::FeedResult Session::feed(std::span<const std::uint8_t> bytes) noexcept 
     rc = wslay_event_recv(ctx_);
   }
   in_ = {};
+  if (out_of_memory_) {
+    // The message being received could not be held: memory is short.
+    dirty_ = true;
+    queue_close(1013, "server out of memory for this message: try again later");
+    return FeedResult::ok;
+  }
   if (rc != 0) {
     dirty_ = true;
     // wslay queues a close of its own before failing; without one there is
@@ -101,11 +135,15 @@ Session::FeedResult Session::feed(std::span<const std::uint8_t> bytes) noexcept 
 }
 
 bool Session::queue_message(Opcode opcode, std::span<const std::uint8_t> payload) noexcept {
-  const wslay_event_msg msg{static_cast<std::uint8_t>(opcode), payload.data(), payload.size()};
-  const int rc = wslay_event_queue_msg(ctx_, &msg);
-  if (rc != 0) return false;
+  // Control frames wslay holds go first, so the wire order is the order of
+  // the calls; and nothing follows a close.
   pump();
-  return true;
+  if (close_code_ != 0 || close_sent() || wslay_event_want_write(ctx_) || !wslay_event_get_write_enabled(ctx_))
+    return false;
+  std::array<std::uint8_t, header_size_max> header{};
+  const std::size_t header_len = encode_header(header, opcode, true, payload.size(), nullptr);
+  const std::span<const std::uint8_t> parts[2] = {{header.data(), header_len}, payload};
+  return out_.append(*pool_, parts, true);
 }
 
 void Session::queue_close(std::uint16_t code, std::string_view reason) noexcept {
@@ -121,44 +159,43 @@ void Session::queue_close(std::uint16_t code, std::string_view reason) noexcept 
   pump();
 }
 
+// Moves wslay's control frames into the segment queue.  Appending is safe
+// while a send is in flight: segments never move.
 void Session::pump() noexcept {
-  if (send_in_flight_) return;
-  if (out_sent_ == out_.size()) {
-    out_.clear();
-    out_sent_ = 0;
-  }
-  // wslay stops after a partial payload write; call again until it has
-  // nothing left or our staging buffer is full.
-  while (wslay_event_want_write(ctx_) && out_.size() < limits_.output_chunk_bytes) {
-    const std::size_t before = out_.size();
+  while (wslay_event_want_write(ctx_)) {
+    const std::uint64_t before = out_.bytes();
     if (wslay_event_send(ctx_) != 0) {
       dirty_ = true;
       break;
     }
-    if (out_.size() == before) break;
+    if (out_.bytes() == before) break;  // memory short: it stays in wslay's queue
   }
 }
 
 std::span<const std::uint8_t> Session::next_output() noexcept {
   pump();
-  if (out_sent_ == out_.size()) return {};
+  const std::span<const std::uint8_t> head = out_.front();
+  if (head.empty()) return {};
   send_in_flight_ = true;
-  return {out_.data() + out_sent_, out_.size() - out_sent_};
+  return head.first(std::min<std::size_t>(head.size(), limits_.output_chunk_bytes));
+}
+
+std::size_t Session::next_output(std::span<iovec> iov) noexcept {
+  pump();
+  const std::size_t n = out_.gather(iov, limits_.output_chunk_bytes);
+  if (n > 0) send_in_flight_ = true;
+  return n;
 }
 
 void Session::output_sent(std::size_t bytes) noexcept {
-  assert(send_in_flight_ && out_sent_ + bytes <= out_.size());
+  assert(send_in_flight_ && bytes <= out_.bytes());
   send_in_flight_ = false;
-  out_sent_ += bytes;
-  if (out_sent_ == out_.size()) {
-    out_.clear();
-    out_sent_ = 0;
-  }
+  out_.consume(*pool_, bytes);
 }
 
 bool Session::has_output() noexcept {
   pump();
-  return out_sent_ != out_.size();
+  return !out_.empty();
 }
 
 std::size_t Session::queued_bytes() const noexcept {
@@ -166,7 +203,7 @@ std::size_t Session::queued_bytes() const noexcept {
 }
 
 std::size_t Session::queued_messages() const noexcept {
-  return static_cast<std::size_t>(wslay_event_get_queued_msg_count(ctx_));
+  return static_cast<std::size_t>(wslay_event_get_queued_msg_count(ctx_)) + out_.messages();
 }
 
 bool Session::close_received() const noexcept { return wslay_event_get_close_received(ctx_) != 0; }
@@ -174,7 +211,7 @@ bool Session::close_sent() const noexcept { return wslay_event_get_close_sent(ct
 bool Session::read_closed() const noexcept { return wslay_event_get_read_enabled(ctx_) == 0; }
 
 bool Session::quiescent() const noexcept {
-  return tracker_.at_message_boundary() && !send_in_flight_ && out_sent_ == out_.size() &&
+  return tracker_.at_message_boundary() && !send_in_flight_ && out_.empty() && in_msg_.empty() &&
          !wslay_event_want_write(ctx_) && close_code_ == 0 && !close_received() && !read_closed();
 }
 
@@ -185,9 +222,8 @@ void Session::recycle() noexcept {
   // close seen.  In that state it behaves exactly like a fresh context.
   assert(reusable());
   tracker_.reset();
-  out_.clear();
-  out_sent_ = 0;
-  if (out_.capacity() > retained_output_capacity_max) std::vector<std::uint8_t>().swap(out_);
+  release_segments();  // empty already; segments live in the pool, not here
+  in_data_frame_ = false;
 }
 
 long Session::on_wslay_recv(std::uint8_t* buf, std::size_t len) noexcept {
@@ -202,19 +238,44 @@ long Session::on_wslay_recv(std::uint8_t* buf, std::size_t len) noexcept {
 }
 
 long Session::on_wslay_send(const std::uint8_t* data, std::size_t len) noexcept {
-  const std::size_t room = limits_.output_chunk_bytes > out_.size() ? limits_.output_chunk_bytes - out_.size() : 0;
-  if (send_in_flight_ || room == 0) {
+  // Control frames only (data never goes through wslay): past the cap.
+  if (!out_.append(*pool_, {data, len}, false)) {
     wslay_event_set_error(ctx_, WSLAY_ERR_WOULDBLOCK);
     return -1;
   }
-  const std::size_t n = std::min(len, room);
-  out_.insert(out_.end(), data, data + n);
-  return static_cast<long>(n);
+  return static_cast<long>(len);
 }
 
-void Session::on_wslay_message(std::uint8_t opcode, const std::uint8_t* msg, std::size_t len) noexcept {
+void Session::on_wslay_frame_start(std::uint8_t opcode) noexcept { in_data_frame_ = is_data(opcode); }
+
+void Session::on_wslay_chunk(const std::uint8_t* data, std::size_t len) noexcept {
+  if (!in_data_frame_ || len == 0 || out_of_memory_) return;
+  // Uncapped: the worker bounds reassembly by sessions x max_message_size.
+  if (!in_msg_.append(*pool_, {data, len}, false)) {
+    out_of_memory_ = true;
+    wslay_event_shutdown_read(ctx_);
+  }
+}
+
+void Session::on_wslay_message(std::uint8_t opcode) noexcept {
+  if (out_of_memory_) return;  // part of it was never held: it is refused (1013) in feed()
   if (opcode == static_cast<std::uint8_t>(Opcode::text) || opcode == static_cast<std::uint8_t>(Opcode::binary)) {
-    if (handler_) handler_->on_message(*this, static_cast<Opcode>(opcode), {msg, len});
+    std::span<const std::uint8_t> payload;
+    if (in_msg_.contiguous()) {
+      payload = in_msg_.front();
+    } else {
+      // Spans several segments: the handler gets it contiguous, from the
+      // worker's scratch (one copy, no allocation).
+      const auto n = static_cast<std::size_t>(in_msg_.bytes());
+      if (scratch_.size() < n) {
+        own_scratch_.resize(std::max<std::size_t>(n, limits_.max_message_bytes));
+        scratch_ = own_scratch_;
+      }
+      in_msg_.copy_to(scratch_.data());
+      payload = scratch_.first(n);
+    }
+    if (handler_) handler_->on_message(*this, static_cast<Opcode>(opcode), payload);
+    in_msg_.clear(*pool_);
   } else if (opcode == static_cast<std::uint8_t>(Opcode::close)) {
     dirty_ = true;
   }

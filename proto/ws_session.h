@@ -11,6 +11,14 @@
 // so every protocol violation is answered with its RFC 6455 close code and a
 // reason naming what was wrong.  The client's close frame reaches wslay in
 // one piece, rebuilt from the tracker's validated copy (see feed()).
+//
+// Data messages never enter wslay's own queues, which malloc and copy every
+// message (and again to flatten it): wslay runs without buffering for data
+// frames and hands us their unmasked payload chunks, which we reassemble in
+// pooled segments (proto/segments.h); outbound data frames are framed
+// straight into the same kind of segment queue, where wslay's control frames
+// (pongs, closes) land too, in order.  wslay still validates every frame,
+// checks UTF-8, and answers pings and closes.
 #pragma once
 
 #include <cstddef>
@@ -19,6 +27,9 @@
 #include <string_view>
 #include <vector>
 
+#include <sys/uio.h>
+
+#include "proto/segments.h"
 #include "proto/ws_frame.h"
 
 struct wslay_event_context;
@@ -28,8 +39,7 @@ namespace rg::proto::ws {
 struct SessionLimits {
   std::uint64_t max_message_bytes = 1024 * 1024;
   std::uint64_t max_frame_bytes = 1024 * 1024;  // one data frame's payload
-  // Output bytes staged per send.  Beyond it wslay keeps messages queued
-  // until the previous send completes.
+  // Output bytes handed out per send (next_output).
   std::uint32_t output_chunk_bytes = 256 * 1024;
 };
 
@@ -52,7 +62,13 @@ class Session {
   ~Session();
 
   // Creates the wslay context.  False only on allocation failure.
-  [[nodiscard]] bool init(const SessionLimits& limits, MessageHandler* handler) noexcept;
+  // `pool`: where segments come from (it must outlive the session); null
+  // gives the session a private one.  `scratch`: at least max_message_bytes,
+  // where a message spanning several segments is made contiguous for the
+  // handler; empty gives the session a private buffer, allocated on first
+  // such message.  The server shares one pool and one scratch per worker.
+  [[nodiscard]] bool init(const SessionLimits& limits, MessageHandler* handler, SegmentPool* pool = nullptr,
+                          std::span<std::uint8_t> scratch = {}) noexcept;
 
   enum class FeedResult : std::uint8_t {
     ok,
@@ -61,14 +77,18 @@ class Session {
   // Processes inbound bytes.  Messages reach the handler before this returns.
   [[nodiscard]] FeedResult feed(std::span<const std::uint8_t> bytes) noexcept;
 
-  // Queues a data message (copied).  False once a close has been queued.
+  // Queues a data message: framed and copied into segments.  False once a
+  // close has been queued, or when memory is short.
   bool queue_message(Opcode opcode, std::span<const std::uint8_t> payload) noexcept;
   // Queues a close frame and stops reading.  reason <= 123 bytes.
   void queue_close(std::uint16_t code, std::string_view reason) noexcept;
 
   // Output: next_output() returns bytes that stay valid and unchanged until
   // output_sent(); the caller sends them and reports how many went out.
+  // The span form is the head segment's bytes; the iovec form gathers
+  // several segments (up to output_chunk_bytes) and returns the entries used.
   [[nodiscard]] std::span<const std::uint8_t> next_output() noexcept;
+  [[nodiscard]] std::size_t next_output(std::span<iovec> iov) noexcept;
   void output_sent(std::size_t bytes) noexcept;
   [[nodiscard]] bool has_output() noexcept;
 
@@ -88,32 +108,45 @@ class Session {
   // Prepares a reusable session for its next connection.
   void recycle() noexcept;
 
-  // Bytes this session holds right now (staged output, not counting wslay's
-  // internal queue), for accounting.
-  [[nodiscard]] std::size_t staged_bytes() const noexcept { return out_.size() - out_sent_; }
-  // Every outbound byte this session holds: wslay's queue plus staged output.
+  // Framed output bytes in the segment queue (not counting control frames
+  // wslay has yet to frame).
+  [[nodiscard]] std::size_t staged_bytes() const noexcept { return static_cast<std::size_t>(out_.bytes()); }
+  // Segments this session holds (output plus a message being reassembled).
+  [[nodiscard]] std::uint32_t segments() const noexcept { return out_.segments() + in_msg_.segments(); }
+  // Every outbound byte this session holds: wslay's queue plus framed output.
   // The server compares it with max_send_queue to stop reading from a peer
   // that does not read.
   [[nodiscard]] std::size_t queued_bytes() const noexcept;
-  // Messages queued in wslay and not yet framed into the staging buffer.
+  // Messages queued and not yet sent (a message counts until the segment
+  // holding its last byte is sent), plus control frames wslay holds.
   [[nodiscard]] std::size_t queued_messages() const noexcept;
 
   // wslay callbacks (C linkage trampolines call these).
   long on_wslay_recv(std::uint8_t* buf, std::size_t len) noexcept;
   long on_wslay_send(const std::uint8_t* data, std::size_t len) noexcept;
-  void on_wslay_message(std::uint8_t opcode, const std::uint8_t* msg, std::size_t len) noexcept;
+  void on_wslay_message(std::uint8_t opcode) noexcept;
+  void on_wslay_frame_start(std::uint8_t opcode) noexcept;
+  void on_wslay_chunk(const std::uint8_t* data, std::size_t len) noexcept;
 
  private:
   void pump() noexcept;
+  void release_segments() noexcept;
 
   wslay_event_context* ctx_ = nullptr;
   MessageHandler* handler_ = nullptr;
   SessionLimits limits_{};
   FrameTracker tracker_;
   std::span<const std::uint8_t> in_;  // what on_wslay_recv serves from
-  std::vector<std::uint8_t> out_;
-  std::size_t out_sent_ = 0;
-  bool send_in_flight_ = false;  // out_ is handed to the kernel: never append
+  // Declared before the queues: a private pool outlives them.
+  SegmentPool own_pool_;
+  SegmentPool* pool_ = &own_pool_;
+  std::span<std::uint8_t> scratch_;
+  std::vector<std::uint8_t> own_scratch_;
+  SegmentQueue out_;     // framed output, data and control, in wire order
+  SegmentQueue in_msg_;  // the data message being reassembled
+  bool in_data_frame_ = false;  // the frame wslay is reading is a data frame
+  bool out_of_memory_ = false;  // a segment could not be had while feeding
+  bool send_in_flight_ = false;  // the head bytes are handed to the kernel
   bool dirty_ = false;
   std::uint16_t close_code_ = 0;
 };

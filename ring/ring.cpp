@@ -181,6 +181,15 @@ bool Ring::send(std::uint32_t slot, std::span<const std::uint8_t> bytes, Tag tag
   return true;
 }
 
+bool Ring::send_msg(std::uint32_t slot, const msghdr* msg, Tag tag) noexcept {
+  io_uring_sqe* s = sqe();
+  if (!s) return false;
+  io_uring_prep_sendmsg(s, static_cast<int>(slot), msg, MSG_NOSIGNAL);
+  s->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(s, tag.pack());
+  return true;
+}
+
 bool Ring::shutdown_write(std::uint32_t slot, Tag tag) noexcept {
   io_uring_sqe* s = sqe();
   if (!s) return false;

@@ -166,6 +166,9 @@ class Ring {
   bool accept_direct_with_peer(int listen_fd, sockaddr_storage* addr, socklen_t* addr_len, Tag tag) noexcept;
   bool recv_multishot(std::uint32_t slot, std::uint16_t buffer_group, Tag tag) noexcept;
   bool send(std::uint32_t slot, std::span<const std::uint8_t> bytes, Tag tag) noexcept;
+  // A gathered send (IORING_OP_SENDMSG).  `msg` and its iovecs must stay
+  // valid and unchanged until the completion arrives.
+  bool send_msg(std::uint32_t slot, const msghdr* msg, Tag tag) noexcept;
   bool shutdown_write(std::uint32_t slot, Tag tag) noexcept;
   bool close_direct(std::uint32_t slot, Tag tag) noexcept;
   bool cancel_tag(Tag target, Tag tag) noexcept;

@@ -455,7 +455,7 @@ std::string Admin::metrics() const {
   per_worker(out, s, "ws_bytes_buffered_max_connection", "gauge",
              "High-water mark of one connection's buffered outbound bytes since start.",
              &WorkerCounters::buffered_max_connection_bytes);
-  per_worker(out, s, "ws_messages_pending", "gauge", "Outbound messages queued and not yet framed for sending.",
+  per_worker(out, s, "ws_messages_pending", "gauge", "Outbound messages queued and not yet sent.",
              &WorkerCounters::messages_pending);
   per_worker(out, s, "ws_backpressured_connections", "gauge", "Connections over frame_buffer_size right now.",
              &WorkerCounters::backpressured_connections);
@@ -474,6 +474,14 @@ std::string Admin::metrics() const {
   per_worker(out, s, "ws_buffer_budget_hits_total", "counter",
              "Outbound messages that would have exceeded the worker's share of max_buffered_bytes.",
              &WorkerCounters::buffer_budget_hits_total);
+  per_worker(out, s, "ws_segment_bytes", "gauge",
+             "Memory of the worker's segment pool: segments held by connections plus freed ones kept for reuse.",
+             &WorkerCounters::segment_bytes);
+  per_worker(out, s, "ws_segments_live", "gauge", "Segments held by connections (echo output, message reassembly).",
+             &WorkerCounters::segments_live);
+  per_worker(out, s, "ws_segment_allocations_total", "counter",
+             "Segments allocated because the pool had none free; flat in steady state.",
+             &WorkerCounters::segment_allocations_total);
   per_worker(out, s, "ws_protocol_closes_total", "counter",
              "Connections the server closed for a protocol violation (1002/1007/1009).",
              &WorkerCounters::protocol_closes_total);

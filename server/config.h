@@ -37,7 +37,8 @@ struct Config {
   // Receive path
   std::uint32_t recv_buffer_size = 16 * 1024;
   std::uint32_t recv_buffer_count = 512;  // per worker, power of two
-  std::uint32_t send_chunk_size = 256 * 1024;  // output staged per send
+  std::uint32_t send_chunk_size = 256 * 1024;  // most outbound bytes handed to one send
+  std::uint32_t segment_size = 4 * 1024;       // pooled block echo output and reassembly live in
 
   // HTTP upgrade
   std::string echo_path = "/echo";

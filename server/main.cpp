@@ -68,6 +68,10 @@ bool validate(const Config& c, std::string& error) {
     error = "send_chunk_size must be at least 4KiB";
     return false;
   }
+  if (c.segment_size < 1024 || c.segment_size > 1024 * 1024) {
+    error = "segment_size must be between 1KiB and 1MiB";
+    return false;
+  }
   if (c.frame_buffer_size < 4096) {
     error = "frame_buffer_size must be at least 4KiB";
     return false;

@@ -255,8 +255,12 @@ class Worker final : public ws::MessageHandler {
       return;
     }
     Book& b = books_[conns_[feeding_slot_].session];
-    // ws framing adds at most 10 bytes (server frames are unmasked).
-    const bool over_budget = buffered_bytes_ + payload.size() + 10 > buffered_budget_;
+    // ws framing adds at most 10 bytes (server frames are unmasked).  What
+    // the segments hold counts when it is more than the bytes in them (many
+    // connections with a short message each).
+    const std::uint64_t held =
+        std::max<std::uint64_t>(buffered_bytes_, segments_.live_capped() * std::uint64_t{segments_.segment_size()});
+    const bool over_budget = held + payload.size() + 10 > buffered_budget_;
     if (b.backpressured || over_budget) {
       if (over_budget) counters_.buffer_budget_hits_total.fetch_add(1, std::memory_order_relaxed);
       if (drop_slow_consumers_) {
@@ -343,6 +347,33 @@ class Worker final : public ws::MessageHandler {
   Pool<ParseSlot> parsers_;
   FixedPool<Response> responses_;
   http::UpgradeParser scratch_;
+  // Echo output and inbound reassembly live in pooled segments
+  // (proto/segments.h): one pool for this worker's sessions, declared before
+  // them so that it outlives them.  Freed segments are kept for reuse up to
+  // segment_cache_bytes_max (or the buffered-bytes budget, if smaller);
+  // beyond that they go back to the allocator.
+  static constexpr std::uint64_t segment_cache_bytes_max = 64ull << 20;
+  rg::proto::SegmentPool segments_;
+  // max_message_size bytes, where a message spanning several segments is
+  // made contiguous for on_message (allocated, never touched until used).
+  std::unique_ptr<std::uint8_t[]> message_scratch_;
+  // A session's output goes out in one send of up to this many segments
+  // (and send_chunk_size bytes); the iovecs must stay put until the send
+  // completes, so each session entry has its own.
+  static constexpr std::size_t iov_per_send_max = 16;
+  struct SendVec {
+    msghdr hdr;
+    std::array<iovec, iov_per_send_max> iov;
+  };
+  std::vector<SendVec> send_vecs_;  // indexed like the session pool
+  [[nodiscard]] bool init_session(ws::Session& s) noexcept {
+    return s.init(session_limits_, this, &segments_, {message_scratch_.get(), config_.max_message_size});
+  }
+  void publish_segment_gauges() noexcept {
+    counters_.segment_bytes.store(segments_.memory_bytes(), std::memory_order_relaxed);
+    counters_.segments_live.store(segments_.live(), std::memory_order_relaxed);
+    counters_.segment_allocations_total.store(segments_.allocations_total(), std::memory_order_relaxed);
+  }
   Pool<ws::Session> sessions_;
   http::Limits http_limits_;
   http::UpgradePolicy policy_;
@@ -606,7 +637,18 @@ bool Worker::start(std::string& error) {
   }
   session_limits_ = {config_.max_message_size, config_.max_frame_size, config_.send_chunk_size};
   books_.reserve(config_.max_active_sessions);  // address space only until sessions are created
+  send_vecs_.reserve(config_.max_active_sessions);
   buffered_budget_ = shared_.max_buffered_bytes / shared_.counters.size();
+  // Outbound data in segments never exceeds this worker's share of the
+  // budget (on_message refuses before it; the cap is the backstop).
+  segments_.init(config_.segment_size,
+                 static_cast<std::uint32_t>(std::min(segment_cache_bytes_max, buffered_budget_) / config_.segment_size),
+                 std::max<std::uint64_t>(buffered_budget_ / config_.segment_size, 1));
+  message_scratch_.reset(new (std::nothrow) std::uint8_t[config_.max_message_size]);
+  if (!message_scratch_) {
+    error = "allocating the message scratch buffer (max_message_size)";
+    return false;
+  }
   drop_slow_consumers_ = config_.slow_consumer_policy == "drop";
   reject_with_close_ = config_.reject == "close";
 
@@ -1211,7 +1253,7 @@ bool Worker::attach_session(std::uint32_t slot) {
   if (k.session != nil) return true;
   k.session = sessions_.acquire([&]() -> ws::Session* {
     auto* s = new (std::nothrow) ws::Session();
-    if (s && !s->init(session_limits_, this)) {
+    if (s && !init_session(*s)) {
       delete s;
       return nullptr;
     }
@@ -1219,6 +1261,7 @@ bool Worker::attach_session(std::uint32_t slot) {
   });
   if (k.session == nil) return false;
   if (k.session >= books_.size()) books_.resize(k.session + 1);
+  if (k.session >= send_vecs_.size()) send_vecs_.resize(k.session + 1);
   books_[k.session] = Book{};
   return true;
 }
@@ -1376,6 +1419,7 @@ void Worker::account(std::uint32_t slot) {
   b.messages = messages;
   counters_.buffered_bytes.store(buffered_bytes_, std::memory_order_relaxed);
   counters_.messages_pending.store(messages_pending_, std::memory_order_relaxed);
+  publish_segment_gauges();
   if (bytes > buffered_hw_) {
     buffered_hw_ = bytes;
     counters_.buffered_max_connection_bytes.store(bytes, std::memory_order_relaxed);
@@ -1515,6 +1559,7 @@ void Worker::pump_send(std::uint32_t slot) {
   Conn& k = conns_[slot];
   if ((k.flags & f_send_in_flight) || k.state >= State::tearing_down) return;
   std::span<const std::uint8_t> bytes;
+  std::size_t iov_count = 0;  // the session's output, gathered into send_vecs_
   std::uint16_t source = 0;
   const bool response_pending =
       k.aux != nil && !(k.flags & f_aux_parser) && responses_[k.aux].sent < responses_[k.aux].len;
@@ -1531,21 +1576,19 @@ void Worker::pump_send(std::uint32_t slot) {
     Response& out = responses_[k.aux];
     bytes = {reinterpret_cast<const std::uint8_t*>(out.bytes.data()) + out.sent,
              static_cast<std::size_t>(out.len - out.sent)};
-  } else if (k.session != nil && k.state != State::lingering) {
-    bytes = sessions_[k.session].next_output();
-    source = f_send_from_session;
-  } else if (k.session != nil && sessions_[k.session].has_output()) {
-    bytes = sessions_[k.session].next_output();  // the close frame of a failed connection
-    source = f_send_from_session;
+  } else if (k.session != nil && (k.state != State::lingering || sessions_[k.session].has_output())) {
+    // Lingering: only the close frame of a failed connection is left.
+    iov_count = sessions_[k.session].next_output(send_vecs_[k.session].iov);
+    if (iov_count > 0) source = f_send_from_session;
   }
   // Deliveries go out between the session's frames (pongs, closes), never
   // inside one, and only while the connection is open.
-  if (bytes.empty() && q && q->head != nil && k.state == State::open && !response_pending &&
+  if (bytes.empty() && iov_count == 0 && q && q->head != nil && k.state == State::open && !response_pending &&
       k.pending_const == Const::none && (k.session == nil || !sessions_[k.session].has_output())) {
     bytes = delivery_bytes(*q);
     source = f_send_delivery;
   }
-  if (bytes.empty()) {
+  if (bytes.empty() && iov_count == 0) {
     // Lingering only drains input: a session whose close frame is out has
     // nothing left to do, and must not hold a pool entry for close_timeout.
     if (k.state == State::lingering && k.session != nil) release_session(k);
@@ -1559,7 +1602,20 @@ void Worker::pump_send(std::uint32_t slot) {
     }
     return;
   }
-  if (!ring_.send(slot, bytes, tag(op_send, slot))) {
+  bool queued = false;
+  if (iov_count == 1) {
+    const iovec& v = send_vecs_[k.session].iov[0];
+    queued = ring_.send(slot, {static_cast<const std::uint8_t*>(v.iov_base), v.iov_len}, tag(op_send, slot));
+  } else if (iov_count > 1) {
+    SendVec& v = send_vecs_[k.session];
+    v.hdr = msghdr{};
+    v.hdr.msg_iov = v.iov.data();
+    v.hdr.msg_iovlen = iov_count;
+    queued = ring_.send_msg(slot, &v.hdr, tag(op_send, slot));
+  } else {
+    queued = ring_.send(slot, bytes, tag(op_send, slot));
+  }
+  if (!queued) {
     if (source == f_send_from_session) sessions_[k.session].output_sent(0);
     teardown(slot);
     return;
@@ -1707,7 +1763,7 @@ void Worker::release_session(Conn& k) {
   if (s.reusable()) {
     s.recycle();
     sessions_.release(k.session);
-  } else if (s.init(session_limits_, this)) {
+  } else if (init_session(s)) {
     sessions_.release(k.session);
   }
   // (Out of memory re-creating the context retires this pool entry: its

@@ -39,6 +39,9 @@ struct alignas(64) WorkerCounters {
   std::atomic<std::uint64_t> slow_consumer_closes_total{0};
   std::atomic<std::uint64_t> slow_consumer_drops_total{0};
   std::atomic<std::uint64_t> buffer_budget_hits_total{0};  // messages that would have exceeded max_buffered_bytes
+  std::atomic<std::uint64_t> segment_bytes{0};             // the segment pool's memory (held + cached)
+  std::atomic<std::uint64_t> segments_live{0};             // segments held by sessions
+  std::atomic<std::uint64_t> segment_allocations_total{0}; // segments the pool had to allocate
   std::atomic<std::uint64_t> pings_sent_total{0};
   std::atomic<std::uint64_t> pongs_received_total{0};      // reads of pongs consumed without a session
   std::atomic<std::uint64_t> heartbeat_timeouts_total{0};  // nothing for pong_timeout after a ping

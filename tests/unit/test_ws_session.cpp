@@ -551,10 +551,10 @@ TEST(Session, PingThenViolationAlwaysEndsWithTheClose) {
   }
 }
 
-// While a send is in flight wslay keeps echoes queued; a client close that
-// arrives meanwhile is answered first (control frames go ahead of queued
-// data) and the echoes still queued are never sent: after a close frame no
-// data may follow (RFC 6455 5.5.1).
+// Echoes are framed into the segment queue as they are made, in wire order,
+// even while a send is in flight; a client close that arrives after an echo
+// was made is answered behind it.  Nothing follows our close (RFC 6455
+// 5.5.1), and no echo made before it is lost.
 TEST(Session, CloseWhileSendInFlight) {
   Echo echo;
   Session s;
@@ -571,7 +571,9 @@ TEST(Session, CloseWhileSendInFlight) {
   ASSERT_FALSE(frames.empty());
   EXPECT_EQ(frames.back().opcode, 0x8);
   EXPECT_EQ(frames.back().payload, t::close_payload(1000));
-  EXPECT_EQ(frames.size(), 1u) << "the echo of 'second' was still queued in wslay and is dropped";
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[0].payload, t::bytes("second"));
+  EXPECT_FALSE(s.queue_message(Opcode::text, t::bytes("late"))) << "nothing may follow a close";
   EXPECT_EQ(echo.received.size(), 2u);
   EXPECT_TRUE(s.close_received());
   EXPECT_TRUE(s.close_sent());
