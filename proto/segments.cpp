@@ -68,9 +68,9 @@ bool SegmentQueue::append(SegmentPool& pool, std::span<const std::span<const std
   Segment* fresh_head = nullptr;
   Segment* fresh_tail = nullptr;
   std::uint32_t fresh = 0;
-  if (total > room || !tail_) {
-    const std::size_t need = (total - std::min(total, room) + cap - 1) / cap;
-    for (std::size_t i = 0; i < std::max<std::size_t>(need, tail_ ? 0 : 1); ++i) {
+  if (total > room) {  // always so without a tail (room 0)
+    const std::size_t need = (total - room + cap - 1) / cap;
+    for (std::size_t i = 0; i < need; ++i) {
       Segment* s = pool.take(capped);
       if (!s) {
         while (fresh_head) {
@@ -135,7 +135,9 @@ std::size_t SegmentQueue::gather(std::span<iovec> iov, std::size_t max_bytes) co
 void SegmentQueue::consume(SegmentPool& pool, std::size_t n) noexcept {
   assert(n <= bytes_);
   bytes_ -= n;
-  while (n > 0 || (head_ && head_->begin == head_->end && head_ != tail_)) {
+  // Segments are never empty while queued (appends fill what they take, and
+  // a drained one goes at once), so only consumed bytes can drain one.
+  while (n > 0) {
     assert(head_);
     const std::size_t take = std::min<std::size_t>(n, head_->end - head_->begin);
     head_->begin += static_cast<std::uint32_t>(take);
@@ -148,12 +150,6 @@ void SegmentQueue::consume(SegmentPool& pool, std::size_t n) noexcept {
     --segments_;
     head_ = next;
     if (!head_) tail_ = nullptr;
-  }
-  if (head_ && head_ == tail_ && head_->begin == head_->end) {
-    messages_ -= head_->messages;
-    pool.give(head_);
-    --segments_;
-    head_ = tail_ = nullptr;
   }
 }
 

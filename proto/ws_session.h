@@ -111,8 +111,6 @@ class Session {
   // Framed output bytes in the segment queue (not counting control frames
   // wslay has yet to frame).
   [[nodiscard]] std::size_t staged_bytes() const noexcept { return static_cast<std::size_t>(out_.bytes()); }
-  // Segments this session holds (output plus a message being reassembled).
-  [[nodiscard]] std::uint32_t segments() const noexcept { return out_.segments() + in_msg_.segments(); }
   // Every outbound byte this session holds: wslay's queue plus framed output.
   // The server compares it with max_send_queue to stop reading from a peer
   // that does not read.

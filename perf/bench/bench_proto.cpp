@@ -19,37 +19,9 @@
 #include "proto/ws_frame.h"
 #include "proto/ws_session.h"
 
-// Heap calls counted by interposing malloc (glibc's __libc_* do the work),
-// so the echo benchmarks can report allocations per message.  Sanitizer
-// builds intercept malloc themselves and count nothing here.
-#if !defined(__SANITIZE_ADDRESS__)
-extern "C" {
-void* __libc_malloc(std::size_t);
-void* __libc_calloc(std::size_t, std::size_t);
-void* __libc_realloc(void*, std::size_t);
-}
-namespace {
-std::atomic<std::uint64_t> heap_calls{0};
-}
-extern "C" void* malloc(std::size_t n) {
-  heap_calls.fetch_add(1, std::memory_order_relaxed);
-  return __libc_malloc(n);
-}
-extern "C" void* calloc(std::size_t n, std::size_t m) {
-  heap_calls.fetch_add(1, std::memory_order_relaxed);
-  return __libc_calloc(n, m);
-}
-extern "C" void* realloc(void* p, std::size_t n) {
-  heap_calls.fetch_add(1, std::memory_order_relaxed);
-  return __libc_realloc(p, n);
-}
-constexpr bool heap_counted = true;
-#else
-namespace {
-std::atomic<std::uint64_t> heap_calls{0};
-}
-constexpr bool heap_counted = false;
-#endif
+#include "tests/unit/heap_calls.h"  // defines the malloc interposers for this executable
+using rg::test::heap_calls;
+constexpr bool heap_counted = rg::test::heap_calls_counted;
 
 namespace {
 

@@ -158,11 +158,19 @@ def test_backpressure_timeout_closes_a_reader_that_never_drains(ringgate):
             if rest == b"" and sent < 50:
                 return  # closed
             if rest:
-                try:
-                    ws.sock.settimeout(0.2)
-                    ws.sock.sendall(rest)
-                except (socket.timeout, OSError):
-                    return
+                # A timeout only means ringgate is not reading right now
+                # (backpressure): keep pushing, or a reader that drained part
+                # of the way at backpressure_timeout would get no more input
+                # and never be closed.  Only a dead socket ends the pusher.
+                ws.sock.settimeout(0.2)
+                view = memoryview(rest)
+                while view and not stop.is_set():
+                    try:
+                        view = view[ws.sock.send(view):]
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        return
 
     thread = threading.Thread(target=pusher, daemon=True)
     thread.start()

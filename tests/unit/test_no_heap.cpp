@@ -7,37 +7,15 @@
 
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <vector>
 
 #include "proto/segments.h"
 #include "proto/ws_session.h"
+#include "heap_calls.h"
 #include "test_support.h"
 
-#if !defined(__SANITIZE_ADDRESS__)
-extern "C" {
-void* __libc_malloc(std::size_t);
-void* __libc_calloc(std::size_t, std::size_t);
-void* __libc_realloc(void*, std::size_t);
-}
-namespace {
-std::atomic<std::uint64_t> heap_calls{0};
-}
-extern "C" void* malloc(std::size_t n) {
-  heap_calls.fetch_add(1, std::memory_order_relaxed);
-  return __libc_malloc(n);
-}
-extern "C" void* calloc(std::size_t n, std::size_t m) {
-  heap_calls.fetch_add(1, std::memory_order_relaxed);
-  return __libc_calloc(n, m);
-}
-extern "C" void* realloc(void* p, std::size_t n) {
-  heap_calls.fetch_add(1, std::memory_order_relaxed);
-  return __libc_realloc(p, n);
-}
-#endif
 
 namespace {
 
@@ -106,10 +84,10 @@ TEST_P(NoHeap, EchoInSteadyStateAllocatesNothing) {
     }
   };
   for (int i = 0; i < 3; ++i) round();  // warm: the pool fills its free list
-  const std::uint64_t before = heap_calls.load();
+  const std::uint64_t before = rg::test::heap_calls.load();
   constexpr int rounds = 200;
   for (int i = 0; i < rounds; ++i) round();
-  const std::uint64_t calls = heap_calls.load() - before;
+  const std::uint64_t calls = rg::test::heap_calls.load() - before;
   EXPECT_EQ(calls, 0u) << calls << " heap calls over " << rounds << " echoes";
   EXPECT_EQ(echo.messages, static_cast<std::uint64_t>(rounds + 3));
   EXPECT_EQ(echo.bytes, (rounds + 3) * c.payload) << "every byte reached the handler";
