@@ -15,6 +15,7 @@
 
 #include "proto/http_upgrade.h"
 #include "proto/ws_frame.h"
+#include "proto/ws_wire.h"
 #include "ring/deadline_lists.h"
 #include "ring/ring.h"
 #include "tools/load/handshake.h"
@@ -236,19 +237,6 @@ std::uint32_t next_pow2(std::uint32_t n) {
   std::uint32_t p = 1;
   while (p < n) p <<= 1;
   return p;
-}
-
-// How many bytes the frame starting at `c` needs to be known further: the
-// header's length while the header is incomplete, then the whole frame's.
-// 0 for an invalid length.
-std::uint64_t frame_bytes_known(const std::uint8_t* c, std::size_t have) noexcept {
-  if (have < 2) return 2;
-  const std::uint8_t len7 = c[1] & 0x7F;
-  const std::size_t header_len = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((c[1] & 0x80) ? 4 : 0);
-  if (have < header_len) return header_len;
-  const ws::DecodeResult d = ws::decode_header({c, have});
-  if (d.status != ws::DecodeStatus::ok) return 0;
-  return d.header.header_len + d.header.payload_len;
 }
 
 // Sequence numbers sent to the echo server: text payloads carry 48 bits.
@@ -1026,54 +1014,25 @@ void Engine::set_open(std::uint32_t slot, bool open) {
 
 // ---------------------------------------------------------------- frames
 
-// Splits the stream into frames.  A frame wholly inside `data` is handled in
-// place (the common case); one that straddles recv buffers is completed in
-// the connection's carry first.
+// Splits the stream into frames (proto/ws_wire.h): a frame wholly inside
+// `data` is handled in place (the common case); one that straddles recv
+// buffers is completed in the connection's carry first.
 void Engine::ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> data) {
   Conn& k = conns_[slot];
+  ws::FrameSplitter split({carry(slot), carry_bytes_}, k.carry_len);
   while (!data.empty() && k.state >= State::open && k.state <= State::closing) {
-    if (k.carry_len > 0) {
-      // Top the carry up to exactly the frame's end (first its header, then
-      // its payload), never beyond: the next frame starts in `data` again.
-      std::uint8_t* c = carry(slot);
-      const std::uint64_t target = frame_bytes_known(c, k.carry_len);
-      if (target == 0 || target > carry_bytes_) {
-        protocol_error(slot);  // bad length, or larger than any frame this run expects
-        return;
-      }
-      const std::size_t take = std::min<std::size_t>(static_cast<std::size_t>(target - k.carry_len), data.size());
-      std::memcpy(c + k.carry_len, data.data(), take);
-      k.carry_len += static_cast<std::uint32_t>(take);
-      data = data.subspan(take);
-      if (frame_bytes_known(c, k.carry_len) != k.carry_len) continue;  // need more (or the header grew)
-      const ws::DecodeResult d = ws::decode_header({c, k.carry_len});
-      k.carry_len = 0;
-      if (!frame(slot, d.header, {c + d.header.header_len, static_cast<std::size_t>(d.header.payload_len)})) return;
-      continue;
-    }
-    const ws::DecodeResult d = ws::decode_header(data);
-    if (d.status == ws::DecodeStatus::bad_length) {
-      protocol_error(slot);
-      return;
-    }
-    if (d.status == ws::DecodeStatus::ok) {
-      const std::uint64_t total = d.header.header_len + d.header.payload_len;
-      if (total <= data.size()) {
-        if (!frame(slot, d.header, data.subspan(d.header.header_len, static_cast<std::size_t>(d.header.payload_len))))
-          return;
-        data = data.subspan(static_cast<std::size_t>(total));
-        continue;
-      }
-      if (total > carry_bytes_) {
+    const ws::FrameSplitter::Next next = split.next(data);
+    data = data.subspan(next.consumed);
+    switch (next.status) {
+      case ws::SplitStatus::frame:
+        if (!frame(slot, next.header, next.payload)) return;
+        break;
+      case ws::SplitStatus::need_more: return;  // the rest of `data` waits in the carry
+      case ws::SplitStatus::bad_length:
+      case ws::SplitStatus::too_large:  // larger than any frame this run expects
         protocol_error(slot);
         return;
-      }
     }
-    // A partial frame (data.size() < one frame <= carry_bytes_) waits in the
-    // carry for the next recv.
-    std::memcpy(carry(slot), data.data(), data.size());
-    k.carry_len = static_cast<std::uint32_t>(data.size());
-    return;
   }
 }
 
