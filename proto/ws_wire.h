@@ -3,12 +3,11 @@
 // a peer's close after ours), building the server's close frames, and
 // splitting a server's byte stream into whole frames for ringgate-load.
 //
-// Why these exist apart from proto/ws_session.h: at a million connections the
-// server must not attach a wslay context (tens of KiB) just to swallow a
-// heartbeat pong or answer a goodbye, so it looks at those reads here first.
-// Anything these functions do not recognise goes to the full session, which
-// judges it and answers with the proper close code; so they recognise only
-// frames that are complete and valid, and say "not mine" for the rest.
+// Why apart from proto/ws_session.h: at a million connections the server must
+// not attach a wslay context just to swallow a heartbeat pong or answer a
+// goodbye.  What these functions do not recognise goes to the full session,
+// which answers with the proper close code; so they recognise only complete,
+// valid frames and say "not mine" for the rest.
 #pragma once
 
 #include <cstddef>
@@ -24,8 +23,7 @@ namespace rg::proto::ws {
 // ---------------------------------------------------------------- client reads
 
 // The length of the complete, well-formed client pong (FIN, RSV 0, masked,
-// payload <= 125 bytes) at the start of `bytes`, or 0 if they do not start
-// with one.
+// payload <= 125 bytes) that `bytes` start with, or 0.
 [[nodiscard]] std::size_t client_pong_bytes(std::span<const std::uint8_t> bytes) noexcept;
 
 // Whether `bytes` start with a complete, well-formed client pong.
@@ -62,7 +60,7 @@ struct LoneClose {
 [[nodiscard]] LoneClose parse_lone_close(std::span<const std::uint8_t> bytes) noexcept;
 
 enum class CloseScan : std::uint8_t {
-  close_found,  // a close frame's complete header (its payload perhaps not) follows only complete frames
+  close_found,  // a close header (its payload perhaps not) after only complete frames
   no_close,     // complete frames only, none of them a close (or no bytes)
   incomplete,   // a frame before any close is cut off at the end
   malformed,    // a header before any close has an invalid length encoding
@@ -80,8 +78,7 @@ enum class CloseScan : std::uint8_t {
 inline constexpr std::size_t close_reason_bytes_max = control_payload_max - 2;  // 123: after the code
 inline constexpr std::size_t close_frame_bytes_max = 2 + 2 + close_reason_bytes_max;  // header + code + reason
 
-// The size of the unmasked close frame carrying `code` and `reason`, so that
-// callers can size their buffers at compile time.
+// The size of a server close frame with `reason`, for compile-time buffer sizes.
 [[nodiscard]] constexpr std::size_t close_frame_bytes(std::string_view reason) noexcept {
   return 2 + 2 + reason.size();
 }
@@ -108,17 +105,16 @@ enum class SplitStatus : std::uint8_t {
 };
 
 // Splits a byte stream, read by read, into complete frames.  A frame wholly
-// inside a read is handed out in place (the common case); one that
-// straddles reads is collected in a carry first, topped up to exactly that
-// frame's end and never beyond, so the next frame starts in the read again.
+// inside a read is handed out in place (the common case); one that straddles
+// reads is collected in a carry first, topped up to exactly that frame's end
+// and never beyond, so the next frame starts in the read again.
 //
-// The splitter is a view: the carry storage and its fill count belong to the
-// caller (ringgate-load keeps them for a million connections in one arena)
-// and persist between reads; build a splitter per read around them.  The
-// carry's size bounds the largest frame accepted, and it must hold at least
-// a header (header_size_max bytes); a larger frame wholly inside one read is
-// still handed out in place, as it needs no carry.  Frame headers are only decoded here;
-// what they may say (mask bit, opcodes, RSV) is the caller's to judge.
+// A view: the carry storage and its fill count belong to the caller
+// (ringgate-load keeps them for a million connections in one arena) and
+// persist between reads; build a splitter per read around them.  The carry
+// (at least header_size_max bytes) bounds the largest frame that straddles
+// reads.  Headers are only decoded: what they say (mask bit, opcode, RSV) is
+// the caller's to judge.
 class FrameSplitter {
  public:
   struct Next {

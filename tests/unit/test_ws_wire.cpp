@@ -532,7 +532,8 @@ class WireFrameSplitter : public ::testing::TestWithParam<SplitCase> {
       EXPECT_EQ(seen[j].opcode, item[0] & 0x0F);
       EXPECT_EQ(seen[j].fin, (item[0] & 0x80) != 0);
       EXPECT_EQ(seen[j].masked, (item[1] & 0x80) != 0);
-      EXPECT_TRUE(seen[j].payload == Bytes(item.begin() + static_cast<std::ptrdiff_t>(wire_header_len(item)), item.end()))
+      const Bytes payload(item.begin() + static_cast<std::ptrdiff_t>(wire_header_len(item)), item.end());
+      EXPECT_TRUE(seen[j].payload == payload)
           << "payload differs";
       // A frame wholly inside one read is handed out in place.
       EXPECT_EQ(seen[j].in_place, !straddles(j));
@@ -613,7 +614,8 @@ std::vector<SplitCase> split_cases() {
       // Malformed lengths.
       {"len16_non_minimal", {S(text("a")), Bytes{0x81, 0x7E, 0x00, 0x05}, Bytes(5, 'x')}, End::bad_length, 1},
       {"len16_zero_masked", {with_mask({0x82, 0x7E, 0x00, 0x00})}, End::bad_length, 0},
-      {"len64_non_minimal", {Bytes{0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF}, Bytes(300, 'x')}, End::bad_length, 0, 1024},
+      {"len64_non_minimal", {Bytes{0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF}, Bytes(300, 'x')}, End::bad_length, 0,
+       1024},
       {"len64_top_bit", {S(t::ping("")), Bytes{0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0}}, End::bad_length, 1},
       // A stream that stops inside a frame leaves it in the carry.
       {"partial_header_at_end", {S(text("abc")), Bytes{0x81}}, End::partial},
