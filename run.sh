@@ -7,4 +7,4 @@ cd "$(dirname "$0")"
 . tools/dev/deps.sh
 ringgate_install_packages "${RINGGATE_BUILD_PACKAGES[@]}"
 ringgate_build build
-exec ./build/server/ringgate "$@"
+exec ./build/ringgate "$@"

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the tests need, builds ringgate twice (optimised, and with
-# ASan+UBSan), and runs the whole suite against both builds: GoogleTest unit
-# tests, then integration tests that drive the real binary with real clients.
+# Installs what the tests need, builds ringgate three times and runs the whole
+# suite against each build: GoogleTest unit tests, then integration tests that
+# drive the real binary with real clients.  The builds:
+#   debugoptimized  build/          -O2 with asserts: what ./run.sh runs
+#   release         build-release/  -O3, NDEBUG: what a packager ships
+#   asan            build-asan/     ASan+UBSan, asserts on
 # The last line counts test cases: "N passed, M failed".
-#   RINGGATE_SKIP_ASAN=1 ./test.sh    skips the sanitizer pass (faster local loop)
+#   RINGGATE_SUITES="debugoptimized" ./test.sh   runs only the named builds (faster local loop)
+#   RINGGATE_SKIP_ASAN=1 ./test.sh               the same as leaving asan out of RINGGATE_SUITES
 set -uo pipefail
 cd "$(dirname "$0")"
 . tools/dev/deps.sh
@@ -34,19 +38,27 @@ run_suite() {  # name build-dir [meson setup args...]
   fi
   cp "$dir/meson-logs/testlog.junit.xml" "$results/$name-unit.junit.xml" 2>/dev/null || true
   echo "== $name: integration tests" >&2
-  if ! RINGGATE_BIN="$PWD/$dir/server/ringgate" "$PY" -m pytest -q -p no:cacheprovider tests/integration \
+  if ! RINGGATE_BIN="$PWD/$dir/ringgate" "$PY" -m pytest -q -p no:cacheprovider tests/integration \
       --junitxml="$results/$name-integration.junit.xml" -o junit_suite_name="$name-integration" >&2; then
     status=1
   fi
 }
 
-run_suite release build
-if [ "${RINGGATE_SKIP_ASAN:-0}" != "1" ]; then
-  # halt_on_error/abort make any sanitizer report fail the test that caused it.
-  export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1"
-  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-  run_suite asan build-asan -Db_sanitize=address,undefined -Dcpp_args=-fno-sanitize-recover=all -Db_lundef=false
-fi
+suites="${RINGGATE_SUITES:-debugoptimized release asan}"
+[ "${RINGGATE_SKIP_ASAN:-0}" = "1" ] && suites="${suites//asan/}"
+for suite in $suites; do
+  case "$suite" in
+    debugoptimized) run_suite debugoptimized build ;;
+    release) run_suite release build-release --buildtype=release ;;
+    asan)
+      # halt_on_error/abort make any sanitizer report fail the test that caused it.
+      ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1" \
+      UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
+        run_suite asan build-asan -Db_sanitize=address,undefined -Dcpp_args=-fno-sanitize-recover=all -Db_lundef=false
+      ;;
+    *) echo "unknown suite '$suite' (debugoptimized, release, asan)" >&2; status=1 ;;
+  esac
+done
 
 "$PY" tools/test_summary.py "$results"/*.junit.xml || status=1
 exit $status

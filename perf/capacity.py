@@ -981,7 +981,7 @@ def main():
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    server_bin = pathlib.Path(os.environ.get("RINGGATE_BIN", REPO / "build/server/ringgate"))
+    server_bin = pathlib.Path(os.environ.get("RINGGATE_BIN", REPO / "build/ringgate"))
     load_bin = pathlib.Path(os.environ.get("RINGGATE_LOAD_BIN", REPO / "build/tools/ringgate-load"))
     for b in (server_bin, load_bin):
         if not b.exists():

@@ -2,7 +2,7 @@
 """Measure ringgate's memory cost per idle WebSocket connection.
 
 Starts the server (binary from --bin, else $RINGGATE_BIN, else
-build/server/ringgate relative to the repository root) with
+build/ringgate relative to the repository root) with
 `--listen 127.0.0.1:0 --max-connections N --workers W`, records VmRSS of the
 server process and Slab from /proc/meminfo, opens N idle upgraded
 connections (raw asyncio streams doing the handshake: much lighter on the
@@ -163,7 +163,7 @@ def settle_rss(pid, max_wait=15.0, interval=0.5, tolerance_kib=64):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", default=os.environ.get("RINGGATE_BIN", "build/server/ringgate"))
+    ap.add_argument("--bin", default=os.environ.get("RINGGATE_BIN", "build/ringgate"))
     ap.add_argument("--connections", "-n", type=int, default=10000)
     ap.add_argument("--workers", type=int, default=None,
                     help="default: ceil(N/19000)+1")

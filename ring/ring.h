@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include <bitset>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -39,12 +40,48 @@ struct Tag {
 };
 
 // ---------------------------------------------------------------- results
+// What a completion's res means, for handlers to switch on.  Every errno is
+// one of these; a handler treats `unexpected` by counting and logging it
+// (ws_unexpected_errors_total{op,errno}), never by guessing.
+enum class Outcome : std::uint8_t {
+  ok,          // res >= 0: bytes, a slot, or 0 (on a recv: the peer's FIN)
+  cancelled,   // ECANCELED: we cancelled it (teardown, pause, drain)
+  no_buffers,  // ENOBUFS: the provided-buffer ring ran dry; re-arm later
+  peer_gone,   // the connection is over: reset, broken pipe, timed out, unreachable
+  table_full,  // ENFILE, EMFILE: no direct-descriptor slot (accept)
+  unexpected,  // any other errno
+};
+
+[[nodiscard]] constexpr Outcome outcome_of(std::int32_t res) noexcept {
+  if (res >= 0) return Outcome::ok;
+  switch (-res) {
+    case ECANCELED: return Outcome::cancelled;
+    case ENOBUFS: return Outcome::no_buffers;
+    case ECONNRESET:
+    case EPIPE:
+    case ETIMEDOUT:
+    case ENOTCONN:
+    case ECONNABORTED:
+    case ECONNREFUSED:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case ENETDOWN:
+    case EHOSTDOWN:
+      return Outcome::peer_gone;
+    case ENFILE:
+    case EMFILE:
+      return Outcome::table_full;
+    default: return Outcome::unexpected;
+  }
+}
+
 struct Completion {
   Tag tag;
   std::int32_t res;
   std::uint32_t flags;
 
   [[nodiscard]] bool ok() const noexcept { return res >= 0; }
+  [[nodiscard]] Outcome outcome() const noexcept { return outcome_of(res); }
   // Positive errno when !ok().
   [[nodiscard]] int error() const noexcept { return res < 0 ? -res : 0; }
   // Multishot requests stay armed while this is set.
@@ -136,7 +173,7 @@ class Ring {
   int submit_and_wait(std::uint32_t timeout_ms) noexcept;
   // The same with a microsecond timeout, for loops that pace work (rates).
   int submit_and_wait_us(std::uint64_t timeout_us) noexcept;
-  int submit() noexcept;
+  [[nodiscard]] int submit() noexcept;
 
   // Copies up to `out.size()` CQEs out and advances the CQ.  Reaping first and
   // handling afterwards keeps handlers free to submit new SQEs.
@@ -155,29 +192,30 @@ class Ring {
   }
 
   // ------------------------------------------------------------ prep helpers
-  // Each takes a Tag, fills one SQE, and returns false if no SQE was free.
-  bool accept_multishot_direct(int listen_fd, Tag tag) noexcept;
+  // Each takes a Tag, fills one SQE, and returns false if no SQE was free
+  // (the caller must handle that: [[nodiscard]]).
+  [[nodiscard]] bool accept_multishot_direct(int listen_fd, Tag tag) noexcept;
   // One accept into table slot `slot` exactly (res 0 on success).
-  bool accept_into(int listen_fd, std::uint32_t slot, Tag tag) noexcept;
+  [[nodiscard]] bool accept_into(int listen_fd, std::uint32_t slot, Tag tag) noexcept;
   // One accept into a slot the kernel picks (res = the slot), writing the
   // peer's address to `*addr`.  A multishot accept would write every peer's
   // address to the same buffer before the completions are read, so callers
   // that need addresses keep several of these in flight, one buffer each.
-  bool accept_direct_with_peer(int listen_fd, sockaddr_storage* addr, socklen_t* addr_len, Tag tag) noexcept;
-  bool recv_multishot(std::uint32_t slot, std::uint16_t buffer_group, Tag tag) noexcept;
-  bool send(std::uint32_t slot, std::span<const std::uint8_t> bytes, Tag tag) noexcept;
+  [[nodiscard]] bool accept_direct_with_peer(int listen_fd, sockaddr_storage* addr, socklen_t* addr_len, Tag tag) noexcept;
+  [[nodiscard]] bool recv_multishot(std::uint32_t slot, std::uint16_t buffer_group, Tag tag) noexcept;
+  [[nodiscard]] bool send(std::uint32_t slot, std::span<const std::uint8_t> bytes, Tag tag) noexcept;
   // A gathered send (IORING_OP_SENDMSG).  `msg` and its iovecs must stay
   // valid and unchanged until the completion arrives.
-  bool send_msg(std::uint32_t slot, const msghdr* msg, Tag tag) noexcept;
-  bool shutdown_write(std::uint32_t slot, Tag tag) noexcept;
-  bool close_direct(std::uint32_t slot, Tag tag) noexcept;
-  bool cancel_tag(Tag target, Tag tag) noexcept;
+  [[nodiscard]] bool send_msg(std::uint32_t slot, const msghdr* msg, Tag tag) noexcept;
+  [[nodiscard]] bool shutdown_write(std::uint32_t slot, Tag tag) noexcept;
+  [[nodiscard]] bool close_direct(std::uint32_t slot, Tag tag) noexcept;
+  [[nodiscard]] bool cancel_tag(Tag target, Tag tag) noexcept;
   // Posts a CQE carrying `target_tag` (res 0) on the ring whose fd is
   // `target_ring_fd` (IORING_OP_MSG_RING, 5.18+: check supports()).  Its own
   // CQE is skipped on success, so a publisher need not reap them.
-  bool msg_ring(int target_ring_fd, Tag target_tag, Tag tag) noexcept;
+  [[nodiscard]] bool msg_ring(int target_ring_fd, Tag target_tag, Tag tag) noexcept;
   // read(2) of a regular (process) fd into `buf`, e.g. an eventfd.
-  bool read_fd(int fd, std::span<std::uint8_t> buf, Tag tag) noexcept;
+  [[nodiscard]] bool read_fd(int fd, std::span<std::uint8_t> buf, Tag tag) noexcept;
   // The ring's own fd, the target of other rings' msg_ring().
   [[nodiscard]] int fd() const noexcept { return ring_.ring_fd; }
 
@@ -186,15 +224,15 @@ class Ring {
   // connect_direct, all linked, the first three with skip_success.
   //
   // IORING_OP_SOCKET straight into table slot `slot` (5.19+).
-  bool socket_direct(int domain, int type, std::uint32_t slot, Tag tag, Chain chain) noexcept;
+  [[nodiscard]] bool socket_direct(int domain, int type, std::uint32_t slot, Tag tag, Chain chain) noexcept;
   // setsockopt(level, optname, *value) on a direct descriptor through
   // IORING_OP_URING_CMD / SOCKET_URING_OP_SETSOCKOPT (6.7+).  `value` must
   // stay valid until the SQE has run (a linked SQE runs late): pass a static.
-  bool setsockopt_int(std::uint32_t slot, int level, int optname, const int* value, Tag tag, Chain chain) noexcept;
+  [[nodiscard]] bool setsockopt_int(std::uint32_t slot, int level, int optname, const int* value, Tag tag, Chain chain) noexcept;
   // IORING_OP_BIND (6.11+).  `addr` must stay valid until the SQE has run.
-  bool bind_direct(std::uint32_t slot, const sockaddr* addr, socklen_t addr_len, Tag tag, Chain chain) noexcept;
+  [[nodiscard]] bool bind_direct(std::uint32_t slot, const sockaddr* addr, socklen_t addr_len, Tag tag, Chain chain) noexcept;
   // IORING_OP_CONNECT on a direct descriptor.  `addr` as for bind_direct.
-  bool connect_direct(std::uint32_t slot, const sockaddr* addr, socklen_t addr_len, Tag tag, Chain chain) noexcept;
+  [[nodiscard]] bool connect_direct(std::uint32_t slot, const sockaddr* addr, socklen_t addr_len, Tag tag, Chain chain) noexcept;
 
  private:
   io_uring ring_{};

@@ -1,4 +1,7 @@
+// Admission bookkeeping (server/admission.h): refusal names, the per-IP sketch, admission at the upgrade.
 #include "server/admission.h"
+
+#include "server/counters.h"
 
 #include <netinet/in.h>
 
@@ -94,6 +97,25 @@ std::uint32_t PerIpCounts::estimate(std::uint32_t key) const noexcept {
     sum1 += at(w, 1, key >> 16).load();
   }
   return sum0 < sum1 ? sum0 : sum1;
+}
+
+const char* publish_refusal_name(PublishRefusal r) noexcept {
+  switch (r) {
+    case PublishRefusal::bad_request: return "bad_request";
+    case PublishRefusal::unauthorized: return "unauthorized";
+    case PublishRefusal::too_large: return "too_large";
+    case PublishRefusal::mailbox_full: return "mailbox_full";
+    case PublishRefusal::count: break;
+  }
+  return "other";
+}
+
+std::optional<Refusal> admit_upgrade(const UpgradeFigures& f) noexcept {
+  if (f.kernel_refuse) return Refusal::kernel_budget;
+  // Multiplied out, not divided: no rounding, and a budget of 0 refuses.
+  if (f.buffered_bytes * 100 >= f.max_buffered_bytes * f.refuse_percent) return Refusal::buffered_bytes;
+  if (f.open_connections > f.max_connections) return Refusal::max_connections;
+  return std::nullopt;
 }
 
 }  // namespace rg::server

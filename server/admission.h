@@ -10,6 +10,9 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
+
+#include "base/counter.h"
 
 namespace rg::server {
 
@@ -40,26 +43,37 @@ enum class Refusal : std::uint8_t {
 [[nodiscard]] const char* refusal_name(Refusal r) noexcept;
 [[nodiscard]] Refusal refusal_for_status(std::uint16_t status) noexcept;
 
+// What admission at the upgrade reads: figures summed over workers and the
+// limits they are held to.  A worker fills it in after counting its
+// newcomer in open_connections (see handshake.cpp for why that order).
+struct UpgradeFigures {
+  bool kernel_refuse = false;           // a kernel budget reached kernel_refuse_percent
+  std::uint64_t buffered_bytes = 0;     // outbound and inbound bytes held, all workers
+  std::uint64_t max_buffered_bytes = 0;
+  std::uint32_t refuse_percent = 95;    // kernel_refuse_percent: also the buffered-bytes line
+  std::uint64_t open_connections = 0;   // all workers, the newcomer included
+  std::uint64_t max_connections = 0;
+};
+
+// Admission at the upgrade: why this upgrade must be refused (503), or
+// nothing.  Pure: the same figures always give the same answer.
+[[nodiscard]] std::optional<Refusal> admit_upgrade(const UpgradeFigures& f) noexcept;
+
 // Cumulative-bucket latency histogram in milliseconds, Prometheus style.
 struct LatencyHistogram {
   static constexpr std::array<std::uint32_t, 14> bounds_ms = {1,   2,    5,    10,   25,    50,    100,
                                                               250, 500, 1000, 2500, 5000, 10000, 30000};
-  std::array<std::atomic<std::uint64_t>, bounds_ms.size() + 1> buckets{};  // last one is +Inf
-  std::atomic<std::uint64_t> count{0};
-  std::atomic<std::uint64_t> sum_ms{0};
+  std::array<base::Counter, bounds_ms.size() + 1> buckets{};  // last one is +Inf
+  base::Counter count;
+  base::Counter sum_ms;
 
-  // Single writer: plain load/store pairs, no locked instructions.
+  // Single writer.
   void record(std::uint64_t ms) noexcept {
     std::size_t i = 0;
     while (i < bounds_ms.size() && ms > bounds_ms[i]) ++i;
-    bump(buckets[i], 1);
-    bump(count, 1);
-    bump(sum_ms, ms);
-  }
-
- private:
-  static void bump(std::atomic<std::uint64_t>& a, std::uint64_t by) noexcept {
-    a.store(a.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+    buckets[i].add();
+    count.add();
+    sum_ms.add(ms);
   }
 };
 

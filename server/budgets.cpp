@@ -1,3 +1,4 @@
+// Kernel budgets (server/budgets.h): sampling file-nr, sockstat and tcp_mem for admission.
 #include "server/budgets.h"
 
 #include <dirent.h>

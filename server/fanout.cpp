@@ -1,3 +1,4 @@
+// Publications and mailboxes (server/fanout.h): reference counts, the recipient count wait, the SPSC ring.
 #include "server/fanout.h"
 
 #include <linux/futex.h>
@@ -8,15 +9,11 @@
 #include <bit>
 #include <cerrno>
 
+#include "base/clock.h"
+
 namespace rg::server {
 
 namespace {
-
-std::uint64_t monotonic_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<std::uint64_t>(ts.tv_nsec);
-}
 
 // std::atomic::wait has no timeout; the futex it is built on does.
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::uint64_t timeout_ns) {
@@ -38,11 +35,11 @@ void Publication::counted(std::uint64_t n) noexcept {
 }
 
 std::uint32_t Publication::wait_counted(std::uint64_t timeout_ms) noexcept {
-  const std::uint64_t deadline = monotonic_ns() + timeout_ms * 1'000'000;
+  const std::uint64_t deadline = base::monotonic_ns() + timeout_ms * 1'000'000;
   for (;;) {
     const std::uint32_t left = pending.load(std::memory_order_acquire);
     if (left == 0) return 0;
-    const std::uint64_t now = monotonic_ns();
+    const std::uint64_t now = base::monotonic_ns();
     if (now >= deadline) return left;
     futex_wait(pending, left, deadline - now);
   }

@@ -1,8 +1,9 @@
+// The pub/sub index (server/subscriptions.h): channels, users and subscription nodes with free lists.
 #include "server/subscriptions.h"
 
 #include <cassert>
 
-#include "server/free_list.h"
+#include "base/free_list.h"
 
 namespace rg::server {
 
@@ -24,7 +25,7 @@ void SubscriptionIndex::init(std::uint32_t subscribers_max, std::uint32_t subscr
 
 std::uint32_t SubscriptionIndex::attach(std::uint32_t slot) {
   if (subscribers_ >= subscribers_max_) return nil;
-  const std::uint32_t sub = take_slot(subs_, free_subs_);
+  const std::uint32_t sub = base::take_slot(subs_, free_subs_);
   subs_[sub].slot = slot;
   ++subscribers_;
   return sub;
@@ -55,7 +56,7 @@ std::uint32_t SubscriptionIndex::find_channel(std::string_view name) const {
 std::uint32_t SubscriptionIndex::channel_id(std::string_view name) {
   const auto [it, inserted] = channel_ids_.try_emplace(key(name), 0);
   if (inserted) {
-    it->second = take_slot(channels_, free_channels_);
+    it->second = base::take_slot(channels_, free_channels_);
     channels_[it->second].name = std::string(name);
     name_bytes_ += name.size();
   }
@@ -71,7 +72,7 @@ SubscriptionIndex::Added SubscriptionIndex::subscribe(std::uint32_t sub, std::st
   }
   if (s.count >= per_subscriber_max_) return Added::too_many;
   const std::uint32_t c = existing != nil ? existing : channel_id(channel);
-  const std::uint32_t n = take_slot(nodes_, free_nodes_);
+  const std::uint32_t n = base::take_slot(nodes_, free_nodes_);
   Channel& ch = channels_[c];
   nodes_[n] = Node{c, sub, ch.tail, nil, s.head};
   if (ch.tail != nil) nodes_[ch.tail].next = n;
@@ -128,7 +129,7 @@ void SubscriptionIndex::set_user(std::uint32_t sub, std::string_view user) {
   assert(s.user == nil);
   const auto [it, inserted] = user_ids_.try_emplace(key(user), 0);
   if (inserted) {
-    it->second = take_slot(users_, free_users_);
+    it->second = base::take_slot(users_, free_users_);
     users_[it->second].name = std::string(user);
     name_bytes_ += user.size();
   }

@@ -1,5 +1,5 @@
-// Timers at density: ring::TimingWheel (10 ms tick) against
-// ring::DeadlineLists, with up to 1,000,000 timers live in a vector of
+// Timers at density: base::TimingWheel (10 ms tick) against
+// base::DeadlineLists, with up to 1,000,000 timers live in a vector of
 // 16-byte records.
 //
 // - *_Reschedule: cancel one live timer and schedule it again (what a
@@ -21,8 +21,8 @@
 #include <random>
 #include <vector>
 
-#include "ring/deadline_lists.h"
-#include "ring/timing_wheel.h"
+#include "base/deadline_lists.h"
+#include "base/timing_wheel.h"
 
 namespace {
 
@@ -36,8 +36,8 @@ struct Rec {
 };
 static_assert(sizeof(Rec) == 16);
 
-using Wheel = rg::ring::TimingWheel<Rec, Kind>;
-using Lists = rg::ring::DeadlineLists<Rec, Kind, 2>;
+using Wheel = rg::base::TimingWheel<Rec, Kind>;
+using Lists = rg::base::DeadlineLists<Rec, Kind, 2>;
 
 constexpr std::uint32_t tick_ms = 10;
 constexpr std::uint32_t spread_ms = 90000;
@@ -102,7 +102,7 @@ BENCHMARK(BM_DeadlineLists_Reschedule)->Arg(1000)->Arg(1000000);
 // ticks' worth of revolutions, with 65536 (655 s) only those of its tick.
 template <std::uint32_t BucketsLog2>
 void BM_Wheel_Tick(benchmark::State& state) {
-  using W = rg::ring::TimingWheel<Rec, Kind, BucketsLog2>;
+  using W = rg::base::TimingWheel<Rec, Kind, BucketsLog2>;
   const auto n = static_cast<std::uint32_t>(state.range(0));
   std::vector<Rec> recs(n);
   auto wheel = std::make_unique<W>();

@@ -1,6 +1,6 @@
 """Fixtures for ringgate integration tests.
 
-The binary is taken from $RINGGATE_BIN (default: build/server/ringgate,
+The binary is taken from $RINGGATE_BIN (default: build/ringgate,
 relative to the repository root).  Each server is started with
 `--listen 127.0.0.1:0 <extra args>`; the fixture waits (<= 10 s) for the
 stderr line `listening on HOST:PORT`, and on teardown sends SIGTERM, waits
@@ -53,7 +53,7 @@ _raise_nofile_limit()
 
 
 def ringgate_bin() -> pathlib.Path:
-    p = pathlib.Path(os.environ.get("RINGGATE_BIN", "build/server/ringgate"))
+    p = pathlib.Path(os.environ.get("RINGGATE_BIN", "build/ringgate"))
     if not p.is_absolute():
         p = REPO_ROOT / p
     return p

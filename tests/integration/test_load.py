@@ -6,7 +6,7 @@ Every test is bounded in time: the tool stops by itself (--connections,
 --duration, --hold) and each subprocess also has a hard timeout.
 
 Environment:
-  RINGGATE_BIN       the server (default build/server/ringgate)
+  RINGGATE_BIN       the server (default build/ringgate)
   RINGGATE_LOAD_BIN  the load tool (default: tools/ringgate-load next to
                      RINGGATE_BIN's build, else build/tools/ringgate-load)
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-RINGGATE_BIN = Path(os.environ.get("RINGGATE_BIN", ROOT / "build/server/ringgate"))
+RINGGATE_BIN = Path(os.environ.get("RINGGATE_BIN", ROOT / "build/ringgate"))
 
 
 def _load_bin():

@@ -25,7 +25,7 @@ import wsraw
 from test_admin import admin_port, get, samples, total
 
 ROOT = Path(__file__).resolve().parents[2]
-RINGGATE_BIN = Path(os.environ.get("RINGGATE_BIN", ROOT / "build/server/ringgate"))
+RINGGATE_BIN = Path(os.environ.get("RINGGATE_BIN", ROOT / "build/ringgate"))
 SECRET = b"integration-test-secret-0123456789"
 
 

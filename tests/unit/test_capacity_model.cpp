@@ -2,7 +2,7 @@
 // hosts too small for their target, and the model pinned to what the
 // capacity lab measured (perf/results/*/report.md).
 
-#include "server/capacity_model.h"
+#include "tooling/capacity_model.h"
 
 #include <gtest/gtest.h>
 

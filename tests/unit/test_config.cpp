@@ -1,7 +1,7 @@
 // Configuration: unit parsing, every option kind by flag name, TOML files,
 // flags over file, and the help text.
 
-#include "server/config.h"
+#include "config/config.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -223,6 +223,24 @@ std::vector<OptionCase> option_cases() {
       {"strict-preflight", "0", true, [](const Config& c) { return !c.strict_preflight; }},
       {"strict-preflight", "yes", false, {}, "is not true or false"},
       {"strict-preflight", "", false, {}, "is not true or false"},
+      // configuration words become enums at load
+      {"reject", "close", true, [](const Config& c) { return c.reject == rg::server::Reject::close; }},
+      {"reject", "http", true, [](const Config& c) { return c.reject == rg::server::Reject::http; }},
+      {"reject", "Close", false, {}, "is not one of http|close"},
+      {"reject", "", false, {}, "is not one of http|close"},
+      {"reject", "http|close", false, {}, "is not one of"},
+      {"slow-consumer-policy", "drop", true,
+       [](const Config& c) { return c.slow_consumer_policy == rg::server::SlowConsumerPolicy::drop; }},
+      {"slow-consumer-policy", "closed", false, {}, "is not one of close|drop"},
+      {"auth", "jwt", true, [](const Config& c) { return c.auth == rg::server::Auth::jwt && c.auth_jwt(); }},
+      {"auth", "jwt ", false, {}, "is not one of off|jwt"},
+      {"cross-worker-wake", "eventfd", true,
+       [](const Config& c) { return c.cross_worker_wake == rg::server::WakeMode::eventfd; }},
+      {"cross-worker-wake", "msg_ring", true,
+       [](const Config& c) { return c.cross_worker_wake == rg::server::WakeMode::msg_ring; }},
+      {"cross-worker-wake", "auto", true,
+       [](const Config& c) { return c.cross_worker_wake == rg::server::WakeMode::automatic; }},
+      {"cross-worker-wake", "au", false, {}, "is not one of auto|msg_ring|eventfd"},
       // unknown
       {"nope", "1", false, {}, "unknown option 'nope'"},
       {"--backlog", "1", false, {}, "unknown option"},
@@ -233,6 +251,32 @@ std::vector<OptionCase> option_cases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, Options, ::testing::ValuesIn(option_cases()));
+
+// Every word's spelling parses back to its own value.
+TEST(Options, WordsRoundTrip) {
+  using namespace rg::server;
+  std::string error;
+  for (const Reject v : {Reject::http, Reject::close}) {
+    Config c;
+    ASSERT_TRUE(apply_option("reject", word(v), c, error)) << error;
+    EXPECT_EQ(c.reject, v);
+  }
+  for (const SlowConsumerPolicy v : {SlowConsumerPolicy::close, SlowConsumerPolicy::drop}) {
+    Config c;
+    ASSERT_TRUE(apply_option("slow_consumer_policy", word(v), c, error)) << error;
+    EXPECT_EQ(c.slow_consumer_policy, v);
+  }
+  for (const Auth v : {Auth::off, Auth::jwt}) {
+    Config c;
+    ASSERT_TRUE(apply_option("auth", word(v), c, error)) << error;
+    EXPECT_EQ(c.auth, v);
+  }
+  for (const WakeMode v : {WakeMode::automatic, WakeMode::msg_ring, WakeMode::eventfd}) {
+    Config c;
+    ASSERT_TRUE(apply_option("cross_worker_wake", word(v), c, error)) << error;
+    EXPECT_EQ(c.cross_worker_wake, v);
+  }
+}
 
 TEST(Options, ListReplacesPreviousValue) {
   Config c;

@@ -1,7 +1,7 @@
 // Start-up preflight: each finding, with the exact command that fixes it,
 // and none on a kernel tuned for the configuration.
 
-#include "server/preflight.h"
+#include "tooling/preflight.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "server/capacity_model.h"
+#include "tooling/capacity_model.h"
 
 namespace {
 

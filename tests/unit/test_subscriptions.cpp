@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "server/api_request.h"
+#include "control/api_request.h"
 
 namespace {
 

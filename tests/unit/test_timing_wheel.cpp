@@ -3,7 +3,7 @@
 // long delays and the 32-bit clock's wrap; callbacks that add and remove
 // timers; and random add/remove/expire runs against a std::multimap model.
 
-#include "ring/timing_wheel.h"
+#include "base/timing_wheel.h"
 
 #include <gtest/gtest.h>
 
@@ -43,7 +43,7 @@ std::ostream& operator<<(std::ostream& os, const Fired& f) {
 // Records and a wheel, heap-allocated (a 4096-bucket wheel is 32 KiB).
 template <std::uint32_t Log2>
 struct Harness {
-  using Wheel = rg::ring::TimingWheel<Rec, Kind, Log2>;
+  using Wheel = rg::base::TimingWheel<Rec, Kind, Log2>;
   std::vector<Rec> recs;
   std::unique_ptr<Wheel> wheel = std::make_unique<Wheel>();
 

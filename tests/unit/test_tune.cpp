@@ -2,7 +2,7 @@
 // against a fake /proc/sys in a temporary directory (the real kernel is
 // exercised by tests/integration/test_tune.py, inside network namespaces).
 
-#include "server/tune.h"
+#include "tooling/tune.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "server/capacity_model.h"
+#include "tooling/capacity_model.h"
 
 namespace {
 

@@ -15,8 +15,8 @@
 
 #include "proto/http_upgrade.h"
 #include "proto/ws_frame.h"
+#include "base/deadline_lists.h"
 #include "proto/ws_wire.h"
-#include "ring/deadline_lists.h"
 #include "ring/ring.h"
 #include "tools/load/handshake.h"
 #include "tools/load/payload.h"
@@ -383,7 +383,7 @@ class Engine {
   std::uint64_t verifying_ = 0;
   std::uint64_t subscribed_ = 0, awaiting_ = 0, ready_ = 0, stalled_ = 0, fanout_received_ = 0, fanout_delivered_ = 0;
 
-  ring::DeadlineLists<Conn, TimerList, 5> timers_;
+  base::DeadlineLists<Conn, TimerList, 5> timers_;
 };
 
 bool Engine::start(std::string& error) {

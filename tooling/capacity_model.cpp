@@ -1,11 +1,18 @@
-#include "server/capacity_model.h"
+// The capacity model (tooling/capacity_model.h): what N connections need from the host and the kernel.
+#include "tooling/capacity_model.h"
 
 #include <absl/strings/str_format.h>
+#include <absl/strings/str_join.h>
 
 #include <algorithm>
 #include <sstream>
 
 #include "proto/http_upgrade.h"
+#include "server/conn.h"
+
+// The model plans with the connection record's real size.
+static_assert(rg::server::capacity::record_bytes == rg::server::conn_record_bytes,
+              "the capacity model plans with the connection record's size (server/conn.h)");
 
 namespace rg::server::capacity {
 
@@ -51,11 +58,7 @@ bool parse_fields(const std::string& text, std::vector<std::uint64_t>& out) {
   return !out.empty();
 }
 
-std::string join(const std::vector<std::uint64_t>& v) {
-  std::string out;
-  for (auto x : v) out += (out.empty() ? "" : " ") + std::to_string(x);
-  return out;
-}
+std::string join(const std::vector<std::uint64_t>& v) { return absl::StrJoin(v, " "); }
 
 // The packets of one 100 ms worker tick during a reconnect storm.
 std::uint64_t storm_per_tick(std::uint64_t connections) noexcept {

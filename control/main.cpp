@@ -21,12 +21,12 @@
 #include "proto/jwt.h"
 #include "proto/pubsub.h"
 #include "ring/ring.h"
-#include "server/admin.h"
-#include "server/capacity_model.h"
-#include "server/config.h"
-#include "server/log.h"
-#include "server/preflight.h"
-#include "server/tune.h"
+#include "control/admin.h"
+#include "tooling/capacity_model.h"
+#include "config/config.h"
+#include "base/log.h"
+#include "tooling/preflight.h"
+#include "tooling/tune.h"
 #include "server/worker.h"
 
 namespace {
@@ -39,8 +39,8 @@ namespace capacity = rg::server::capacity;
 constexpr std::uint32_t workers_max = capacity::workers_max;
 
 bool validate(const Config& c, std::string& error) {
-  log::Level level;
-  if (!log::parse_level(c.log_level, level)) {
+  rg::base::log::Level level;
+  if (!rg::base::log::parse_level(c.log_level, level)) {
     error = "log_level must be debug, info, warn or error, not '" + c.log_level + "'";
     return false;
   }
@@ -76,10 +76,6 @@ bool validate(const Config& c, std::string& error) {
     error = "frame_buffer_size must be at least 4KiB";
     return false;
   }
-  if (c.slow_consumer_policy != "close" && c.slow_consumer_policy != "drop") {
-    error = "slow_consumer_policy must be close or drop, not '" + c.slow_consumer_policy + "'";
-    return false;
-  }
   if (c.slow_consumer_close_code != 1008 && c.slow_consumer_close_code != 1013) {
     error = "slow_consumer_close_code must be 1008 or 1013";
     return false;
@@ -100,10 +96,6 @@ bool validate(const Config& c, std::string& error) {
     error = "max_message_size must be between 1B and 2GiB";
     return false;
   }
-  if (c.reject != "http" && c.reject != "close") {
-    error = "reject must be http or close, not '" + c.reject + "'";
-    return false;
-  }
   if (c.stall_timeout_ms < 100 || c.handshake_timeout_ms < 100 || c.close_timeout_ms < 100) {
     error = "stall_timeout, handshake_timeout and close_timeout must be at least 100ms (the timer tick)";
     return false;
@@ -120,15 +112,7 @@ bool validate(const Config& c, std::string& error) {
       return false;
     }
   }
-  if (c.cross_worker_wake != "auto" && c.cross_worker_wake != "msg_ring" && c.cross_worker_wake != "eventfd") {
-    error = "cross_worker_wake must be auto, msg_ring or eventfd, not '" + c.cross_worker_wake + "'";
-    return false;
-  }
-  if (c.auth != "off" && c.auth != "jwt") {
-    error = "auth must be off or jwt, not '" + c.auth + "'";
-    return false;
-  }
-  if (c.auth == "jwt" && c.jwt_secret_file.empty()) {
+  if (c.auth_jwt() && c.jwt_secret_file.empty()) {
     error = "auth = jwt needs jwt_secret_file (the HS256 key)";
     return false;
   }
@@ -219,14 +203,14 @@ bool setup_pubsub(const Config& config, std::uint32_t workers, Shared& shared, s
     if (shared.api_token.empty()) return false;
   }
   if (!config.pubsub_enabled()) return true;
-  if (config.cross_worker_wake != "eventfd") {
+  if (config.cross_worker_wake != rg::server::WakeMode::eventfd) {
     rg::ring::Ring probe;
     rg::ring::RingParams params;
     params.sq_entries = 8;
     params.cq_entries = 16;
     std::string probe_error;
     shared.wake_msg_ring = probe.init(params, probe_error) == 0 && probe.supports(IORING_OP_MSG_RING);
-    if (!shared.wake_msg_ring && config.cross_worker_wake == "msg_ring") {
+    if (!shared.wake_msg_ring && config.cross_worker_wake == rg::server::WakeMode::msg_ring) {
       error = "cross_worker_wake = msg_ring, but this kernel has no IORING_OP_MSG_RING (5.18+)";
       return false;
     }
@@ -244,7 +228,7 @@ bool setup_pubsub(const Config& config, std::uint32_t workers, Shared& shared, s
     shared.mailboxes.push_back(std::move(box));
   }
   RG_LOG(info, "pub/sub: %s; auth %s; mailboxes of %u per worker; workers woken by %s; publish API %s",
-         config.pubsub_path, config.auth, config.mailbox_size,
+         config.pubsub_path, rg::server::word(config.auth), config.mailbox_size,
          shared.wake_msg_ring ? "IORING_OP_MSG_RING" : "eventfd", shared.api_token.empty() ? "without a token" : "with a bearer token");
   return true;
 }
@@ -276,9 +260,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ringgate: invalid configuration: %s\n", error.c_str());
     return 2;
   }
-  log::Level level = log::Level::info;
-  (void)log::parse_level(config.log_level, level);
-  log::set_level(level);
+  rg::base::log::Level level = rg::base::log::Level::info;
+  (void)rg::base::log::parse_level(config.log_level, level);
+  rg::base::log::set_level(level);
 
   // Direct descriptors do not count against RLIMIT_NOFILE, but each ring's
   // table may hold at most RLIMIT_NOFILE slots: raise the soft limit to the
@@ -352,8 +336,8 @@ int main(int argc, char** argv) {
     facts.nofile_hard = nofile.rlim_max;
     facts.reserved_slots = config.reserved_slots;
     const auto findings = rg::server::preflight::check(rg::server::preflight::read_kernel_facts(), facts);
-    if (log::enabled(log::Level::warn))
-      for (const auto& f : findings) log::write_from(log::Level::warn, "preflight", f.what + "; fix: " + f.fix);
+    if (rg::base::log::enabled(rg::base::log::Level::warn))
+      for (const auto& f : findings) rg::base::log::write_from(rg::base::log::Level::warn, "preflight", f.what + "; fix: " + f.fix);
     if (config.strict_preflight && !findings.empty()) {
       RG_LOG(error, "--strict-preflight: refusing to start with %u preflight finding(s) above", findings.size());
       return 1;
@@ -407,7 +391,7 @@ int main(int argc, char** argv) {
   }
   RG_LOG(info, "buffering: %u bytes per connection before backpressure (off at %.2f), %u bytes across all "
                "connections (max_buffered_bytes), slow consumers: %s", config.frame_buffer_size,
-         config.buffer_drain_threshold, shared->max_buffered_bytes, config.slow_consumer_policy);
+         config.buffer_drain_threshold, shared->max_buffered_bytes, rg::server::word(config.slow_consumer_policy));
   if (config.per_ip_limit > 0 || config.accept_rate > 0)
     RG_LOG(info, "admission: per_ip_limit %u (429 beyond; 0 = off), accept_rate %u/s burst %u (0 = off), accept "
                  "queue %u per worker, accept_queue_timeout %u ms",
@@ -453,14 +437,14 @@ int main(int argc, char** argv) {
                                                                               : config.listen_host;
   // The start-up line is written whatever log_level says: operators and
   // scripts rely on it for the address (port 0), workers and capacity.
-  log::write(log::Level::info,
+  rg::base::log::write(rg::base::log::Level::info,
              absl::StrFormat("listening on %s:%u echo=%s admin=%s workers=%u capacity=%u connections (bounded by %s)",
                              host, port, config.echo_path, admin_where, workers, shared->max_connections, bound));
 
   // First signal: drain.  Second: leave at once.
   bool draining = false;
   const timespec poll{0, 100 * 1000 * 1000};
-  log::RateLimited warn_log(1, 10'000);
+  rg::base::log::RateLimited warn_log(1, 10'000);
   std::uint32_t polls = 0;
   while (finished.load() < workers) {
     siginfo_t info{};

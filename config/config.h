@@ -9,6 +9,13 @@
 
 namespace rg::server {
 
+// Configuration words, parsed once at load (config.cpp holds their
+// spellings): nothing on the data path compares strings.
+enum class Reject : std::uint8_t { http, close };               // a capacity refusal: 503, or 101 then close 1013
+enum class SlowConsumerPolicy : std::uint8_t { close, drop };   // new messages for a backpressured connection
+enum class Auth : std::uint8_t { off, jwt };                    // who may use pubsub_path
+enum class WakeMode : std::uint8_t { automatic, msg_ring, eventfd };  // how publishers wake workers
+
 struct Config {
   // Network
   std::string listen_host = "127.0.0.1";
@@ -27,7 +34,7 @@ struct Config {
   std::uint32_t max_pending_handshakes = 4096;  // per worker
   std::uint32_t max_active_sessions = 16384;    // per worker: connections mid-message
   std::uint32_t retry_after_s = 60;
-  std::string reject = "http";  // how capacity refusals look: "http" (503) or "close" (101, then close 1013)
+  Reject reject = Reject::http;  // how capacity refusals look: 503, or 101 then close 1013
   std::uint32_t per_ip_limit = 0;     // connections per client IP, all workers; 0 = no limit (429 beyond)
   std::uint32_t accept_rate = 0;      // new connections per second, all workers; 0 = unlimited
   std::uint32_t accept_burst = 0;     // token bucket depth; 0 = one second's worth of accept_rate
@@ -58,7 +65,7 @@ struct Config {
   std::uint32_t frame_buffer_size = 100 * 1024;
   double buffer_drain_threshold = 0.5;
   std::uint64_t backpressure_timeout_ms = 5'000;
-  std::string slow_consumer_policy = "close";  // new messages while backpressured: close or drop
+  SlowConsumerPolicy slow_consumer_policy = SlowConsumerPolicy::close;  // new messages while backpressured
   std::uint32_t slow_consumer_close_code = 1008;  // 1008 (policy) or 1013 (try again later)
   std::uint64_t max_buffered_bytes = 0;  // all connections; 0 = a quarter of MemTotal, split over workers
   std::uint64_t stall_timeout_ms = 30'000;         // mid-message or blocked send without progress
@@ -68,7 +75,7 @@ struct Config {
 
   // Pub/sub (docs/protocol.md)
   std::string pubsub_path = "/ws";  // "off" disables the endpoint
-  std::string auth = "off";         // off | jwt: who may connect to pubsub_path and subscribe to what
+  Auth auth = Auth::off;            // who may connect to pubsub_path and subscribe to what
   std::string jwt_secret_file;      // HS256 key for auth = jwt (the file's bytes, one trailing newline dropped)
   std::string api_token_file;       // bearer token the publish API requires; empty: none (bind it to localhost)
   std::uint64_t max_publish_size = 64 * 1024;  // a published body (413 beyond)
@@ -76,7 +83,7 @@ struct Config {
   std::uint32_t max_subscriptions = 64;        // per connection (too_many_channels beyond)
   std::uint32_t mailbox_size = 1024;           // per worker: publications waiting for fan-out (503 beyond)
   std::uint32_t fanout_batch = 16384;          // per worker loop turn: deliveries queued before I/O runs again
-  std::string cross_worker_wake = "auto";      // auto | msg_ring | eventfd: how publishers wake workers
+  WakeMode cross_worker_wake = WakeMode::automatic;  // how publishers wake workers
 
   // Process
   std::uint64_t drain_timeout_ms = 10'000;
@@ -85,7 +92,7 @@ struct Config {
   std::string config_file;
 
   [[nodiscard]] bool pubsub_enabled() const noexcept { return pubsub_path != "off"; }
-  [[nodiscard]] bool auth_jwt() const noexcept { return auth == "jwt"; }
+  [[nodiscard]] bool auth_jwt() const noexcept { return auth == Auth::jwt; }
 
   // The per-connection backpressure thresholds in bytes.
   [[nodiscard]] std::uint64_t backpressure_on_bytes() const noexcept { return frame_buffer_size; }
@@ -112,5 +119,11 @@ bool parse_size(const std::string& text, std::uint64_t& bytes);
 bool parse_duration_ms(const std::string& text, std::uint64_t& ms);
 
 std::string help_text();
+
+// A configuration word as written in the file and on the command line.
+[[nodiscard]] const char* word(Reject v) noexcept;
+[[nodiscard]] const char* word(SlowConsumerPolicy v) noexcept;
+[[nodiscard]] const char* word(Auth v) noexcept;
+[[nodiscard]] const char* word(WakeMode v) noexcept;
 
 }  // namespace rg::server

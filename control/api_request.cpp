@@ -1,4 +1,5 @@
-#include "server/api_request.h"
+// The admin listener's HTTP request parser (control/api_request.h).
+#include "control/api_request.h"
 
 #include "proto/http_upgrade.h"
 

@@ -17,7 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace rg::ring {
+namespace rg::base {
 
 template <typename Record, typename List, std::size_t ListCount>
 class DeadlineLists {
@@ -75,4 +75,4 @@ class DeadlineLists {
   std::array<Head, ListCount> heads_{};  // heads_[0] is "no list", never used
 };
 
-}  // namespace rg::ring
+}  // namespace rg::base

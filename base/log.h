@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-namespace rg::server::log {
+namespace rg::base::log {
 
 enum class Level : std::uint8_t { debug, info, warn, error };
 
@@ -44,6 +44,6 @@ void logf(Level level, const absl::FormatSpec<Args...>& format, const Args&... a
   if (enabled(level)) write(level, absl::StrFormat(format, args...));
 }
 
-}  // namespace rg::server::log
+}  // namespace rg::base::log
 
-#define RG_LOG(level, ...) ::rg::server::log::logf(::rg::server::log::Level::level, __VA_ARGS__)
+#define RG_LOG(level, ...) ::rg::base::log::logf(::rg::base::log::Level::level, __VA_ARGS__)

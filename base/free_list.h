@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace rg::server {
+namespace rg::base {
 
 // A free index (its record reset to T{}) or a new one appended.  Appending
 // grows the vector amortised; callers reserve what they size at start-up.
@@ -22,4 +22,4 @@ std::uint32_t take_slot(std::vector<T>& items, std::vector<std::uint32_t>& free)
   return static_cast<std::uint32_t>(items.size() - 1);
 }
 
-}  // namespace rg::server
+}  // namespace rg::base

@@ -1,13 +1,15 @@
-#include "server/preflight.h"
+// The start-up preflight (tooling/preflight.h): kernel settings checked against the configuration.
+#include "tooling/preflight.h"
 
 #include <unistd.h>
 
 #include <absl/strings/str_format.h>
+#include <absl/strings/str_join.h>
 
 #include <sstream>
 
-#include "server/capacity_model.h"
-#include "server/sysctl.h"
+#include "tooling/capacity_model.h"
+#include "tooling/sysctl.h"
 
 namespace rg::server::preflight {
 
@@ -101,9 +103,9 @@ std::vector<Finding> check(const KernelFacts& k, const ServerFacts& s) {
 
   const auto mem = cap::tcp_mem_for(s.capacity, cap::default_buffer_bytes, k.page_bytes);
   if (k.tcp_mem.size() == 3 && k.tcp_mem[2] < mem[2]) {
-    std::string fixed;
-    for (std::size_t i = 0; i < 3; ++i)
-      fixed += (i ? " " : "") + std::to_string(std::max(k.tcp_mem[i], mem[i]));
+    std::vector<std::uint64_t> wanted(3);
+    for (std::size_t i = 0; i < 3; ++i) wanted[i] = std::max(k.tcp_mem[i], mem[i]);
+    const std::string fixed = absl::StrJoin(wanted, " ");
     out.push_back({absl::StrFormat("net.ipv4.tcp_mem caps TCP buffers at %u pages (%s), below the %u pages that "
                                    "%u connections x %s of buffers need (150%%)",
                                    k.tcp_mem[2], cap::format_bytes(k.tcp_mem[2] * k.page_bytes), mem[2], s.capacity,

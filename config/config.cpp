@@ -1,4 +1,5 @@
-#include "server/config.h"
+// Loading the configuration (config/config.h): the option table, units, TOML, flags and --help.
+#include "config/config.h"
 
 // toml++ is used header-only with exceptions off: configuration errors come
 // back as values, the same way every other error in ringgate does.
@@ -7,6 +8,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstdlib>
 #include <cstdio>
@@ -19,12 +21,18 @@ namespace rg::server {
 
 namespace {
 
-enum class Kind { text, u32, u64, size32, size64, duration, list, address, fraction, flag };
+enum class Kind { text, u32, u64, size32, size64, duration, list, address, fraction, flag, choice };
+
+// The spellings of each configuration word, in enum order.
+constexpr std::array<const char*, 2> reject_words = {"http", "close"};
+constexpr std::array<const char*, 2> slow_consumer_words = {"close", "drop"};
+constexpr std::array<const char*, 2> auth_words = {"off", "jwt"};
+constexpr std::array<const char*, 3> wake_words = {"auto", "msg_ring", "eventfd"};
 
 struct Option {
   const char* name;  // snake_case; the flag is the kebab-case form
   Kind kind;
-  const char* value_hint;
+  const char* value_hint;  // for Kind::choice, the words joined by '|', in enum order
   const char* help;
   std::function<void(Config&, std::uint64_t, const std::string&)> set;
   std::function<std::string(const Config&)> show;
@@ -77,6 +85,10 @@ std::string join(const std::vector<std::string>& v) {
                          [](const Config& c) { return show_size(c.field); }
 #define RG_MS(field) [](Config& c, std::uint64_t v, const std::string&) { c.field = v; }, \
                      [](const Config& c) { return show_ms(c.field); }
+// A word from value_hint's list; `v` is its index, which is the enum's value.
+#define RG_CHOICE(field, Enum, words)                                                                           \
+  [](Config& c, std::uint64_t v, const std::string&) { c.field = static_cast<Enum>(v); },                     \
+      [](const Config& c) { return std::string(words[static_cast<std::size_t>(c.field)]); }
 #define RG_TEXT(field) [](Config& c, std::uint64_t, const std::string& s) { c.field = s; }, \
                        [](const Config& c) { return c.field; }
 
@@ -133,10 +145,10 @@ const std::vector<Option>& options() {
        "beyond it a connection is closed with 1013.",
        RG_U32(max_active_sessions)},
       {"retry_after", Kind::u32, "SECONDS", "Retry-After value sent with 503 answers.", RG_U32(retry_after_s)},
-      {"reject", Kind::text, "http|close",
+      {"reject", Kind::choice, "http|close",
        "How a handshake refused for capacity is answered: http = 503 with Retry-After and a JSON body; close = "
        "upgrade, then close 1013 (Try Again Later) with a reason, for clients that only understand close codes.",
-       RG_TEXT(reject)},
+       RG_CHOICE(reject, Reject, reject_words)},
       {"per_ip_limit", Kind::u32, "N",
        "Connections one client IP address may hold across all workers, handshakes in progress included; "
        "beyond it new connections get 429 with Retry-After. 0 = no limit. Counted in a per-worker count-min "
@@ -176,11 +188,11 @@ const std::vector<Option>& options() {
        "Path of the pub/sub endpoint (docs/protocol.md): ?channels=a,b subscribes at connect, JSON commands "
        "subscribe later. 'off' disables it.",
        RG_TEXT(pubsub_path)},
-      {"auth", Kind::text, "off|jwt",
+      {"auth", Kind::choice, "off|jwt",
        "Who may use pubsub_path: off = anyone may subscribe to anything; jwt = an HS256 token (?token= or "
        "Authorization: Bearer) is required (401 without a valid one), its sub is the user and its channels "
        "claim lists the patterns the user may subscribe to.",
-       RG_TEXT(auth)},
+       RG_CHOICE(auth, Auth, auth_words)},
       {"jwt_secret_file", Kind::text, "PATH",
        "File holding the HS256 key for auth = jwt (1..256 bytes; one trailing newline is dropped). Kept in a "
        "file so the key never shows in the process list.",
@@ -205,11 +217,11 @@ const std::vector<Option>& options() {
        "Deliveries a worker queues per loop turn before it goes back to I/O, so a publish to a million "
        "subscribers cannot stall other connections.",
        RG_U32(fanout_batch)},
-      {"cross_worker_wake", Kind::text, "auto|msg_ring|eventfd",
+      {"cross_worker_wake", Kind::choice, "auto|msg_ring|eventfd",
        "How a publisher wakes workers: msg_ring = a completion posted on the worker's ring "
        "(IORING_OP_MSG_RING, Linux 5.18+); eventfd = a read the worker keeps armed on an eventfd; auto = "
        "msg_ring when the kernel has it.",
-       RG_TEXT(cross_worker_wake)},
+       RG_CHOICE(cross_worker_wake, WakeMode, wake_words)},
       {"max_request_line", Kind::size32, "SIZE", "Longest HTTP request line (414 beyond).",
        RG_SIZE32(max_request_line)},
       {"max_header_bytes", Kind::size32, "SIZE", "Largest total of request header lines (431 beyond).",
@@ -242,11 +254,11 @@ const std::vector<Option>& options() {
        "Longest a connection may stay backpressured. Then, if it is still over frame_buffer_size, it is closed "
        "with slow_consumer_close_code and \"slow consumer\"; otherwise reading resumes.",
        RG_MS(backpressure_timeout_ms)},
-      {"slow_consumer_policy", Kind::text, "close|drop",
+      {"slow_consumer_policy", Kind::choice, "close|drop",
        "What happens to a new outbound message for a backpressured connection (or one that would exceed "
        "max_buffered_bytes): close = close the connection with slow_consumer_close_code (it is not allowed to "
        "miss messages silently); drop = drop the message and count it.",
-       RG_TEXT(slow_consumer_policy)},
+       RG_CHOICE(slow_consumer_policy, SlowConsumerPolicy, slow_consumer_words)},
       {"slow_consumer_close_code", Kind::u32, "1008|1013",
        "Close code for slow consumers: 1008 (policy violation) or 1013 (try again later).",
        RG_U32(slow_consumer_close_code)},
@@ -323,6 +335,11 @@ bool checked_mul(std::uint64_t a, std::uint64_t b, std::uint64_t& out) {
 
 }  // namespace
 
+const char* word(Reject v) noexcept { return reject_words[static_cast<std::size_t>(v)]; }
+const char* word(SlowConsumerPolicy v) noexcept { return slow_consumer_words[static_cast<std::size_t>(v)]; }
+const char* word(Auth v) noexcept { return auth_words[static_cast<std::size_t>(v)]; }
+const char* word(WakeMode v) noexcept { return wake_words[static_cast<std::size_t>(v)]; }
+
 bool parse_size(const std::string& text, std::uint64_t& bytes) {
   std::uint64_t n;
   std::string unit;
@@ -374,6 +391,21 @@ bool apply_option(const std::string& key, const std::string& value, Config& c, s
     case Kind::text:
     case Kind::list:
       break;
+    case Kind::choice: {
+      // value_hint is "a|b|c" in enum order: the word's position is its value.
+      const std::string_view hint = o->value_hint;
+      std::size_t start = 0;
+      for (n = 0;; ++n) {
+        const std::size_t bar = hint.find('|', start);
+        if (hint.substr(start, bar == std::string_view::npos ? bar : bar - start) == value) break;
+        if (bar == std::string_view::npos) {
+          error = "option " + kebab(o->name) + ": '" + value + "' is not one of " + std::string(hint);
+          return false;
+        }
+        start = bar + 1;
+      }
+      break;
+    }
     case Kind::fraction: {
       char* end = nullptr;
       const double f = value.empty() ? -1 : std::strtod(value.c_str(), &end);

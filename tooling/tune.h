@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "server/capacity_model.h"
+#include "tooling/capacity_model.h"
 
 namespace rg::server::tune {
 

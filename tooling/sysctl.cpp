@@ -1,4 +1,5 @@
-#include "server/sysctl.h"
+// Reading and writing sysctls and profile files (tooling/sysctl.h).
+#include "tooling/sysctl.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,4 +1,5 @@
-#include "server/tune.h"
+// `ringgate tune` (tooling/tune.h): plan, check, apply and rollback of kernel settings.
+#include "tooling/tune.h"
 
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -15,8 +16,8 @@
 #include <map>
 #include <sstream>
 
-#include "server/config.h"
-#include "server/sysctl.h"
+#include "config/config.h"
+#include "tooling/sysctl.h"
 
 namespace rg::server::tune {
 
@@ -264,7 +265,7 @@ bool load_profile(const Args& a, std::vector<Entry>& entries, std::string& name,
     if (!dir.empty()) candidates.push_back(dir + "/" + p + ".conf");
     const std::string exe = exe_dir();
     if (!exe.empty()) {
-      candidates.push_back(exe + "/../../sysctl/" + p + ".conf");  // the build tree: build/server/ringgate
+      candidates.push_back(exe + "/../sysctl/" + p + ".conf");  // the build tree: build/ringgate
       candidates.push_back(exe + "/../share/ringgate/sysctl/" + p + ".conf");
     }
     candidates.push_back("/usr/share/ringgate/sysctl/" + p + ".conf");

@@ -1,11 +1,12 @@
-#include "server/log.h"
+// The log (base/log.h): leveled lines to stderr, and rate limiting for lines a flood could repeat.
+#include "base/log.h"
 
 #include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
 
-namespace rg::server::log {
+namespace rg::base::log {
 
 namespace {
 std::atomic<Level> g_level{Level::info};
@@ -63,4 +64,4 @@ bool RateLimited::allow(std::uint64_t now_ms, std::uint64_t& suppressed) noexcep
   return false;
 }
 
-}  // namespace rg::server::log
+}  // namespace rg::base::log

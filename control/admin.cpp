@@ -1,4 +1,5 @@
-#include "server/admin.h"
+// The admin listener (control/admin.h): health, readiness, /metrics, /status and the publish API routes.
+#include "control/admin.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -13,10 +14,11 @@
 #include <cstring>
 #include <vector>
 
+#include "base/clock.h"
 #include "proto/http_upgrade.h"
 #include "ring/ring.h"
-#include "server/api_request.h"
-#include "server/log.h"
+#include "control/api_request.h"
+#include "base/log.h"
 
 namespace rg::server {
 
@@ -28,17 +30,15 @@ constexpr std::uint64_t heartbeat_stale_ms = 2000;
 constexpr std::uint64_t io_timeout_ms = 10'000;     // a request (head and body) must arrive within this
 constexpr std::uint64_t idle_timeout_ms = 60'000;   // a keep-alive connection idle this long is closed
 
-std::uint64_t monotonic_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
-}
+using base::monotonic_ms;
 
 std::uint64_t load(const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); }
+std::uint64_t load(const base::Counter& c) { return c.load(); }
 
 // Prometheus text format: one family, one sample per worker plus nothing else.
+template <typename Field>
 void per_worker(std::string& out, const Shared& s, const char* name, const char* type, const char* help,
-                std::atomic<std::uint64_t> WorkerCounters::*field) {
+                Field WorkerCounters::*field) {
   absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
   for (std::size_t i = 0; i < s.counters.size(); ++i)
     absl::StrAppendFormat(&out, "%s{worker=\"%d\"} %d\n", name, i, load((*s.counters[i]).*field));
@@ -338,8 +338,7 @@ void Admin::serve_requests(AdminClient& c) {
 }
 
 void Admin::bump_publish_refusal(PublishRefusal r) {
-  auto& a = shared_.publish.refused[static_cast<std::size_t>(r)];
-  a.store(a.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  shared_.publish.refused[static_cast<std::size_t>(r)].add();
 }
 
 Admin::Reply Admin::handle(const std::string& path) const {
@@ -518,6 +517,24 @@ std::string Admin::metrics() const {
   histogram(out, "ws_fanout_duration_seconds",
             "From publish to the last recipient's send queued, per worker and publication.",
             &WorkerCounters::fanout_ms);
+  per_worker(out, s, "ws_deliveries_live", "gauge",
+             "Delivery-queue entries in use (each worker's are sized at start-up from its buffer budget).",
+             &WorkerCounters::deliveries_live);
+  per_worker(out, s, "ws_deliveries_exhausted_total", "counter",
+             "Deliveries and command answers not queued because every queue entry or message was in use.",
+             &WorkerCounters::deliveries_exhausted_total);
+  // Completions with an errno no handler expects, by op and errno: only the
+  // ones seen, so the family stays small.
+  out += "# HELP ws_unexpected_errors_total Completions with an errno no handler expects (each is also logged).\n"
+         "# TYPE ws_unexpected_errors_total counter\n";
+  for (std::uint8_t op = 0; op < op_count_; ++op) {
+    for (std::size_t e = 0; e <= WorkerCounters::errno_max; ++e) {
+      std::uint64_t sum = 0;
+      for (const auto& c : s.counters) sum += load(c->unexpected_errors[op][e]);
+      if (sum > 0)
+        absl::StrAppendFormat(&out, "ws_unexpected_errors_total{op=\"%s\",errno=\"%d\"} %d\n", op_name(op), e, sum);
+    }
+  }
   {
     const PublishCounters& p = s.publish;
     const auto one = [&](const char* name, const char* help, std::uint64_t v) {

@@ -1,10 +1,10 @@
-// The publishing side of pub/sub: turns one POST /publish/{channel} or
-// /users/{user}/send into a Publication, frames it once, posts it to every
-// worker's mailbox and wakes them, then waits (bounded) for the workers to
-// count their recipients so the answer can say how many there were.
+// The publish API, the local delivery source: turns one POST
+// /publish/{channel} or /users/{user}/send into a publication (named, given
+// an id), hands it to the workers through the delivery-source seam
+// (server/delivery.h), then waits (bounded) for the workers to count their
+// recipients so the answer can say how many there were.
 //
-// One Publisher per publishing thread (the admin listener's): it owns a
-// small io_uring of its own for IORING_OP_MSG_RING and a BodyClassifier.
+// One Publisher per publishing thread (the admin listener's).
 #pragma once
 
 #include <cstdint>
@@ -13,8 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "proto/pubsub.h"
-#include "ring/ring.h"
+#include "server/delivery.h"
 #include "server/worker.h"
 
 namespace rg::server {
@@ -25,9 +24,8 @@ class Publisher {
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
 
-  // In the publishing thread (the wake-up ring is single-issuer).  Falls
-  // back to the workers' eventfds when the ring cannot be made.
-  void start();
+  // In the publishing thread (the wake-up ring is single-issuer).
+  void start() { source_.start(); }
 
   struct Outcome {
     int status;        // 200, 202 (a worker did not count in time), 400, 503
@@ -40,14 +38,8 @@ class Publisher {
   static constexpr std::uint64_t count_wait_ms = 2'000;
 
  private:
-  // Wakes every worker that has no wake-up pending.
-  void wake_all();
-  [[nodiscard]] bool raw_channel(std::string_view channel) const;
-
   Shared& shared_;
-  proto::pubsub::BodyClassifier classifier_;
-  ring::Ring ring_;
-  bool msg_ring_ = false;
+  DeliverySource source_;
   std::uint64_t sequence_ = 0;
   std::string id_prefix_;  // per process start, so ids never repeat across restarts
 };

@@ -30,7 +30,9 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace rg::ring {
+#include "base/invariant.h"
+
+namespace rg::base {
 
 template <typename Record, typename Kind, std::uint32_t BucketsLog2 = 12>
 class TimingWheel {
@@ -185,12 +187,15 @@ class TimingWheel {
     }
     // Fewer than bucket_count ticks (one more if the wrap's short tick is
     // among them): a bucket met twice has only timers not due left.
-    std::uint32_t walked = 0;
-    for (std::uint32_t start = cursor_ms_;; start = next_tick(start)) {
-      assert(++walked <= bucket_count + 1);
+    // The bound holds in every build: a wrong `last` costs one revolution,
+    // never an endless loop.
+    std::uint32_t start = cursor_ms_;
+    for (std::uint32_t walked = 0; walked <= bucket_count; ++walked) {
       collect_due(buckets_[bucket_of(start)], now_ms);
-      if (start == last) break;
+      if (start == last) return;
+      start = next_tick(start);
     }
+    RG_ASSERT(false && "the wheel's cursor passed `last` without meeting it");
   }
 
   Record* records_ = nullptr;
@@ -202,4 +207,4 @@ class TimingWheel {
   std::array<Head, bucket_count> buckets_{};
 };
 
-}  // namespace rg::ring
+}  // namespace rg::base

@@ -14,7 +14,7 @@
 #include <string>
 #include <thread>
 
-#include "server/publisher.h"
+#include "control/publisher.h"
 #include "server/worker.h"
 
 namespace rg::server {

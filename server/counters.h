@@ -1,0 +1,98 @@
+// The figures a worker publishes for the admin thread (/metrics, /status)
+// and for admission across workers.  Every row has one writer.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+
+#include "base/counter.h"
+#include "server/admission.h"
+#include "server/conn.h"
+
+namespace rg::server {
+
+// Per-worker counters: single writer (the worker), any reader (relaxed):
+// base::Counter, a plain load and store.  open_connections alone is a
+// std::atomic that workers fetch_add, since admission compares its sum
+// across workers right after adding (see handshake.cpp).
+struct alignas(64) WorkerCounters {
+  std::atomic<std::uint64_t> open_connections{0};  // upgraded, not yet released; fetch_add: see handshake.cpp
+  base::Counter live_slots;        // table slots in use (any state)
+  base::Counter accepted_total;
+  base::Counter upgraded_total;
+  // Handshakes that did not end in an upgrade, by reason (the 1013 of a
+  // session pool running dry after the upgrade is busy_closes_total).
+  std::array<base::Counter, static_cast<std::size_t>(Refusal::count)> refusals{};
+  base::Counter busy_closes_total;         // 1013: no session for an upgraded connection
+  base::Counter protocol_closes_total;     // we closed with 1002/1007/1009
+  base::Counter messages_in_total;
+  base::Counter accept_errors_total;
+  // Outbound buffering (gauges are this worker's totals, updated by delta).
+  base::Counter buffered_bytes;
+  base::Counter messages_pending;
+  base::Counter buffered_max_connection_bytes;  // high-water of one connection
+  base::Counter backpressured_connections;
+  base::Counter backpressure_activations_total;
+  base::Counter slow_consumer_closes_total;
+  base::Counter slow_consumer_drops_total;
+  base::Counter buffer_budget_hits_total;  // messages that would have exceeded max_buffered_bytes
+  base::Counter segment_bytes;             // the segment pool's memory (held + cached)
+  base::Counter segments_live;             // segments held by sessions
+  base::Counter segment_allocations_total; // segments the pool had to allocate
+  base::Counter pings_sent_total;
+  base::Counter pongs_received_total;      // reads of pongs consumed without a session
+  base::Counter heartbeat_timeouts_total;  // nothing for pong_timeout after a ping
+  base::Counter idle_closes_total;         // idle_timeout
+  base::Counter queued_total;          // connections that waited for an accept_rate token
+  base::Counter accept_queue_depth;    // waiting now
+  base::Counter table_slots;          // set once at start
+  base::Counter loop_heartbeat_ms;    // CLOCK_MONOTONIC ms of the last loop turn
+  LatencyHistogram handshake_ms;   // accept (or leaving the accept queue) to 101 sent for
+  LatencyHistogram queue_wait_ms;  // time in the accept queue, for those that left it with a token
+  LatencyHistogram backpressure_ms;  // how long each backpressure episode lasted
+  // Pub/sub (gauges are this worker's, set as they change)
+  base::Counter subscribers;       // connections on the pub/sub endpoint
+  base::Counter subscriptions;
+  base::Counter channels;          // channels with a subscriber here
+  base::Counter index_bytes;       // memory of the subscription index
+  base::Counter subscribes_total;
+  base::Counter unsubscribes_total;
+  base::Counter command_errors_total;  // error frames answered to commands
+  base::Counter acks_total;
+  base::Counter fanouts_total;     // publications this worker fanned out
+  base::Counter deliveries_total;  // messages queued to a recipient
+  base::Counter delivery_drops_total;  // not queued: slow consumer (drop policy) or budget
+  base::Counter mailbox_depth;
+  LatencyHistogram fanout_ms;  // publish to the last recipient's send queued on this worker
+  // Pub/sub structures sized at start-up (max_deliveries), and refusals when
+  // they ran out.
+  base::Counter deliveries_live;
+  base::Counter deliveries_exhausted_total;  // a delivery or answer not queued: every queue entry in use
+  // Completions with an errno no handler expects, by op and errno (the
+  // `op` and `errno` labels of ws_unexpected_errors_total).
+  static constexpr std::size_t errno_max = 134;  // errnos above share the last row
+  std::array<std::array<base::Counter, errno_max + 1>, op_count_> unexpected_errors{};
+
+  [[nodiscard]] std::uint64_t refused(Refusal r) const noexcept {
+    return refusals[static_cast<std::size_t>(r)].load();
+  }
+  [[nodiscard]] std::uint64_t refused_total() const noexcept {
+    std::uint64_t sum = 0;
+    for (const auto& r : refusals) sum += r.load();
+    return sum;
+  }
+};
+
+// The publish API's counters: one writer (the admin thread).
+enum class PublishRefusal : std::uint8_t { bad_request, unauthorized, too_large, mailbox_full, count };
+[[nodiscard]] const char* publish_refusal_name(PublishRefusal r) noexcept;
+struct PublishCounters {
+  base::Counter publishes_total;    // accepted publications (channel or user)
+  base::Counter user_sends_total;   // of which to a user
+  base::Counter body_bytes_total;
+  base::Counter recipients_total;   // summed over the answers
+  std::array<base::Counter, static_cast<std::size_t>(PublishRefusal::count)> refused{};
+};
+
+}  // namespace rg::server
