@@ -7,7 +7,6 @@ buffers first, then the connection's own buffer in ringgate, where
 frame_buffer_size and max_buffered_bytes apply.
 """
 
-import pathlib
 import select
 import socket
 import threading
@@ -16,16 +15,8 @@ import time
 import pytest
 
 import wsraw
-from conftest import ringgate_bin
-from test_robustness import rss_kib
-from test_admin import admin_port, get, samples, total
+from conftest import REPO_ROOT, metrics, ringgate_bin, rss_kib, total
 from wsraw import OP_BINARY, OP_CLOSE, OP_TEXT
-
-
-def metrics(srv):
-    status, _, body = get(admin_port(srv), "/metrics")
-    assert status == 200
-    return samples(body)
 
 
 def slow_reader(port):
@@ -295,8 +286,7 @@ def test_a_full_buffer_budget_refuses_new_handshakes_with_503(ringgate):
     ("constrained", 100, 10240, "0.70"),
 ])
 def test_shipped_profiles_load_and_set_what_they_document(ringgate, profile, connections, buffer, drain):
-    root = pathlib.Path(__file__).resolve().parents[2]
-    srv = ringgate("--config", str(root / "profiles" / f"{profile}.toml"))
+    srv = ringgate("--config", str(REPO_ROOT / "profiles" / f"{profile}.toml"))
     log = srv.log()
     assert f"capacity={connections} connections" in log, log
     assert f"buffering: {buffer} bytes per connection before backpressure (off at {drain})" in log, log

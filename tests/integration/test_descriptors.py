@@ -10,6 +10,7 @@ import asyncio
 import time
 
 import wsraw
+from conftest import TCP_CLOSE_WAIT, TCP_ESTABLISHED, run_async, tcp_sockets
 from wsraw import OP_BINARY
 
 N = 2000
@@ -88,24 +89,12 @@ async def close_many(conns, check=True):
         assert not bad, f"{len(bad)} connections did not close cleanly; first: {bad[:5]}"
 
 
-def server_side_open(port):
-    """Sockets on the server's port that the server has not closed yet
-    (ESTABLISHED or CLOSE_WAIT, local port == server port)."""
-    count = 0
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            parts = line.split()
-            local, state = parts[1], parts[3]
-            if int(local.split(":")[1], 16) == port and state in ("01", "08"):
-                count += 1
-    return count
-
-
 async def wait_released(port, timeout=RELEASE_TIMEOUT):
+    """Until no socket on the server's port is left that the server has not
+    closed (ESTABLISHED or CLOSE_WAIT on its side)."""
     deadline = time.monotonic() + timeout
     while True:
-        n = server_side_open(port)
+        n = tcp_sockets(port, (TCP_ESTABLISHED, TCP_CLOSE_WAIT))
         if n == 0:
             return
         if time.monotonic() > deadline:
@@ -161,7 +150,7 @@ def test_2000_connections_no_fds_cap_503_and_recycling(ringgate):
         finally:
             await close_many(conns2)
 
-    asyncio.run(asyncio.wait_for(main(), 300))
+    run_async(main(), 300)
     srv.assert_alive()
 
 

@@ -5,20 +5,11 @@ anything; a live one is python3-websockets, which answers pings itself.
 """
 
 import asyncio
-import socket
 import time
 
-import websockets
-
 import wsraw
-from test_admin import admin_port, get, samples, total
+from conftest import metrics, run_async, run_ringgate, total, ws_connect
 from wsraw import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT
-
-
-def metrics(srv):
-    status, _, body = get(admin_port(srv), "/metrics")
-    assert status == 200
-    return samples(body)
 
 
 def settled(srv, name, value, timeout=2.0):
@@ -62,12 +53,12 @@ def test_client_that_answers_pings_stays_open_and_keeps_echoing(ringgate):
     srv = ringgate("--workers", "2", "--ping-interval", "200ms", "--pong-timeout", "500ms")
 
     async def run():
-        async with websockets.connect(srv.uri(), ping_interval=None) as ws:
+        async with ws_connect(srv.uri()) as ws:
             await asyncio.sleep(2.0)  # the library answers the server's pings
             await ws.send("still alive")
             return await asyncio.wait_for(ws.recv(), 5)
 
-    assert asyncio.run(run()) == "still alive"
+    assert run_async(run()) == "still alive"
     m = metrics(srv)
     assert total(m, "ws_pings_sent_total") >= 3
     assert total(m, "ws_heartbeat_timeouts_total") == 0
@@ -127,9 +118,7 @@ def test_idle_close_arrives_on_schedule(ringgate):
 
 
 def test_heartbeat_options_are_validated():
-    import subprocess
-    from conftest import ringgate_bin
-    r = subprocess.run([str(ringgate_bin()), "--ping-interval", "10ms"], capture_output=True, text=True, timeout=10)
+    r = run_ringgate("--ping-interval", "10ms", timeout=10)
     assert r.returncode == 2
     assert "ping_interval and idle_timeout must be 0 (off) or between 100ms" in r.stderr
 

@@ -5,21 +5,13 @@ answer slots from everyone else, and checks that ringgate bounds it and that a
 well-behaved client is still served.
 """
 
-import os
 import signal
 import socket
 import time
 
 import wsraw
+from conftest import rss_kib
 from wsraw import OP_BINARY, OP_TEXT
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def test_peer_that_never_reads_cannot_grow_server_memory(ringgate):
