@@ -10,7 +10,7 @@ import asyncio
 import time
 
 import wsraw
-from conftest import TCP_CLOSE_WAIT, TCP_ESTABLISHED, run_async, tcp_sockets
+from conftest import TCP_CLOSE_WAIT, TCP_ESTABLISHED, run_async, tcp_sockets, wait_until
 from wsraw import OP_BINARY
 
 N = 2000
@@ -171,15 +171,8 @@ def test_small_cap_503_then_slot_reuse(ringgate):
             first.send_close(1000)
             assert first.recv_frame(10).close_code == 1000
             assert first.wait_closed(10)
-        deadline = time.monotonic() + RELEASE_TIMEOUT
-        while True:
-            try:
-                ws, _ = wsraw.handshake(srv.port)
-                break
-            except AssertionError as exc:
-                if "503" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        ws = wait_until(lambda: wsraw.try_handshake(srv.port), RELEASE_TIMEOUT,
+                        what="a 101 once one of the 10 connections closed")
         conns.append(ws)
         assert ws.echo("reused") == (wsraw.OP_TEXT, b"reused")
     finally:

@@ -8,20 +8,17 @@ import asyncio
 import time
 
 import wsraw
-from conftest import metrics, run_async, run_ringgate, total, ws_connect
+from conftest import metrics, run_async, run_ringgate, total, wait_until, ws_connect
 from wsraw import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT
 
 
 def settled(srv, name, value, timeout=2.0):
     """Metrics once `name` reads `value`: a connection's record is released
     when its close completes, a loop turn after the peer may see the FIN."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def reads_value():
         m = metrics(srv)
-        if total(m, name) == value or time.monotonic() > deadline:
-            assert total(m, name) == value, name
-            return m
-        time.sleep(0.05)
+        return m if total(m, name) == value else None
+    return wait_until(reads_value, timeout, what=f"{name} == {value}")
 
 
 def test_silent_client_is_pinged_then_closed_after_pong_timeout(ringgate):
@@ -54,7 +51,9 @@ def test_client_that_answers_pings_stays_open_and_keeps_echoing(ringgate):
 
     async def run():
         async with ws_connect(srv.uri()) as ws:
-            await asyncio.sleep(2.0)  # the library answers the server's pings
+            # The subject of the test: idle through several ping intervals and
+            # pong timeouts while the library answers the server's pings.
+            await asyncio.sleep(2.0)
             await ws.send("still alive")
             return await asyncio.wait_for(ws.recv(), 5)
 
@@ -96,7 +95,7 @@ def test_idle_connection_gets_close_1000_after_idle_timeout(ringgate):
     deadline = opened + 1.6
     while time.monotonic() < deadline:
         assert chatty.echo("tick") == (OP_TEXT, b"tick")
-        time.sleep(0.15)
+        time.sleep(0.15)  # pacing: the gap between messages is what the idle timer sees
     code, reason, before = quiet.expect_close(timeout=0.1)
     assert (code, reason) == (1000, b"idle timeout")
     assert before == []
@@ -129,7 +128,8 @@ def test_pongs_and_a_close_in_one_write_need_no_session(ringgate):
     close without attaching a wslay session to any of them."""
     srv = ringgate("--workers", "1", "--ping-interval", "200ms", "--pong-timeout", "5s")
     conns = [wsraw.handshake(srv.port)[0] for _ in range(20)]
-    time.sleep(0.6)  # every connection has been pinged at least twice
+    wait_until(lambda: total(metrics(srv), "ws_pings_sent_total") >= 2 * len(conns), 5,
+               what="two pings per connection")
     for ws in conns:
         assert ws.recv_frame(timeout=2).opcode == OP_PING
         pong = wsraw.build_frame(OP_PONG, b"")

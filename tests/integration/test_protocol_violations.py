@@ -270,7 +270,7 @@ def test_concurrent_connection_unaffected_by_many_violations(server):
                 await ws.send(m)
                 assert await asyncio.wait_for(ws.recv(), T) == m
                 if i % 10 == 0:
-                    await asyncio.sleep(0.005)
+                    await asyncio.sleep(0.005)  # pacing: let the violators' threads interleave
 
     def bad(i):
         violate(server, bad_frames[i % len(bad_frames)], expect=expected[i % len(expected)])

@@ -82,7 +82,7 @@ def test_second_sigterm_forces_exit(ringgate):
         srv.signal(signal.SIGTERM)
         fr = ws.recv_frame(T)  # the server started closing us; we never answer
         assert fr.opcode == OP_CLOSE and fr.close_code == 1001
-        time.sleep(0.5)
+        time.sleep(0.5)  # the subject: nothing happens for a while (the drain goes on)
         assert srv.alive(), ("server exited although a client had not answered the close "
                              "(drain-timeout 30s, close-timeout 30s)")
         start = time.monotonic()
