@@ -130,6 +130,7 @@ def test_accept_rate_burst_is_served_or_refused_never_hung(ringgate):
     /metrics."""
     srv = ringgate("--workers", "1", "--accept-rate", "20", "--accept-burst", "5",
                    "--accept-queue-max", "10", "--accept-queue-timeout", "2s")
+    started = time.monotonic()
     socks = send_upgrades(["127.0.0.%d" % (2 + i % 3) for i in range(60)], srv.port)
     upgraded, refused = [], 0
     for s in socks:
@@ -140,11 +141,12 @@ def test_accept_rate_burst_is_served_or_refused_never_hung(ringgate):
         assert_refusal(resp, 503, "accept_rate")
         refused += 1
         s.close()
+    elapsed = time.monotonic() - started
     assert len(upgraded) + refused == 60
-    # The burst, plus the queue served at 20/s within 2 s, and no more
-    # than burst + queue + what the bucket refills during the test.
-    assert 5 <= len(upgraded) <= 5 + 10 + 20 * 3, len(upgraded)
-    assert refused >= 60 - 5 - 10 - 20 * 3
+    # At least the burst and a full queue (served at 20/s, well within its
+    # 2 s timeout); at most one upgrade per token: the burst plus what the
+    # bucket refilled by the time the last answer was in.
+    assert 5 + 10 <= len(upgraded) <= 5 + 20 * elapsed + 1, (len(upgraded), elapsed)
     for ws in upgraded:
         assert ws.echo("ok") == (OP_TEXT, b"ok")
         ws.close()

@@ -30,7 +30,7 @@ def test_silent_client_is_pinged_then_closed_after_pong_timeout(ringgate):
     while time.monotonic() - opened < 5:
         try:
             fr = ws.recv_frame(timeout=5 - (time.monotonic() - opened))
-        except (EOFError, ConnectionResetError, AssertionError):
+        except (EOFError, ConnectionResetError):  # the server went (a protocol error is a failure)
             closed_after = time.monotonic() - opened
             break
         assert fr.opcode == OP_PING, fr.opcode

@@ -157,8 +157,9 @@ def test_density_30k_held_by_one_process(server):
     assert j["disconnects_after_success"] == 0
     assert 0 < peaks["load"] <= FD_BUDGET, peaks
     assert 0 < peaks[server.pid] <= FD_BUDGET, peaks
-    for key in ("p50", "p90", "p99", "p999", "max"):
-        assert j["handshake_ms"][key] >= 0
+    hs = j["handshake_ms"]
+    assert hs["count"] == 30000, hs
+    assert 0 < hs["p50"] <= hs["p90"] <= hs["p99"] <= hs["p999"] <= hs["max"], hs
     assert j["cpu_seconds"] > 0 and "cpu_utilisation" in j
     # A progress line a second on stderr.
     assert re.search(r"\[\d+s\] (opening|holding)\s+open \d+", err), err
@@ -248,7 +249,9 @@ def test_flood_admission_refuses_cleanly_and_what_it_admits_echoes(server):
     for r in rows:
         assert r["attempted"] == sum(v for k, v in r.items() if k not in ("source", "attempted")), r
         assert set(r) <= {"source", "attempted", "upgraded", "http_503_retry_after"}, r  # only non-zero classes
-        assert r.get("upgraded", 0) <= 600
+        # Attempts alternate between the sources, so each has about a third
+        # of the first 300 (admission favours no source).
+        assert 90 <= r.get("upgraded", 0) <= 110, rows
     # What was admitted works, then closes cleanly.
     assert j["held"] == 300
     assert j["held_checked"] == 300, out

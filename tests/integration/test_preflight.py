@@ -123,29 +123,59 @@ def test_nofile_hard_limit_that_costs_workers(start):
 
 
 def test_strict_names_every_global_shortfall(start):
-    """A capacity beyond this host's file-max and tcp_mem: each is a finding
-    whose fix asks for at least what is missing; strict refuses before any
-    worker or buffer exists."""
-    srv = start("--max-connections", "3000000", "--strict-preflight")
+    """A capacity of 3,000,000 against this host's fs.file-max, tcp_mem and
+    nf_conntrack_max: each that falls short is one finding naming the host's
+    value and a fix asking for at least what the capacity needs; each that
+    does not is no finding.  --strict-preflight refuses before any worker or
+    buffer exists (RLIMIT_NOFILE is a finding at this capacity in any case)."""
+    n = 3_000_000
+    srv = start("--max-connections", n, "--strict-preflight")
     assert not srv.listening, srv.log()
     assert srv.stop() == (1, None), srv.log()
-    found = dict(findings(srv))
-    fixes = list(found.values())
-
-    file_max = int(read_host("fs.file-max"))
-    m = [re.fullmatch(r"sysctl -w fs\.file-max=(\d+)", f) for f in fixes]
-    m = [x for x in m if x]
-    if file_max < 3_000_000:
-        assert len(m) == 1, srv.log()
-        assert int(m[0].group(1)) >= 3_000_000
-    tcp_mem_cap = int(read_host("net.ipv4.tcp_mem").split()[2])
-    m = [re.fullmatch(r'sysctl -w net\.ipv4\.tcp_mem="(\d+) (\d+) (\d+)"', f) for f in fixes]
-    m = [x for x in m if x]
-    if tcp_mem_cap * 4096 < 3_000_000 * 4096:
-        assert len(m) == 1, srv.log()
-        low, pressure, high = (int(g) for g in m[0].groups())
-        assert low <= pressure <= high and high >= 3_000_000
-    conntrack = read_host("net.netfilter.nf_conntrack_max")
-    if conntrack is not None and int(conntrack) < 3_000_000:
-        assert any(f.startswith("sysctl -w net.netfilter.nf_conntrack_max=") for f in fixes), srv.log()
+    found = findings(srv)
     assert "--strict-preflight: refusing to start" in srv.log()
+
+    def finding(pattern):
+        """(match of `what`, fix) of the one finding whose text matches, or None."""
+        hits = [(m, fix) for m, fix in ((re.match(pattern, what), fix) for what, fix in found) if m]
+        assert len(hits) <= 1, srv.log()
+        return hits[0] if hits else None
+
+    # fs.file-max: every socket is a file, planned at 80% (so >= 1.25 n).
+    file_max = int(read_host("fs.file-max"))
+    hit = finding(rf"fs\.file-max (\d+) is below the (\d+) that {n} connections need")
+    if hit:
+        m, fix = hit
+        have, need = int(m.group(1)), int(m.group(2))
+        assert have == file_max and need > have and need >= n * 5 // 4, srv.log()
+        assert fix == f"sysctl -w fs.file-max={need}"
+    else:
+        assert file_max >= n * 5 // 4, f"fs.file-max {file_max} is short of {n} connections, no finding"
+
+    # tcp_mem: n x 4 KiB of buffers, capped at 150%, in pages.
+    host_mem = [int(v) for v in read_host("net.ipv4.tcp_mem").split()]
+    min_pages = n * 4096 * 3 // 2 // os.sysconf("SC_PAGE_SIZE")
+    hit = finding(rf"net\.ipv4\.tcp_mem caps TCP buffers at (\d+) pages \(.*\), below the (\d+) pages that {n} "
+                  rf"connections")
+    if hit:
+        m, fix = hit
+        have, need = int(m.group(1)), int(m.group(2))
+        assert have == host_mem[2] and need > have and need >= min_pages, srv.log()
+        fixed = re.fullmatch(r'sysctl -w net\.ipv4\.tcp_mem="(\d+) (\d+) (\d+)"', fix)
+        assert fixed, fix
+        low, pressure, high = (int(g) for g in fixed.groups())
+        assert low <= pressure <= high == need, fix
+        assert low >= host_mem[0] and pressure >= host_mem[1], (fix, host_mem)  # never lowers a field
+    else:
+        assert host_mem[2] >= min_pages, f"tcp_mem {host_mem} is short of {n} connections, no finding"
+
+    # nf_conntrack_max, where conntrack is loaded: one entry per connection at 80%.
+    conntrack = read_host("net.netfilter.nf_conntrack_max")
+    hit = finding(rf"net\.netfilter\.nf_conntrack_max (\d+) is below the (\d+) entries that {n} tracked")
+    if hit:
+        m, fix = hit
+        have, need = int(m.group(1)), int(m.group(2))
+        assert conntrack is not None and have == int(conntrack) and need > have and need >= n * 5 // 4, srv.log()
+        assert fix == f"sysctl -w net.netfilter.nf_conntrack_max={need}"
+    else:
+        assert conntrack is None or int(conntrack) >= n * 5 // 4, f"nf_conntrack_max {conntrack}: no finding"
