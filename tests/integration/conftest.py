@@ -1,28 +1,45 @@
-"""Fixtures for ringgate integration tests.
+"""Fixtures and shared helpers for ringgate integration tests.
 
 The binary is taken from $RINGGATE_BIN (default: build/ringgate,
 relative to the repository root).  Each server is started with
-`--listen 127.0.0.1:0 <extra args>`; the fixture waits (<= 10 s) for the
-stderr line `listening on HOST:PORT`, and on teardown sends SIGTERM, waits
-(<= 15 s), and asserts exit status 0 and a log free of sanitizer reports.
+`--listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 <extra args>` (later
+arguments override those); the fixture waits (<= 10 s) for the log line
+`listening on HOST:PORT ... admin=HOST:PORT`, and on teardown sends SIGTERM,
+waits (<= 15 s), and asserts the expected exit status (0 unless the test
+says otherwise) and a log free of sanitizer reports.
 
 Fixtures:
-    ringgate         function-scoped factory: ringgate(*args) -> RinggateServer
+    ringgate         function-scoped factory: ringgate(*args, **kw) -> RinggateServer
     ringgate_module  module-scoped factory (for servers shared by a test module)
+    ns               a throwaway network namespace (netns.Netns) for sysctl tests
 
 Set $RINGGATE_LOG_DIR to keep every server's full log in that directory.
 
-A RinggateServer has .pid, .port, .host, .log() (captured stdout+stderr so
-far), .uri(path), .stop(), .alive(), and unpacks as (pid, port, log).
+A RinggateServer has .pid, .port, .admin_port, .host, .listening, .log()
+(captured stdout+stderr so far), .uri(path), .stop(), .alive(), .wait(),
+.signal(), .fd_count(), and unpacks as (pid, port, log).  Set
+.expected_exit to the status teardown should see (None: not checked).
+
+Helpers (import them: `from conftest import wait_until, metrics, total`):
+    wait_until(predicate, timeout_s, interval_s, what)  poll instead of sleeping
+    admin_get(port, path, method)      one HTTP request to the admin listener
+    metrics(srv) / parse_metrics(text) /metrics as {(name, labels): value}
+    total(m, name, **labels)           sum of a metric's samples (matching labels)
+    ws_connect(uri, **kw)              python3-websockets client with test defaults
+    run_async(coro, timeout_s)         asyncio.run with an overall bound
+    ringgate_bin() / ringgate_load_bin() / run_ringgate(*args)
+    rss_kib(pid) / fd_count(pid) / tcp_sockets(port, states)
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import re
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +53,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
+ADMIN_RE = re.compile(r"admin=(\S+):(\d+)")
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer",
                      "UndefinedBehaviorSanitizer", "runtime error")
 STARTUP_TIMEOUT = 10.0
@@ -52,6 +70,30 @@ def _raise_nofile_limit():
 _raise_nofile_limit()
 
 
+# ---------------------------------------------------------------------------
+# Waiting
+# ---------------------------------------------------------------------------
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.02, what: str = "the condition"):
+    """Calls predicate() every interval_s until it returns something truthy,
+    and returns that value.  After timeout_s raises AssertionError naming
+    `what` and the last value seen.  Exceptions from predicate propagate:
+    a poll never hides a failure."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what} "
+                                 f"(last value: {repr(value)[:300]})")
+        time.sleep(interval_s)
+
+
+# ---------------------------------------------------------------------------
+# Binaries
+# ---------------------------------------------------------------------------
+
 def ringgate_bin() -> pathlib.Path:
     p = pathlib.Path(os.environ.get("RINGGATE_BIN", "build/ringgate"))
     if not p.is_absolute():
@@ -59,17 +101,44 @@ def ringgate_bin() -> pathlib.Path:
     return p
 
 
-class RinggateServer:
-    """A running ringgate process with its output captured by a reader thread."""
+def ringgate_load_bin() -> pathlib.Path:
+    """$RINGGATE_LOAD_BIN, else tools/ringgate-load in RINGGATE_BIN's build
+    directory, else build/tools/ringgate-load."""
+    if "RINGGATE_LOAD_BIN" in os.environ:
+        return pathlib.Path(os.environ["RINGGATE_LOAD_BIN"])
+    sibling = ringgate_bin().resolve().parent / "tools" / "ringgate-load"  # build/ringgate -> build/tools/
+    return sibling if sibling.exists() else REPO_ROOT / "build/tools/ringgate-load"
 
-    def __init__(self, args, startup_timeout: float = STARTUP_TIMEOUT, env=None):
+
+def run_ringgate(*args, timeout: float = 20) -> subprocess.CompletedProcess:
+    """Runs `ringgate ARGS` to completion (for options that fail or print and exit)."""
+    return subprocess.run([str(ringgate_bin()), *[str(a) for a in args]], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+# ---------------------------------------------------------------------------
+# The server under test
+# ---------------------------------------------------------------------------
+
+class RinggateServer:
+    """A running ringgate process with its output captured by a reader thread.
+
+    preexec_fn runs in the child before exec (e.g. to lower a limit); netns
+    (a netns.Netns) starts it inside that network namespace.  With
+    require_listening=False a server that exits before listening (e.g.
+    --strict-preflight refusing) is not a failure: .listening says which."""
+
+    def __init__(self, args, startup_timeout: float = STARTUP_TIMEOUT, env=None, preexec_fn=None, netns=None,
+                 require_listening: bool = True):
         binary = ringgate_bin()
         if not (binary.is_file() and os.access(binary, os.X_OK)):
             pytest.fail(f"ringgate binary not found or not executable: {binary} "
                         f"(build it, or set RINGGATE_BIN)", pytrace=False)
         self.args = [str(binary), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *[str(a) for a in args]]
-        self.expect_clean_exit = True   # tests that force an unclean exit clear this
+        argv = netns.argv(self.args) if netns is not None else self.args
+        self.expected_exit = 0   # what teardown expects; None: not checked (tests that force an unclean exit)
         self.returncode = None
+        self.listening = False
         self.started_by = os.environ.get("PYTEST_CURRENT_TEST", "unknown").split(" ")[0]
         self._lines: list[str] = []
         self._lock = threading.Lock()
@@ -77,8 +146,9 @@ class RinggateServer:
         self._eof = threading.Event()
         self.host = None
         self.port = None
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, env=env)
+        self.admin_port = None
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=env, preexec_fn=preexec_fn)
         self.pid = self.proc.pid
         self._reader = threading.Thread(target=self._read_output, name=f"ringgate-log-{self.pid}",
                                         daemon=True)
@@ -87,7 +157,10 @@ class RinggateServer:
         while not self._ready.wait(0.05):
             if self._eof.is_set() or self.proc.poll() is not None:
                 self.proc.wait(5)
+                self._reader.join(5)
                 self.returncode = self.proc.returncode
+                if not require_listening:
+                    return
                 pytest.fail(f"ringgate exited (status {self.proc.returncode}) before listening; "
                             f"args={self.args}\n--- log ---\n{self.log()}", pytrace=False)
             if time.monotonic() > deadline:
@@ -95,6 +168,7 @@ class RinggateServer:
                 pytest.fail(f"ringgate did not print 'listening on HOST:PORT' within "
                             f"{startup_timeout}s; args={self.args}\n--- log ---\n{self.log()}",
                             pytrace=False)
+        self.listening = True
 
     def _read_output(self):
         try:
@@ -106,6 +180,8 @@ class RinggateServer:
                     m = LISTEN_RE.search(line)
                     if m:
                         self.host, self.port = m.group(1), int(m.group(2))
+                        a = ADMIN_RE.search(line)
+                        self.admin_port = int(a.group(2)) if a else None
                         self._ready.set()
         finally:
             self._eof.set()
@@ -133,7 +209,7 @@ class RinggateServer:
                               f"--- log tail ---\n{self.log_tail()}")
 
     def fd_count(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
+        return fd_count(self.pid)
 
     # -- lifecycle ----------------------------------------------------------
     def signal(self, sig=signal.SIGTERM):
@@ -196,8 +272,8 @@ def _teardown(servers):
         _save_log(s)
         if problem:
             problems.append(f"pid {s.pid}: {problem}")
-        elif s.expect_clean_exit and rc != 0:
-            problems.append(f"pid {s.pid}: exit status {rc}, expected 0")
+        elif s.expected_exit is not None and rc != s.expected_exit:
+            problems.append(f"pid {s.pid}: exit status {rc}, expected {s.expected_exit}")
         marker = s.sanitizer_report()
         if marker:
             problems.append(f"pid {s.pid}: log contains {marker!r}")
@@ -235,9 +311,129 @@ def ringgate_module():
     _teardown(servers)
 
 
+@pytest.fixture
+def ns():
+    """A throwaway network namespace (netns.Netns), deleted after the test."""
+    from netns import Netns
+    with Netns() as n:
+        assert n.netns_id() != os.readlink("/proc/self/ns/net"), "not a namespace of its own"
+        yield n
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _check_binary_once():
     """Fail fast, with one clear message, if the binary is missing."""
     b = ringgate_bin()
     if not b.is_file():
         pytest.exit(f"ringgate binary not found: {b} (set RINGGATE_BIN or build it)", returncode=2)
+
+
+# ---------------------------------------------------------------------------
+# The admin listener: /metrics, /readyz, /status, the publish API
+# ---------------------------------------------------------------------------
+
+def admin_get(port: int, path: str, method: str = "GET"):
+    """One HTTP request to the admin port; returns (status, headers, body).
+    Header names are lower-cased; Content-Length must match the body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: admin\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
+    assert int(headers["content-length"]) == len(body)
+    return status, headers, body.decode()
+
+
+def parse_metrics(text: str) -> dict:
+    """{(name, frozenset(labels.items())): value} from a Prometheus text
+    exposition, parsed by python3-prometheus-client."""
+    from prometheus_client.parser import text_string_to_metric_families
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def metrics(srv) -> dict:
+    """The server's /metrics, parsed (see parse_metrics)."""
+    status, _, body = admin_get(srv.admin_port, "/metrics")
+    assert status == 200, body
+    return parse_metrics(body)
+
+
+def total(m: dict, name: str, **labels) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    return sum(v for (n, ls), v in m.items()
+               if n == name and all(dict(ls).get(k) == want for k, want in labels.items()))
+
+
+# ---------------------------------------------------------------------------
+# Clients
+# ---------------------------------------------------------------------------
+
+def ws_connect(uri: str, **kw):
+    """websockets.connect with test defaults: no size limit, no compression,
+    no client pings, 30 s open/close timeouts (each may be overridden)."""
+    import websockets
+    kw.setdefault("max_size", None)
+    kw.setdefault("compression", None)
+    kw.setdefault("open_timeout", 30)
+    kw.setdefault("close_timeout", 30)
+    kw.setdefault("ping_interval", None)
+    return websockets.connect(uri, **kw)
+
+
+def run_async(coro, timeout_s: float = 120):
+    """Runs a coroutine to completion with an overall bound."""
+    return asyncio.run(asyncio.wait_for(coro, timeout_s))
+
+
+# ---------------------------------------------------------------------------
+# Processes and sockets, from /proc
+# ---------------------------------------------------------------------------
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def fd_count(pid: int) -> int:
+    """Entries in /proc/PID/fd (0 once the process is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+TCP_ESTABLISHED, TCP_CLOSE_WAIT = "01", "08"
+
+
+def tcp_sockets(port: int, states=(TCP_ESTABLISHED,)) -> int:
+    """Sockets of this network namespace whose LOCAL port is `port` (so, on
+    a server's port: the server's side of its connections) in `states`
+    (hex codes of /proc/net/tcp)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            f = open(table)
+        except OSError:
+            continue
+        with f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                local, state = parts[1], parts[3]
+                if int(local.rsplit(":", 1)[1], 16) == port and state in states:
+                    count += 1
+    return count

@@ -5,61 +5,21 @@ python3-prometheus-client), and its counters are checked against what the
 test itself did to the server.
 """
 
+import asyncio
 import json
-import re
-import socket
-import time
+import resource
 
-from prometheus_client.parser import text_string_to_metric_families
+import websockets
 
 import wsraw
+from conftest import admin_get, metrics, parse_metrics, run_async, run_ringgate, total, wait_until, ws_connect
 from wsraw import OP_TEXT
-
-ADMIN_RE = re.compile(r"admin=(\S+):(\d+)")
-
-
-def admin_port(srv):
-    m = ADMIN_RE.search(srv.log())
-    assert m, srv.log()
-    return int(m.group(2))
-
-
-def get(port, path, method="GET"):
-    """One HTTP request to the admin port; returns (status, headers, body)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: admin\r\n\r\n".encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
-    assert int(headers["content-length"]) == len(body)
-    return status, headers, body.decode()
-
-
-def samples(text):
-    """{(name, frozenset(labels)): value} from a Prometheus text exposition."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
-
-
-def total(metrics, name):
-    return sum(v for (n, _), v in metrics.items() if n == name)
 
 
 def test_metrics_parse_and_agree_with_what_the_test_did(ringgate):
     """Three upgraded connections, two refused at max_connections, one 404
     and four echoes: /metrics parses and every counter says exactly that."""
     srv = ringgate("--workers", "2", "--max-connections", "3")
-    port = admin_port(srv)
     conns = [wsraw.handshake(srv.port)[0] for _ in range(3)]
     for ws in conns:
         assert ws.echo("m") == (OP_TEXT, b"m")
@@ -73,9 +33,9 @@ def test_metrics_parse_and_agree_with_what_the_test_did(ringgate):
                                          "retry_after_seconds": 60}
     assert wsraw.http_exchange(srv.port, wsraw.build_request(srv.port, "/nope")).status == 404
 
-    status, headers, body = get(port, "/metrics")
+    status, headers, body = admin_get(srv.admin_port, "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
-    m = samples(body)
+    m = parse_metrics(body)
     assert total(m, "ws_total_connections") == 3
     assert total(m, "ws_handshake_successes_total") == 3
     assert total(m, "ws_max_connections_exceeded_total") == 2
@@ -95,20 +55,17 @@ def test_readyz_flips_at_the_threshold_and_back(ringgate):
     """max_connections 10, not_ready_percent 50: ready with 4 open, 503 with
     5, ready again once one closes."""
     srv = ringgate("--workers", "1", "--max-connections", "10", "--not-ready-percent", "50")
-    port = admin_port(srv)
+    port = srv.admin_port
     conns = [wsraw.handshake(srv.port)[0] for _ in range(4)]
-    assert get(port, "/readyz")[0] == 200
+    assert admin_get(port, "/readyz")[0] == 200
     conns.append(wsraw.handshake(srv.port)[0])
-    status, _, body = get(port, "/readyz")
+    status, _, body = admin_get(port, "/readyz")
     assert status == 503 and "5 of 10" in body, body
     first = conns.pop(0)
     first.send_close(1000)
     assert first.recv_frame(5).close_code == 1000
     assert first.wait_closed(5)
-    deadline = time.monotonic() + 5
-    while get(port, "/readyz")[0] != 200:
-        assert time.monotonic() < deadline, "readyz did not recover"
-        time.sleep(0.1)
+    wait_until(lambda: admin_get(port, "/readyz")[0] == 200, 5, what="/readyz 200 once a connection closed")
     for ws in conns:
         ws.close()
 
@@ -117,11 +74,11 @@ def test_healthz_status_and_errors(ringgate):
     """/healthz names every worker loop; /status is JSON with per-worker
     counts; unknown paths get 404 and other methods 405, each with a reason."""
     srv = ringgate("--workers", "3")
-    port = admin_port(srv)
-    status, _, body = get(port, "/healthz")
+    port = srv.admin_port
+    status, _, body = admin_get(port, "/healthz")
     assert status == 200 and "3 worker loops" in body
     with wsraw.handshake(srv.port)[0] as ws:
-        status, headers, body = get(port, "/status")
+        status, headers, body = admin_get(port, "/status")
         assert status == 200 and headers["content-type"] == "application/json"
         doc = json.loads(body)
         assert doc["open_connections"] == 1 and doc["draining"] is False
@@ -141,73 +98,48 @@ def test_healthz_status_and_errors(ringgate):
         for b in budgets.values():
             assert b["limit"] == 0 or abs(b["utilisation"] - b["used"] / b["limit"]) < 1e-3, b
         ws.echo("x")
-    status, _, body = get(port, "/nope")
+    status, _, body = admin_get(port, "/nope")
     assert status == 404 and "/metrics" in body
-    status, headers, body = get(port, "/metrics", method="POST")
+    status, headers, body = admin_get(port, "/metrics", method="POST")
     assert status == 405 and headers.get("allow") == "GET"
 
 
-def test_admin_port_in_use_fails_start_up(ringgate, tmp_path):
+def test_admin_port_in_use_fails_start_up(ringgate):
     """A second server on the same admin port must not share it silently:
     it fails to start, naming the admin address."""
     srv = ringgate("--workers", "1")
-    port = admin_port(srv)
-    import subprocess
-    from conftest import ringgate_bin
-    r = subprocess.run([str(ringgate_bin()), "--listen", "127.0.0.1:0", "--admin-listen", f"127.0.0.1:{port}",
-                        "--workers", "1"], capture_output=True, text=True, timeout=20)
+    port = srv.admin_port
+    r = run_ringgate("--listen", "127.0.0.1:0", "--admin-listen", f"127.0.0.1:{port}", "--workers", "1")
     assert r.returncode != 0
     assert "admin" in r.stderr and str(port) in r.stderr, r.stderr
 
 
-def test_kernel_budget_near_its_limit_refuses_with_503(tmp_path):
+def test_kernel_budget_near_its_limit_refuses_with_503(ringgate):
     """With RLIMIT_NOFILE lowered to 64 the process's own fds (stdio,
     listeners, rings) are ~10% of it; with kernel_refuse_percent 5 that
     budget is over the line, so handshakes get the JSON 503 (not EMFILE
     later), /readyz is 503, and /metrics shows the process_fds budget."""
-    import resource
-    import subprocess
-    import threading
-    from conftest import ringgate_bin
 
     def lower_nofile():
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 
-    proc = subprocess.Popen([str(ringgate_bin()), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-                             "--workers", "1", "--kernel-refuse-percent", "5", "--not-ready-percent", "5"],
-                            stderr=subprocess.PIPE, text=True, preexec_fn=lower_nofile)
-    lines = []
-    try:
-        deadline = time.monotonic() + 10
-        port = admin = None
-        while port is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            lines.append(line)
-            m = re.search(r"listening on \S+:(\d+) .*admin=\S+:(\d+)", line)
-            if m:
-                port, admin = int(m.group(1)), int(m.group(2))
-        assert port, "".join(lines)
-        threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
-        assert any("process fds" in l for l in lines), "".join(lines)
-        # Budgets are sampled once a second: wait for the first sample that
-        # sees the listeners and rings.
-        deadline = time.monotonic() + 5
-        while get(admin, "/readyz")[0] != 503:
-            assert time.monotonic() < deadline, "kernel budget never crossed not_ready_percent"
-            time.sleep(0.2)
-        resp = wsraw.http_exchange(port, wsraw.build_request(port))
-        assert resp.status == 503 and resp.header("Retry-After") == "60", resp.describe()
-        assert json.loads(resp.body)["error"] == "Service Unavailable"
-        status, _, body = get(admin, "/readyz")
-        assert status == 503 and "kernel budget" in body, body
-        m = samples(get(admin, "/metrics")[2])
-        assert m[("ringgate_budget_limit", frozenset({("budget", "process_fds")}))] == 64
-        assert 0 < m[("ringgate_budget_used", frozenset({("budget", "process_fds")}))] < 64
-        assert total(m, "ws_kernel_budget_rejections_total") == 1
-        assert m[("ringgate_budget_limit", frozenset({("budget", "files")}))] > 0
-    finally:
-        proc.terminate()
-        assert proc.wait(15) == 0
+    srv = ringgate("--workers", "1", "--kernel-refuse-percent", "5", "--not-ready-percent", "5",
+                   preexec_fn=lower_nofile)
+    assert "process fds" in srv.log(), srv.log()
+    # Budgets are sampled once a second: wait for the first sample that
+    # sees the listeners and rings.
+    wait_until(lambda: admin_get(srv.admin_port, "/readyz")[0] == 503, 5,
+               what="the kernel budget to cross not_ready_percent (/readyz 503)")
+    resp = wsraw.http_exchange(srv.port, wsraw.build_request(srv.port))
+    assert resp.status == 503 and resp.header("Retry-After") == "60", resp.describe()
+    assert json.loads(resp.body)["error"] == "Service Unavailable"
+    status, _, body = admin_get(srv.admin_port, "/readyz")
+    assert status == 503 and "kernel budget" in body, body
+    m = metrics(srv)
+    assert m[("ringgate_budget_limit", frozenset({("budget", "process_fds")}))] == 64
+    assert 0 < m[("ringgate_budget_used", frozenset({("budget", "process_fds")}))] < 64
+    assert total(m, "ws_kernel_budget_rejections_total") == 1
+    assert m[("ringgate_budget_limit", frozenset({("budget", "files")}))] > 0
 
 
 def test_reject_close_upgrades_then_closes_1013(ringgate):
@@ -215,20 +147,16 @@ def test_reject_close_upgrades_then_closes_1013(ringgate):
     closed at once with 1013 (Try Again Later) and a reason, which a real
     client (python3-websockets) reports as the close code; the held
     connection keeps echoing."""
-    import asyncio
-    import websockets
-
     srv = ringgate("--workers", "1", "--max-connections", "1", "--reject", "close")
     with wsraw.handshake(srv.port)[0] as held:
         async def newcomer():
-            async with websockets.connect(f"ws://127.0.0.1:{srv.port}/echo", compression=None) as ws:
+            async with ws_connect(srv.uri()) as ws:
                 try:
                     await asyncio.wait_for(ws.recv(), 10)
                 except websockets.ConnectionClosed as e:
                     return e.rcvd.code, e.rcvd.reason
             return None, None
-        code, reason = asyncio.run(newcomer())
+        code, reason = run_async(newcomer())
         assert code == 1013 and "capacity" in reason, (code, reason)
         assert held.echo("still") == (OP_TEXT, b"still")
-    m = samples(get(admin_port(srv), "/metrics")[2])
-    assert total(m, "ws_max_connections_exceeded_total") == 1
+    assert total(metrics(srv), "ws_max_connections_exceeded_total") == 1

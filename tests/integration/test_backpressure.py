@@ -7,7 +7,6 @@ buffers first, then the connection's own buffer in ringgate, where
 frame_buffer_size and max_buffered_bytes apply.
 """
 
-import pathlib
 import select
 import socket
 import threading
@@ -16,22 +15,22 @@ import time
 import pytest
 
 import wsraw
-from conftest import ringgate_bin
-from test_robustness import rss_kib
-from test_admin import admin_port, get, samples, total
+from conftest import REPO_ROOT, metrics, ringgate_bin, rss_kib, total, wait_until
 from wsraw import OP_BINARY, OP_CLOSE, OP_TEXT
-
-
-def metrics(srv):
-    status, _, body = get(admin_port(srv), "/metrics")
-    assert status == 200
-    return samples(body)
 
 
 def slow_reader(port):
     ws, _ = wsraw.handshake(port)
     ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     return ws
+
+
+def fast_reader(ws):
+    """The slow reader recovers: a 1 MiB receive buffer, and a window clamp
+    that lets the advertised window grow to it at once (without the clamp
+    the window stays near 4 KiB and every 16 KiB echo takes ~0.4 s)."""
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_WINDOW_CLAMP, 1 << 20)
 
 
 def push(ws, frame, count, timeout=0.5):
@@ -83,7 +82,9 @@ def test_slow_reader_is_closed_with_1008_and_its_buffer_stops_at_the_limit(ringg
     assert total(m, "ws_backpressure_activations_total") == 1
     # The buffer stopped at the limit: the message that crossed it, no more.
     assert total(m, "ws_bytes_buffered_max_connection") <= 64 * 1024 + message + 64
-    # Reading now drains the echoes that were buffered, then the close.
+    # Reading now (at full speed: close_timeout runs meanwhile) drains the
+    # echoes that were buffered, then the close.
+    fast_reader(ws)
     echoed, code, reason = read_until_close(ws)
     assert (code, reason) == (1008, b"slow consumer")
     assert echoed >= 1
@@ -102,37 +103,33 @@ def test_drop_policy_drops_while_backpressured_and_the_connection_recovers(ringg
     assert total(m, "ws_backpressure_activations_total") >= 1
     assert total(m, "ws_bytes_buffered_max_connection") <= 64 * 1024 + 16 * 1024 + 64
     # Draining ends backpressure; reading resumes and echoes work again.  The
-    # frame the kernel took only part of is finished meanwhile.
+    # frame the kernel took only part of is finished first.
     if rest:
         finisher = threading.Thread(target=ws.sock.sendall, args=(rest,), daemon=True)
         finisher.start()
-        sent += 1
-    received = 0
-    if rest:
         finisher.join(10)
         assert not finisher.is_alive()
+        sent += 1
+    fast_reader(ws)
+    received = 0
     marker_sent = False
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            fr = ws.recv_frame(timeout=1)
-        except (AssertionError, socket.timeout, TimeoutError):
-            if not marker_sent:
-                ws.sock.settimeout(5)
+    while True:
+        assert time.monotonic() < deadline, f"no echo after the drain ({received} echoes, marker sent: {marker_sent})"
+        idle = not ws.buf and not select.select([ws.sock], [], [], 0.05)[0]
+        if idle:
+            # Nothing to read: once the server is no longer backpressured a
+            # new message must be read and echoed, not dropped.
+            if not marker_sent and total(metrics(srv), "ws_backpressured_connections") == 0:
                 assert ws.send_frame(OP_TEXT, b"after the drain")
                 marker_sent = True
-                continue
-            raise
+            continue
+        fr = ws.recv_frame(timeout=10)
         if fr.opcode == OP_TEXT:
-            assert fr.payload == b"after the drain"
+            assert marker_sent and fr.payload == b"after the drain", fr
             break
-        assert fr.opcode == OP_BINARY
+        assert fr.opcode == OP_BINARY, fr
         received += 1
-        if not marker_sent and received + dropped >= sent:
-            assert ws.send_frame(OP_TEXT, b"after the drain")
-            marker_sent = True
-    else:
-        raise AssertionError("no echo after the drain")
     # Every message was either echoed or dropped, never both, never lost.
     m = metrics(srv)
     assert received + total(m, "ws_slow_consumer_drops_total") == sent
@@ -175,16 +172,12 @@ def test_backpressure_timeout_closes_a_reader_that_never_drains(ringgate):
     thread = threading.Thread(target=pusher, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while total(metrics(srv), "ws_slow_consumer_closes_total") < 1:
-            assert time.monotonic() < deadline, "still open after backpressure_timeout"
-            time.sleep(0.1)
+        wait_until(lambda: total(metrics(srv), "ws_slow_consumer_closes_total") >= 1, 20,
+                   what="a slow-consumer close after backpressure_timeout")
         # The close frame waits behind output the peer does not read;
         # close_timeout then ends the TCP connection.
-        deadline = time.monotonic() + 5
-        while total(metrics(srv), "ws_total_connections") != 0:
-            assert time.monotonic() < deadline, "slow consumer not released after close_timeout"
-            time.sleep(0.1)
+        wait_until(lambda: total(metrics(srv), "ws_total_connections") == 0, 5,
+                   what="the slow consumer released after close_timeout")
     finally:
         stop.set()
         thread.join(5)
@@ -206,25 +199,22 @@ def test_many_slow_readers_stay_within_the_global_budget(ringgate):
         ws.sock.setblocking(False)
         readers.append(ws)
     frame = wsraw.build_frame(OP_BINARY, b"g" * (16 * 1024))
-    peak = 0
     for _ in range(12):
         for ws in readers:
             try:
                 ws.sock.send(frame)  # a partial send is fine: these connections are abandoned
             except BlockingIOError:
                 pass
+        assert total(metrics(srv), "ws_bytes_buffered") <= budget
+
+    def settled_within_budget():
         m = metrics(srv)
-        peak = max(peak, total(m, "ws_bytes_buffered"))
         assert total(m, "ws_bytes_buffered") <= budget
-    deadline = time.monotonic() + 20
-    while True:
-        m = metrics(srv)
-        peak = max(peak, total(m, "ws_bytes_buffered"))
-        assert total(m, "ws_bytes_buffered") <= budget
-        if total(m, "ws_buffer_budget_hits_total") > 0 and total(m, "ws_backpressured_connections") == 0:
-            break
-        assert time.monotonic() < deadline, total(m, "ws_buffer_budget_hits_total")
-        time.sleep(0.2)
+        hit = total(m, "ws_buffer_budget_hits_total") > 0
+        return m if hit and total(m, "ws_backpressured_connections") == 0 else None
+
+    m = wait_until(settled_within_budget, 20, interval_s=0.1,
+                   what="a budget hit and no connection left backpressured")
     assert total(m, "ws_slow_consumer_drops_total") >= total(m, "ws_buffer_budget_hits_total") > 0
     limit = [v for (n, l), v in m.items() if n == "ringgate_budget_limit" and dict(l).get("budget") == "buffered_bytes"]
     assert limit == [budget]
@@ -261,16 +251,20 @@ def test_a_full_buffer_budget_refuses_new_handshakes_with_503(ringgate):
 
     thread = threading.Thread(target=pusher, daemon=True)
     thread.start()
-    resp = None
-    deadline = time.monotonic() + 20
+
+    def refusal():
+        """The 503 a newcomer gets once the whale holds (nearly) the whole budget."""
+        if total(metrics(srv), "ws_bytes_buffered") * 100 < budget * 95:
+            return None
+        try:
+            wsraw.handshake(srv.port, timeout=5)[0].close()  # not full yet: upgraded, try again
+            return None
+        except wsraw.UpgradeRefused as refused:
+            assert refused.status == 503, refused.response.describe()
+            return refused.response
+
     try:
-        while resp is None or resp.status != 503:
-            assert time.monotonic() < deadline, "no 503 while the whale holds the budget"
-            time.sleep(0.2)
-            if total(metrics(srv), "ws_bytes_buffered") * 100 < budget * 95:
-                continue
-            resp = wsraw.http_exchange(srv.port, wsraw.build_request(srv.port))
-            assert resp.status in (101, 503), resp.describe()
+        resp = wait_until(refusal, 20, interval_s=0.05, what="a 503 while the whale holds the budget")
     finally:
         stop.set()
         thread.join(5)
@@ -281,10 +275,8 @@ def test_a_full_buffer_budget_refuses_new_handshakes_with_503(ringgate):
     assert total(m, "ws_bytes_buffered") <= budget
     assert total(m, "ws_buffer_budget_hits_total") >= 1
     whale.close()
-    deadline = time.monotonic() + 10
-    while total(metrics(srv), "ws_bytes_buffered") != 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until(lambda: total(metrics(srv), "ws_bytes_buffered") == 0, 10,
+               what="the whale's buffered bytes released once it closed")
     with wsraw.handshake(srv.port)[0] as ws:
         assert ws.echo("room again") == (OP_TEXT, b"room again")
 
@@ -295,8 +287,7 @@ def test_a_full_buffer_budget_refuses_new_handshakes_with_503(ringgate):
     ("constrained", 100, 10240, "0.70"),
 ])
 def test_shipped_profiles_load_and_set_what_they_document(ringgate, profile, connections, buffer, drain):
-    root = pathlib.Path(__file__).resolve().parents[2]
-    srv = ringgate("--config", str(root / "profiles" / f"{profile}.toml"))
+    srv = ringgate("--config", str(REPO_ROOT / "profiles" / f"{profile}.toml"))
     log = srv.log()
     assert f"capacity={connections} connections" in log, log
     assert f"buffering: {buffer} bytes per connection before backpressure (off at {drain})" in log, log

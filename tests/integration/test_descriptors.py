@@ -10,6 +10,7 @@ import asyncio
 import time
 
 import wsraw
+from conftest import TCP_CLOSE_WAIT, TCP_ESTABLISHED, run_async, tcp_sockets, wait_until
 from wsraw import OP_BINARY
 
 N = 2000
@@ -88,24 +89,12 @@ async def close_many(conns, check=True):
         assert not bad, f"{len(bad)} connections did not close cleanly; first: {bad[:5]}"
 
 
-def server_side_open(port):
-    """Sockets on the server's port that the server has not closed yet
-    (ESTABLISHED or CLOSE_WAIT, local port == server port)."""
-    count = 0
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            parts = line.split()
-            local, state = parts[1], parts[3]
-            if int(local.split(":")[1], 16) == port and state in ("01", "08"):
-                count += 1
-    return count
-
-
 async def wait_released(port, timeout=RELEASE_TIMEOUT):
+    """Until no socket on the server's port is left that the server has not
+    closed (ESTABLISHED or CLOSE_WAIT on its side)."""
     deadline = time.monotonic() + timeout
     while True:
-        n = server_side_open(port)
+        n = tcp_sockets(port, (TCP_ESTABLISHED, TCP_CLOSE_WAIT))
         if n == 0:
             return
         if time.monotonic() > deadline:
@@ -148,8 +137,10 @@ def test_2000_connections_no_fds_cap_503_and_recycling(ringgate):
             assert resp.status == 503, f"connection {N + 1} got {resp.status}, expected 503"
 
             await echo_all(conns)
-        finally:
-            await close_many(conns, check=False)
+        except BaseException:
+            await close_many(conns, check=False)  # tidy up; the failure above is the one to report
+            raise
+        await close_many(conns)  # every one of the 2,000 closes cleanly (1000 back)
         await wait_released(srv.port)
 
         conns2 = await open_many(srv.port, N, retry_503_until=time.monotonic() + RELEASE_TIMEOUT)
@@ -161,7 +152,7 @@ def test_2000_connections_no_fds_cap_503_and_recycling(ringgate):
         finally:
             await close_many(conns2)
 
-    asyncio.run(asyncio.wait_for(main(), 300))
+    run_async(main(), 300)
     srv.assert_alive()
 
 
@@ -182,15 +173,8 @@ def test_small_cap_503_then_slot_reuse(ringgate):
             first.send_close(1000)
             assert first.recv_frame(10).close_code == 1000
             assert first.wait_closed(10)
-        deadline = time.monotonic() + RELEASE_TIMEOUT
-        while True:
-            try:
-                ws, _ = wsraw.handshake(srv.port)
-                break
-            except AssertionError as exc:
-                if "503" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        ws = wait_until(lambda: wsraw.try_handshake(srv.port), RELEASE_TIMEOUT,
+                        what="a 101 once one of the 10 connections closed")
         conns.append(ws)
         assert ws.echo("reused") == (wsraw.OP_TEXT, b"reused")
     finally:

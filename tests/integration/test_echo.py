@@ -5,28 +5,14 @@ ping/pong and the clean closing handshake."""
 import asyncio
 
 import pytest
-import websockets
 
 import wsraw
+from conftest import metrics, run_async, total, ws_connect
 from wsraw import OP_BINARY, OP_CONT, OP_PING, OP_TEXT
 
 MIB = 1 << 20
 SIZES = [0, 1, 125, 126, 65535, 65536, MIB]
 T = 30  # generous per-operation timeout (seconds)
-
-
-def ws_connect(uri, **kw):
-    kw.setdefault("max_size", None)
-    kw.setdefault("compression", None)
-    kw.setdefault("open_timeout", T)
-    kw.setdefault("close_timeout", T)
-    kw.setdefault("ping_interval", None)
-    return websockets.connect(uri, **kw)
-
-
-def run(coro, timeout=120):
-    """Run a coroutine with an overall bound."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 def text_of(n: int) -> str:
@@ -63,7 +49,7 @@ def test_text_echo_sizes(server, size):
             got = await asyncio.wait_for(ws.recv(), T)
             assert isinstance(got, str), f"text message echoed as {type(got).__name__}"
             assert len(got) == size and got == msg
-    run(main())
+    run_async(main())
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -78,7 +64,7 @@ def test_binary_echo_sizes(server, size):
             got = await asyncio.wait_for(ws.recv(), T)
             assert isinstance(got, bytes), f"binary message echoed as {type(got).__name__}"
             assert len(got) == size and got == msg
-    run(main())
+    run_async(main())
 
 
 def test_multibyte_text_echo(server):
@@ -89,7 +75,7 @@ def test_multibyte_text_echo(server):
         async with ws_connect(server.uri()) as ws:
             await ws.send(msg)
             assert await asyncio.wait_for(ws.recv(), T) == msg
-    run(main())
+    run_async(main())
 
 
 def test_pipelined_messages_keep_order(server):
@@ -110,7 +96,7 @@ def test_pipelined_messages_keep_order(server):
                 got = await asyncio.wait_for(ws.recv(), T)
                 assert type(got) is type(m), f"message {i}: type {type(got).__name__}"
                 assert got == m, f"message {i} differs (out of order or corrupted)"
-    run(main())
+    run_async(main())
 
 
 def test_several_connections_are_independent(server):
@@ -124,7 +110,7 @@ def test_several_connections_are_independent(server):
 
     async def main():
         await asyncio.gather(*(one(i) for i in range(10)))
-    run(main())
+    run_async(main())
 
 
 def test_fragmented_text_via_websockets(server):
@@ -136,7 +122,7 @@ def test_fragmented_text_via_websockets(server):
         async with ws_connect(server.uri()) as ws:
             await ws.send(parts)
             assert await asyncio.wait_for(ws.recv(), T) == "hello world"
-    run(main())
+    run_async(main())
 
 
 def test_fragmented_binary_via_async_iterator(server):
@@ -153,7 +139,7 @@ def test_fragmented_binary_via_async_iterator(server):
             await ws.send(gen())
             got = await asyncio.wait_for(ws.recv(), T)
             assert isinstance(got, bytes) and got == b"".join(chunks)
-    run(main())
+    run_async(main())
 
 
 def test_fragmented_raw_with_interleaved_ping(server):
@@ -190,7 +176,7 @@ def test_ping_pong_via_websockets(server):
             # the connection still echoes after the ping
             await ws.send("after ping")
             assert await asyncio.wait_for(ws.recv(), T) == "after ping"
-    run(main())
+    run_async(main())
 
 
 @pytest.mark.parametrize("payload", [b"", b"data", bytes(range(125))])
@@ -218,7 +204,7 @@ def test_clean_close_via_websockets(server):
         assert await asyncio.wait_for(ws.recv(), T) == "x"
         await asyncio.wait_for(ws.close(1000, "bye"), T)
         assert ws.close_code == 1000
-    run(main())
+    run_async(main())
 
 
 def test_clean_close_raw_server_closes_tcp(server):
@@ -257,7 +243,7 @@ def test_echo_on_root_path(ringgate):
             assert await asyncio.wait_for(ws.recv(), T) == "root"
             await ws.send(b"\x00\x01")
             assert await asyncio.wait_for(ws.recv(), T) == b"\x00\x01"
-    run(main())
+    run_async(main())
     resp = wsraw.http_exchange(srv.port, wsraw.build_request(srv.port, "/echo"))
     assert resp.status == 404, resp.describe()
 
@@ -270,7 +256,7 @@ def test_custom_echo_path(ringgate):
         async with ws_connect(srv.uri("/custom/ws")) as ws:
             await ws.send("custom")
             assert await asyncio.wait_for(ws.recv(), T) == "custom"
-    run(main())
+    run_async(main())
     resp = wsraw.http_exchange(srv.port, wsraw.build_request(srv.port, "/echo"))
     assert resp.status == 404, resp.describe()
 
@@ -287,7 +273,7 @@ def test_multiple_workers_all_echo(ringgate):
 
     async def main():
         await asyncio.gather(*(one(i) for i in range(40)))
-    run(main())
+    run_async(main())
 
 
 def test_default_limit_plus_one_is_1009(server):
@@ -306,19 +292,11 @@ def test_steady_echo_allocates_no_segments(ringgate):
     what a client's traffic needs, thousands more echoes (small, spanning
     segments, fragmented, from several clients at once) allocate none, every
     byte comes back intact, and idle connections hold no segment."""
-    from test_admin import admin_port, get, samples, total
-
     srv = ringgate("--workers", "1")
-
-    def metrics():
-        status, _, body = get(admin_port(srv), "/metrics")
-        assert status == 200
-        return samples(body)
-
     sizes = [20, 4000, 20000, 100000]
 
     async def client(rounds):
-        async with ws_connect(f"ws://127.0.0.1:{srv.port}/echo") as ws:
+        async with ws_connect(srv.uri()) as ws:
             for i in range(rounds):
                 n = sizes[i % len(sizes)]
                 msg = binary_of(n) if i % 2 else text_of(n)
@@ -333,10 +311,10 @@ def test_steady_echo_allocates_no_segments(ringgate):
     async def clients(count, rounds):
         await asyncio.gather(*(client(rounds) for _ in range(count)))
 
-    run(clients(4, 40))  # warm the pool: each client's peak, at once
-    warm = metrics()
-    run(clients(4, 400))
-    after = metrics()
+    run_async(clients(4, 40))  # warm the pool: each client's peak, at once
+    warm = metrics(srv)
+    run_async(clients(4, 400))
+    after = metrics(srv)
     assert total(after, "ws_messages_received_total") - total(warm, "ws_messages_received_total") == 1600
     # 1,600 echoes take at least 3,200 segments (one in, one out, each); a
     # pool that allocated per message would show thousands here.  Timing may

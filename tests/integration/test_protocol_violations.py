@@ -13,9 +13,9 @@ import asyncio
 import struct
 
 import pytest
-import websockets
 
 import wsraw
+from conftest import run_async, ws_connect
 from wsraw import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
                    build_frame, close_payload)
 
@@ -264,14 +264,13 @@ def test_concurrent_connection_unaffected_by_many_violations(server):
     expected = [1002, 1007, 1002, 1002, 1002, 1009]
 
     async def good():
-        async with websockets.connect(server.uri(), max_size=None, compression=None,
-                                      open_timeout=T, close_timeout=T, ping_interval=None) as ws:
+        async with ws_connect(server.uri(), open_timeout=T, close_timeout=T) as ws:
             for i in range(300):
                 m = f"good-{i}" if i % 2 else f"good-{i}".encode()
                 await ws.send(m)
                 assert await asyncio.wait_for(ws.recv(), T) == m
                 if i % 10 == 0:
-                    await asyncio.sleep(0.005)
+                    await asyncio.sleep(0.005)  # pacing: let the violators' threads interleave
 
     def bad(i):
         violate(server, bad_frames[i % len(bad_frames)], expect=expected[i % len(expected)])
@@ -282,7 +281,7 @@ def test_concurrent_connection_unaffected_by_many_violations(server):
         await asyncio.gather(*(loop.run_in_executor(None, bad, i) for i in range(30)))
         await good_task
 
-    asyncio.run(asyncio.wait_for(main(), 120))
+    run_async(main(), 120)
     server.assert_alive()
 
 

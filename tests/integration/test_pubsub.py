@@ -13,28 +13,16 @@ import hashlib
 import hmac
 import http.client
 import json
-import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import websockets
 
 import wsraw
-from test_admin import admin_port, get, samples, total
+from conftest import admin_get, metrics, ringgate_load_bin, run_async, total
 
-ROOT = Path(__file__).resolve().parents[2]
-RINGGATE_BIN = Path(os.environ.get("RINGGATE_BIN", ROOT / "build/ringgate"))
 SECRET = b"integration-test-secret-0123456789"
-
-
-def load_bin():
-    if "RINGGATE_LOAD_BIN" in os.environ:
-        return Path(os.environ["RINGGATE_LOAD_BIN"])
-    sibling = RINGGATE_BIN.resolve().parents[1] / "tools" / "ringgate-load"
-    return sibling if sibling.exists() else ROOT / "build/tools/ringgate-load"
-
 
 # ---------------------------------------------------------------- helpers
 
@@ -58,7 +46,7 @@ class Api:
     """A keep-alive connection to the publish API."""
 
     def __init__(self, srv, token=None):
-        self.conn = http.client.HTTPConnection("127.0.0.1", admin_port(srv), timeout=10)
+        self.conn = http.client.HTTPConnection("127.0.0.1", srv.admin_port, timeout=10)
         self.token = token
 
     def post(self, path, body=b"", headers=None):
@@ -79,12 +67,6 @@ class Api:
         self.conn.close()
 
 
-def metrics(srv):
-    status, _, body = get(admin_port(srv), "/metrics")
-    assert status == 200
-    return samples(body)
-
-
 async def recv_json(ws, timeout=5):
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
@@ -92,10 +74,6 @@ async def recv_json(ws, timeout=5):
 async def expect_nothing(ws, within=0.3):
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(ws.recv(), within)
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +90,9 @@ def test_20000_subscribers_2_workers_10_channels_100_messages_exactly_once_in_or
     of every message it gets; the server's counters must agree."""
     srv = ringgate("--workers", "2")
     out = subprocess.run(
-        [str(load_bin()), "fanout", srv.uri("/ws"), "--connections", "20000", "--channels", "10",
+        [str(ringgate_load_bin()), "fanout", srv.uri("/ws"), "--connections", "20000", "--channels", "10",
          "--messages", "100", "--rate", "0", "--threads", "2", "--settle", "30s",
-         "--api", f"http://127.0.0.1:{admin_port(srv)}", "--json"],
+         "--api", f"http://127.0.0.1:{srv.admin_port}", "--json"],
         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])  # the summary is the last line
@@ -168,7 +146,7 @@ def test_messages_in_order_with_each_kind_of_body(ringgate):
         for c in subs + [raw]:
             await c.close()
 
-    run(main())
+    run_async(main())
     api.close()
 
 
@@ -203,7 +181,7 @@ def test_subscribe_unsubscribe_by_command(ringgate):
         await expect_nothing(ws)
         await ws.close()
 
-    run(main())
+    run_async(main())
     m = metrics(srv)
     assert total(m, "ws_acks_total") == 1
     assert total(m, "ws_subscribes_total") == 5
@@ -245,7 +223,7 @@ def test_malformed_commands_get_error_frames_and_the_connection_stays_open(ringg
         assert (await recv_json(ws))["data"] == {}
         await ws.close()
 
-    run(main())
+    run_async(main())
     assert total(metrics(srv), "ws_command_errors_total") == len(cases) + 1
     api.close()
 
@@ -290,13 +268,13 @@ def test_a_user_message_reaches_all_three_devices_and_nobody_else(jwt_server):
         for ws in alice[1:] + [bob]:
             await ws.close()
 
-    run(main())
+    run_async(main())
     api.close()
 
 
 # ---------------------------------------------------------------- auth
 
-@pytest.mark.parametrize("case,tok,reason", [
+BAD_TOKENS = [
     ("missing", None, b"token is required"),
     ("expired", token(exp_in=-10), b"expired"),
     ("bad_signature", token(key=b"another key"), b"signature"),
@@ -304,7 +282,12 @@ def test_a_user_message_reaches_all_three_devices_and_nobody_else(jwt_server):
     ("wrong_alg", token(alg="HS384"), b"HS256"),
     ("none_header_signed_hs256", token(alg="none", sign_alg="HS256"), b"HS256"),
     ("garbage", "abc.def", b"base64url"),
-])
+]
+
+
+# Named by case only: a token carries its expiry time, so an id made of it
+# would differ on every run (no stable -k selection or junit history).
+@pytest.mark.parametrize("case,tok,reason", BAD_TOKENS, ids=[case for case, _, _ in BAD_TOKENS])
 def test_bad_tokens_get_401_naming_what_was_wrong(jwt_server, case, tok, reason):
     path = "/ws" if tok is None else "/ws?token=" + tok
     resp = wsraw.http_exchange(jwt_server.port, wsraw.build_request(jwt_server.port, path))
@@ -336,7 +319,7 @@ def test_token_channels_claim_decides_what_may_be_subscribed(jwt_server):
         await ws.close()
         await ws2.close()
 
-    run(main())
+    run_async(main())
     api.close()
 
 
@@ -345,7 +328,7 @@ def test_token_channels_claim_decides_what_may_be_subscribed(jwt_server):
 def test_bad_publish_requests_get_400_401_405_411_413(ringgate, tmp_path):
     (tmp_path / "api.token").write_text("s3cret-api-token\n")
     srv = ringgate("--workers", "1", "--max-publish-size", "1KiB", "--api-token-file", str(tmp_path / "api.token"))
-    port = admin_port(srv)
+    port = srv.admin_port
     good = Api(srv, token="s3cret-api-token")
     for name, why in [("has%20space", b"character"), ("x" * 129, b"longer than 128"), ("a*", b"character")]:
         status, _, body = good.post(f"/publish/{name}", b"x")
@@ -367,9 +350,9 @@ def test_bad_publish_requests_get_400_401_405_411_413(ringgate, tmp_path):
     assert wrong.post("/publish/fine", b"x")[0] == 401
     wrong.close()
 
-    status, headers, _ = get(port, "/publish/fine")
+    status, headers, _ = admin_get(port, "/publish/fine")
     assert status == 405 and headers["allow"] == "POST"
-    status, headers, _ = get(port, "/metrics", method="POST")
+    status, headers, _ = admin_get(port, "/metrics", method="POST")
     assert status == 405 and headers["allow"] == "GET"
     # No Content-Length: 411 and the connection is closed.
     resp = wsraw.http_exchange(port, b"POST /publish/fine HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
@@ -397,7 +380,7 @@ def test_eventfd_wake_path_delivers_like_msg_ring(ringgate):
             assert [(await recv_json(ws))["data"] for _ in range(30)] == list(range(30))
             await ws.close()
 
-    run(main())
+    run_async(main())
     api.close()
 
 
@@ -432,7 +415,7 @@ def test_a_subscriber_that_stops_reading_does_not_cost_the_others(ringgate, poli
         assert got == list(range(300))
         await reader.close()
 
-    run(main())
+    run_async(main())
     m = metrics(srv)
     if policy == "close":
         assert total(m, "ws_slow_consumer_closes_total") == 1

@@ -77,7 +77,7 @@ def test_handshake_timeout_does_not_hit_upgraded_connections(server):
     closed: it still echoes 1.5 s later."""
     ws, _ = wsraw.handshake(server.port)
     with ws:
-        time.sleep(1.5)
+        time.sleep(1.5)  # the subject: idle past the 500 ms handshake timeout
         assert ws.echo("late") == (OP_TEXT, b"late")
 
 
@@ -119,7 +119,7 @@ def test_default_handshake_timeout_not_too_short(ringgate):
     sock = wsraw.connect(srv.port)
     with sock:
         sock.sendall(req[:20])
-        time.sleep(1.0)
+        time.sleep(1.0)  # the subject: a slow (but not too slow) client
         sock.sendall(req[20:])
         head, _ = wsraw.read_http_head(sock, 10)
         assert wsraw.parse_http_response(head).status == 101

@@ -9,8 +9,6 @@ run if any of the host's values moved anyway.
 
 from __future__ import annotations
 
-import os
-import pathlib
 import re
 import subprocess
 
@@ -54,13 +52,6 @@ def paths(tmp_path, monkeypatch):
     monkeypatch.setenv("RINGGATE_SYSCTL_DIR", str(tmp_path / "sysctl.d"))
     monkeypatch.setenv("RINGGATE_TUNE_STATE", str(tmp_path / "state"))
     return tmp_path
-
-
-@pytest.fixture
-def ns():
-    with Netns() as n:
-        assert n.netns_id() != os.readlink("/proc/self/ns/net"), "not a namespace of its own"
-        yield n
 
 
 def tune(*args, netns=None):

@@ -8,7 +8,11 @@ Blocking API (one socket, used by most tests):
     build_request(...)       -> bytes of an HTTP upgrade request (valid by default)
     http_exchange(...)       -> send a request, read the whole response until the
                                 server closes, parse it (error responses)
-    handshake(...)           -> perform a valid upgrade, return (RawWS, HttpResponse)
+    handshake(...)           -> perform a valid upgrade, return (RawWS, HttpResponse);
+                                any other answer raises UpgradeRefused (.status, .response)
+    try_handshake(...)       -> RawWS, or None if refused with an expected status (for polls)
+    read_upgrade_response()  -> the answer to an upgrade request already sent: a 101
+                                head, or a whole refusal read until the server closes
     build_frame(...)         -> bytes of one WebSocket frame (masked by default)
     RawWS.recv_frame()       -> next frame from the server
     RawWS.recv_message()     -> next whole data message (fragments reassembled)
@@ -47,6 +51,15 @@ DEFAULT_TIMEOUT = 10.0
 
 class RawProtocolError(AssertionError):
     """The server sent something that is not a valid server->client frame."""
+
+
+class UpgradeRefused(AssertionError):
+    """The server answered an upgrade request with something other than 101."""
+
+    def __init__(self, response):
+        super().__init__(f"expected 101, got {response.status}: {response.describe()}")
+        self.response = response
+        self.status = response.status
 
 
 class ServerClosed(AssertionError):
@@ -164,9 +177,13 @@ def parse_http_response(data: bytes) -> HttpResponse:
                         version=parts[0], headers=headers, body=body, raw=data)
 
 
-def connect(port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT) -> socket.socket:
-    """TCP connect with TCP_NODELAY (so byte-by-byte sends leave as separate segments)."""
-    sock = socket.create_connection((host, port), timeout=timeout)
+def connect(port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT,
+            source: str | None = None) -> socket.socket:
+    """TCP connect with TCP_NODELAY (so byte-by-byte sends leave as separate
+    segments), from the local address `source` if given (e.g. 127.0.0.2, so
+    the server sees another client IP)."""
+    sock = socket.create_connection((host, port), timeout=timeout,
+                                    source_address=(source, 0) if source else None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.settimeout(timeout)
     return sock
@@ -261,33 +278,62 @@ def read_http_head(sock: socket.socket, timeout: float = DEFAULT_TIMEOUT, limit:
     return buf[:idx], buf[idx:]
 
 
+def read_upgrade_response(sock: socket.socket, timeout: float = DEFAULT_TIMEOUT):
+    """Read the answer to an upgrade request already sent on `sock`.
+
+    Returns (HttpResponse, leftover).  For a 101 the response is the head
+    (how="open") and leftover holds any frame bytes that came with it.  For
+    anything else the rest is read until the server closes (bounded by
+    `timeout`), the whole response is parsed, body included (how says how
+    the connection ended), and leftover is b""."""
+    head, leftover = read_http_head(sock, timeout)
+    resp = parse_http_response(head)
+    if resp.status == 101:
+        resp.how = "open"
+        return resp, leftover
+    more, how = recv_until_eof(sock, timeout)
+    resp = parse_http_response(head + leftover + more)
+    resp.closed = how in ("eof", "reset")
+    resp.how = how
+    return resp, b""
+
+
 def handshake(port: int, path: str = "/echo", *, headers: dict | None = None, extra=(),
-              bytewise: bool = False, timeout: float = DEFAULT_TIMEOUT, key: str | None = None):
+              bytewise: bool = False, timeout: float = DEFAULT_TIMEOUT, key: str | None = None,
+              host: str = "127.0.0.1", source: str | None = None):
     """Perform a WebSocket upgrade on a raw socket.
 
-    Returns (RawWS, HttpResponse).  Raises AssertionError unless the server
-    answered 101.  The response's Sec-WebSocket-Accept is NOT checked here
-    (tests that care check it explicitly)."""
+    Returns (RawWS, HttpResponse).  Raises UpgradeRefused (an AssertionError
+    carrying the whole response) unless the server answered 101.  The
+    response's Sec-WebSocket-Accept is NOT checked here (tests that care
+    check it explicitly)."""
     key = key or new_key()
     req = build_request(port, path, key=key, headers=headers, extra=extra)
-    sock = connect(port, timeout=timeout)
+    sock = connect(port, host=host, timeout=timeout, source=source)
     try:
         if not send_tolerant(sock, req, bytewise=bytewise):
             raise AssertionError("server closed the connection during the upgrade request")
-        head, leftover = read_http_head(sock, timeout)
+        resp, leftover = read_upgrade_response(sock, timeout)
     except BaseException:
         sock.close()
         raise
-    resp = parse_http_response(head)
-    resp.how = "open"
     if resp.status != 101:
-        more, how = recv_until_eof(sock, 2.0)
         sock.close()
-        resp.raw = head + leftover + more
-        raise AssertionError(f"expected 101, got {resp.status}: {resp.describe()}")
+        raise UpgradeRefused(resp)
     ws = RawWS(sock, leftover)
     ws.key = key
     return ws, resp
+
+
+def try_handshake(port: int, path: str = "/echo", *, refused=(503,), **kw):
+    """handshake() for polls: the RawWS, or None if the server refused with
+    one of the `refused` statuses (any other answer still raises)."""
+    try:
+        return handshake(port, path, **kw)[0]
+    except UpgradeRefused as exc:
+        if exc.status in refused:
+            return None
+        raise
 
 
 # ---------------------------------------------------------------------------
