@@ -6,7 +6,7 @@
 // to clients_max connections, HTTP/1.1 keep-alive.  It never touches the
 // data path: what it reports comes from the workers' single-writer
 // counters, read relaxed, and what it publishes goes through the workers'
-// mailboxes (server/publisher.h).
+// mailboxes (control/publisher.h).
 #pragma once
 
 #include <atomic>

@@ -22,14 +22,14 @@ inline constexpr std::uint64_t GiB = 1024 * MiB;
 
 // ------------------------------------------------------------ from the code
 
-// One connection record per table slot (static_assert in server/worker.cpp).
+// One connection record per table slot (server/conn.h; capacity_model.cpp checks the size).
 inline constexpr std::uint64_t record_bytes = 44;
 // One HTTP answer slot, max_pending_handshakes of them per worker
 // (proto::http::response_bytes_max, static_assert in capacity_model.cpp).
 inline constexpr std::uint64_t answer_slot_bytes = 512;
 // A session attached while a connection is mid-message: wslay's event
 // context (8,784 B) and frame context (4,272 B), measured with malloc hooks
-// (shared/notes/machine-limits.md).
+// on this project's build machine (docs/capacity.md, "Server user space").
 inline constexpr std::uint64_t session_bytes = 8'784 + 4'272;
 // The kernel's cap on one ring's file table (IORING_MAX_FIXED_FILES).
 inline constexpr std::uint64_t table_slots_max = 1u << 20;
@@ -76,7 +76,7 @@ inline constexpr std::uint64_t headroom_min_bytes = 1 * GiB;
 inline constexpr std::uint64_t reconnect_window_ms = 6'400;
 // Outbound connections per (source, destination) pair are planned at this
 // share of ip_local_port_range: Linux hands out one port parity first, and
-// placement slows sharply past about half the range (machine-limits.md).
+// placement slows sharply past about half the range (docs/tuning.md, ports).
 inline constexpr std::uint32_t port_share_percent = 30;
 
 // ------------------------------------------------------- table sizing

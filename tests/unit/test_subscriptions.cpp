@@ -1,5 +1,5 @@
 // server/subscriptions.h: the per-worker pub/sub index, and the API
-// listener's request-head parser (server/api_request.h).
+// listener's request-head parser (control/api_request.h).
 
 #include "server/subscriptions.h"
 
