@@ -3,8 +3,8 @@
 // (CLOCK_REALTIME) is only for what leaves the process (JWT expiry, ids).
 #pragma once
 
-#include <time.h>
 
+#include <ctime>
 #include <cstdint>
 
 namespace rg::base {

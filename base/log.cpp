@@ -1,9 +1,9 @@
 // The log (base/log.h): leveled lines to stderr, and rate limiting for lines a flood could repeat.
 #include "base/log.h"
 
-#include <time.h>
 #include <unistd.h>
 
+#include <ctime>
 #include <cstdio>
 
 namespace rg::base::log {

@@ -7,6 +7,8 @@
 #define TOML_EXCEPTIONS 0
 #include <toml++/toml.h>
 
+#include <absl/strings/str_cat.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -88,7 +90,7 @@ std::string join(const std::vector<std::string>& v) {
 // A word from value_hint's list; `v` is its index, which is the enum's value.
 #define RG_CHOICE(field, Enum, words)                                                                           \
   [](Config& c, std::uint64_t v, const std::string&) { c.field = static_cast<Enum>(v); },                     \
-      [](const Config& c) { return std::string(words[static_cast<std::size_t>(c.field)]); }
+      [](const Config& c) { return std::string((words)[static_cast<std::size_t>(c.field)]); }
 #define RG_TEXT(field) [](Config& c, std::uint64_t, const std::string& s) { c.field = s; }, \
                        [](const Config& c) { return c.field; }
 
@@ -179,7 +181,12 @@ const std::vector<Option>& options() {
       {"segment_size", Kind::size32, "SIZE",
        "Pooled block (1KiB..1MiB) that echo output and inbound messages are held in; a send gathers up to 16.",
        RG_SIZE32(segment_size)},
-      {"echo_path", Kind::text, "PATH", "Path of the echo endpoint; '/' works too.", RG_TEXT(echo_path)},
+      {"echo_path", Kind::text, "PATH", "Path of the echo endpoint; '/' works too; off disables it.",
+       RG_TEXT(echo_path)},
+      {"echo_auth", Kind::choice, "off|jwt",
+       "jwt: the echo endpoint requires a token like pubsub_path (?token= or Authorization: Bearer; needs "
+       "auth = jwt).",
+       RG_CHOICE(echo_auth, Auth, auth_words)},
       {"subprotocols", Kind::list, "LIST",
        "Comma-separated subprotocols the server accepts; the first one the client offers wins.",
        [](Config& c, std::uint64_t, const std::string& s) { c.subprotocols = split_list(s); },
@@ -263,14 +270,20 @@ const std::vector<Option>& options() {
        "Close code for slow consumers: 1008 (policy violation) or 1013 (try again later).",
        RG_U32(slow_consumer_close_code)},
       {"max_buffered_bytes", Kind::size64, "SIZE",
-       "Bytes buffered for sending across all connections, split evenly over workers. A message that would "
-       "exceed a worker's share follows slow_consumer_policy, and new handshakes get 503 from "
-       "kernel_refuse_percent of it. 0 = a quarter of MemTotal.",
+       "Bytes buffered across all connections, outbound and messages being reassembled, split evenly over "
+       "workers. An outbound message that would exceed a worker's share follows slow_consumer_policy, an "
+       "inbound one is refused with close 1013, and new handshakes get 503 from kernel_refuse_percent of "
+       "it. 0 = a quarter of MemTotal.",
        RG_SIZE64(max_buffered_bytes)},
       {"stall_timeout", Kind::duration, "DURATION",
        "A connection that is mid-message or has output waiting and makes no progress (no bytes in, no send "
        "completed) for this long is closed (1008 when it can still be told).",
        RG_MS(stall_timeout_ms)},
+      {"min_message_rate", Kind::size32, "SIZE",
+       "Bytes per second a connection must keep sending while it is mid-message: the stall timer is pushed "
+       "back only by stall_timeout's worth of them (30 KiB at the defaults), so a trickle cannot hold a "
+       "half-sent message (close 1008).",
+       RG_SIZE32(min_message_rate)},
       {"ping_interval", Kind::duration, "DURATION",
        "Heartbeat: a connection that has sent nothing for this long gets a ping, and another every interval "
        "while it stays silent. 0 = no pings.",
@@ -474,7 +487,7 @@ bool apply_toml(const std::string& text, const std::string& origin, Config& c, s
       value = s->get();
     } else if (const auto* i = node.as_integer()) {
       if (i->get() < 0) {
-        error = origin + ": " + key + " must not be negative";
+        error = absl::StrCat(origin, ": ", key, " must not be negative");
         return false;
       }
       value = std::to_string(i->get());
@@ -488,17 +501,18 @@ bool apply_toml(const std::string& text, const std::string& origin, Config& c, s
       for (const auto& el : *a) {
         const auto* s = el.as_string();
         if (!s) {
-          error = origin + ": " + key + " must be an array of strings";
+          error = absl::StrCat(origin, ": ", key, " must be an array of strings");
           return false;
         }
-        value += (value.empty() ? "" : ",") + std::string(s->get());
+        if (!value.empty()) value += ',';
+        value += s->get();
       }
     } else {
-      error = origin + ": " + key + " has an unsupported type (use a string, integer or array)";
+      error = absl::StrCat(origin, ": ", key, " has an unsupported type (use a string, integer or array)");
       return false;
     }
     if (!apply_option(key, value, c, error)) {
-      error = origin + ": " + error;
+      error = absl::StrCat(origin, ": ", error);
       return false;
     }
   }

@@ -48,7 +48,8 @@ struct Config {
   std::uint32_t segment_size = 4 * 1024;       // pooled block echo output and reassembly live in
 
   // HTTP upgrade
-  std::string echo_path = "/echo";
+  std::string echo_path = "/echo";  // "off" disables the endpoint
+  Auth echo_auth = Auth::off;       // jwt: a token is required on echo_path too (needs auth = jwt)
   std::vector<std::string> subprotocols;
   std::uint32_t max_request_line = 8 * 1024;
   std::uint32_t max_header_bytes = 32 * 1024;
@@ -69,6 +70,7 @@ struct Config {
   std::uint32_t slow_consumer_close_code = 1008;  // 1008 (policy) or 1013 (try again later)
   std::uint64_t max_buffered_bytes = 0;  // all connections; 0 = a quarter of MemTotal, split over workers
   std::uint64_t stall_timeout_ms = 30'000;         // mid-message or blocked send without progress
+  std::uint32_t min_message_rate = 1024;           // bytes/s mid-message, over stall_timeout windows (1008 below)
   std::uint64_t ping_interval_ms = 30'000;  // ping a connection that has sent nothing for this long; 0 = off
   std::uint64_t pong_timeout_ms = 90'000;   // after a ping, close if nothing arrives within this
   std::uint64_t idle_timeout_ms = 0;        // close a connection that sent nothing for this long; 0 = off
@@ -92,6 +94,7 @@ struct Config {
   std::string config_file;
 
   [[nodiscard]] bool pubsub_enabled() const noexcept { return pubsub_path != "off"; }
+  [[nodiscard]] bool echo_enabled() const noexcept { return echo_path != "off"; }
   [[nodiscard]] bool auth_jwt() const noexcept { return auth == Auth::jwt; }
 
   // The per-connection backpressure thresholds in bytes.

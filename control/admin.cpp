@@ -5,11 +5,11 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <absl/strings/str_format.h>
 
+#include <ctime>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -84,7 +84,7 @@ void Admin::histogram(std::string& out, const char* name, const char* help,
     sum_ms += load(((*c).*field).sum_ms);
     count += load(((*c).*field).count);
   }
-  absl::StrAppendFormat(&out, "%s_sum %g\n%s_count %d\n", name, sum_ms / 1000.0, name, count);
+  absl::StrAppendFormat(&out, "%s_sum %g\n%s_count %d\n", name, static_cast<double>(sum_ms) / 1000.0, name, count);
 }
 
 bool parse_host_port(const std::string& text, std::string& host, std::uint16_t& port) {
@@ -449,7 +449,7 @@ std::string Admin::metrics() const {
              &WorkerCounters::heartbeat_timeouts_total);
   per_worker(out, s, "ws_idle_closes_total", "counter", "Connections closed after idle_timeout without input.",
              &WorkerCounters::idle_closes_total);
-  per_worker(out, s, "ws_bytes_buffered", "gauge", "Outbound bytes buffered for this worker's connections.",
+  per_worker(out, s, "ws_bytes_buffered", "gauge", "Bytes buffered for this worker's connections: outbound, and messages being reassembled.",
              &WorkerCounters::buffered_bytes);
   per_worker(out, s, "ws_bytes_buffered_max_connection", "gauge",
              "High-water mark of one connection's buffered outbound bytes since start.",
@@ -474,8 +474,20 @@ std::string Admin::metrics() const {
              "Outbound messages that would have exceeded the worker's share of max_buffered_bytes.",
              &WorkerCounters::buffer_budget_hits_total);
   per_worker(out, s, "ws_segment_bytes", "gauge",
-             "Memory of the worker's segment pool: segments held by connections plus freed ones kept for reuse.",
+             "Memory of the segments held by connections (echo output, message reassembly); 0 when all are idle.",
              &WorkerCounters::segment_bytes);
+  per_worker(out, s, "ws_segment_cache_bytes", "gauge",
+             "Freed segments the pool keeps for reuse (at most 64 MiB or the worker's budget).",
+             &WorkerCounters::segment_cache_bytes);
+  per_worker(out, s, "ws_inbound_bytes", "gauge",
+             "Of ws_bytes_buffered: bytes of messages being reassembled, charged to max_buffered_bytes.",
+             &WorkerCounters::inbound_bytes);
+  per_worker(out, s, "ws_inbound_refusals_total", "counter",
+             "Messages refused with close 1013 because the worker's buffer budget had no room for them.",
+             &WorkerCounters::inbound_refusals_total);
+  per_worker(out, s, "ws_message_timeouts_total", "counter",
+             "Connections closed (1008) mid-message for sending less than min_message_rate.",
+             &WorkerCounters::message_timeouts_total);
   per_worker(out, s, "ws_segments_live", "gauge", "Segments held by connections (echo output, message reassembly).",
              &WorkerCounters::segments_live);
   per_worker(out, s, "ws_segment_allocations_total", "counter",

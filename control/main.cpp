@@ -2,11 +2,11 @@
 
 #include <pthread.h>
 #include <sys/eventfd.h>
-#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -44,9 +44,22 @@ bool validate(const Config& c, std::string& error) {
     error = "log_level must be debug, info, warn or error, not '" + c.log_level + "'";
     return false;
   }
-  if (c.echo_path.empty() || c.echo_path[0] != '/' || c.echo_path.size() > rg::proto::http::path_bytes_max ||
-      c.echo_path.find_first_of(" ?#") != std::string::npos) {
-    error = "echo_path must start with '/', hold no spaces, '?' or '#', and be at most 1024 bytes";
+  if (c.echo_enabled() && (c.echo_path.empty() || c.echo_path[0] != '/' ||
+                           c.echo_path.size() > rg::proto::http::path_bytes_max ||
+                           c.echo_path.find_first_of(" ?#") != std::string::npos)) {
+    error = "echo_path must start with '/', hold no spaces, '?' or '#', be at most 1024 bytes, or be off";
+    return false;
+  }
+  if (!c.echo_enabled() && !c.pubsub_enabled()) {
+    error = "echo_path and pubsub_path are both off: the server would have no endpoint";
+    return false;
+  }
+  if (c.echo_auth == rg::server::Auth::jwt && !c.auth_jwt()) {
+    error = "echo_auth = jwt needs auth = jwt (and its jwt_secret_file)";
+    return false;
+  }
+  if (c.min_message_rate == 0) {
+    error = "min_message_rate must be at least 1 byte per second";
     return false;
   }
   for (const auto& p : c.subprotocols) {

@@ -1,11 +1,11 @@
 // The publish API (control/publisher.h): names, ids, posting through the delivery source, the JSON answer.
 #include "control/publisher.h"
 
-#include <time.h>
 #include <unistd.h>
 
 #include <absl/strings/str_format.h>
 
+#include <ctime>
 #include <cstring>
 
 #include "base/log.h"

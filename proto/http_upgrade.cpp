@@ -372,7 +372,7 @@ Decision decide(const UpgradeParser& r, const UpgradePolicy& policy) noexcept {
   if (r.path_too_long()) return {404, "no WebSocket endpoint at this path", {}};
   Route route = Route::echo;
   if (!policy.pubsub_path.empty() && path == policy.pubsub_path) route = Route::pubsub;
-  else if (path != policy.echo_path) return {404, "no WebSocket endpoint at this path", {}};
+  else if (policy.echo_path.empty() || path != policy.echo_path) return {404, "no WebSocket endpoint at this path", {}};
   if (!r.host_seen()) return {400, "missing Host header", {}};
   if (!r.upgrade_websocket()) return {426, "missing Upgrade: websocket header", {}};
   if (!r.connection_upgrade()) return {400, "Connection header must contain the Upgrade token", {}};

@@ -147,7 +147,7 @@ class UpgradeParser {
 // ---------------------------------------------------------------- decisions
 
 struct UpgradePolicy {
-  std::string_view echo_path = "/echo";
+  std::string_view echo_path = "/echo";  // empty: no echo endpoint
   // Comma-separated subprotocols the server speaks, in no particular order.
   std::string_view subprotocols;
   std::string_view pubsub_path = {};  // empty: no pub/sub endpoint

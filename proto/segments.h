@@ -13,9 +13,9 @@
 // up to keep_free_max freed ones for reuse; beyond that it returns them to
 // the allocator, so a burst of slow readers does not pin its peak memory.
 // At most live_max segments are out for capped use (the server's outbound
-// data) at once; uncapped takes (control frames, which are all a refused
-// connection still needs, and inbound reassembly, bounded by the number of
-// sessions times max_message_size) are counted but not refused.
+// data and inbound reassembly) at once; uncapped takes (control frames,
+// which are all a refused connection still needs) are counted but not
+// refused.
 #pragma once
 
 #include <sys/uio.h>

@@ -116,9 +116,10 @@ Session::FeedResult Session::feed(std::span<const std::uint8_t> bytes) noexcept 
   }
   in_ = {};
   if (out_of_memory_) {
-    // The message being received could not be held: memory is short.
+    // The message being received could not be held: the worker's buffer
+    // budget (the pool's live_max) is spent, or memory is short.
     dirty_ = true;
-    queue_close(1013, "server out of memory for this message: try again later");
+    queue_close(1013, "no room for this message within the server's buffer budget: try again later");
     return FeedResult::ok;
   }
   if (rc != 0) {
@@ -250,8 +251,10 @@ void Session::on_wslay_frame_start(std::uint8_t opcode) noexcept { in_data_frame
 
 void Session::on_wslay_chunk(const std::uint8_t* data, std::size_t len) noexcept {
   if (!in_data_frame_ || len == 0 || out_of_memory_) return;
-  // Uncapped: the worker bounds reassembly by sessions x max_message_size.
-  if (!in_msg_.append(*pool_, {data, len}, false)) {
+  // Capped: reassembly counts against the pool's live_max (the worker's
+  // share of max_buffered_bytes) like outbound data, so a flood of
+  // half-sent messages is refused (1013) instead of holding memory.
+  if (!in_msg_.append(*pool_, {data, len}, true)) {
     out_of_memory_ = true;
     wslay_event_shutdown_read(ctx_);
   }

@@ -118,6 +118,14 @@ class Session {
   // Messages queued and not yet sent (a message counts until the segment
   // holding its last byte is sent), plus control frames wslay holds.
   [[nodiscard]] std::size_t queued_messages() const noexcept;
+  // Bytes of the data message being reassembled (inbound, not yet whole).
+  [[nodiscard]] std::uint64_t inbound_bytes() const noexcept { return in_msg_.bytes(); }
+  // A message (or a frame header) has begun and not ended: the peer owes
+  // the rest of it.
+  [[nodiscard]] bool mid_message() const noexcept { return !tracker_.at_message_boundary() || !in_msg_.empty(); }
+  // The message being received was refused for lack of room (the worker's
+  // buffer budget, or memory): the session queued close 1013.
+  [[nodiscard]] bool inbound_refused() const noexcept { return out_of_memory_; }
 
   // wslay callbacks (C linkage trampolines call these).
   long on_wslay_recv(std::uint8_t* buf, std::size_t len) noexcept;

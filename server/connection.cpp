@@ -76,11 +76,11 @@ void Worker::on_recv(std::uint32_t slot, const ring::Completion& c) {
 
 // Application bytes from the connection's byte stream, to whichever room
 // its state belongs to.
-void Worker::on_bytes(std::uint32_t slot, std::span<const std::uint8_t> data) {
+void Worker::on_bytes(std::uint32_t slot, std::span<const std::uint8_t> bytes) {
   switch (conns_[slot].state) {
-    case State::handshake: handle_handshake_bytes(slot, data); break;
+    case State::handshake: handle_handshake_bytes(slot, bytes); break;
     case State::open:
-    case State::ws_closing: handle_ws_bytes(slot, data); break;
+    case State::ws_closing: handle_ws_bytes(slot, bytes); break;
     default: break;  // lingering or going away: input is discarded
   }
 }

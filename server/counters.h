@@ -37,7 +37,11 @@ struct alignas(64) WorkerCounters {
   base::Counter slow_consumer_closes_total;
   base::Counter slow_consumer_drops_total;
   base::Counter buffer_budget_hits_total;  // messages that would have exceeded max_buffered_bytes
-  base::Counter segment_bytes;             // the segment pool's memory (held + cached)
+  base::Counter inbound_bytes;             // of buffered_bytes: messages being reassembled
+  base::Counter inbound_refusals_total;    // messages refused (1013): no room in the budget for them
+  base::Counter message_timeouts_total;    // mid-message connections closed for too slow progress (1008)
+  base::Counter segment_bytes;             // segments held by connections
+  base::Counter segment_cache_bytes;       // freed segments kept for reuse
   base::Counter segments_live;             // segments held by sessions
   base::Counter segment_allocations_total; // segments the pool had to allocate
   base::Counter pings_sent_total;

@@ -69,15 +69,15 @@ DeliverySource::Posted DeliverySource::post(Publication* p) {
   // Room only grows while the producer locks are held (workers only pop),
   // so checking every mailbox first is exact.
   const auto& boxes = shared_.mailboxes;
-  for (auto& box : boxes) box->producer_lock().lock();
+  for (const auto& box : boxes) box->producer_lock().lock();
   bool room = true;
-  for (auto& box : boxes) room = room && box->free_slots() > 0;
+  for (const auto& box : boxes) room = room && box->free_slots() > 0;
   if (room) {
     p->refs.fetch_add(static_cast<std::uint32_t>(boxes.size()));
     p->pending.store(static_cast<std::uint32_t>(boxes.size()));
-    for (auto& box : boxes) (void)box->push(p);  // room was checked under the lock
+    for (const auto& box : boxes) (void)box->push(p);  // room was checked under the lock
   }
-  for (auto& box : boxes) box->producer_lock().unlock();
+  for (const auto& box : boxes) box->producer_lock().unlock();
   if (!room) return Posted::mailbox_full;
   wake_all();
   return Posted::posted;

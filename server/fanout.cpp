@@ -3,10 +3,10 @@
 
 #include <linux/futex.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <bit>
+#include <ctime>
 #include <cerrno>
 
 #include "base/clock.h"

@@ -3,6 +3,7 @@
 // upgrade (server/admission.h), and every answer a handshake can end in: the
 // 101, an error with its reason, or a constant built once at start-up.
 #include <cstring>
+#include <ctime>
 #include <optional>
 
 #include "base/invariant.h"
@@ -72,6 +73,7 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
     return;
   }
   if (d.route == http::Route::pubsub && !check_pubsub_request(slot, *parser)) return;  // answered
+  if (d.route == http::Route::echo && config_.echo_auth == Auth::jwt && !check_token(slot, *parser)) return;
   // Count first, then compare the sum: when two workers admit at once each
   // sees the other's count (sequentially consistent: a locked add and plain
   // loads on x86), so max_connections is never exceeded; the race costs at
@@ -178,5 +180,25 @@ void Worker::answer_const(std::uint32_t slot, Const what, Refusal why) {
   pump_send(slot);
 }
 
+
+// With auth = jwt (pub/sub) or echo_auth = jwt (echo): the token from
+// ?token= or Authorization: Bearer, verified into claims_.  Answers 401 and
+// returns false when it is missing or bad.
+bool Worker::check_token(std::uint32_t slot, const http::UpgradeParser& parser) {
+  RG_ASSERT(verifier_ != nullptr);
+  bool in_query = false;
+  std::string_view token = pubsub::query_param(parser.query(), "token", in_query);
+  if (!in_query) token = parser.bearer_token();
+  if (token.empty()) {
+    answer_error(slot, 401, "a token is required: pass ?token=JWT or Authorization: Bearer JWT", 0);
+    return false;
+  }
+  claims_ = verifier_->verify(token, static_cast<std::int64_t>(time(nullptr)));
+  if (!claims_.ok()) {
+    answer_error(slot, 401, jwt::error_message(claims_.error), 0);
+    return false;
+  }
+  return true;
+}
 
 }  // namespace rg::server

@@ -75,6 +75,7 @@ bool Worker::start(std::string& error) {
   wheel_.bind(conns_, wheel_tick_ms, rel_now());
   queue_.bind(conns_);
   heartbeats_ = config_.ping_interval_ms > 0 || config_.idle_timeout_ms > 0;
+  progress_window_bytes_ = std::max<std::uint64_t>(std::uint64_t{config_.min_message_rate} * config_.stall_timeout_ms / 1000, 1);
   rearm_.reserve(slots_);
   stalled_teardowns_.reserve(slots_);
   stalled_retry_.reserve(slots_);
@@ -89,7 +90,16 @@ bool Worker::start(std::string& error) {
   http_limits_ = {config_.max_request_line, config_.max_header_bytes, config_.max_headers};
   for (const auto& p : config_.subprotocols) subprotocols_joined_ += (subprotocols_joined_.empty() ? "" : ",") + p;
   pubsub_ = config_.pubsub_enabled();
-  policy_ = {config_.echo_path, subprotocols_joined_, pubsub_ ? std::string_view(config_.pubsub_path) : ""};
+  policy_ = {config_.echo_enabled() ? std::string_view(config_.echo_path) : "", subprotocols_joined_,
+             pubsub_ ? std::string_view(config_.pubsub_path) : ""};
+  if (config_.auth_jwt()) {
+    verifier_ = std::make_unique<jwt::Verifier>(std::span<const std::uint8_t>(
+        reinterpret_cast<const std::uint8_t*>(shared_.jwt_key.data()), shared_.jwt_key.size()));
+    if (!verifier_->ready()) {
+      error = "setting up the JWT verifier (jwt_secret_file must hold 1..256 bytes)";
+      return false;
+    }
+  }
   reject_with_close_ = config_.reject == Reject::close;
 
   // The WebSocket side: sessions on first use, their books and send lists

@@ -37,13 +37,17 @@ Outbound::Verdict Outbound::admit(Book& b, std::uint64_t bytes, std::uint64_t he
 }
 
 Outbound::Change Outbound::settle(Book& b, std::uint64_t bytes, std::uint32_t messages, bool open,
-                                  std::uint32_t now_ms) noexcept {
-  RG_ASSERT(buffered_bytes_ >= b.bytes && messages_pending_ >= b.messages);
-  buffered_bytes_ = buffered_bytes_ - b.bytes + bytes;
+                                  std::uint32_t now_ms, std::uint64_t inbound_bytes) noexcept {
+  RG_ASSERT(buffered_bytes_ >= b.bytes + b.inbound_bytes && messages_pending_ >= b.messages &&
+            inbound_bytes_ >= b.inbound_bytes);
+  buffered_bytes_ = buffered_bytes_ - b.bytes - b.inbound_bytes + bytes + inbound_bytes;
+  inbound_bytes_ = inbound_bytes_ - b.inbound_bytes + inbound_bytes;
   messages_pending_ = messages_pending_ - b.messages + messages;
   b.bytes = bytes;
+  b.inbound_bytes = inbound_bytes;
   b.messages = messages;
   counters_->buffered_bytes.set(buffered_bytes_);
+  counters_->inbound_bytes.set(inbound_bytes_);
   counters_->messages_pending.set(messages_pending_);
   if (bytes > high_water_bytes_) {
     high_water_bytes_ = bytes;
@@ -71,10 +75,13 @@ void Outbound::end_backpressure(Book& b, std::uint32_t now_ms) noexcept {
 }
 
 void Outbound::forget(Book& b, std::uint32_t now_ms) noexcept {
-  RG_ASSERT(buffered_bytes_ >= b.bytes && messages_pending_ >= b.messages);
-  buffered_bytes_ -= b.bytes;
+  RG_ASSERT(buffered_bytes_ >= b.bytes + b.inbound_bytes && messages_pending_ >= b.messages &&
+            inbound_bytes_ >= b.inbound_bytes);
+  buffered_bytes_ -= b.bytes + b.inbound_bytes;
+  inbound_bytes_ -= b.inbound_bytes;
   messages_pending_ -= b.messages;
   counters_->buffered_bytes.set(buffered_bytes_);
+  counters_->inbound_bytes.set(inbound_bytes_);
   counters_->messages_pending.set(messages_pending_);
   if (b.backpressured) end_backpressure(b, now_ms);
   b = Book{};
@@ -83,7 +90,10 @@ void Outbound::forget(Book& b, std::uint32_t now_ms) noexcept {
 // ---------------------------------------------------------------- the worker's send path
 
 void Worker::publish_segment_gauges() noexcept {
-  counters_.segment_bytes.set(segments_.memory_bytes());
+  // Held by connections, and freed ones kept for reuse, apart: the first
+  // reads 0 once every connection is idle, the second is a cache.
+  counters_.segment_bytes.set(segments_.live() * std::uint64_t{segments_.segment_size()});
+  counters_.segment_cache_bytes.set(segments_.cached() * std::uint64_t{segments_.segment_size()});
   counters_.segments_live.set(segments_.live());
   counters_.segment_allocations_total.set(segments_.allocations_total());
 }
@@ -221,9 +231,11 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
     account(slot);
     // A subscriber whose queue just emptied is idle again: back to
     // heartbeats (one timer update per delivery, not a stall re-arm too).
+    const Book* book = book_of(k);
     if (k.state == State::open && k.sub != nil && subs_[k.sub].head == nil && k.session == nil)
       arm_heartbeat(slot);
-    else note_progress(slot);
+    else if (!book || !book->mid_message)  // mid-message, only inbound bytes count (timers.cpp)
+      note_progress(slot);
   }
   after_ws_progress(slot);
 }
@@ -254,7 +266,8 @@ void Worker::account(std::uint32_t slot) {
     bytes += subs_[k.sub].bytes;
     messages += subs_[k.sub].count;
   }
-  switch (outbound_.settle(*book, bytes, messages, k.state == State::open, rel_now())) {
+  const std::uint64_t inbound = k.session != nil ? sessions_[k.session].inbound_bytes() : 0;
+  switch (outbound_.settle(*book, bytes, messages, k.state == State::open, rel_now(), inbound)) {
     case Outbound::Change::backpressure_on:
       pause_reading(slot);
       timer_add(slot, TimerList::backpressure, config_.backpressure_timeout_ms);

@@ -51,13 +51,7 @@ bool Worker::start_pubsub(std::string& error) {
     error = "allocating the JSON command parser";
     return false;
   }
-  if (config_.auth_jwt()) {
-    verifier_ = std::make_unique<jwt::Verifier>(std::span<const std::uint8_t>(
-        reinterpret_cast<const std::uint8_t*>(shared_.jwt_key.data()), shared_.jwt_key.size()));
-    if (!verifier_->ready()) {
-      error = "setting up the JWT verifier (jwt_secret_file must hold 1..256 bytes)";
-      return false;
-    }
+  if (verifier_) {  // auth = jwt: tokens' channel patterns are interned per worker
     pattern_sets_.reserve(slots_);
     free_pattern_sets_.reserve(slots_);
   }
@@ -98,20 +92,7 @@ bool Worker::check_pubsub_request(std::uint32_t slot, const http::UpgradeParser&
     answer_error(slot, 400, q.message, 0);
     return false;
   }
-  if (!verifier_) return true;
-  bool in_query = false;
-  std::string_view token = pubsub::query_param(query, "token", in_query);
-  if (!in_query) token = parser.bearer_token();
-  if (token.empty()) {
-    answer_error(slot, 401, "a token is required: pass ?token=JWT or Authorization: Bearer JWT", 0);
-    return false;
-  }
-  claims_ = verifier_->verify(token, static_cast<std::int64_t>(time(nullptr)));
-  if (!claims_.ok()) {
-    answer_error(slot, 401, jwt::error_message(claims_.error), 0);
-    return false;
-  }
-  return true;
+  return !verifier_ || check_token(slot, parser);
 }
 
 // Makes an upgraded pub/sub connection a subscriber: its record in the

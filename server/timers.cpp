@@ -2,6 +2,8 @@
 // has at most one timer; conn.h lists which), the accept queue's deadline
 // list, heartbeats (ping, pong deadline, idle timeout) of idle connections
 // without a session, and the stall timer of busy ones.
+#include <algorithm>
+
 #include "base/invariant.h"
 #include "server/worker_impl.h"
 
@@ -125,6 +127,33 @@ void Worker::note_progress(std::uint32_t slot) {
     timer_add(slot, TimerList::active, config_.stall_timeout_ms);
 }
 
+// Inbound progress after a read.  Between messages, or when a message was
+// completed, any bytes are progress.  Mid-message, the stall timer moves
+// only after stall_timeout's worth of min_message_rate bytes since it last
+// moved: a trickle (one byte every few seconds) that never adds up to that
+// cannot hold a half-sent message, and the session and budget behind it,
+// for longer than stall_timeout.
+void Worker::note_inbound_progress(std::uint32_t slot, std::size_t bytes, bool message_completed) {
+  Conn& k = conns_[slot];
+  Book* b = book_of(k);
+  if (k.state != State::open || k.session == nil || !b) return;
+  const bool mid = sessions_[k.session].mid_message();
+  if (message_completed || !b->mid_message) {
+    // A message ended in this read, or one begins: a fresh window.
+    b->mid_message = mid;
+    b->window_bytes = 0;
+    note_progress(slot);
+    return;
+  }
+  b->mid_message = mid;
+  b->window_bytes = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(std::uint64_t{b->window_bytes} + bytes, progress_window_bytes_));
+  if (!mid || b->window_bytes >= progress_window_bytes_) {
+    b->window_bytes = 0;
+    note_progress(slot);
+  }
+}
+
 // No progress for stall_timeout: a half-sent message or a peer that stopped
 // reading.  Tell the peer if a send can still get through, else just go.
 void Worker::on_stall(std::uint32_t slot) {
@@ -133,6 +162,14 @@ void Worker::on_stall(std::uint32_t slot) {
   if (conn_log_.allow(now_ms_, dropped))
     RG_LOG(info, "worker %u: slot %u made no progress for %ums; closing (%u similar lines suppressed)", id_, slot,
            config_.stall_timeout_ms, dropped);
+  const Book* b = book_of(k);
+  if (b && b->mid_message) {
+    counters_.message_timeouts_total.add();
+    if (!(k.flags & f_send_in_flight)) {
+      close_with(slot, 1008, "message not completed: less than min_message_rate bytes per second");
+      return;
+    }
+  }
   if (k.session == nil || (k.flags & f_send_in_flight)) {
     teardown(slot);
     return;

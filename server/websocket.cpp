@@ -55,7 +55,8 @@ void Worker::handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
     return;
   }
   ws::Session& s = sessions_[k.session];
-  note_progress(slot);
+  const std::uint64_t messages_before = counters_.messages_in_total.load();
+  const bool refused_before = s.inbound_refused();
   feeding_slot_ = slot;
   const ws::Session::FeedResult fed = s.feed(data);
   feeding_slot_ = nil;
@@ -63,7 +64,9 @@ void Worker::handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
     teardown(slot);
     return;
   }
+  if (s.inbound_refused() && !refused_before) counters_.inbound_refusals_total.add();
   account(slot);
+  note_inbound_progress(slot, data.size(), counters_.messages_in_total.load() != messages_before);
   // slow_consumer_policy = close chose to close during this read: the close
   // waits behind unread output, so the linger's close_timeout bounds it.
   if (books_[k.session].slow_close_sent && k.state == State::open) start_linger(slot);

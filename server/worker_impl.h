@@ -271,6 +271,8 @@ class Worker final : public ws::MessageHandler, public ByteSink {
   void arm_heartbeat(std::uint32_t slot);
   void on_heartbeat(std::uint32_t slot);
   void note_progress(std::uint32_t slot);
+  void note_inbound_progress(std::uint32_t slot, std::size_t bytes, bool message_completed);
+  std::uint64_t progress_window_bytes_ = 0;  // min_message_rate x stall_timeout
   void on_stall(std::uint32_t slot);
 
   base::TimingWheel<Conn, TimerList> wheel_;
@@ -324,6 +326,7 @@ class Worker final : public ws::MessageHandler, public ByteSink {
   bool start_pubsub(std::string& error);
   void on_command(std::uint32_t slot, ws::Opcode opcode, std::span<const std::uint8_t> payload);
   bool check_pubsub_request(std::uint32_t slot, const http::UpgradeParser& parser);
+  bool check_token(std::uint32_t slot, const http::UpgradeParser& parser);
   bool open_pubsub(std::uint32_t slot, const http::UpgradeParser& parser);
   void subscribe_at_connect(std::uint32_t slot);
   void subscribe(std::uint32_t slot, std::string_view channel);

@@ -173,7 +173,7 @@ struct Args {
   std::map<std::string, std::string> values;  // tune's own options
   std::vector<std::pair<std::string, std::string>> server;  // anything else: a server option
   std::vector<std::string> positional;
-  [[nodiscard]] bool has(const std::string& k) const { return values.count(k) != 0; }
+  [[nodiscard]] bool has(const std::string& k) const { return values.contains(k); }
   [[nodiscard]] std::string get(const std::string& k, const std::string& fallback = "") const {
     const auto it = values.find(k);
     return it == values.end() ? fallback : it->second;
@@ -377,7 +377,7 @@ void print_plan(const PlanInput& in, const cap::Plan& p, std::ostream& out) {
        absl::StrFormat("%s / (%s usable slots x %u%%), at least one per CPU", cap::group_digits(t.connections),
                        cap::group_digits(p.tables.usable), cap::table_fill_percent)},
       {"flags", absl::StrFormat("--max-connections %u --backlog %u", t.connections, p.backlog)},
-      {absl::StrFormat("cpu %.2f cores", p.cores_needed_milli / 1000.0),
+      {absl::StrFormat("cpu %.2f cores", static_cast<double>(p.cores_needed_milli) / 1000.0),
        absl::StrFormat("of %u for %s messages/s (%s per core planned; %s)", h.cpus, cap::group_digits(t.msg_rate),
                        cap::group_digits(cap::msgs_per_core), p.cpu_fits ? "fits" : "DOES NOT FIT")},
   };

@@ -323,5 +323,6 @@ def test_steady_echo_allocates_no_segments(ringgate):
     grown = total(after, "ws_segment_allocations_total") - total(warm, "ws_segment_allocations_total")
     assert grown <= 200, f"{grown} segments allocated in steady state"
     assert total(after, "ws_segments_live") == 0, "idle connections hold segments"
-    assert total(after, "ws_segment_bytes") > 0, "the pool keeps freed segments for reuse"
+    assert total(after, "ws_segment_bytes") == 0, "idle connections hold no segment memory"
+    assert total(after, "ws_segment_cache_bytes") > 0, "the pool keeps freed segments for reuse"
     assert total(after, "ws_bytes_buffered") == 0
