@@ -15,6 +15,7 @@
 
 #include "proto/http_upgrade.h"
 #include "proto/ws_frame.h"
+#include "base/clock.h"
 #include "base/deadline_lists.h"
 #include "proto/ws_wire.h"
 #include "ring/ring.h"
@@ -25,11 +26,7 @@ namespace rg::load {
 
 namespace ws = rg::proto::ws;
 
-std::uint64_t monotonic_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-}
+std::uint64_t monotonic_ns() noexcept { return base::monotonic_ns(); }
 
 std::string_view outcome_name(Outcome outcome) noexcept {
   switch (outcome) {
