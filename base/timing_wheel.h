@@ -187,8 +187,9 @@ class TimingWheel {
     }
     // Fewer than bucket_count ticks (one more if the wrap's short tick is
     // among them): a bucket met twice has only timers not due left.
-    // The bound holds in every build: a wrong `last` costs one revolution,
-    // never an endless loop.
+    // The walk is bounded in every build: reaching the bound would mean
+    // `last` was never met, a broken invariant, which aborts (RG_ASSERT)
+    // rather than loop for ever.
     std::uint32_t start = cursor_ms_;
     for (std::uint32_t walked = 0; walked <= bucket_count; ++walked) {
       collect_due(buckets_[bucket_of(start)], now_ms);

@@ -276,6 +276,9 @@ void Session::on_wslay_message(std::uint8_t opcode) noexcept {
       }
       in_msg_.copy_to(scratch_.data());
       payload = scratch_.first(n);
+      // Its segments go back before the handler runs: an echo of it must
+      // not be charged for the message twice (inbound and outbound).
+      in_msg_.clear(*pool_);
     }
     if (handler_) handler_->on_message(*this, static_cast<Opcode>(opcode), payload);
     in_msg_.clear(*pool_);

@@ -74,20 +74,26 @@ void Worker::handle_handshake_bytes(std::uint32_t slot, std::span<const std::uin
   }
   if (d.route == http::Route::pubsub && !check_pubsub_request(slot, *parser)) return;  // answered
   if (d.route == http::Route::echo && config_.echo_auth == Auth::jwt && !check_token(slot, *parser)) return;
-  // Count first, then compare the sum: when two workers admit at once each
-  // sees the other's count (sequentially consistent: a locked add and plain
-  // loads on x86), so max_connections is never exceeded; the race costs at
-  // most a spare refusal.
-  counters_.open_connections.fetch_add(1);
   UpgradeFigures figures;
   figures.kernel_refuse = shared_.kernel.refuse.load(std::memory_order_relaxed);
   figures.buffered_bytes = shared_.buffered_bytes();
   figures.max_buffered_bytes = shared_.max_buffered_bytes;
   figures.refuse_percent = config_.kernel_refuse_percent;
-  figures.open_connections = shared_.open_connections();
   figures.max_connections = shared_.max_connections;
-  if (const std::optional<Refusal> why = admit_upgrade(figures)) {
-    counters_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+  // The global budgets first, without counting: a storm of refusals on them
+  // must not hammer the shared open_connections lines.
+  std::optional<Refusal> why = admit_upgrade(figures);
+  if (!why) {
+    // Count, then compare the sum: when two workers admit at once each sees
+    // the other's count (sequentially consistent: a locked add and plain
+    // loads on x86), so max_connections is never exceeded; the race costs
+    // at most a spare refusal.
+    counters_.open_connections.fetch_add(1);
+    figures.open_connections = shared_.open_connections();
+    why = admit_upgrade(figures);
+    if (why) counters_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (why) {
     refuse_capacity(slot, *parser, d.subprotocol, *why);
     return;
   }

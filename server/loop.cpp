@@ -75,7 +75,9 @@ bool Worker::start(std::string& error) {
   wheel_.bind(conns_, wheel_tick_ms, rel_now());
   queue_.bind(conns_);
   heartbeats_ = config_.ping_interval_ms > 0 || config_.idle_timeout_ms > 0;
-  progress_window_bytes_ = std::max<std::uint64_t>(std::uint64_t{config_.min_message_rate} * config_.stall_timeout_ms / 1000, 1);
+  // Book::window_bytes is 32 bits: a window of 4 GiB or more is 4 GiB.
+  progress_window_bytes_ = std::clamp<std::uint64_t>(
+      std::uint64_t{config_.min_message_rate} * config_.stall_timeout_ms / 1000, 1, UINT32_MAX);
   rearm_.reserve(slots_);
   stalled_teardowns_.reserve(slots_);
   stalled_retry_.reserve(slots_);

@@ -126,8 +126,11 @@ void Worker::pump_send(std::uint32_t slot) {
   }
   // Deliveries go out between the session's frames (pongs, closes), never
   // inside one, and only while the connection is open.
+  // A session that queued or received a close ends the stream: nothing may
+  // follow its close frame (RFC 6455 5.5.1).
   if (bytes.empty() && iov_count == 0 && q && q->head != nil && k.state == State::open && !response_pending &&
-      k.pending_const == Const::none && (k.session == nil || !sessions_[k.session].has_output())) {
+      k.pending_const == Const::none &&
+      (k.session == nil || (!sessions_[k.session].has_output() && !sessions_[k.session].read_closed()))) {
     bytes = delivery_bytes(*q);
     source = f_send_delivery;
   }

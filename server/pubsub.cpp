@@ -208,6 +208,7 @@ void Worker::answer(std::uint32_t slot, std::span<const char> payload) {
 bool Worker::enqueue(std::uint32_t slot, std::uint32_t msg, bool is_answer) {
   Conn& k = conns_[slot];
   if (k.state != State::open || k.sub == nil) return false;
+  if (k.session != nil && sessions_[k.session].read_closed()) return false;  // closing: nothing may follow
   SubState& q = subs_[k.sub];
   LocalMsg& m = msgs_[msg];
   const std::uint64_t cost = m.len + delivery_overhead_bytes;

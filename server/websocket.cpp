@@ -24,8 +24,13 @@ void Worker::on_message(ws::Session& session, ws::Opcode opcode, std::span<const
 // connection or the worker is over its buffer budget (Outbound's policy).
 void Worker::on_echo_message(std::uint32_t slot, ws::Session& session, ws::Opcode opcode,
                              std::span<const std::uint8_t> payload) {
-  // ws framing adds at most 10 bytes (server frames are unmasked).
-  switch (outbound_.admit(books_[conns_[slot].session], payload.size() + 10, held_bytes())) {
+  // ws framing adds at most 10 bytes (server frames are unmasked).  The
+  // message itself is still charged to this connection as inbound until the
+  // read is accounted: it is leaving, so it does not count against its echo.
+  Book& book = books_[conns_[slot].session];
+  const std::uint64_t held = held_bytes();
+  const std::uint64_t held_by_others = held > book.inbound_bytes ? held - book.inbound_bytes : 0;
+  switch (outbound_.admit(book, payload.size() + 10, held_by_others)) {
     case Outbound::Verdict::queue:
       session.queue_message(opcode, payload);
       account(slot);  // may start backpressure before the next message in this read

@@ -168,3 +168,20 @@ def test_echo_auth_jwt_requires_a_token_on_the_echo_endpoint(ringgate, tmp_path)
         ws.send_text("authorised")
         assert ws.recv_message(timeout=5) == (wsraw.OP_TEXT, b"authorised")
         ws.send_close(1000)
+
+
+def test_an_echo_larger_than_half_the_budget_comes_back(ringgate):
+    """The message being echoed leaves the inbound account as its echo joins
+    the outbound one: a 1 MiB echo fits a 1.5 MiB budget (it is not charged
+    twice, which would close the client as a slow consumer)."""
+    srv = ringgate("--workers", "1", "--max-buffered-bytes", "1536KiB", "--max-message-size", "1MiB",
+                   "--max-frame-size", "1MiB", "--frame-buffer-size", "2MiB")
+    ws, _ = wsraw.handshake(srv.port)
+    with ws:
+        payload = bytes(range(256)) * 4096  # 1 MiB
+        ws.send_binary(payload)
+        assert ws.recv_message(timeout=10) == (wsraw.OP_BINARY, payload)
+        ws.send_close(1000)
+    m = metrics(srv)
+    assert total(m, "ws_slow_consumer_closes_total") == 0
+    assert total(m, "ws_inbound_refusals_total") == 0
