@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "base/clock.h"
-#include "proto/http_upgrade.h"
+#include "proto/http_request.h"
 #include "ring/ring.h"
-#include "control/api_request.h"
+#include "control/secrets.h"
 #include "base/log.h"
 
 namespace rg::server {
@@ -146,6 +146,7 @@ void Admin::stop() {
 // publishers keep the connection open and send POST after POST.
 struct AdminClient {
   int fd = -1;
+  proto::http::RequestParser parser;  // resumes where the last read stopped
   std::string in;
   std::string out;
   std::size_t out_sent = 0;
@@ -211,7 +212,7 @@ void Admin::serve() {
       while (clients.size() < clients_max) {
         const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (c < 0) break;
-        clients.push_back(AdminClient{c, {}, {}, 0, now, false});
+        clients.push_back(AdminClient{c, {}, {}, {}, 0, now, false});
       }
     }
     // Clients accepted this turn have no pollfd yet: they are read next turn.
@@ -262,11 +263,11 @@ void Admin::serve() {
 // Answers every complete request in the client's buffer, in order.
 void Admin::serve_requests(AdminClient& c) {
   while (!c.close_after) {
-    ApiRequest req;
-    const ApiParse parsed = parse_api_request(c.in, req);
-    if (parsed.status == ApiParse::Status::need_more) return;
-    if (parsed.status == ApiParse::Status::error) {
-      respond(c, parsed.error_status, json_type, json_error("bad_request", parsed.error_reason), false);
+    proto::http::Request req;
+    const auto parsed = c.parser.feed(c.in, req);
+    if (parsed == proto::http::RequestParser::Status::need_more) return;
+    if (parsed == proto::http::RequestParser::Status::error) {
+      respond(c, c.parser.error_status(), json_type, json_error("bad_request", c.parser.error_reason()), false);
       return;
     }
     const std::string_view path = req.path();
@@ -300,6 +301,7 @@ void Admin::serve_requests(AdminClient& c) {
                                                           : "the bearer token does not match api_token_file"),
                   req.keep_alive, "WWW-Authenticate: Bearer\r\n");
           c.in.erase(0, req.head_bytes + req.content_length);
+          c.parser.reset();
           continue;
         }
       }
@@ -310,6 +312,7 @@ void Admin::serve_requests(AdminClient& c) {
           {reinterpret_cast<const std::uint8_t*>(body.data()), body.size()});
       respond(c, o.status, json_type, o.body, req.keep_alive, o.status == 503 ? "Retry-After: 1\r\n" : "");
       c.in.erase(0, req.head_bytes + req.content_length);
+      c.parser.reset();
       continue;
     }
     if (publish || user_send) {
@@ -334,6 +337,7 @@ void Admin::serve_requests(AdminClient& c) {
       return;
     }
     c.in.erase(0, req.head_bytes + req.content_length);
+    c.parser.reset();
   }
 }
 
