@@ -194,12 +194,13 @@ const std::vector<Option>& options() {
        "claim lists the patterns the user may subscribe to.",
        RG_CHOICE(auth, Auth, auth_words)},
       {"jwt_secret_file", Kind::text, "PATH",
-       "File holding the HS256 key for auth = jwt (1..256 bytes; one trailing newline is dropped). Kept in a "
-       "file so the key never shows in the process list.",
+       "File holding the HS256 key for auth = jwt (32..256 bytes, RFC 7518 3.2; one trailing newline is dropped). "
+       "Kept in a file so the key never shows in the process list. Make one: head -c 32 /dev/urandom | base64.",
        RG_TEXT(jwt_secret_file)},
       {"api_token_file", Kind::text, "PATH",
-       "File holding the bearer token that POST /publish and /users/.../send on the admin listener require. "
-       "Empty: no token (keep admin_listen on localhost then).",
+       "File holding the bearer token that POST /publish and /users/.../send on the admin listener require "
+       "(32..4096 visible ASCII bytes). Empty: no token (keep admin_listen on localhost then: elsewhere it is a "
+       "warning).",
        RG_TEXT(api_token_file)},
       {"max_publish_size", Kind::size64, "SIZE", "Largest published message body (413 beyond).",
        RG_SIZE64(max_publish_size)},

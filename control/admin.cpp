@@ -108,6 +108,15 @@ bool parse_host_port(const std::string& text, std::string& host, std::uint16_t& 
   return true;
 }
 
+bool loopback_host(const std::string& host) {
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) != 1) return false;
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+}
+
 bool Admin::start(const std::string& host, std::uint16_t port, std::string& error) {
   sockaddr_storage ss{};
   socklen_t len = 0;

@@ -60,5 +60,7 @@ class Admin {
 
 // Parses "HOST:PORT" / "[V6]:PORT".
 bool parse_host_port(const std::string& text, std::string& host, std::uint16_t& port);
+// True for a numeric loopback address: 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104.
+[[nodiscard]] bool loopback_host(const std::string& host);
 
 }  // namespace rg::server

@@ -1,4 +1,7 @@
-"""The admin listener: /healthz, /readyz, /metrics, /status.
+"""The admin listener: /healthz, /readyz, /metrics, /status, and its
+hardening: the secrets it starts with, the HTTP rules it shares with the
+upgrade port, deadlines, the per-address cap, the health-check reserve and
+the throttle on wrong tokens.
 
 /metrics is parsed with a real Prometheus text parser (Debian's
 python3-prometheus-client), and its counters are checked against what the
@@ -6,9 +9,11 @@ test itself did to the server.
 """
 
 import asyncio
+import base64
 import json
 import resource
 
+import pytest
 import websockets
 
 import wsraw
@@ -160,3 +165,52 @@ def test_reject_close_upgrades_then_closes_1013(ringgate):
         assert code == 1013 and "capacity" in reason, (code, reason)
         assert held.echo("still") == (OP_TEXT, b"still")
     assert total(metrics(srv), "ws_max_connections_exceeded_total") == 1
+
+
+# ---------------------------------------------------------------- secrets
+
+@pytest.mark.parametrize("setting", ["jwt_secret_file", "api_token_file"])
+@pytest.mark.parametrize("content", [b"k", b"k\n", b"", b"x" * 31 + b"\n"], ids=["1", "1nl", "0", "31nl"])
+def test_a_short_secret_refuses_to_start_and_says_how_to_make_one(tmp_path, setting, content):
+    """RFC 7518 3.2: an HS256 key of at least 256 bits; the API token gets the
+    same floor.  Exit 2 (a configuration error), naming the file, the rule
+    and the command that makes a good secret."""
+    f = tmp_path / "secret"
+    f.write_bytes(content)
+    extra = ("--auth", "jwt") if setting == "jwt_secret_file" else ()
+    r = run_ringgate("--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *extra,
+                     "--" + setting.replace("_", "-"), f)
+    assert r.returncode == 2, r.stderr
+    assert setting in r.stderr and str(f) in r.stderr, r.stderr
+    assert "at least 32 bytes" in r.stderr, r.stderr
+    assert f"head -c 32 /dev/urandom | base64 > {f}" in r.stderr, r.stderr
+    assert "listening on" not in r.stderr
+
+
+def test_an_api_token_that_cannot_travel_in_a_header_refuses_to_start(tmp_path):
+    f = tmp_path / "token"
+    f.write_bytes(b"a" * 20 + b" " + b"b" * 20 + b"\n")
+    r = run_ringgate("--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--api-token-file", f)
+    assert r.returncode == 2 and "Authorization header" in r.stderr, r.stderr
+
+
+def test_secrets_of_32_bytes_and_the_suggested_command_start(ringgate, tmp_path):
+    """The boundary (exactly 32 bytes) and what `head -c 32 /dev/urandom |
+    base64` writes (44 bytes and a newline) are accepted."""
+    key = tmp_path / "jwt.key"
+    key.write_bytes(b"k" * 32)
+    token = tmp_path / "api.token"
+    token.write_bytes(base64.b64encode(b"\x01" * 32) + b"\n")
+    srv = ringgate("--workers", "1", "--auth", "jwt", "--jwt-secret-file", key, "--api-token-file", token)
+    assert "with a bearer token" in srv.log()
+
+
+def test_an_admin_listener_others_can_reach_without_a_token_is_a_warning(ringgate, tmp_path):
+    srv = ringgate("--workers", "1", "--admin-listen", "0.0.0.0:0")
+    assert "WARN" in srv.log() and "api_token_file is not set" in srv.log(), srv.log()
+    token = tmp_path / "api.token"
+    token.write_bytes(b"t" * 40)
+    quiet = ringgate("--workers", "1", "--admin-listen", "0.0.0.0:0", "--api-token-file", token)
+    local = ringgate("--workers", "1")  # 127.0.0.1: no warning either
+    for s in (quiet, local):
+        assert "api_token_file is not set" not in s.log(), s.log()
