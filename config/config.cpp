@@ -107,6 +107,15 @@ const std::vector<Option>& options() {
        "Admin HTTP listener: /healthz, /readyz, /metrics (Prometheus), /status (JSON). Port 0 picks one "
        "(logged at start-up); 'off' disables it.",
        RG_TEXT(admin_listen)},
+      {"admin_per_ip_limit", Kind::u32, "N",
+       "Admin connections one client address may hold at once (of 256); beyond it a newcomer is answered 429 "
+       "with Retry-After and closed. 0 = no limit.",
+       RG_U32(admin_per_ip_limit)},
+      {"admin_request_timeout", Kind::duration, "DURATION",
+       "Time an admin request has from its start (the accept, or its first byte on a kept-alive connection) to "
+       "its last byte, however it trickles; a body gets its size at 256 KiB/s more. Then the connection is "
+       "closed.",
+       RG_MS(admin_request_timeout_ms)},
       {"warn_percent", Kind::u32, "PERCENT",
        "Utilisation of any budget (max_connections, or a kernel budget) from which a rate-limited warning is "
        "logged.",

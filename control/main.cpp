@@ -140,6 +140,14 @@ bool validate(const Config& c, std::string& error) {
     error = "admin_listen must be HOST:PORT, [V6]:PORT or off, not '" + c.admin_listen + "'";
     return false;
   }
+  if (c.admin_per_ip_limit > Admin::clients_max) {
+    error = "admin_per_ip_limit must be at most " + std::to_string(Admin::clients_max) + " (0 = no limit)";
+    return false;
+  }
+  if (c.admin_request_timeout_ms < 100 || c.admin_request_timeout_ms > 3'600'000) {
+    error = "admin_request_timeout must be between 100ms and 1h";
+    return false;
+  }
   if (c.not_ready_percent == 0 || c.not_ready_percent > 100 || c.warn_percent == 0 || c.warn_percent > 100 ||
       c.kernel_refuse_percent == 0 || c.kernel_refuse_percent > 100) {
     error = "not_ready_percent, warn_percent and kernel_refuse_percent must be between 1 and 100";

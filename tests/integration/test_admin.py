@@ -12,6 +12,8 @@ import asyncio
 import base64
 import json
 import resource
+import threading
+import time
 
 import pytest
 import websockets
@@ -214,3 +216,197 @@ def test_an_admin_listener_others_can_reach_without_a_token_is_a_warning(ringgat
     local = ringgate("--workers", "1")  # 127.0.0.1: no warning either
     for s in (quiet, local):
         assert "api_token_file is not set" not in s.log(), s.log()
+
+
+# ---------------------------------------------------------------- helpers
+
+TOKEN = "admin-test-token-0123456789abcdef0123"  # 37 bytes: over the 32-byte floor
+ADMIN_CLIENTS_MAX = 256  # control/admin.h: Admin::clients_max
+
+
+def exchange(port, data: bytes, source=None, timeout=10.0):
+    """One request on a fresh connection from `source` (a local address such
+    as 127.0.0.2, so the server sees another client); reads until the server
+    closes and returns (HttpResponse, seconds taken)."""
+    started = time.monotonic()
+    sock = wsraw.connect(port, source=source, timeout=timeout)
+    try:
+        wsraw.send_tolerant(sock, data)
+        raw, how = wsraw.recv_until_eof(sock, timeout)
+    finally:
+        sock.close()
+    assert raw, f"no answer at all (connection {how})"
+    resp = wsraw.parse_http_response(raw)
+    resp.how = how
+    return resp, time.monotonic() - started
+
+
+def publish_request(channel="news", token=TOKEN, body=b'{"n":1}') -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token is not None else ""
+    return (f"POST /publish/{channel} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n").encode() + body
+
+
+def health_request(path="/healthz") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n".encode()
+
+
+def token_server(ringgate, tmp_path, *args):
+    f = tmp_path / "api.token"
+    f.write_text(TOKEN + "\n")
+    return ringgate("--workers", "1", "--api-token-file", f, *args)
+
+
+def source_addresses(n):
+    """n loopback addresses other than 127.0.0.1: n different clients."""
+    return [f"127.0.0.{i}" for i in range(2, 2 + n)]
+
+
+# ---------------------------------------------------------------- the admin listener cannot be starved
+
+def test_idle_and_trickling_sockets_cannot_lock_out_health_checks_or_publishers(ringgate, tmp_path):
+    """The attack: more connections than the admin listener's 256 slots, from
+    ten addresses (under admin_per_ip_limit each), half of them silent and
+    half trickling a request a byte at a time.  /healthz, /readyz and a
+    publish with the token still answer at once (a newcomer takes the slot
+    of the connection that has waited longest without a request), and every
+    attacking socket is closed within admin_request_timeout of its accept,
+    trickle or not."""
+    timeout_s = 3
+    srv = token_server(ringgate, tmp_path, "--admin-request-timeout", f"{timeout_s}s")
+    port = srv.admin_port
+    attackers = []  # (socket, connected at, trickles)
+    for i, source in enumerate(source_addresses(10)):
+        for j in range(30):
+            s = wsraw.connect(port, source=source, timeout=10)
+            s.setblocking(False)
+            attackers.append((s, time.monotonic(), (i + j) % 2 == 1))
+    closed_at = {}
+    stop = threading.Event()
+
+    def trickle_and_watch():
+        prefix = b"GET /metrics HTTP/1.1\r\nX-Slow: "
+        sent = 0
+        while not stop.is_set() and len(closed_at) < len(attackers):
+            for k, (s, _, trickles) in enumerate(attackers):
+                if k in closed_at:
+                    continue
+                try:
+                    if trickles:
+                        s.send(prefix[sent:sent + 1] if sent < len(prefix) else b"a")
+                    if s.recv(4096) == b"":
+                        closed_at[k] = time.monotonic()
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed_at[k] = time.monotonic()
+            sent += 1
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=trickle_and_watch, daemon=True)
+    watcher.start()
+    try:
+        for _ in range(3):
+            for path in ("/healthz", "/readyz"):
+                resp, took = exchange(port, health_request(path), timeout=5)
+                assert resp.status == 200 and took < 1.5, (path, resp.describe(), took)
+            resp, took = exchange(port, publish_request(), timeout=5)
+            assert resp.status == 200 and json.loads(resp.body)["recipients"] == 0, resp.describe()
+            assert took < 1.5, took
+        wait_until(lambda: len(closed_at) == len(attackers), timeout_s + 5,
+                   what="the server to close every attacking socket")
+    finally:
+        stop.set()
+        watcher.join(5)
+        for s, _, _ in attackers:
+            s.close()
+    late = [(k, closed_at[k] - attackers[k][1]) for k in closed_at if closed_at[k] - attackers[k][1] > timeout_s + 1.5]
+    assert not late, f"{len(late)} sockets outlived admin_request_timeout: {late[:5]}"
+    m = metrics(srv)
+    evicted = total(m, "ws_admin_refusals_total", reason="evicted")
+    timed_out = total(m, "ws_admin_refusals_total", reason="timeout")
+    assert evicted >= len(attackers) - ADMIN_CLIENTS_MAX, (evicted, timed_out)
+    assert evicted + timed_out == len(attackers), (evicted, timed_out)
+    assert total(m, "ws_admin_refusals_total", reason="per_ip") == 0
+    assert total(m, "ws_publishes_total") == 3
+
+
+def test_one_address_holds_at_most_admin_per_ip_limit_connections(ringgate):
+    """Beyond admin_per_ip_limit a newcomer from that address is answered 429
+    with Retry-After at once, without taking a slot; other addresses are
+    unaffected, and the address gets its slots back as its connections end."""
+    srv = ringgate("--workers", "1", "--admin-per-ip-limit", "8")
+    port = srv.admin_port
+    held = [wsraw.connect(port, source="127.0.0.2") for _ in range(8)]
+    wait_until(lambda: json.loads(admin_get(port, "/status")[2])["admin"]["connections"] >= 9, 5,
+               what="8 held connections (and this probe) in /status")
+    for _ in range(3):
+        resp, took = exchange(port, health_request(), source="127.0.0.2", timeout=5)
+        assert resp.status == 429 and resp.header("Retry-After") == "1", resp.describe()
+        assert json.loads(resp.body)["error"] == "too_many_connections" and "admin_per_ip_limit (8)" in resp.body.decode()
+        assert took < 1.5
+    resp, _ = exchange(port, health_request(), source="127.0.0.3", timeout=5)
+    assert resp.status == 200, resp.describe()
+    held.pop().close()
+    wait_until(lambda: exchange(port, health_request(), source="127.0.0.2", timeout=5)[0].status == 200, 5,
+               what="a slot for 127.0.0.2 once one of its connections closed")
+    for s in held:
+        s.close()
+    assert total(metrics(srv), "ws_admin_refusals_total", reason="per_ip") >= 3
+
+
+def test_health_checks_keep_their_reserve_when_every_general_slot_holds_a_request(ringgate):
+    """240 publishes whose bodies trickle (no token configured, so their
+    heads are accepted) hold every general slot: a further non-health
+    request gets 503 busy with Retry-After, /healthz and /readyz still 200
+    from the reserve; when the bodies miss their deadline the slots return."""
+    timeout_s = 4
+    srv = ringgate("--workers", "1", "--admin-request-timeout", f"{timeout_s}s")
+    port = srv.admin_port
+    head = b"POST /publish/slow HTTP/1.1\r\nHost: admin\r\nContent-Length: 1000\r\n\r\n{"
+    slow = []
+    for source in source_addresses(10):
+        for _ in range(24):
+            s = wsraw.connect(port, source=source)
+            s.sendall(head)
+            slow.append(s)
+    wait_until(lambda: exchange(port, health_request("/metrics"), timeout=5)[0].status == 503, timeout_s - 1,
+               what="/metrics to be refused once 240 bodies hold the general slots")
+    resp, _ = exchange(port, health_request("/status"), timeout=5)
+    assert resp.status == 503 and resp.header("Retry-After") == "1", resp.describe()
+    assert json.loads(resp.body)["error"] == "busy"
+    for path in ("/healthz", "/readyz"):
+        resp, took = exchange(port, health_request(path), timeout=5)
+        assert resp.status == 200 and took < 1.5, (path, resp.describe(), took)
+    closed = [wsraw.wait_closed(s, timeout_s + 3)[0] for s in slow]
+    assert all(closed), f"{closed.count(False)} slow bodies outlived their deadline"
+    for s in slow:
+        s.close()
+    status, _, body = admin_get(port, "/status")
+    assert status == 200 and json.loads(body)["admin"]["committed"] == 0, body
+    m = metrics(srv)
+    assert total(m, "ws_admin_refusals_total", reason="timeout") == 240
+    assert total(m, "ws_admin_refusals_total", reason="busy") >= 2
+
+
+def test_a_request_must_end_within_its_deadline_however_it_trickles(ringgate):
+    """The deadline runs from the accept (the first request) or the first
+    byte (the next ones on a kept-alive connection), not from the last byte:
+    a byte every 200 ms does not keep a connection past admin_request_timeout."""
+    srv = ringgate("--workers", "1", "--admin-request-timeout", "1s")
+    port = srv.admin_port
+    s = wsraw.connect(port)
+    started = time.monotonic()
+    request = b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 100
+    closed = None
+    for i in range(len(request)):
+        if not wsraw.send_tolerant(s, request[i:i + 1]):
+            closed = time.monotonic()
+            break
+        got, how = wsraw.recv_until_eof(s, 0.2)
+        if how != "timeout":
+            closed = time.monotonic()
+            break
+    s.close()
+    assert closed is not None and closed - started < 2.5, closed and closed - started
+    assert total(metrics(srv), "ws_admin_refusals_total", reason="timeout") == 1
