@@ -420,6 +420,22 @@ void Admin::serve_request(AdminClient& c, std::uint64_t now) {
         const bool bearer = auth.size() > 7 && proto::http::iequals(auth.substr(0, 7), "bearer ");
         if (!bearer || !same_secret(proto::http::trim(auth.substr(7)), shared_.api_token)) {
           bump_publish_refusal(PublishRefusal::unauthorized);
+          auth_failures_.add();
+          const AuthThrottle::Verdict v = throttle_.fail(c.peer, now);
+          if (v.throttled) {
+            auth_throttled_.add();
+            answer(c, now, 429, json_type,
+                   json_error("too_many_failures",
+                              absl::StrFormat("more than %d wrong or missing tokens from your address in %d s; "
+                                              "retry in %d s",
+                                              AuthThrottle::failures_max, AuthThrottle::window_ms / 1000,
+                                              v.retry_after_s)),
+                   false, absl::StrFormat("Retry-After: %d\r\n", v.retry_after_s));
+            c.phase = AdminPhase::held;
+            c.send_after_ms = now + AuthThrottle::delay_ms;
+            c.deadline_ms = c.send_after_ms + limits_.request_timeout_ms;
+            return;
+          }
           // The connection stays open only if the body is here to skip.
           const bool body_here = c.in.size() >= req.head_bytes + req.content_length;
           answer(c, now, 401, json_type,
@@ -680,6 +696,12 @@ std::string Admin::metrics() const {
     for (std::size_t r = 0; r < p.refused.size(); ++r)
       absl::StrAppendFormat(&out, "ws_publish_rejections_total{reason=\"%s\"} %d\n",
                             publish_refusal_name(static_cast<PublishRefusal>(r)), load(p.refused[r]));
+    one("ws_publish_auth_failures_total",
+        "Publish requests with a wrong or missing bearer token (answered 401, or 429 when throttled).",
+        load(auth_failures_));
+    one("ws_publish_auth_throttled_total",
+        "Of those, answered 429 after a delay: their address had too many failures in the window.",
+        load(auth_throttled_));
   }
   // The admin listener itself: how full it is and why it turned clients away.
   absl::StrAppendFormat(&out,

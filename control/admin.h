@@ -5,7 +5,8 @@
 // It runs on its own thread: a poll(2) loop over non-blocking sockets, up
 // to clients_max connections, HTTP/1.1 keep-alive, one request at a time
 // per connection.  Deadlines, a per-address cap, a reserve for health
-// checks and eviction keep it answerable (control/admin_clients.h).  It
+// checks and eviction keep it answerable (control/admin_clients.h); wrong
+// bearer tokens are throttled per address (control/auth_throttle.h).  It
 // never touches the data path: what it reports comes from the workers'
 // single-writer counters, read relaxed, and what it publishes goes through
 // the workers' mailboxes (server/publisher.h).
@@ -20,6 +21,7 @@
 
 #include "base/counter.h"
 #include "control/admin_clients.h"
+#include "control/auth_throttle.h"
 #include "control/publisher.h"
 #include "server/worker.h"
 
@@ -69,11 +71,14 @@ class Admin {
   Shared& shared_;
   Publisher publisher_;
   AdminLimits limits_;
+  AuthThrottle throttle_;
   std::vector<AdminClient> clients_;  // the admin thread's alone
   // The listener's own figures (one writer: the admin thread).
   base::Counter connections_;
   base::Counter committed_;  // of which holding a request (control/admin_clients.h)
   std::array<base::Counter, static_cast<std::size_t>(AdminRefusal::count)> refusals_{};
+  base::Counter auth_failures_;   // publish requests with a wrong or missing token
+  base::Counter auth_throttled_;  // of which answered 429 (the address over AuthThrottle::failures_max)
   int fd_ = -1;
   std::uint16_t port_ = 0;
   std::atomic<bool> stop_{false};

@@ -410,3 +410,33 @@ def test_a_request_must_end_within_its_deadline_however_it_trickles(ringgate):
     s.close()
     assert closed is not None and closed - started < 2.5, closed and closed - started
     assert total(metrics(srv), "ws_admin_refusals_total", reason="timeout") == 1
+
+
+# ---------------------------------------------------------------- wrong tokens
+
+def test_repeated_wrong_tokens_are_slowed_refused_and_counted_per_address(ringgate, tmp_path):
+    """Five wrong or missing tokens from one address get 401 at once; from
+    the sixth in the window each is answered 429 with Retry-After, held back
+    a second, and counted.  The right token from the same address is never
+    held, and another address still gets its immediate 401s."""
+    srv = token_server(ringgate, tmp_path)
+    port = srv.admin_port
+    for token in ("wrong-1", None, "wrong-3", "wrong-4", "wrong-5"):
+        resp, took = exchange(port, publish_request(token=token), source="127.0.0.2")
+        assert resp.status == 401 and resp.header("WWW-Authenticate") == "Bearer", resp.describe()
+        assert took < 0.9, took
+    for _ in range(2):
+        resp, took = exchange(port, publish_request(token="wrong-again"), source="127.0.0.2")
+        assert resp.status == 429, resp.describe()
+        assert 1 <= int(resp.header("Retry-After")) <= 60
+        assert json.loads(resp.body)["error"] == "too_many_failures"
+        assert took >= 0.9, took
+    resp, took = exchange(port, publish_request(), source="127.0.0.2")
+    assert resp.status == 200 and took < 0.9, (resp.describe(), took)
+    resp, took = exchange(port, publish_request(token="wrong-elsewhere"), source="127.0.0.3")
+    assert resp.status == 401 and took < 0.9, (resp.describe(), took)
+    m = metrics(srv)
+    assert total(m, "ws_publish_auth_failures_total") == 8
+    assert total(m, "ws_publish_auth_throttled_total") == 2
+    assert m[("ws_publish_rejections_total", frozenset({("reason", "unauthorized")}))] == 8
+    assert total(m, "ws_publishes_total") == 1

@@ -1,11 +1,13 @@
 // The admin listener's limits, without sockets: who gets a slot
-// (control/admin_clients.h).
+// (control/admin_clients.h) and the brake on wrong tokens
+// (control/auth_throttle.h).
 
 #include <gtest/gtest.h>
 
 #include <vector>
 
 #include "control/admin_clients.h"
+#include "control/auth_throttle.h"
 
 namespace {
 
@@ -92,6 +94,35 @@ TEST(AdminSlots, BodyDeadlineScalesWithSize) {
   EXPECT_EQ(l.request_deadline_ms(1'000, 0), 11'000u);
   EXPECT_EQ(l.request_deadline_ms(1'000, 64 * 1024), 11'250u);
   EXPECT_EQ(l.request_deadline_ms(1'000, 16 * 1024 * 1024), 75'000u);
+}
+
+TEST(AuthThrottle, FailuresOverTheLimitInTheWindowAreThrottled) {
+  AuthThrottle t;
+  for (std::uint32_t i = 0; i < AuthThrottle::failures_max; ++i) EXPECT_FALSE(t.fail(addr(1), 1'000 + i).throttled);
+  const AuthThrottle::Verdict v = t.fail(addr(1), 21'000);
+  EXPECT_TRUE(v.throttled);
+  EXPECT_EQ(v.retry_after_s, 40u);  // the window began at 1 s and lasts 60 s
+  EXPECT_TRUE(t.fail(addr(1), 60'999).throttled);
+  EXPECT_EQ(t.fail(addr(1), 60'999).retry_after_s, 1u);
+  EXPECT_FALSE(t.fail(addr(2), 30'000).throttled) << "per address";
+  // The window ends: a fresh count.
+  EXPECT_FALSE(t.fail(addr(1), 61'000).throttled);
+}
+
+TEST(AuthThrottle, MemoryIsBoundedAndTheOldestWindowMakesRoom) {
+  AuthThrottle t;
+  for (std::uint32_t i = 0; i < AuthThrottle::failures_max + 1; ++i) (void)t.fail(addr(0), 0);
+  for (std::size_t i = 1; i < AuthThrottle::addresses_max; ++i) {
+    PeerAddress p = addr(0);
+    p.bytes[13] = static_cast<std::uint8_t>(i >> 8);
+    p.bytes[14] = static_cast<std::uint8_t>(i);
+    (void)t.fail(p, 100 + i);
+  }
+  EXPECT_EQ(t.tracked(), AuthThrottle::addresses_max);
+  EXPECT_TRUE(t.fail(addr(0), 1'000).throttled);
+  (void)t.fail(addr(250), 2'000);  // a new address: replaces the oldest window, addr(0)'s
+  EXPECT_EQ(t.tracked(), AuthThrottle::addresses_max);
+  EXPECT_FALSE(t.fail(addr(0), 2'001).throttled);
 }
 
 }  // namespace
