@@ -262,6 +262,45 @@ def source_addresses(n):
     return [f"127.0.0.{i}" for i in range(2, 2 + n)]
 
 
+# ---------------------------------------------------------------- one HTTP rule set
+
+ODDITIES = [
+    # (id, request bytes, the reason the 400 names; the same on both ports)
+    ("nul_in_value", b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-A: a\x00b\r\n\r\n", "NUL in a header value"),
+    ("bare_cr_in_value", b"GET /healthz HTTP/1.1\r\nHost: a\rb\r\n\r\n", "bare CR"),
+    ("bare_lf", b"GET /healthz HTTP/1.1\nHost: a\n\n", "bare LF line ending"),
+    ("bare_lf_last_line", b"GET /healthz HTTP/1.1\r\nHost: a\r\n\n", "bare LF line ending"),
+    ("duplicate_authorization",
+     b"GET /healthz HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n",
+     "duplicate Authorization header"),
+    ("duplicate_host", b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "duplicate Host header"),
+    ("duplicate_content_length",
+     b"POST /publish/a HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+     "duplicate Content-Length header"),
+    ("obs_fold", b"GET /healthz HTTP/1.1\r\nHost: a\r\nX: one\r\n two\r\n\r\n", "obsolete header line folding"),
+]
+
+
+@pytest.fixture(scope="module")
+def rules_server(ringgate_module):
+    return ringgate_module("--workers", "1")
+
+
+@pytest.mark.parametrize("request_bytes,reason", [o[1:] for o in ODDITIES], ids=[o[0] for o in ODDITIES])
+def test_each_http_oddity_gets_400_naming_it_from_both_ports(rules_server, request_bytes, reason):
+    """The admin parser and the upgrade parser share one head grammar
+    (proto/http_rules.h): the same bytes get 400 with the same reason from
+    either port, at once (a bare-LF request used to wait 10 s on the admin
+    port, and of two Authorization headers the last one won)."""
+    resp, took = exchange(rules_server.admin_port, request_bytes, timeout=5)
+    assert resp.status == 400, resp.describe()
+    assert json.loads(resp.body) == {"error": "bad_request", "message": json.loads(resp.body)["message"]}
+    assert reason in json.loads(resp.body)["message"], resp.describe()
+    assert resp.how == "eof" and took < 3, (resp.how, took)
+    upgrade = wsraw.http_exchange(rules_server.port, request_bytes, timeout=5)
+    assert upgrade.status == 400 and reason in upgrade.body.decode(), upgrade.describe()
+
+
 # ---------------------------------------------------------------- the admin listener cannot be starved
 
 def test_idle_and_trickling_sockets_cannot_lock_out_health_checks_or_publishers(ringgate, tmp_path):
