@@ -133,12 +133,16 @@ bool Admin::start(const std::string& host, std::uint16_t port, std::string& erro
     error = "admin_listen: not a numeric IPv4/IPv6 address: " + host;
     return false;
   }
+  // A backlog of a table's worth: a burst of newcomers waits in the kernel
+  // for the next accept_clients() instead of having its SYNs dropped (and
+  // retried a second later).  The kernel caps it at net.core.somaxconn.
+  constexpr int backlog = static_cast<int>(clients_max);
   // No SO_REUSEPORT here: a second process must fail to bind the admin port,
   // not silently share its scrapes and health checks.
   fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);  // accept() in a loop until EAGAIN
   const int one = 1;
   if (fd_ < 0 || setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-      bind(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd_, 64) != 0) {
+      bind(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd_, backlog) != 0) {
     error = absl::StrFormat("admin_listen %s:%d: %s", host, port, std::strerror(errno));
     if (fd_ >= 0) close(fd_);
     fd_ = -1;

@@ -311,7 +311,7 @@ def test_idle_and_trickling_sockets_cannot_lock_out_health_checks_or_publishers(
     of the connection that has waited longest without a request), and every
     attacking socket is closed within admin_request_timeout of its accept,
     trickle or not."""
-    timeout_s = 3
+    timeout_s = 5
     srv = token_server(ringgate, tmp_path, "--admin-request-timeout", f"{timeout_s}s")
     port = srv.admin_port
     attackers = []  # (socket, connected at, trickles)
@@ -320,6 +320,10 @@ def test_idle_and_trickling_sockets_cannot_lock_out_health_checks_or_publishers(
             s = wsraw.connect(port, source=source, timeout=10)
             s.setblocking(False)
             attackers.append((s, time.monotonic(), (i + j) % 2 == 1))
+    # The premise: every slot is taken (this probe takes the slot of the
+    # attacker that has waited longest, so the count stays at 256).
+    status, _, body = admin_get(port, "/status")
+    assert status == 200 and json.loads(body)["admin"]["connections"] == ADMIN_CLIENTS_MAX, body
     closed_at = {}
     stop = threading.Event()
 
