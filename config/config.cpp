@@ -109,6 +109,15 @@ const std::vector<Option>& options() {
        "Admin HTTP listener: /healthz, /readyz, /metrics (Prometheus), /status (JSON). Port 0 picks one "
        "(logged at start-up); 'off' disables it.",
        RG_TEXT(admin_listen)},
+      {"admin_per_ip_limit", Kind::u32, "N",
+       "Admin connections one client address may hold at once (of 256); beyond it a newcomer is answered 429 "
+       "with Retry-After and closed. 0 = no limit.",
+       RG_U32(admin_per_ip_limit)},
+      {"admin_request_timeout", Kind::duration, "DURATION",
+       "Time an admin request has from its start (the accept, or its first byte on a kept-alive connection) to "
+       "its last byte, however it trickles; a body gets its size at 256 KiB/s more. Then the connection is "
+       "closed.",
+       RG_MS(admin_request_timeout_ms)},
       {"warn_percent", Kind::u32, "PERCENT",
        "Utilisation of any budget (max_connections, or a kernel budget) from which a rate-limited warning is "
        "logged.",
@@ -201,12 +210,13 @@ const std::vector<Option>& options() {
        "claim lists the patterns the user may subscribe to.",
        RG_CHOICE(auth, Auth, auth_words)},
       {"jwt_secret_file", Kind::text, "PATH",
-       "File holding the HS256 key for auth = jwt (1..256 bytes; one trailing newline is dropped). Kept in a "
-       "file so the key never shows in the process list.",
+       "File holding the HS256 key for auth = jwt (32..256 bytes, RFC 7518 3.2; one trailing newline is dropped). "
+       "Kept in a file so the key never shows in the process list. Make one: head -c 32 /dev/urandom | base64.",
        RG_TEXT(jwt_secret_file)},
       {"api_token_file", Kind::text, "PATH",
-       "File holding the bearer token that POST /publish and /users/.../send on the admin listener require. "
-       "Empty: no token (keep admin_listen on localhost then).",
+       "File holding the bearer token that POST /publish and /users/.../send on the admin listener require "
+       "(32..4096 visible ASCII bytes). Empty: no token (keep admin_listen on localhost then: elsewhere it is a "
+       "warning).",
        RG_TEXT(api_token_file)},
       {"max_publish_size", Kind::size64, "SIZE", "Largest published message body (413 beyond).",
        RG_SIZE64(max_publish_size)},

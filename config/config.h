@@ -22,6 +22,8 @@ struct Config {
   std::uint16_t listen_port = 8080;
   std::uint32_t backlog = 4096;
   std::string admin_listen = "127.0.0.1:9090";  // "off" disables the admin listener
+  std::uint32_t admin_per_ip_limit = 32;            // admin connections per client address (429 beyond); 0 = none
+  std::uint64_t admin_request_timeout_ms = 10'000;  // an admin request, from accept or its first byte to its end
   std::uint32_t not_ready_percent = 80;         // /readyz answers 503 from this utilisation on
   std::uint32_t warn_percent = 70;              // a rate-limited warning from this utilisation on
   std::uint32_t kernel_refuse_percent = 95;     // new handshakes get 503 from this kernel-budget use on

@@ -9,15 +9,16 @@
 
 #include <absl/strings/str_format.h>
 
+#include <algorithm>
 #include <ctime>
 #include <cerrno>
 #include <cstring>
 #include <vector>
 
 #include "base/clock.h"
-#include "proto/http_upgrade.h"
+#include "proto/http_request.h"
 #include "ring/ring.h"
-#include "control/api_request.h"
+#include "control/secrets.h"
 #include "base/log.h"
 
 namespace rg::server {
@@ -26,9 +27,6 @@ namespace {
 
 // A worker loop wakes at least every 100 ms; one silent for this long is stuck.
 constexpr std::uint64_t heartbeat_stale_ms = 2000;
-// Admin requests are one short GET; anything slower or larger is dropped.
-constexpr std::uint64_t io_timeout_ms = 10'000;     // a request (head and body) must arrive within this
-constexpr std::uint64_t idle_timeout_ms = 60'000;   // a keep-alive connection idle this long is closed
 
 using base::monotonic_ms;
 
@@ -61,6 +59,17 @@ std::vector<BudgetFigure> process_budgets(const Shared& s) {
                    load(s.kernel.figures[i].limit)});
   out.push_back({"ephemeral_ports", load(s.outbound_connections), s.ephemeral_ports_limit});
   return out;
+}
+
+const char* admin_refusal_name(AdminRefusal r) {
+  switch (r) {
+    case AdminRefusal::per_ip: return "per_ip";
+    case AdminRefusal::busy: return "busy";
+    case AdminRefusal::evicted: return "evicted";
+    case AdminRefusal::timeout: return "timeout";
+    case AdminRefusal::count: break;
+  }
+  return "other";
 }
 
 }  // namespace
@@ -108,6 +117,15 @@ bool parse_host_port(const std::string& text, std::string& host, std::uint16_t& 
   return true;
 }
 
+bool loopback_host(const std::string& host) {
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) != 1) return false;
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+}
+
 bool Admin::start(const std::string& host, std::uint16_t port, std::string& error) {
   sockaddr_storage ss{};
   socklen_t len = 0;
@@ -115,12 +133,16 @@ bool Admin::start(const std::string& host, std::uint16_t port, std::string& erro
     error = "admin_listen: not a numeric IPv4/IPv6 address: " + host;
     return false;
   }
+  // A backlog of a table's worth: a burst of newcomers waits in the kernel
+  // for the next accept_clients() instead of having its SYNs dropped (and
+  // retried a second later).  The kernel caps it at net.core.somaxconn.
+  constexpr int backlog = static_cast<int>(clients_max);
   // No SO_REUSEPORT here: a second process must fail to bind the admin port,
   // not silently share its scrapes and health checks.
   fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);  // accept() in a loop until EAGAIN
   const int one = 1;
   if (fd_ < 0 || setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-      bind(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd_, 64) != 0) {
+      bind(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd_, backlog) != 0) {
     error = absl::StrFormat("admin_listen %s:%d: %s", host, port, std::strerror(errno));
     if (fd_ >= 0) close(fd_);
     fd_ = -1;
@@ -142,17 +164,6 @@ void Admin::stop() {
   fd_ = -1;
 }
 
-// One connection to the admin/API listener.  Scrapers send one GET and go;
-// publishers keep the connection open and send POST after POST.
-struct AdminClient {
-  int fd = -1;
-  std::string in;
-  std::string out;
-  std::size_t out_sent = 0;
-  std::uint64_t last_active_ms = 0;
-  bool close_after = false;  // close once `out` is sent
-};
-
 namespace {
 
 const char* reason_phrase(int status) {
@@ -165,6 +176,8 @@ const char* reason_phrase(int status) {
     case 405: return "Method Not Allowed";
     case 411: return "Length Required";
     case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
@@ -173,167 +186,304 @@ const char* reason_phrase(int status) {
   }
 }
 
-void respond(AdminClient& c, int status, std::string_view content_type, std::string_view body, bool keep_alive,
-             std::string_view extra_headers = {}) {
-  absl::StrAppendFormat(&c.out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s", status,
-                        reason_phrase(status), content_type, body.size(), keep_alive ? "" : "Connection: close\r\n",
-                        extra_headers, body);
-  if (!keep_alive) c.close_after = true;
+std::string response(int status, std::string_view content_type, std::string_view body, bool keep_alive,
+                     std::string_view extra_headers) {
+  return absl::StrFormat("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s", status,
+                         reason_phrase(status), content_type, body.size(), keep_alive ? "" : "Connection: close\r\n",
+                         extra_headers, body);
 }
 
 constexpr std::string_view json_type = "application/json";
-
-// A client that does not read its answers stops being read: pipelined
-// requests cannot pile up answers without bound.
-constexpr std::size_t unsent_bytes_max = 1 << 20;
-bool reading(const AdminClient& c) { return !c.close_after && c.out.size() - c.out_sent < unsent_bytes_max; }
 
 std::string json_error(std::string_view error, std::string_view message) {
   return absl::StrFormat(R"({"error":"%s","message":"%s"})", error, message);
 }
 
+// Accepts per loop turn, so a connection flood cannot starve the clients.
+constexpr int accepts_per_turn_max = 64;
+// The loop wakes this often to enforce deadlines and release held answers.
+constexpr int poll_interval_ms = 50;
+// Pipelined requests served back to back for one connection per turn.
+constexpr int requests_per_turn_max = 16;
+// What a refused newcomer is told to wait (the admin listener frees slots
+// within admin_request_timeout).
+constexpr std::uint32_t busy_retry_after_s = 1;
+
+short poll_events(const AdminClient& c) {
+  switch (c.phase) {
+    case AdminPhase::waiting:
+    case AdminPhase::head:
+    case AdminPhase::body: return POLLIN;
+    case AdminPhase::answering: return POLLOUT;
+    case AdminPhase::held: return 0;  // released by the clock, not the socket
+  }
+  return 0;
+}
+
 }  // namespace
+
+Admin::Admin(Shared& shared) : shared_(shared), publisher_(shared) {
+  limits_.clients_max = clients_max;
+  limits_.health_reserve = health_reserve;
+  limits_.per_ip_max = shared.config.admin_per_ip_limit;
+  limits_.request_timeout_ms = shared.config.admin_request_timeout_ms;
+}
 
 void Admin::serve() {
   // Signals belong to the main thread (they are blocked before this starts).
   publisher_.start();
-  std::vector<AdminClient> clients;
-  clients.reserve(clients_max);
+  clients_.reserve(clients_max);
   std::vector<pollfd> fds;
   while (!stop_.load()) {
     fds.clear();
-    fds.push_back({fd_, static_cast<short>(clients.size() < clients_max ? POLLIN : 0), 0});
-    for (const AdminClient& c : clients)
-      fds.push_back({c.fd, static_cast<short>((reading(c) ? POLLIN : 0) | (c.out.size() > c.out_sent ? POLLOUT : 0)), 0});
-    if (poll(fds.data(), fds.size(), 200) < 0) continue;
+    fds.push_back({fd_, POLLIN, 0});
+    for (const AdminClient& c : clients_) fds.push_back({c.fd, poll_events(c), 0});
+    if (poll(fds.data(), fds.size(), poll_interval_ms) < 0) continue;
     const std::uint64_t now = monotonic_ms();
-    if (fds[0].revents & POLLIN) {
-      while (clients.size() < clients_max) {
-        const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (c < 0) break;
-        clients.push_back(AdminClient{c, {}, {}, 0, now, false});
-      }
-    }
-    // Clients accepted this turn have no pollfd yet: they are read next turn.
-    const std::size_t polled = fds.size() - 1;
-    for (std::size_t i = 0; i < polled; ++i) {
-      AdminClient& c = clients[i];
+    for (std::size_t i = 0; i + 1 < fds.size(); ++i) {
+      AdminClient& c = clients_[i];
       const short revents = fds[i + 1].revents;
       bool drop = (revents & (POLLERR | POLLNVAL)) != 0;
-      if (!drop && (revents & (POLLIN | POLLHUP)) && reading(c)) {
+      const bool reading = c.phase == AdminPhase::waiting || c.phase == AdminPhase::head || c.phase == AdminPhase::body;
+      if (!drop && reading && (revents & (POLLIN | POLLHUP))) {
         char buf[16384];
         const ssize_t n = recv(c.fd, buf, sizeof buf, 0);
         if (n > 0) {
+          if (c.phase == AdminPhase::waiting) {
+            // A kept-alive connection's next request starts with its first
+            // byte; its deadline runs from here, not from its last byte.
+            c.phase = AdminPhase::head;
+            c.since_ms = now;
+            c.deadline_ms = now + limits_.request_timeout_ms;
+          }
           c.in.append(buf, static_cast<std::size_t>(n));
-          c.last_active_ms = now;
-          serve_requests(c);
+          serve_request(c, now);
         } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
           drop = true;
         }
       }
-      while (!drop && c.out.size() > c.out_sent) {
-        const ssize_t n = send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
-        if (n > 0) {
+      if (!drop && c.phase == AdminPhase::held && now >= c.send_after_ms) c.phase = AdminPhase::answering;
+      for (int r = 0; !drop && c.phase == AdminPhase::answering && r < requests_per_turn_max; ++r) {
+        while (c.out_sent < c.out.size()) {
+          const ssize_t n = send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
+          if (n <= 0) {
+            drop = n < 0 && errno != EAGAIN && errno != EINTR;
+            break;
+          }
           c.out_sent += static_cast<std::size_t>(n);
-          c.last_active_ms = now;
-        } else {
-          drop = n < 0 && errno != EAGAIN && errno != EINTR;
+        }
+        if (drop || c.out_sent < c.out.size()) break;
+        if (c.close_after) {
+          drop = true;
           break;
         }
+        after_answer(c, now);
       }
-      if (c.out_sent == c.out.size()) {
-        c.out.clear();
-        c.out_sent = 0;
-        if (c.close_after) drop = true;
+      // Whatever it is doing: a request that has not ended by its deadline
+      // (or a connection idle past idle_timeout) goes.
+      if (!drop && now >= c.deadline_ms) {
+        drop = true;
+        refusals_[static_cast<std::size_t>(AdminRefusal::timeout)].add();
       }
-      // A request that stalls, or a keep-alive connection left idle, goes.
-      const std::uint64_t limit_ms = c.in.empty() && c.out.empty() ? idle_timeout_ms : io_timeout_ms;
-      if (now - c.last_active_ms > limit_ms) drop = true;
       if (drop) {
         close(c.fd);
         c.fd = -1;
       }
     }
-    std::erase_if(clients, [](const AdminClient& c) { return c.fd < 0; });
+    std::erase_if(clients_, [](const AdminClient& c) { return c.fd < 0; });
+    if (fds[0].revents & POLLIN) accept_clients(now);
+    connections_.set(clients_.size());
+    committed_.set(static_cast<std::uint64_t>(
+        std::count_if(clients_.begin(), clients_.end(), [](const AdminClient& c) { return committed(c.phase); })));
   }
-  for (const AdminClient& c : clients) close(c.fd);
+  for (const AdminClient& c : clients_) close(c.fd);
+  clients_.clear();
 }
 
-// Answers every complete request in the client's buffer, in order.
-void Admin::serve_requests(AdminClient& c) {
-  while (!c.close_after) {
-    ApiRequest req;
-    const ApiParse parsed = parse_api_request(c.in, req);
-    if (parsed.status == ApiParse::Status::need_more) return;
-    if (parsed.status == ApiParse::Status::error) {
-      respond(c, parsed.error_status, json_type, json_error("bad_request", parsed.error_reason), false);
+// Takes the newcomers waiting in the backlog.  Each gets a slot (a free
+// one, or an uncommitted one's: control/admin_clients.h) unless its address
+// holds admin_per_ip_limit connections already.
+void Admin::accept_clients(std::uint64_t now) {
+  for (int n = 0; n < accepts_per_turn_max; ++n) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    const int fd = accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;
+    const PeerAddress peer = PeerAddress::from(ss);
+    const Admission a = admit(clients_, peer, limits_);
+    if (a.kind == Admission::Kind::per_ip || a.kind == Admission::Kind::full) {
+      const bool per_ip = a.kind == Admission::Kind::per_ip;
+      refusals_[static_cast<std::size_t>(per_ip ? AdminRefusal::per_ip : AdminRefusal::busy)].add();
+      // Best effort, without a slot: read what the client already sent (so
+      // the close is a FIN, not a reset that could destroy the answer), then
+      // answer into the empty socket buffer and close.
+      char sink[4096];
+      for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, 0) > 0; ++i) {
+      }
+      const std::string r = response(
+          per_ip ? 429 : 503, json_type,
+          per_ip ? json_error("too_many_connections",
+                              absl::StrFormat("your address holds admin_per_ip_limit (%d) admin connections",
+                                              limits_.per_ip_max))
+                 : json_error("busy", "every admin connection is busy; retry"),
+          false, absl::StrFormat("Retry-After: %d\r\n", busy_retry_after_s));
+      (void)send(fd, r.data(), r.size(), MSG_NOSIGNAL);
+      close(fd);
+      continue;
+    }
+    if (a.kind == Admission::Kind::evict) {
+      close(clients_[a.victim].fd);
+      clients_[a.victim] = std::move(clients_.back());
+      clients_.pop_back();
+      refusals_[static_cast<std::size_t>(AdminRefusal::evicted)].add();
+    }
+    // The first request's clock starts at the accept: a connection that
+    // never sends is gone after admin_request_timeout.
+    AdminClient& c = clients_.emplace_back();
+    c.fd = fd;
+    c.peer = peer;
+    c.phase = AdminPhase::head;
+    c.since_ms = now;
+    c.deadline_ms = now + limits_.request_timeout_ms;
+  }
+}
+
+void Admin::answer(AdminClient& c, std::uint64_t now, int status, std::string_view content_type,
+                   std::string_view body, bool keep_alive, std::string_view extra_headers) {
+  c.out = response(status, content_type, body, keep_alive, extra_headers);
+  c.out_sent = 0;
+  c.close_after = !keep_alive;
+  c.phase = AdminPhase::answering;
+  // The answer gets a request's time to leave: a client that does not read
+  // it does not keep the slot.
+  c.deadline_ms = now + limits_.request_timeout_ms;
+}
+
+void Admin::after_answer(AdminClient& c, std::uint64_t now) {
+  c.out.clear();
+  c.out_sent = 0;
+  c.health = false;
+  c.since_ms = now;
+  if (c.in.empty()) {
+    c.phase = AdminPhase::waiting;
+    c.deadline_ms = now + limits_.idle_timeout_ms;
+    return;
+  }
+  // A pipelined request: it began when its first byte came, but not
+  // before the previous answer went; its clock starts now.
+  c.phase = AdminPhase::head;
+  c.deadline_ms = now + limits_.request_timeout_ms;
+  serve_request(c, now);
+}
+
+// Serves the connection's request once its head (and body) are here; one
+// request at a time: the next is read after this one's answer is sent.
+void Admin::serve_request(AdminClient& c, std::uint64_t now) {
+  proto::http::Request req;
+  const auto parsed = c.parser.feed(c.in, req);
+  if (parsed == proto::http::RequestParser::Status::need_more) return;
+  if (parsed == proto::http::RequestParser::Status::error) {
+    answer(c, now, c.parser.error_status(), json_type, json_error("bad_request", c.parser.error_reason()), false);
+    return;
+  }
+  const std::string_view path = req.path();
+  const bool publish = path.starts_with("/publish/");
+  const bool user_send = path.starts_with("/users/") && path.ends_with("/send") && path.size() > 12;
+  const bool posting = (publish || user_send) && req.method == "POST";
+  if (c.phase != AdminPhase::body) {
+    // The head just completed: decide once whether this request may hold a slot.
+    c.health = req.method == "GET" && (path == "/healthz" || path == "/readyz");
+    if (!c.health && !general_slot_free(clients_, limits_)) {
+      refusals_[static_cast<std::size_t>(AdminRefusal::busy)].add();
+      answer(c, now, 503, json_type,
+             json_error("busy", "the admin listener's general slots are busy (only /healthz and /readyz are "
+                                "served from its reserve); retry"),
+             false, absl::StrFormat("Retry-After: %d\r\n", busy_retry_after_s));
       return;
     }
-    const std::string_view path = req.path();
-    const bool publish = path.starts_with("/publish/");
-    const bool user_send = path.starts_with("/users/") && path.ends_with("/send") && path.size() > 12;
-    if ((publish || user_send) && req.method == "POST") {
+    if (posting) {
       if (req.chunked || !req.has_content_length) {
-        respond(c, 411, json_type,
-                json_error("length_required", "send the body with Content-Length (chunked bodies are not accepted)"),
-                false);
+        answer(c, now, 411, json_type,
+               json_error("length_required", "send the body with Content-Length (chunked bodies are not accepted)"),
+               false);
         return;
       }
       if (req.content_length > shared_.config.max_publish_size) {
         bump_publish_refusal(PublishRefusal::too_large);
         // The body is not read: answer and close instead.
-        respond(c, 413, json_type,
-                json_error("too_large", absl::StrFormat("body of %d bytes is over max_publish_size (%d bytes)",
-                                                        req.content_length, shared_.config.max_publish_size)),
-                false);
+        answer(c, now, 413, json_type,
+               json_error("too_large", absl::StrFormat("body of %d bytes is over max_publish_size (%d bytes)",
+                                                       req.content_length, shared_.config.max_publish_size)),
+               false);
         return;
       }
-      if (c.in.size() < req.head_bytes + req.content_length) return;  // the body is still coming
-      const std::string_view body = std::string_view(c.in).substr(req.head_bytes, req.content_length);
+      // The token is checked before the body is read: without it nobody
+      // gets to hold a slot while a body trickles in.
       if (!shared_.api_token.empty()) {
         const std::string_view auth = req.authorization;
         const bool bearer = auth.size() > 7 && proto::http::iequals(auth.substr(0, 7), "bearer ");
         if (!bearer || !same_secret(proto::http::trim(auth.substr(7)), shared_.api_token)) {
           bump_publish_refusal(PublishRefusal::unauthorized);
-          respond(c, 401, json_type,
-                  json_error("unauthorized", auth.empty() ? "this API requires Authorization: Bearer TOKEN"
-                                                          : "the bearer token does not match api_token_file"),
-                  req.keep_alive, "WWW-Authenticate: Bearer\r\n");
-          c.in.erase(0, req.head_bytes + req.content_length);
-          continue;
+          auth_failures_.add();
+          const AuthThrottle::Verdict v = throttle_.fail(c.peer, now);
+          if (v.throttled) {
+            auth_throttled_.add();
+            answer(c, now, 429, json_type,
+                   json_error("too_many_failures",
+                              absl::StrFormat("more than %d wrong or missing tokens from your address in %d s; "
+                                              "retry in %d s",
+                                              AuthThrottle::failures_max, AuthThrottle::window_ms / 1000,
+                                              v.retry_after_s)),
+                   false, absl::StrFormat("Retry-After: %d\r\n", v.retry_after_s));
+            c.phase = AdminPhase::held;
+            c.send_after_ms = now + AuthThrottle::delay_ms;
+            c.deadline_ms = c.send_after_ms + limits_.request_timeout_ms;
+            return;
+          }
+          // The connection stays open only if the body is here to skip.
+          const bool body_here = c.in.size() >= req.head_bytes + req.content_length;
+          answer(c, now, 401, json_type,
+                 json_error("unauthorized", auth.empty() ? "this API requires Authorization: Bearer TOKEN"
+                                                         : "the bearer token does not match api_token_file"),
+                 req.keep_alive && body_here, "WWW-Authenticate: Bearer\r\n");
+          if (body_here) {
+            c.in.erase(0, req.head_bytes + req.content_length);
+            c.parser.reset();
+          }
+          return;
         }
       }
-      const std::string_view name =
-          publish ? path.substr(9) : path.substr(7, path.size() - 7 - 5);
-      const Publisher::Outcome o = publisher_.publish(
-          publish ? Publication::Target::channel : Publication::Target::user, name,
-          {reinterpret_cast<const std::uint8_t*>(body.data()), body.size()});
-      respond(c, o.status, json_type, o.body, req.keep_alive, o.status == 503 ? "Retry-After: 1\r\n" : "");
-      c.in.erase(0, req.head_bytes + req.content_length);
-      continue;
+      c.phase = AdminPhase::body;
+      c.deadline_ms = limits_.request_deadline_ms(c.since_ms, req.content_length);
     }
-    if (publish || user_send) {
-      respond(c, 405, json_type, json_error("method_not_allowed", "publishing takes POST"), false,
-              "Allow: POST\r\n");
-    } else if (req.method == "GET") {
-      // Health checks and scrapes are one request per connection, as they
-      // always were here: simple clients read the answer until EOF.
-      const Reply reply = handle(std::string(path));
-      respond(c, reply.status, reply.content_type, reply.body, false);
-    } else {
-      const Reply reply = handle(std::string(path));
-      if (reply.status == 404) respond(c, 404, reply.content_type, reply.body, false);
-      else
-        respond(c, 405, "text/plain; charset=utf-8", "405 Method Not Allowed: this path answers GET only\n", false,
-                "Allow: GET\r\n");
-    }
-    // A request with a body we do not want: skip the body if it is here,
-    // else stop reading this connection.
-    if (req.content_length > 0 && c.in.size() < req.head_bytes + req.content_length) {
-      c.close_after = true;
-      return;
-    }
+  }
+  if (posting) {
+    if (c.in.size() < req.head_bytes + req.content_length) return;  // the body is still coming
+    const std::string_view body = std::string_view(c.in).substr(req.head_bytes, req.content_length);
+    const std::string_view name = publish ? path.substr(9) : path.substr(7, path.size() - 7 - 5);
+    const Publisher::Outcome o =
+        publisher_.publish(publish ? Publication::Target::channel : Publication::Target::user, name,
+                           {reinterpret_cast<const std::uint8_t*>(body.data()), body.size()});
+    answer(c, now, o.status, json_type, o.body, req.keep_alive, o.status == 503 ? "Retry-After: 1\r\n" : "");
     c.in.erase(0, req.head_bytes + req.content_length);
+    c.parser.reset();
+    return;
+  }
+  // Everything else is answered and the connection closed: health checks
+  // and scrapes are one request per connection, as they always were here
+  // (simple clients read the answer until EOF), and a body nobody wants is
+  // not read.
+  if (publish || user_send) {
+    answer(c, now, 405, json_type, json_error("method_not_allowed", "publishing takes POST"), false,
+           "Allow: POST\r\n");
+    return;
+  }
+  const Reply reply = handle(std::string(path));
+  if (req.method == "GET" || reply.status == 404) {
+    answer(c, now, reply.status, reply.content_type, reply.body, false);
+  } else {
+    answer(c, now, 405, "text/plain; charset=utf-8", "405 Method Not Allowed: this path answers GET only\n", false,
+           "Allow: GET\r\n");
   }
 }
 
@@ -562,7 +712,23 @@ std::string Admin::metrics() const {
     for (std::size_t r = 0; r < p.refused.size(); ++r)
       absl::StrAppendFormat(&out, "ws_publish_rejections_total{reason=\"%s\"} %d\n",
                             publish_refusal_name(static_cast<PublishRefusal>(r)), load(p.refused[r]));
+    one("ws_publish_auth_failures_total",
+        "Publish requests with a wrong or missing bearer token (answered 401, or 429 when throttled).",
+        load(auth_failures_));
+    one("ws_publish_auth_throttled_total",
+        "Of those, answered 429 after a delay: their address had too many failures in the window.",
+        load(auth_throttled_));
   }
+  // The admin listener itself: how full it is and why it turned clients away.
+  absl::StrAppendFormat(&out,
+                        "# HELP ws_admin_connections Connections to the admin listener (of %d).\n"
+                        "# TYPE ws_admin_connections gauge\nws_admin_connections %d\n"
+                        "# HELP ws_admin_refusals_total Admin connections refused or closed by the listener's "
+                        "limits, by reason.\n# TYPE ws_admin_refusals_total counter\n",
+                        clients_max, load(connections_));
+  for (std::size_t r = 0; r < refusals_.size(); ++r)
+    absl::StrAppendFormat(&out, "ws_admin_refusals_total{reason=\"%s\"} %d\n",
+                          admin_refusal_name(static_cast<AdminRefusal>(r)), load(refusals_[r]));
   // Budgets: used and limit side by side, so utilisation is one division.
   // Table slots are per worker; the rest are the process's.
   const std::vector<BudgetFigure> budgets = process_budgets(s);
@@ -605,7 +771,12 @@ std::string Admin::status_json() const {
   };
   budget("table_slots", slots_used, slots);
   for (const BudgetFigure& b : process_budgets(s)) budget(b.name, b.used, b.limit);
-  absl::StrAppendFormat(&out, "},\"per_ip_limit\":%d,\"workers\":[", s.config.per_ip_limit);
+  absl::StrAppendFormat(&out,
+                        "},\"per_ip_limit\":%d,\"admin\":{\"connections\":%d,\"committed\":%d,"
+                        "\"clients_max\":%d,\"health_reserve\":%d,\"per_ip_limit\":%d,\"request_timeout_ms\":%d},"
+                        "\"workers\":[",
+                        s.config.per_ip_limit, load(connections_), load(committed_), clients_max, health_reserve,
+                        limits_.per_ip_max, limits_.request_timeout_ms);
   for (std::size_t i = 0; i < s.counters.size(); ++i) {
     const WorkerCounters& c = *s.counters[i];
     const std::uint64_t beat = load(c.loop_heartbeat_ms);

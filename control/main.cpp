@@ -18,10 +18,10 @@
 #include <vector>
 
 #include "proto/http_upgrade.h"
-#include "proto/jwt.h"
 #include "proto/pubsub.h"
 #include "ring/ring.h"
 #include "control/admin.h"
+#include "control/secrets.h"
 #include "tooling/capacity_model.h"
 #include "config/config.h"
 #include "base/log.h"
@@ -153,6 +153,14 @@ bool validate(const Config& c, std::string& error) {
     error = "admin_listen must be HOST:PORT, [V6]:PORT or off, not '" + c.admin_listen + "'";
     return false;
   }
+  if (c.admin_per_ip_limit > Admin::clients_max) {
+    error = "admin_per_ip_limit must be at most " + std::to_string(Admin::clients_max) + " (0 = no limit)";
+    return false;
+  }
+  if (c.admin_request_timeout_ms < 100 || c.admin_request_timeout_ms > 3'600'000) {
+    error = "admin_request_timeout must be between 100ms and 1h";
+    return false;
+  }
   if (c.not_ready_percent == 0 || c.not_ready_percent > 100 || c.warn_percent == 0 || c.warn_percent > 100 ||
       c.kernel_refuse_percent == 0 || c.kernel_refuse_percent > 100) {
     error = "not_ready_percent, warn_percent and kernel_refuse_percent must be between 1 and 100";
@@ -180,41 +188,41 @@ bool validate(const Config& c, std::string& error) {
   return true;
 }
 
-// A secret from a file: its bytes, less one trailing newline (editors add
-// one).  Empty with `error` set when it cannot be read or is empty.
-std::string read_secret(const std::string& path, const char* what, std::string& error) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    error = absl::StrFormat("%s %s: %s", what, path, std::strerror(errno));
-    return {};
+// The secrets (control/secrets.h), read before anything starts: a missing,
+// short or oversized one is a configuration error, and the message says how
+// to make a good one.  An admin listener others can reach without a token
+// is allowed (a private network may be the guard) but said out loud.
+bool load_secrets(const Config& config, Shared& shared, std::string& error) {
+  if (config.auth_jwt()) {
+    Secret key = read_secret(config.jwt_secret_file, SecretKind::hs256_key);
+    if (!key.ok()) {
+      error = key.error;
+      return false;
+    }
+    shared.jwt_key = std::move(key.bytes);
   }
-  std::string out;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0 && out.size() <= 65536;) out.append(buf, n);
-  std::fclose(f);
-  if (!out.empty() && out.back() == '\n') out.pop_back();
-  if (!out.empty() && out.back() == '\r') out.pop_back();
-  if (out.empty()) error = absl::StrFormat("%s %s is empty", what, path);
-  return out;
+  if (!config.api_token_file.empty()) {
+    Secret token = read_secret(config.api_token_file, SecretKind::api_token);
+    if (!token.ok()) {
+      error = token.error;
+      return false;
+    }
+    shared.api_token = std::move(token.bytes);
+  }
+  std::string admin_host;
+  std::uint16_t admin_port = 0;
+  if (config.admin_listen != "off" && shared.api_token.empty() &&
+      parse_host_port(config.admin_listen, admin_host, admin_port) && !loopback_host(admin_host))
+    RG_LOG(warn, "admin_listen %s is not a loopback address and api_token_file is not set: anyone who can reach "
+                 "it may publish to every subscriber; set api_token_file (head -c 32 /dev/urandom | base64 > FILE) "
+                 "or bind admin_listen to 127.0.0.1", config.admin_listen);
+  return true;
 }
 
-// Pub/sub plumbing sized at start-up: the secrets, one mailbox per worker,
+// Pub/sub plumbing sized at start-up: one mailbox per worker,
 // and how publishers wake workers (MSG_RING when the kernel has it, the
 // workers' eventfds otherwise or when cross_worker_wake = eventfd).
 bool setup_pubsub(const Config& config, std::uint32_t workers, Shared& shared, std::string& error) {
-  if (config.auth_jwt()) {
-    shared.jwt_key = read_secret(config.jwt_secret_file, "jwt_secret_file", error);
-    if (shared.jwt_key.empty()) return false;
-    if (shared.jwt_key.size() > rg::proto::jwt::key_bytes_max) {
-      error = absl::StrFormat("jwt_secret_file %s holds %u bytes; an HS256 key here is 1..256 bytes",
-                              config.jwt_secret_file, shared.jwt_key.size());
-      return false;
-    }
-  }
-  if (!config.api_token_file.empty()) {
-    shared.api_token = read_secret(config.api_token_file, "api_token_file", error);
-    if (shared.api_token.empty()) return false;
-  }
   if (!config.pubsub_enabled()) return true;
   if (config.cross_worker_wake != rg::server::WakeMode::eventfd) {
     rg::ring::Ring probe;
@@ -276,6 +284,10 @@ int main(int argc, char** argv) {
   rg::base::log::Level level = rg::base::log::Level::info;
   (void)rg::base::log::parse_level(config.log_level, level);
   rg::base::log::set_level(level);
+  if (!load_secrets(config, *shared, error)) {
+    std::fprintf(stderr, "ringgate: invalid configuration: %s\n", error.c_str());
+    return 2;
+  }
 
   // Direct descriptors do not count against RLIMIT_NOFILE, but each ring's
   // table may hold at most RLIMIT_NOFILE slots: raise the soft limit to the

@@ -15,21 +15,6 @@ namespace rg::proto::http {
 
 namespace {
 
-constexpr bool is_tchar(std::uint8_t c) noexcept {
-  // RFC 9110 5.6.2 token characters.
-  if (c >= '0' && c <= '9') return true;
-  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-    case '+': case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
-constexpr char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c | 0x20) : c; }
-
 // Calls f(token) for each comma-separated, trimmed, non-empty element; stops
 // early when f returns true.  Returns whether any call returned true.
 template <typename F>
@@ -78,25 +63,15 @@ struct Writer {
 
 UpgradeParser::Result UpgradeParser::fail(std::uint16_t status, std::string_view reason,
                                           std::size_t consumed) noexcept {
-  state_ = State::error;
+  finished_ = true;
   error_status_ = status;
   error_reason_ = reason;
   return {Status::error, consumed};
 }
 
-bool UpgradeParser::finish_request_line() noexcept {
-  const std::string_view m{method_text_.data(), method_len_};
-  if (method_ == Method::unknown) method_ = (m == "GET") ? Method::get : Method::other;
-  const std::string_view v{version_.data(), version_len_};
-  // HTTP-version = "HTTP/" DIGIT "." DIGIT
-  return v.size() == 8 && v.substr(0, 5) == "HTTP/" && v[5] >= '0' && v[5] <= '9' && v[6] == '.' && v[7] >= '0' &&
-         v[7] <= '9';
-}
-
 void UpgradeParser::classify_header_name() noexcept {
-  const std::string_view n{name_.data(), name_len_};
+  const std::string_view n = lexer_.name();
   field_ = Field::none;
-  if (name_len_ >= name_.size()) return;  // overlong: not one of ours
   if (n == "host") field_ = Field::host;
   else if (n == "upgrade") field_ = Field::upgrade;
   else if (n == "connection") field_ = Field::connection;
@@ -114,7 +89,6 @@ std::string_view UpgradeParser::bearer_token() const noexcept {
 }
 
 bool UpgradeParser::finish_header_value() noexcept {
-  ++header_count_;
   if (field_ == Field::none) return true;
   if (value_overflow_) {
     error_status_ = 400;
@@ -124,12 +98,7 @@ bool UpgradeParser::finish_header_value() noexcept {
   const std::string_view v = trim({value_.data(), value_len_});
   switch (field_) {
     case Field::host:
-      if (host_seen_) {
-        error_status_ = 400;
-        error_reason_ = "duplicate Host header";
-        return false;
-      }
-      host_seen_ = true;
+      host_seen_ = true;  // a second Host is the lexer's 400
       break;
     case Field::upgrade:
       upgrade_seen_ = true;
@@ -165,12 +134,9 @@ bool UpgradeParser::finish_header_value() noexcept {
     }
     case Field::authorization:
       // The value went straight into authorization_ (it may be longer than
-      // value_); only the trailing whitespace is left to trim.
-      if (++authorization_count_ > 1) {
-        error_status_ = 400;
-        error_reason_ = "duplicate Authorization header";
-        return false;
-      }
+      // value_); only the trailing whitespace is left to trim.  A second
+      // Authorization is the lexer's 400.
+      ++authorization_count_;
       while (authorization_len_ > 0 &&
              (authorization_[authorization_len_ - 1] == ' ' || authorization_[authorization_len_ - 1] == '\t'))
         --authorization_len_;
@@ -182,115 +148,29 @@ bool UpgradeParser::finish_header_value() noexcept {
 }
 
 UpgradeParser::Result UpgradeParser::feed(std::span<const std::uint8_t> bytes) noexcept {
-  assert(state_ != State::complete && state_ != State::error);
-  std::size_t i = 0;
-  for (; i < bytes.size(); ++i) {
+  assert(!finished_);
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
     const std::uint8_t c = bytes[i];
-    const bool in_request_line = state_ <= State::request_line_lf;
-    if (in_request_line) {
-      // Empty lines before the request line are tolerated (RFC 9112 2.2) and
-      // not counted against the limit.
-      if (!(state_ == State::method && method_len_ == 0 && (c == '\r' || c == '\n'))) {
-        if (++request_line_bytes_ > limits_.request_line_bytes_max)
-          return fail(414, "request line too long", i + 1);
-      }
-    } else {
-      if (++header_bytes_ > limits_.header_bytes_max) return fail(431, "request headers too large", i + 1);
-    }
-
-    switch (state_) {
-      case State::method:
-        if (c == ' ') {
-          if (method_len_ == 0) return fail(400, "malformed request line", i + 1);
-          state_ = State::path;
-        } else if ((c == '\r' || c == '\n') && method_len_ == 0) {
-          // leading empty line
-        } else if (is_tchar(c)) {
-          if (method_len_ < method_text_.size()) method_text_[method_len_++] = static_cast<char>(c);
-          else method_ = Method::other;  // longer than any method we serve
-        } else {
-          return fail(400, "malformed request line", i + 1);
-        }
+    switch (lexer_.step(c)) {
+      case Lexeme::none:
+      case Lexeme::method:
         break;
-
-      case State::path:
-        if (c == ' ') {
-          if (path_len_ == 0 && !path_truncated_) return fail(400, "malformed request line", i + 1);
-          state_ = State::version;
-        } else if (c > 0x20 && c < 0x7F) {
-          if (c == '?') query_seen_ = true;
-          if (!query_seen_ && path_len_ >= path_bytes_max) path_truncated_ = true;  // a long path does not route
-          else if (path_len_ < path_.size()) path_[path_len_++] = static_cast<char>(c);
-          else query_truncated_ = true;
-        } else {
-          return fail(400, "malformed request line", i + 1);
-        }
+      case Lexeme::target:
+        if (c == '?') query_seen_ = true;
+        if (!query_seen_ && path_len_ >= path_bytes_max) path_truncated_ = true;  // a long path does not route
+        else if (path_len_ < path_.size()) path_[path_len_++] = static_cast<char>(c);
+        else query_truncated_ = true;
         break;
-
-      case State::version:
-        if (c == '\r' || c == '\n') {
-          if (!finish_request_line()) return fail(400, "malformed request line", i + 1);
-          state_ = (c == '\r') ? State::request_line_lf : State::header_start;
-        } else if (version_len_ < version_.size() && c > 0x20 && c < 0x7F) {
-          version_[version_len_++] = static_cast<char>(c);
-        } else {
-          return fail(400, "malformed request line", i + 1);
-        }
+      case Lexeme::request_line:
+        method_ = !lexer_.method_overlong() && lexer_.method() == "GET" ? Method::get : Method::other;
         break;
-
-      case State::request_line_lf:
-        if (c != '\n') return fail(400, "malformed request line", i + 1);
-        state_ = State::header_start;
+      case Lexeme::name:
+        classify_header_name();
+        value_len_ = 0;
+        value_overflow_ = false;
         break;
-
-      case State::header_start:
-        if (c == '\r') {
-          state_ = State::end_lf;
-        } else if (c == '\n') {
-          state_ = State::complete;
-          return {Status::complete, i + 1};
-        } else if (c == ' ' || c == '\t') {
-          return fail(400, "obsolete header line folding", i + 1);
-        } else if (is_tchar(c)) {
-          if (header_count_ >= limits_.headers_max) return fail(431, "too many request headers", i + 1);
-          name_len_ = 1;
-          name_[0] = lower(static_cast<char>(c));
-          state_ = State::header_name;
-        } else {
-          return fail(400, "malformed header line", i + 1);
-        }
-        break;
-
-      case State::header_name:
-        if (c == ':') {
-          classify_header_name();
-          value_len_ = 0;
-          value_overflow_ = false;
-          state_ = State::header_value_lead;
-        } else if (is_tchar(c)) {
-          if (name_len_ < name_.size()) name_[name_len_++] = lower(static_cast<char>(c));
-          else name_len_ = static_cast<std::uint8_t>(name_.size());  // mark overlong
-        } else if (c == '\r' || c == '\n') {
-          return fail(400, "header line without colon", i + 1);
-        } else {
-          return fail(400, "malformed header name", i + 1);
-        }
-        break;
-
-      case State::header_value_lead:
-        if (c == ' ' || c == '\t') break;
-        state_ = State::header_value;
-        [[fallthrough]];
-
-      case State::header_value:
-        if (c == '\r') {
-          state_ = State::header_lf;
-        } else if (c == '\n') {
-          if (!finish_header_value()) return fail(error_status_, error_reason_, i + 1);
-          state_ = State::header_start;
-        } else if ((c < 0x20 && c != '\t') || c == 0x7F) {
-          return fail(400, "invalid character in header value", i + 1);
-        } else if (field_ == Field::authorization) {
+      case Lexeme::value:
+        if (field_ == Field::authorization) {
           if (authorization_len_ >= authorization_.size()) return fail(431, "Authorization header too long", i + 1);
           authorization_[authorization_len_++] = static_cast<char>(c);
         } else if (field_ != Field::none) {
@@ -298,41 +178,21 @@ UpgradeParser::Result UpgradeParser::feed(std::span<const std::uint8_t> bytes) n
           else value_overflow_ = true;
         }
         break;
-
-      case State::header_lf:
-        if (c != '\n') return fail(400, "malformed header line", i + 1);
+      case Lexeme::field:
         if (!finish_header_value()) return fail(error_status_, error_reason_, i + 1);
-        state_ = State::header_start;
+        field_ = Field::none;
         break;
-
-      case State::end_lf:
-        if (c != '\n') return fail(400, "malformed end of headers", i + 1);
-        state_ = State::complete;
+      case Lexeme::head:
+        finished_ = true;
         return {Status::complete, i + 1};
-
-      case State::complete:
-      case State::error:
-        assert(false && "feed() after the parser finished");
-        return {Status::error, i};
+      case Lexeme::error:
+        return fail(lexer_.error_status(), lexer_.error_reason(), i + 1);
     }
   }
-  return {Status::need_more, i};
+  return {Status::need_more, bytes.size()};
 }
 
 // ---------------------------------------------------------------- decisions
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
-
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 bool key_valid(std::string_view key) noexcept {
   // 16 bytes encode to exactly 24 base64 characters with "==" padding.

@@ -1,9 +1,10 @@
 // Incremental parser for the HTTP/1.1 WebSocket upgrade request (RFC 6455 4.2.1,
 // RFC 9112), and builders for the responses.
 //
-// The parser is a byte-at-a-time state machine: it can be fed any split of
-// the request, keeps no copy of the raw bytes, and remembers only the few
-// header values an upgrade needs, in fixed arrays.  Its whole state is about
+// The parser is a byte-at-a-time state machine over the shared head grammar
+// (proto/http_rules.h): it can be fed any split of the request, keeps no copy
+// of the raw bytes, and remembers only the few header values an upgrade
+// needs, in fixed arrays.  Its whole state is about
 // 2.5 KiB and lives in a per-worker pool only while a handshake is in flight.
 #pragma once
 
@@ -13,13 +14,9 @@
 #include <span>
 #include <string_view>
 
-namespace rg::proto::http {
+#include "proto/http_rules.h"
 
-struct Limits {
-  std::uint32_t request_line_bytes_max = 8 * 1024;  // 414 beyond this
-  std::uint32_t header_bytes_max = 32 * 1024;       // 431 beyond this (all header lines)
-  std::uint32_t headers_max = 100;                  // 431 beyond this
-};
+namespace rg::proto::http {
 
 // Longest path the parser keeps.  A longer path cannot match a route (routes
 // are capped at this length by config validation), so it is answered with 404
@@ -49,7 +46,7 @@ class UpgradeParser {
     std::size_t consumed;  // bytes of this feed() that belong to the request
   };
 
-  explicit UpgradeParser(Limits limits = {}) noexcept : limits_(limits) {}
+  explicit UpgradeParser(Limits limits = {}) noexcept : lexer_(limits) {}
 
   // Feeds the next bytes.  On `complete`, bytes after `consumed` already
   // belong to the WebSocket stream.  On `error`, error_status()/error_reason()
@@ -73,7 +70,7 @@ class UpgradeParser {
     return at == std::string_view::npos ? std::string_view{} : target.substr(at + 1);
   }
   [[nodiscard]] bool query_truncated() const noexcept { return query_truncated_; }
-  [[nodiscard]] std::string_view version() const noexcept { return {version_.data(), version_len_}; }
+  [[nodiscard]] std::string_view version() const noexcept { return lexer_.version(); }
   [[nodiscard]] bool host_seen() const noexcept { return host_seen_; }
   [[nodiscard]] bool upgrade_websocket() const noexcept { return upgrade_websocket_; }
   [[nodiscard]] bool upgrade_seen() const noexcept { return upgrade_seen_; }
@@ -83,29 +80,23 @@ class UpgradeParser {
   [[nodiscard]] std::string_view ws_version() const noexcept { return {ws_version_.data(), ws_version_len_}; }
   [[nodiscard]] std::uint8_t ws_version_count() const noexcept { return ws_version_count_; }
   [[nodiscard]] std::string_view protocols() const noexcept { return {protocols_.data(), protocols_len_}; }
-  [[nodiscard]] std::uint32_t header_count() const noexcept { return header_count_; }
+  [[nodiscard]] std::uint32_t header_count() const noexcept { return lexer_.header_count(); }
   // The Authorization header: how many were seen, and the credentials of a
   // "Bearer" one (scheme case-insensitive), or empty.
   [[nodiscard]] std::uint8_t authorization_count() const noexcept { return authorization_count_; }
   [[nodiscard]] std::string_view bearer_token() const noexcept;
 
  private:
-  enum class State : std::uint8_t {
-    method, path, version, request_line_lf,
-    header_start, header_name, header_value_lead, header_value, header_lf,
-    end_lf, complete, error,
-  };
   enum class Field : std::uint8_t {
     none, host, upgrade, connection, key, ws_version, protocol, authorization,
   };
 
   Result fail(std::uint16_t status, std::string_view reason, std::size_t consumed) noexcept;
-  [[nodiscard]] bool finish_request_line() noexcept;
   void classify_header_name() noexcept;
   [[nodiscard]] bool finish_header_value() noexcept;
 
-  Limits limits_;
-  State state_ = State::method;
+  HeadLexer lexer_;
+  bool finished_ = false;  // complete or error: feed() must not be called again
   Field field_ = Field::none;
   Method method_ = Method::unknown;
   bool path_truncated_ = false;
@@ -120,22 +111,13 @@ class UpgradeParser {
   std::uint8_t ws_version_count_ = 0;
   std::uint8_t authorization_count_ = 0;
   std::uint16_t authorization_len_ = 0;
-  std::uint8_t method_len_ = 0;
-  std::uint8_t version_len_ = 0;
-  std::uint8_t name_len_ = 0;
   std::uint8_t key_len_ = 0;
   std::uint8_t ws_version_len_ = 0;
   std::uint16_t error_status_ = 0;
   std::uint16_t path_len_ = 0;
   std::uint16_t protocols_len_ = 0;
   std::uint16_t value_len_ = 0;
-  std::uint32_t request_line_bytes_ = 0;
-  std::uint32_t header_bytes_ = 0;
-  std::uint32_t header_count_ = 0;
   std::string_view error_reason_;
-  std::array<char, 16> method_text_{};
-  std::array<char, 16> version_{};
-  std::array<char, 32> name_{};  // lower-cased; longer names are not interesting
   std::array<char, 32> key_{};
   std::array<char, 8> ws_version_{};
   std::array<char, target_bytes_max> path_{};  // the path, then the query
@@ -194,9 +176,5 @@ std::size_t build_refusal(std::span<char, response_bytes_max> out, std::uint16_t
                           std::uint32_t retry_after_s) noexcept;
 
 [[nodiscard]] std::string_view status_text(std::uint16_t status) noexcept;
-
-// HTTP text helpers, shared with the client side (ringgate-load).
-[[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;  // ASCII case-insensitive
-[[nodiscard]] std::string_view trim(std::string_view s) noexcept;            // optional whitespace (SP, HTAB)
 
 }  // namespace rg::proto::http

@@ -1,4 +1,7 @@
-"""The admin listener: /healthz, /readyz, /metrics, /status.
+"""The admin listener: /healthz, /readyz, /metrics, /status, and its
+hardening: the secrets it starts with, the HTTP rules it shares with the
+upgrade port, deadlines, the per-address cap, the health-check reserve and
+the throttle on wrong tokens.
 
 /metrics is parsed with a real Prometheus text parser (Debian's
 python3-prometheus-client), and its counters are checked against what the
@@ -6,9 +9,13 @@ test itself did to the server.
 """
 
 import asyncio
+import base64
 import json
 import resource
+import threading
+import time
 
+import pytest
 import websockets
 
 import wsraw
@@ -160,3 +167,319 @@ def test_reject_close_upgrades_then_closes_1013(ringgate):
         assert code == 1013 and "capacity" in reason, (code, reason)
         assert held.echo("still") == (OP_TEXT, b"still")
     assert total(metrics(srv), "ws_max_connections_exceeded_total") == 1
+
+
+# ---------------------------------------------------------------- secrets
+
+@pytest.mark.parametrize("setting", ["jwt_secret_file", "api_token_file"])
+@pytest.mark.parametrize("content", [b"k", b"k\n", b"", b"x" * 31 + b"\n"], ids=["1", "1nl", "0", "31nl"])
+def test_a_short_secret_refuses_to_start_and_says_how_to_make_one(tmp_path, setting, content):
+    """RFC 7518 3.2: an HS256 key of at least 256 bits; the API token gets the
+    same floor.  Exit 2 (a configuration error), naming the file, the rule
+    and the command that makes a good secret."""
+    f = tmp_path / "secret"
+    f.write_bytes(content)
+    extra = ("--auth", "jwt") if setting == "jwt_secret_file" else ()
+    r = run_ringgate("--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *extra,
+                     "--" + setting.replace("_", "-"), f)
+    assert r.returncode == 2, r.stderr
+    assert setting in r.stderr and str(f) in r.stderr, r.stderr
+    assert "at least 32 bytes" in r.stderr, r.stderr
+    assert f"head -c 32 /dev/urandom | base64 > {f}" in r.stderr, r.stderr
+    assert "listening on" not in r.stderr
+
+
+def test_an_api_token_that_cannot_travel_in_a_header_refuses_to_start(tmp_path):
+    f = tmp_path / "token"
+    f.write_bytes(b"a" * 20 + b" " + b"b" * 20 + b"\n")
+    r = run_ringgate("--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--api-token-file", f)
+    assert r.returncode == 2 and "Authorization header" in r.stderr, r.stderr
+
+
+def test_secrets_of_32_bytes_and_the_suggested_command_start(ringgate, tmp_path):
+    """The boundary (exactly 32 bytes) and what `head -c 32 /dev/urandom |
+    base64` writes (44 bytes and a newline) are accepted."""
+    key = tmp_path / "jwt.key"
+    key.write_bytes(b"k" * 32)
+    token = tmp_path / "api.token"
+    token.write_bytes(base64.b64encode(b"\x01" * 32) + b"\n")
+    srv = ringgate("--workers", "1", "--auth", "jwt", "--jwt-secret-file", key, "--api-token-file", token)
+    assert "with a bearer token" in srv.log()
+
+
+def test_an_admin_listener_others_can_reach_without_a_token_is_a_warning(ringgate, tmp_path):
+    srv = ringgate("--workers", "1", "--admin-listen", "0.0.0.0:0")
+    assert "WARN" in srv.log() and "api_token_file is not set" in srv.log(), srv.log()
+    token = tmp_path / "api.token"
+    token.write_bytes(b"t" * 40)
+    quiet = ringgate("--workers", "1", "--admin-listen", "0.0.0.0:0", "--api-token-file", token)
+    local = ringgate("--workers", "1")  # 127.0.0.1: no warning either
+    for s in (quiet, local):
+        assert "api_token_file is not set" not in s.log(), s.log()
+
+
+# ---------------------------------------------------------------- helpers
+
+TOKEN = "admin-test-token-0123456789abcdef0123"  # 37 bytes: over the 32-byte floor
+ADMIN_CLIENTS_MAX = 256  # control/admin.h: Admin::clients_max
+
+
+def exchange(port, data: bytes, source=None, timeout=10.0):
+    """One request on a fresh connection from `source` (a local address such
+    as 127.0.0.2, so the server sees another client); reads until the server
+    closes and returns (HttpResponse, seconds taken)."""
+    started = time.monotonic()
+    sock = wsraw.connect(port, source=source, timeout=timeout)
+    try:
+        wsraw.send_tolerant(sock, data)
+        raw, how = wsraw.recv_until_eof(sock, timeout)
+    finally:
+        sock.close()
+    assert raw, f"no answer at all (connection {how})"
+    resp = wsraw.parse_http_response(raw)
+    resp.how = how
+    return resp, time.monotonic() - started
+
+
+def publish_request(channel="news", token=TOKEN, body=b'{"n":1}') -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token is not None else ""
+    return (f"POST /publish/{channel} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n").encode() + body
+
+
+def health_request(path="/healthz") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n".encode()
+
+
+def token_server(ringgate, tmp_path, *args):
+    f = tmp_path / "api.token"
+    f.write_text(TOKEN + "\n")
+    return ringgate("--workers", "1", "--api-token-file", f, *args)
+
+
+def source_addresses(n):
+    """n loopback addresses other than 127.0.0.1: n different clients."""
+    return [f"127.0.0.{i}" for i in range(2, 2 + n)]
+
+
+# ---------------------------------------------------------------- one HTTP rule set
+
+ODDITIES = [
+    # (id, request bytes, the reason the 400 names; the same on both ports)
+    ("nul_in_value", b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-A: a\x00b\r\n\r\n", "NUL in a header value"),
+    ("bare_cr_in_value", b"GET /healthz HTTP/1.1\r\nHost: a\rb\r\n\r\n", "bare CR"),
+    ("bare_lf", b"GET /healthz HTTP/1.1\nHost: a\n\n", "bare LF line ending"),
+    ("bare_lf_last_line", b"GET /healthz HTTP/1.1\r\nHost: a\r\n\n", "bare LF line ending"),
+    ("duplicate_authorization",
+     b"GET /healthz HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n",
+     "duplicate Authorization header"),
+    ("duplicate_host", b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "duplicate Host header"),
+    ("duplicate_content_length",
+     b"POST /publish/a HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+     "duplicate Content-Length header"),
+    ("obs_fold", b"GET /healthz HTTP/1.1\r\nHost: a\r\nX: one\r\n two\r\n\r\n", "obsolete header line folding"),
+]
+
+
+@pytest.fixture(scope="module")
+def rules_server(ringgate_module):
+    return ringgate_module("--workers", "1")
+
+
+@pytest.mark.parametrize("request_bytes,reason", [o[1:] for o in ODDITIES], ids=[o[0] for o in ODDITIES])
+def test_each_http_oddity_gets_400_naming_it_from_both_ports(rules_server, request_bytes, reason):
+    """The admin parser and the upgrade parser share one head grammar
+    (proto/http_rules.h): the same bytes get 400 with the same reason from
+    either port, at once (a bare-LF request used to wait 10 s on the admin
+    port, and of two Authorization headers the last one won)."""
+    resp, took = exchange(rules_server.admin_port, request_bytes, timeout=5)
+    assert resp.status == 400, resp.describe()
+    assert json.loads(resp.body) == {"error": "bad_request", "message": json.loads(resp.body)["message"]}
+    assert reason in json.loads(resp.body)["message"], resp.describe()
+    assert resp.how == "eof" and took < 3, (resp.how, took)
+    upgrade = wsraw.http_exchange(rules_server.port, request_bytes, timeout=5)
+    assert upgrade.status == 400 and reason in upgrade.body.decode(), upgrade.describe()
+
+
+# ---------------------------------------------------------------- the admin listener cannot be starved
+
+def test_idle_and_trickling_sockets_cannot_lock_out_health_checks_or_publishers(ringgate, tmp_path):
+    """The attack: more connections than the admin listener's 256 slots, from
+    ten addresses (under admin_per_ip_limit each), half of them silent and
+    half trickling a request a byte at a time.  /healthz, /readyz and a
+    publish with the token still answer at once (a newcomer takes the slot
+    of the connection that has waited longest without a request), and every
+    attacking socket is closed within admin_request_timeout of its accept,
+    trickle or not."""
+    timeout_s = 5
+    srv = token_server(ringgate, tmp_path, "--admin-request-timeout", f"{timeout_s}s")
+    port = srv.admin_port
+    attackers = []  # (socket, connected at, trickles)
+    for i, source in enumerate(source_addresses(10)):
+        for j in range(30):
+            s = wsraw.connect(port, source=source, timeout=10)
+            s.setblocking(False)
+            attackers.append((s, time.monotonic(), (i + j) % 2 == 1))
+    # The premise: every slot is taken (this probe takes the slot of the
+    # attacker that has waited longest, so the count stays at 256).
+    status, _, body = admin_get(port, "/status")
+    assert status == 200 and json.loads(body)["admin"]["connections"] == ADMIN_CLIENTS_MAX, body
+    closed_at = {}
+    stop = threading.Event()
+
+    def trickle_and_watch():
+        prefix = b"GET /metrics HTTP/1.1\r\nX-Slow: "
+        sent = 0
+        while not stop.is_set() and len(closed_at) < len(attackers):
+            for k, (s, _, trickles) in enumerate(attackers):
+                if k in closed_at:
+                    continue
+                try:
+                    if trickles:
+                        s.send(prefix[sent:sent + 1] if sent < len(prefix) else b"a")
+                    if s.recv(4096) == b"":
+                        closed_at[k] = time.monotonic()
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed_at[k] = time.monotonic()
+            sent += 1
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=trickle_and_watch, daemon=True)
+    watcher.start()
+    try:
+        for _ in range(3):
+            for path in ("/healthz", "/readyz"):
+                resp, took = exchange(port, health_request(path), timeout=5)
+                assert resp.status == 200 and took < 1.5, (path, resp.describe(), took)
+            resp, took = exchange(port, publish_request(), timeout=5)
+            assert resp.status == 200 and json.loads(resp.body)["recipients"] == 0, resp.describe()
+            assert took < 1.5, took
+        wait_until(lambda: len(closed_at) == len(attackers), timeout_s + 5,
+                   what="the server to close every attacking socket")
+    finally:
+        stop.set()
+        watcher.join(5)
+        for s, _, _ in attackers:
+            s.close()
+    late = [(k, closed_at[k] - attackers[k][1]) for k in closed_at if closed_at[k] - attackers[k][1] > timeout_s + 1.5]
+    assert not late, f"{len(late)} sockets outlived admin_request_timeout: {late[:5]}"
+    m = metrics(srv)
+    evicted = total(m, "ws_admin_refusals_total", reason="evicted")
+    timed_out = total(m, "ws_admin_refusals_total", reason="timeout")
+    assert evicted >= len(attackers) - ADMIN_CLIENTS_MAX, (evicted, timed_out)
+    assert evicted + timed_out == len(attackers), (evicted, timed_out)
+    assert total(m, "ws_admin_refusals_total", reason="per_ip") == 0
+    assert total(m, "ws_publishes_total") == 3
+
+
+def test_one_address_holds_at_most_admin_per_ip_limit_connections(ringgate):
+    """Beyond admin_per_ip_limit a newcomer from that address is answered 429
+    with Retry-After at once, without taking a slot; other addresses are
+    unaffected, and the address gets its slots back as its connections end."""
+    srv = ringgate("--workers", "1", "--admin-per-ip-limit", "8")
+    port = srv.admin_port
+    held = [wsraw.connect(port, source="127.0.0.2") for _ in range(8)]
+    wait_until(lambda: json.loads(admin_get(port, "/status")[2])["admin"]["connections"] >= 9, 5,
+               what="8 held connections (and this probe) in /status")
+    for _ in range(3):
+        resp, took = exchange(port, health_request(), source="127.0.0.2", timeout=5)
+        assert resp.status == 429 and resp.header("Retry-After") == "1", resp.describe()
+        assert json.loads(resp.body)["error"] == "too_many_connections" and "admin_per_ip_limit (8)" in resp.body.decode()
+        assert took < 1.5
+    resp, _ = exchange(port, health_request(), source="127.0.0.3", timeout=5)
+    assert resp.status == 200, resp.describe()
+    held.pop().close()
+    wait_until(lambda: exchange(port, health_request(), source="127.0.0.2", timeout=5)[0].status == 200, 5,
+               what="a slot for 127.0.0.2 once one of its connections closed")
+    for s in held:
+        s.close()
+    assert total(metrics(srv), "ws_admin_refusals_total", reason="per_ip") >= 3
+
+
+def test_health_checks_keep_their_reserve_when_every_general_slot_holds_a_request(ringgate):
+    """240 publishes whose bodies trickle (no token configured, so their
+    heads are accepted) hold every general slot: a further non-health
+    request gets 503 busy with Retry-After, /healthz and /readyz still 200
+    from the reserve; when the bodies miss their deadline the slots return."""
+    timeout_s = 4
+    srv = ringgate("--workers", "1", "--admin-request-timeout", f"{timeout_s}s")
+    port = srv.admin_port
+    head = b"POST /publish/slow HTTP/1.1\r\nHost: admin\r\nContent-Length: 1000\r\n\r\n{"
+    slow = []
+    for source in source_addresses(10):
+        for _ in range(24):
+            s = wsraw.connect(port, source=source)
+            s.sendall(head)
+            slow.append(s)
+    wait_until(lambda: exchange(port, health_request("/metrics"), timeout=5)[0].status == 503, timeout_s - 1,
+               what="/metrics to be refused once 240 bodies hold the general slots")
+    resp, _ = exchange(port, health_request("/status"), timeout=5)
+    assert resp.status == 503 and resp.header("Retry-After") == "1", resp.describe()
+    assert json.loads(resp.body)["error"] == "busy"
+    for path in ("/healthz", "/readyz"):
+        resp, took = exchange(port, health_request(path), timeout=5)
+        assert resp.status == 200 and took < 1.5, (path, resp.describe(), took)
+    closed = [wsraw.wait_closed(s, timeout_s + 3)[0] for s in slow]
+    assert all(closed), f"{closed.count(False)} slow bodies outlived their deadline"
+    for s in slow:
+        s.close()
+    status, _, body = admin_get(port, "/status")
+    assert status == 200 and json.loads(body)["admin"]["committed"] == 0, body
+    m = metrics(srv)
+    assert total(m, "ws_admin_refusals_total", reason="timeout") == 240
+    assert total(m, "ws_admin_refusals_total", reason="busy") >= 2
+
+
+def test_a_request_must_end_within_its_deadline_however_it_trickles(ringgate):
+    """The deadline runs from the accept (the first request) or the first
+    byte (the next ones on a kept-alive connection), not from the last byte:
+    a byte every 200 ms does not keep a connection past admin_request_timeout."""
+    srv = ringgate("--workers", "1", "--admin-request-timeout", "1s")
+    port = srv.admin_port
+    s = wsraw.connect(port)
+    started = time.monotonic()
+    request = b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 100
+    closed = None
+    for i in range(len(request)):
+        if not wsraw.send_tolerant(s, request[i:i + 1]):
+            closed = time.monotonic()
+            break
+        got, how = wsraw.recv_until_eof(s, 0.2)
+        if how != "timeout":
+            closed = time.monotonic()
+            break
+    s.close()
+    assert closed is not None and closed - started < 2.5, closed and closed - started
+    assert total(metrics(srv), "ws_admin_refusals_total", reason="timeout") == 1
+
+
+# ---------------------------------------------------------------- wrong tokens
+
+def test_repeated_wrong_tokens_are_slowed_refused_and_counted_per_address(ringgate, tmp_path):
+    """Five wrong or missing tokens from one address get 401 at once; from
+    the sixth in the window each is answered 429 with Retry-After, held back
+    a second, and counted.  The right token from the same address is never
+    held, and another address still gets its immediate 401s."""
+    srv = token_server(ringgate, tmp_path)
+    port = srv.admin_port
+    for token in ("wrong-1", None, "wrong-3", "wrong-4", "wrong-5"):
+        resp, took = exchange(port, publish_request(token=token), source="127.0.0.2")
+        assert resp.status == 401 and resp.header("WWW-Authenticate") == "Bearer", resp.describe()
+        assert took < 0.9, took
+    for _ in range(2):
+        resp, took = exchange(port, publish_request(token="wrong-again"), source="127.0.0.2")
+        assert resp.status == 429, resp.describe()
+        assert 1 <= int(resp.header("Retry-After")) <= 60
+        assert json.loads(resp.body)["error"] == "too_many_failures"
+        assert took >= 0.9, took
+    resp, took = exchange(port, publish_request(), source="127.0.0.2")
+    assert resp.status == 200 and took < 0.9, (resp.describe(), took)
+    resp, took = exchange(port, publish_request(token="wrong-elsewhere"), source="127.0.0.3")
+    assert resp.status == 401 and took < 0.9, (resp.describe(), took)
+    m = metrics(srv)
+    assert total(m, "ws_publish_auth_failures_total") == 8
+    assert total(m, "ws_publish_auth_throttled_total") == 2
+    assert m[("ws_publish_rejections_total", frozenset({("reason", "unauthorized")}))] == 8
+    assert total(m, "ws_publishes_total") == 1

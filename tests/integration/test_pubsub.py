@@ -326,10 +326,10 @@ def test_token_channels_claim_decides_what_may_be_subscribed(jwt_server):
 # ---------------------------------------------------------------- publish API
 
 def test_bad_publish_requests_get_400_401_405_411_413(ringgate, tmp_path):
-    (tmp_path / "api.token").write_text("s3cret-api-token\n")
+    (tmp_path / "api.token").write_text("s3cret-api-token-0123456789abcdef\n")
     srv = ringgate("--workers", "1", "--max-publish-size", "1KiB", "--api-token-file", str(tmp_path / "api.token"))
     port = srv.admin_port
-    good = Api(srv, token="s3cret-api-token")
+    good = Api(srv, token="s3cret-api-token-0123456789abcdef")
     for name, why in [("has%20space", b"character"), ("x" * 129, b"longer than 128"), ("a*", b"character")]:
         status, _, body = good.post(f"/publish/{name}", b"x")
         assert status == 400, (name, body)
@@ -356,7 +356,7 @@ def test_bad_publish_requests_get_400_401_405_411_413(ringgate, tmp_path):
     assert status == 405 and headers["allow"] == "GET"
     # No Content-Length: 411 and the connection is closed.
     resp = wsraw.http_exchange(port, b"POST /publish/fine HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                                     b"Authorization: Bearer s3cret-api-token\r\n\r\n0\r\n\r\n")
+                                     b"Authorization: Bearer s3cret-api-token-0123456789abcdef\r\n\r\n0\r\n\r\n")
     assert resp.status == 411
     m = metrics(srv)
     assert m[("ws_publish_rejections_total", frozenset({("reason", "bad_request")}))] == 4

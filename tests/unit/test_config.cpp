@@ -527,6 +527,8 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"listen", "127.0.0.1:8080"},
       {"backlog", "4096"},
       {"admin-listen", "127.0.0.1:9090"},
+      {"admin-per-ip-limit", "32"},
+      {"admin-request-timeout", "10s"},
       {"not-ready-percent", "80"},
       {"warn-percent", "70"},
       {"kernel-refuse-percent", "95"},

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "http_rule_cases.h"
 #include "test_support.h"
 
 namespace {
@@ -181,11 +182,13 @@ Outcome feed_pieces(const RequestCase& c, const std::vector<std::size_t>& cuts) 
 
 class Requests : public ::testing::TestWithParam<RequestCase> {};
 
-TEST_P(Requests, WholeSplitAndByteByByteAgree) {
-  const RequestCase& c = GetParam();
+// Feeds `c` whole, split in two at every byte and byte by byte; checks that
+// all agree and that the whole outcome is the expected one.  Returns it.
+Outcome check_every_split(const RequestCase& c) {
   const Outcome whole = feed_pieces(c, {});
   SCOPED_TRACE(::testing::PrintToString(whole));
-  ASSERT_EQ(whole.status, c.status);
+  EXPECT_EQ(whole.status, c.status);
+  if (whole.status != c.status) return whole;
   switch (c.status) {
     case Status::complete:
       EXPECT_EQ(whole.decided, c.http_status);
@@ -206,11 +209,27 @@ TEST_P(Requests, WholeSplitAndByteByByteAgree) {
   }
 
   const std::size_t n = c.input.size() + c.trailing.size();
-  for (std::size_t k = 0; k <= n; ++k) ASSERT_EQ(feed_pieces(c, {k}), whole) << "split at " << k;
+  for (std::size_t k = 0; k <= n; ++k) EXPECT_EQ(feed_pieces(c, {k}), whole) << "split at " << k;
   std::vector<std::size_t> every;
   for (std::size_t k = 1; k < n; ++k) every.push_back(k);
-  ASSERT_EQ(feed_pieces(c, every), whole) << "byte by byte";
+  EXPECT_EQ(feed_pieces(c, every), whole) << "byte by byte";
+  return whole;
 }
+
+TEST_P(Requests, WholeSplitAndByteByByteAgree) { check_every_split(GetParam()); }
+
+// The rules shared with the admin parser (tests/unit/http_rule_cases.h): the
+// same status, reason and position.
+class UpgradeSharedRules : public ::testing::TestWithParam<rg::test::HttpRuleCase> {};
+
+TEST_P(UpgradeSharedRules, RefusedWithTheirReason) {
+  const rg::test::HttpRuleCase& r = GetParam();
+  const Outcome whole = check_every_split({r.name, r.input, Status::error, r.status, {}, {}, {}, r.consumed});
+  EXPECT_EQ(whole.error_reason, r.reason);
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, UpgradeSharedRules, ::testing::ValuesIn(rg::test::http_rule_cases()),
+                         [](const ::testing::TestParamInfo<rg::test::HttpRuleCase>& i) { return i.param.name; });
 
 std::vector<RequestCase> request_cases() {
   const std::string ok = base_request();
@@ -247,12 +266,8 @@ std::vector<RequestCase> request_cases() {
        request("GET /echo HTTP/1.1", {"Host:a", "Upgrade: \twebsocket \t", "Connection:   Upgrade",
                                       "Sec-WebSocket-Key:dGhlIHNhbXBsZSBub25jZQ==\t", "Sec-WebSocket-Version:  13 "}),
        Status::complete, 101},
-      {"bare_lf", request("GET /echo HTTP/1.1", base_headers(), "\n"), Status::complete, 101},
-      {"mixed_line_endings", "GET /echo HTTP/1.1\nHost: a\r\nUpgrade: websocket\nConnection: Upgrade\r\n"
-                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nSec-WebSocket-Version: 13\r\n\n",
-       Status::complete, 101},
       {"leading_empty_line", "\r\n" + ok, Status::complete, 101},
-      {"leading_empty_lines_lf", "\n\r\n\n" + ok, Status::complete, 101},
+      {"leading_empty_lines", "\r\n\r\n" + ok, Status::complete, 101},
       {"trailing_ws_bytes", ok, Status::complete, 101, std::string("\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58", 11)},
       {"trailing_second_request", ok, Status::complete, 101, ok},
       {"empty_header_value", request("GET /echo HTTP/1.1", plus(base_headers(), {"X-Empty:", "X-Blank:   "})),
@@ -297,8 +312,19 @@ std::vector<RequestCase> request_cases() {
       // ---- header errors (parser, 400)
       {"header_without_colon", request("GET /echo HTTP/1.1", plus(base_headers(), {"NoColonHere"})), Status::error,
        400},
-      {"header_without_colon_lf", request("GET /echo HTTP/1.1", {"Host: a", "Broken"}, "\n"), Status::error, 400, {},
-       {}, {}, 34},
+      // Lines end with CRLF only (the rules both parsers share: UpgradeSharedRules below).
+      {"bare_lf", request("GET /echo HTTP/1.1", base_headers(), "\n"), Status::error, 400, {}, {}, {}, 19},
+      {"mixed_line_endings", "GET /echo HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\nConnection: Upgrade\r\n\r\n",
+       Status::error, 400, {}, {}, {}, 48},
+      {"leading_empty_lines_lf", "\r\n\n" + ok, Status::error, 400, {}, {}, {}, 3},
+      {"header_without_colon_last", request("GET /echo HTTP/1.1", {"Host: a", "Broken"}), Status::error, 400, {}, {},
+       {}, 36},
+      {"duplicate_authorization", request("GET /echo HTTP/1.1", plus(base_headers(), {"Authorization: Bearer a",
+                                                                                      "Authorization: Bearer b"})),
+       Status::error, 400},
+      {"duplicate_content_length",
+       request("GET /echo HTTP/1.1", plus(base_headers(), {"Content-Length: 0", "Content-Length: 0"})), Status::error,
+       400},
       {"obs_fold", request("GET /echo HTTP/1.1", {"Host: a", "X-Long: one", " two"}), Status::error, 400, {}, {}, {},
        43},
       {"obs_fold_tab", request("GET /echo HTTP/1.1", {"Host: a", "X-Long: one", "\ttwo"}), Status::error, 400},
@@ -335,7 +361,8 @@ std::vector<RequestCase> request_cases() {
       {"incomplete_request_line", "GET /echo HTT", Status::need_more, 0},
       {"incomplete_headers", "GET /echo HTTP/1.1\r\nHost: a\r\n", Status::need_more, 0},
       {"incomplete_final_cr", "GET /echo HTTP/1.1\r\nHost: a\r\n\r", Status::need_more, 0},
-      {"only_empty_lines", "\r\n\r\n\n", Status::need_more, 0},
+      {"only_empty_lines", "\r\n\r\n", Status::need_more, 0},
+      {"only_empty_lines_then_lf", "\r\n\r\n\n", Status::error, 400, {}, {}, {}, 5},
       // ---- decide(): route, method, version
       {"unknown_path", base_request("GET /chat HTTP/1.1"), Status::complete, 404},
       {"path_trailing_slash", base_request("GET /echo/ HTTP/1.1"), Status::complete, 404},

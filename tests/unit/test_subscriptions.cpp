@@ -1,5 +1,4 @@
-// server/subscriptions.h: the per-worker pub/sub index, and the API
-// listener's request-head parser (control/api_request.h).
+// server/subscriptions.h: the per-worker pub/sub index.
 
 #include "server/subscriptions.h"
 
@@ -9,7 +8,6 @@
 #include <string>
 #include <vector>
 
-#include "control/api_request.h"
 
 namespace {
 
@@ -139,68 +137,6 @@ TEST(SubscriptionIndex, UsersAndTheirDevices) {
   index.detach(alice[2]);
   EXPECT_EQ(index.find_user("alice"), nil);
   EXPECT_NE(index.find_user("bob"), nil);
-}
-
-// ---------------------------------------------------------------- API requests
-
-using rg::server::ApiParse;
-using rg::server::ApiRequest;
-
-TEST(ApiRequest, HeadsSplitAtEveryByte) {
-  struct Case {
-    const char* name;
-    std::string head;
-    ApiParse::Status status;
-    int error = 0;
-    std::uint64_t length = 0;
-    bool keep_alive = true;
-  } cases[] = {
-      {"post", "POST /publish/a HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n", ApiParse::Status::complete, 0, 12},
-      {"get_close", "GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n", ApiParse::Status::complete, 0, 0, false},
-      {"http10", "GET / HTTP/1.0\r\n\r\n", ApiParse::Status::complete, 0, 0, false},
-      {"bad_length", "POST /p HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", ApiParse::Status::error, 400},
-      {"two_lengths", "POST /p HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", ApiParse::Status::error,
-       400},
-      {"no_colon", "GET / HTTP/1.1\r\nHost\r\n\r\n", ApiParse::Status::error, 400},
-      {"http2", "GET / HTTP/2.0\r\n\r\n", ApiParse::Status::error, 505},
-      {"request_line", "GET  HTTP/1.1\r\n\r\n", ApiParse::Status::error, 400},
-      {"huge", "GET / HTTP/1.1\r\nX: " + std::string(9000, 'a') + "\r\n\r\n", ApiParse::Status::error, 431},
-  };
-  for (const auto& c : cases) {
-    for (std::size_t cut = 1; cut <= c.head.size(); cut += c.head.size() > 200 ? 97 : 1) {
-      ApiRequest req;
-      const ApiParse partial = rg::server::parse_api_request(std::string_view(c.head).substr(0, cut), req);
-      if (cut < c.head.size() && partial.status == ApiParse::Status::complete) {
-        ADD_FAILURE() << c.name << " complete before its end at " << cut;
-      }
-    }
-    ApiRequest req;
-    const ApiParse p = rg::server::parse_api_request(c.head + "body", req);
-    ASSERT_EQ(p.status, c.status) << c.name;
-    if (p.status == ApiParse::Status::error) {
-      EXPECT_EQ(p.error_status, c.error) << c.name;
-      EXPECT_FALSE(p.error_reason.empty()) << c.name;
-      continue;
-    }
-    EXPECT_EQ(req.content_length, c.length) << c.name;
-    EXPECT_EQ(req.keep_alive, c.keep_alive) << c.name;
-    EXPECT_EQ(req.head_bytes, c.head.size()) << c.name;
-  }
-}
-
-TEST(ApiRequest, PathAuthorizationAndSecrets) {
-  ApiRequest req;
-  ASSERT_EQ(rg::server::parse_api_request("POST /users/al/send?x=1 HTTP/1.1\r\nauthorization:  Bearer t0k \r\n"
-                                          "Transfer-Encoding: chunked\r\n\r\n",
-                                          req)
-                .status,
-            ApiParse::Status::complete);
-  EXPECT_EQ(req.path(), "/users/al/send");
-  EXPECT_EQ(req.authorization, "Bearer t0k");
-  EXPECT_TRUE(req.chunked);
-  EXPECT_TRUE(rg::server::same_secret("abc", "abc"));
-  EXPECT_FALSE(rg::server::same_secret("abc", "abd"));
-  EXPECT_FALSE(rg::server::same_secret("abc", "abcd"));
 }
 
 }  // namespace
