@@ -62,6 +62,7 @@ void Worker::handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
   ws::Session& s = sessions_[k.session];
   const std::uint64_t messages_before = counters_.messages_in_total.load();
   const bool refused_before = s.inbound_refused();
+  const std::uint16_t close_before = s.close_code();
   feeding_slot_ = slot;
   const ws::Session::FeedResult fed = s.feed(data);
   feeding_slot_ = nil;
@@ -75,7 +76,9 @@ void Worker::handle_ws_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
   // slow_consumer_policy = close chose to close during this read: the close
   // waits behind unread output, so the linger's close_timeout bounds it.
   if (books_[k.session].slow_close_sent && k.state == State::open) start_linger(slot);
-  if (s.close_code() != 0 && s.close_code() != 1001 && s.close_code() != 1000 &&
+  // Counted once, in the read that made the session close (reads that
+  // follow a close are drained, not judged again).
+  if (close_before == 0 && s.close_code() != 0 && s.close_code() != 1001 && s.close_code() != 1000 &&
       s.close_code() != config_.slow_consumer_close_code) {
     counters_.protocol_closes_total.add();
   }
