@@ -200,8 +200,8 @@ def http_upgrade():
     return out
 
 
-def api_request():
-    # [flags: same_secret split bits 0-2] [buffer]
+def http_request():
+    # [flags: the step the bytes arrive in] [buffer]
     rows = {
         "post": b"POST /publish/a HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n{\"price\":1}\n",
         "get_close": b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
@@ -570,7 +570,7 @@ def config():
 
 TARGETS = {
     "fuzz_http_upgrade": http_upgrade,
-    "fuzz_api_request": api_request,
+    "fuzz_http_request": http_request,
     "fuzz_ws_frame": ws_frame,
     "fuzz_ws_session": ws_session,
     "fuzz_ws_wire": ws_wire,
