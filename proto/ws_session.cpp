@@ -29,6 +29,7 @@ void frame_start_trampoline(wslay_event_context_ptr, const wslay_event_on_frame_
 void chunk_trampoline(wslay_event_context_ptr, const wslay_event_on_frame_recv_chunk_arg* arg, void* user) {
   static_cast<Session*>(user)->on_wslay_chunk(arg->data, arg->data_length);
 }
+void frame_end_trampoline(wslay_event_context_ptr, void* user) { static_cast<Session*>(user)->on_wslay_frame_end(); }
 
 bool is_data(std::uint8_t opcode) {
   return opcode == static_cast<std::uint8_t>(Opcode::text) || opcode == static_cast<std::uint8_t>(Opcode::binary) ||
@@ -70,7 +71,7 @@ bool Session::init(const SessionLimits& limits, MessageHandler* handler, Segment
       .genmask_callback = nullptr,  // servers never mask
       .on_frame_recv_start_callback = frame_start_trampoline,
       .on_frame_recv_chunk_callback = chunk_trampoline,
-      .on_frame_recv_end_callback = nullptr,
+      .on_frame_recv_end_callback = frame_end_trampoline,
       .on_msg_recv_callback = msg_trampoline,
   };
   if (wslay_event_context_server_init(&ctx_, &callbacks, this) != 0) {
@@ -85,7 +86,8 @@ bool Session::init(const SessionLimits& limits, MessageHandler* handler, Segment
   wslay_event_config_set_no_buffering(ctx_, 1);
   in_ = {};
   in_data_frame_ = false;
-  out_of_memory_ = false;
+  no_room_ = false;
+  refused_ = false;
   send_in_flight_ = false;
   dirty_ = false;
   close_code_ = 0;
@@ -115,9 +117,11 @@ Session::FeedResult Session::feed(std::span<const std::uint8_t> bytes) noexcept 
     rc = wslay_event_recv(ctx_);
   }
   in_ = {};
-  if (out_of_memory_) {
+  if (refused_) {
     // The message being received could not be held: the worker's buffer
-    // budget (the pool's live_max) is spent, or memory is short.
+    // budget (the pool's live_max) is spent, or memory is short.  wslay
+    // found nothing wrong with the frame where room ran out (see
+    // on_wslay_frame_end), so the close is ours to send.
     dirty_ = true;
     queue_close(1013, "no room for this message within the server's buffer budget: try again later");
     return FeedResult::ok;
@@ -250,18 +254,40 @@ long Session::on_wslay_send(const std::uint8_t* data, std::size_t len) noexcept 
 void Session::on_wslay_frame_start(std::uint8_t opcode) noexcept { in_data_frame_ = is_data(opcode); }
 
 void Session::on_wslay_chunk(const std::uint8_t* data, std::size_t len) noexcept {
-  if (!in_data_frame_ || len == 0 || out_of_memory_) return;
+  if (!in_data_frame_ || len == 0 || no_room_) return;
   // Capped: reassembly counts against the pool's live_max (the worker's
   // share of max_buffered_bytes) like outbound data, so a flood of
   // half-sent messages is refused (1013) instead of holding memory.
   if (!in_msg_.append(*pool_, {data, len}, true)) {
-    out_of_memory_ = true;
-    wslay_event_shutdown_read(ctx_);
+    // Not refused yet: see on_wslay_frame_end.  What the message held goes
+    // back at once; the rest of the frame is read and dropped.
+    no_room_ = true;
+    in_msg_.clear(*pool_);
   }
 }
 
+// The refusal of a message that found no room waits for the end of the
+// frame where room ran out, so that the same bytes get the same answer
+// however they were split across reads.  wslay checks a text chunk's UTF-8
+// before handing the chunk to on_wslay_chunk, and fails the frame (1007)
+// without handing it over; its chunks follow our reads and its 4 KiB input
+// buffer.  Refused at once, a frame whose bad byte lies past the point where
+// room ran out would get 1007 when that byte came in the same chunk, and
+// 1013 when it came in a later read.  At the frame's end wslay has judged
+// every byte of it, a truncated last code point included: a bad frame gets
+// 1007 whatever the reads, and 1013 ("nothing is wrong with it, try again
+// later") goes only to a frame with nothing wrong with it.  Waiting holds no
+// memory (the rest of the frame is dropped) and reads at most the rest of
+// one frame (max_frame_bytes), bytes the server would drain after its close
+// anyway.
+void Session::on_wslay_frame_end() noexcept {
+  if (!no_room_ || refused_) return;
+  refused_ = true;
+  wslay_event_shutdown_read(ctx_);  // feed() queues the 1013
+}
+
 void Session::on_wslay_message(std::uint8_t opcode) noexcept {
-  if (out_of_memory_) return;  // part of it was never held: it is refused (1013) in feed()
+  if (no_room_) return;  // part of it was never held: it is refused (1013) in feed()
   if (opcode == static_cast<std::uint8_t>(Opcode::text) || opcode == static_cast<std::uint8_t>(Opcode::binary)) {
     std::span<const std::uint8_t> payload;
     if (in_msg_.contiguous()) {

@@ -124,8 +124,10 @@ class Session {
   // the rest of it.
   [[nodiscard]] bool mid_message() const noexcept { return !tracker_.at_message_boundary() || !in_msg_.empty(); }
   // The message being received was refused for lack of room (the worker's
-  // buffer budget, or memory): the session queued close 1013.
-  [[nodiscard]] bool inbound_refused() const noexcept { return out_of_memory_; }
+  // buffer budget, or memory): the session queued close 1013.  The refusal
+  // comes at the end of the frame where room ran out (on_wslay_frame_end
+  // says why), and not at all if that frame turns out bad (1007).
+  [[nodiscard]] bool inbound_refused() const noexcept { return refused_; }
 
   // wslay callbacks (C linkage trampolines call these).
   long on_wslay_recv(std::uint8_t* buf, std::size_t len) noexcept;
@@ -133,6 +135,7 @@ class Session {
   void on_wslay_message(std::uint8_t opcode) noexcept;
   void on_wslay_frame_start(std::uint8_t opcode) noexcept;
   void on_wslay_chunk(const std::uint8_t* data, std::size_t len) noexcept;
+  void on_wslay_frame_end() noexcept;
 
  private:
   void pump() noexcept;
@@ -151,7 +154,10 @@ class Session {
   SegmentQueue out_;     // framed output, data and control, in wire order
   SegmentQueue in_msg_;  // the data message being reassembled
   bool in_data_frame_ = false;  // the frame wslay is reading is a data frame
-  bool out_of_memory_ = false;  // a segment could not be had while feeding
+  // A segment could not be had for the data message being received: the
+  // rest of its frame is dropped, and the message refused at the frame's end.
+  bool no_room_ = false;
+  bool refused_ = false;  // that frame ended: 1013, queued in feed()
   bool send_in_flight_ = false;  // the head bytes are handed to the kernel
   bool dirty_ = false;
   std::uint16_t close_code_ = 0;

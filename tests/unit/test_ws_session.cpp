@@ -96,10 +96,15 @@ struct Feeding {
   std::size_t piece = SIZE_MAX;
 };
 
-Outcome run(const Bytes& stream, const SessionLimits& limits, const Feeding& f) {
+// `pool_segments`: how many 1 KiB segments the session may hold for data
+// (the buffer budget); unlimited by default.
+Outcome run(const Bytes& stream, const SessionLimits& limits, const Feeding& f,
+            std::uint64_t pool_segments = UINT64_MAX) {
   Echo echo;
+  rg::proto::SegmentPool pool;  // outlives the session, which gives its segments back
+  pool.init(rg::proto::SegmentPool::segment_size_min, 4, pool_segments);
   Session s;
-  EXPECT_TRUE(s.init(limits, &echo));
+  EXPECT_TRUE(s.init(limits, &echo, &pool));
   Outcome o;
   std::size_t from = 0;
   for (std::size_t i = 0; i <= f.cuts.size(); ++i) {
@@ -139,6 +144,9 @@ struct SessionCase {
   // (closes wslay queues on its own, e.g. 1007 for bad text, do not show up).
   int close_code = 0;
   std::uint64_t max_message = 1024 * 1024;
+  // Segments (1 KiB, 1000 bytes of payload) the pool lends for data: the
+  // worker's buffer budget, which a message being received is charged to.
+  std::uint64_t pool_segments = UINT64_MAX;
 };
 
 std::ostream& operator<<(std::ostream& os, const SessionCase& c) { return os << c.name; }
@@ -156,7 +164,7 @@ class Sessions : public ::testing::TestWithParam<SessionCase> {
 
 TEST_P(Sessions, WholeMatchesExpectation) {
   const SessionCase& c = GetParam();
-  const Outcome o = run(stream_of(c), limits(), {});
+  const Outcome o = run(stream_of(c), limits(), {}, c.pool_segments);
   SCOPED_TRACE(::testing::PrintToString(o));
   EXPECT_FALSE(o.fatal);
   const std::vector<ServerFrame> frames = parse_server(o.output);
@@ -182,27 +190,30 @@ TEST_P(Sessions, WholeMatchesExpectation) {
 
 TEST_P(Sessions, SplitAtEveryBoundaryMatchesWhole) {
   const Bytes stream = stream_of(GetParam());
-  const Outcome whole = run(stream, limits(), {});
+  const std::uint64_t budget = GetParam().pool_segments;
+  const Outcome whole = run(stream, limits(), {}, budget);
   for (std::size_t k = 0; k <= stream.size(); ++k)
-    ASSERT_EQ(run(stream, limits(), {{k}}), whole) << "split at " << k;
+    ASSERT_EQ(run(stream, limits(), {{k}}, budget), whole) << "split at " << k;
 }
 
 TEST_P(Sessions, ByteByByteMatchesWhole) {
   const Bytes stream = stream_of(GetParam());
-  const Outcome whole = run(stream, limits(), {});
+  const std::uint64_t budget = GetParam().pool_segments;
+  const Outcome whole = run(stream, limits(), {}, budget);
   std::vector<std::size_t> cuts;
   for (std::size_t k = 1; k < stream.size(); ++k) cuts.push_back(k);
-  ASSERT_EQ(run(stream, limits(), {cuts}), whole);
+  ASSERT_EQ(run(stream, limits(), {cuts}, budget), whole);
 }
 
 TEST_P(Sessions, DrainingBetweenFeedsAndPartialSendsMatchWhole) {
   const Bytes stream = stream_of(GetParam());
-  const Outcome whole = run(stream, limits(), {});
+  const std::uint64_t budget = GetParam().pool_segments;
+  const Outcome whole = run(stream, limits(), {}, budget);
   std::vector<std::size_t> cuts;
   for (std::size_t k = 7; k < stream.size(); k += 7) cuts.push_back(k);
-  ASSERT_EQ(run(stream, limits(), {cuts, true}), whole) << "drained after every feed";
-  ASSERT_EQ(run(stream, limits(), {cuts, true, 3}), whole) << "drained 3 bytes per send";
-  ASSERT_EQ(run(stream, limits(), {{}, false, 1}), whole) << "drained 1 byte per send";
+  ASSERT_EQ(run(stream, limits(), {cuts, true}, budget), whole) << "drained after every feed";
+  ASSERT_EQ(run(stream, limits(), {cuts, true, 3}, budget), whole) << "drained 3 bytes per send";
+  ASSERT_EQ(run(stream, limits(), {{}, false, 1}, budget), whole) << "drained 1 byte per send";
 }
 
 Bytes F(const t::FrameSpec& f) { return t::encode_frame(f); }
@@ -218,6 +229,11 @@ std::vector<SessionCase> session_cases() {
   Bytes all_bytes(256);
   for (int i = 0; i < 256; ++i) all_bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(i);
   const std::string b125(125, 'p');
+  // Over one segment's 1000 bytes: with a budget of one segment, room runs
+  // out 1000 bytes into the payload.
+  const std::string a1500(1500, 'a');
+  constexpr std::uint64_t mib = 1024 * 1024;
+  constexpr std::string_view no_room = "no room for this message within the server's buffer budget: try again later";
   return {
       // ---- echo
       {"text", {F(text("Hello, ringgate"))}, {E(0x1, "Hello, ringgate")}, 1},
@@ -292,6 +308,23 @@ std::vector<SessionCase> session_cases() {
       {"fragmented_bad_utf8", {F(text("ok", false)), F(cont("\xC3(", true))}, {Close(1007)}, 0, false, true, false, -1},
       {"fragmented_truncated_at_end", {F(text("ok", false)), F(cont("\xE2\x82", true))}, {Close(1007)}, 0, false, true, false, -1},
       {"binary_not_validated", {F(binary({0xFF, 0xC0}))}, {{0x2, {0xFF, 0xC0}}}, 1},
+      // ---- the buffer budget: a message that finds no room is refused with
+      // 1013, at the end of the frame where room ran out, so that the frame
+      // is judged whole first (a bad one gets 1007 however it was split).
+      {"budget_binary_refused", {F(binary(t::bytes(a1500)))}, {Close(1013, no_room)}, 0, false, true, false, 1013,
+       mib, 1},
+      {"budget_text_refused", {F(text(a1500))}, {Close(1013, no_room)}, 0, false, true, false, 1013, mib, 1},
+      {"budget_fits", {F(text(std::string(1000, 'a')))}, {E(0x1, std::string(1000, 'a'))}, 1, false, false, true, 0,
+       mib, 3},  // one segment for the message, two for its echo
+      // fuzz_ws_session crash-05d5d372: the bad byte lies past the point where
+      // room ran out.  Whole, wslay saw it in the same chunk and failed the
+      // frame (1007) before handing the chunk over; split, room ran out first
+      // and the answer was 1013.
+      {"budget_text_bad_utf8_past_room", {F(text(a1500 + "\xFF"))}, {Close(1007)}, 0, false, true, false, -1, mib, 1},
+      {"budget_text_truncated_utf8_at_end", {F(text(a1500 + "\xC3"))}, {Close(1007)}, 0, false, true, false, -1, mib,
+       1},
+      {"budget_fragment_refused_before_bad_fragment", {F(text(a1500, false)), F(cont("\xFF"))}, {Close(1013, no_room)},
+       0, false, true, false, 1013, mib, 1},
   };
 }
 
