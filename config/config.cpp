@@ -36,6 +36,7 @@ constexpr std::array<const char*, 2> reject_words = {"http", "close"};
 constexpr std::array<const char*, 2> slow_consumer_words = {"close", "drop"};
 constexpr std::array<const char*, 2> auth_words = {"off", "jwt"};
 constexpr std::array<const char*, 3> wake_words = {"auto", "msg_ring", "eventfd"};
+constexpr std::array<const char*, 2> tls_version_words = {"1.2", "1.3"};
 
 struct Option {
   const char* name;  // snake_case; the flag is the kebab-case form
@@ -124,6 +125,24 @@ const std::vector<Option>& options() {
        "its last byte, however it trickles; a body gets its size at 256 KiB/s more. Then the connection is "
        "closed.",
        RG_MS(admin_request_timeout_ms)},
+      {"tls_listen", Kind::text, "HOST:PORT",
+       "Address to accept wss:// (TLS) connections on, served by the same workers and endpoints as listen. Port 0 "
+       "picks a free port (logged at start-up); 'off' disables it. Needs tls_cert_file and tls_key_file.",
+       RG_TEXT(tls_listen)},
+      {"tls_cert_file", Kind::text, "PATH", "PEM certificate chain for tls_listen, leaf first.",
+       RG_TEXT(tls_cert_file)},
+      {"tls_key_file", Kind::text, "PATH", "PEM private key of tls_cert_file's leaf.", RG_TEXT(tls_key_file)},
+      {"tls_min_version", Kind::choice, "1.2|1.3",
+       "Oldest TLS version a client may speak (TLS 1.3 is always offered; TLS 1.2 with ECDHE AEAD suites only).",
+       RG_CHOICE(tls_min_version, TlsVersion, tls_version_words)},
+      {"tls_handshakes_max", Kind::u32, "N",
+       "TLS handshakes in flight per worker; a newcomer beyond it gets a TLS internal_error alert and is closed "
+       "before any handshake CPU is spent on it.",
+       RG_U32(tls_handshakes_max)},
+      {"tls_record_buffers", Kind::u32, "N",
+       "Per worker: 32 KiB buffers that hold a connection's outgoing TLS records only while they are in flight "
+       "(an idle TLS connection holds none). A send that finds none free waits for one.",
+       RG_U32(tls_record_buffers)},
       {"warn_percent", Kind::u32, "PERCENT",
        "Utilisation of any budget (max_connections, or a kernel budget) from which a rate-limited warning is "
        "logged.",
@@ -368,6 +387,7 @@ const char* word(Reject v) noexcept { return reject_words[static_cast<std::size_
 const char* word(SlowConsumerPolicy v) noexcept { return slow_consumer_words[static_cast<std::size_t>(v)]; }
 const char* word(Auth v) noexcept { return auth_words[static_cast<std::size_t>(v)]; }
 const char* word(WakeMode v) noexcept { return wake_words[static_cast<std::size_t>(v)]; }
+const char* word(TlsVersion v) noexcept { return tls_version_words[static_cast<std::size_t>(v)]; }
 
 bool parse_size(const std::string& text, std::uint64_t& bytes) {
   std::uint64_t n;

@@ -15,6 +15,7 @@ enum class Reject : std::uint8_t { http, close };               // a capacity re
 enum class SlowConsumerPolicy : std::uint8_t { close, drop };   // new messages for a backpressured connection
 enum class Auth : std::uint8_t { off, jwt };                    // who may use pubsub_path
 enum class WakeMode : std::uint8_t { automatic, msg_ring, eventfd };  // how publishers wake workers
+enum class TlsVersion : std::uint8_t { v1_2, v1_3 };                 // the oldest TLS a client may speak
 
 struct Config {
   // Network
@@ -24,6 +25,13 @@ struct Config {
   std::string admin_listen = "127.0.0.1:9090";  // "off" disables the admin listener
   std::uint32_t admin_per_ip_limit = 32;            // admin connections per client address (429 beyond); 0 = none
   std::uint64_t admin_request_timeout_ms = 10'000;  // an admin request, from accept or its first byte to its end
+  // TLS (wss://): a second listener served by the same workers (docs/configuration.md, "TLS").
+  std::string tls_listen = "off";        // HOST:PORT, or off
+  std::string tls_cert_file;             // PEM certificate chain, leaf first
+  std::string tls_key_file;              // PEM private key of the leaf
+  TlsVersion tls_min_version = TlsVersion::v1_2;
+  std::uint32_t tls_handshakes_max = 1024;   // per worker: TLS handshakes in flight (beyond: an alert, then close)
+  std::uint32_t tls_record_buffers = 256;    // per worker: 32 KiB ciphertext buffers for records in flight
   std::uint32_t not_ready_percent = 80;         // /readyz answers 503 from this utilisation on
   std::uint32_t warn_percent = 70;              // a rate-limited warning from this utilisation on
   std::uint32_t kernel_refuse_percent = 95;     // new handshakes get 503 from this kernel-budget use on
@@ -98,6 +106,7 @@ struct Config {
   [[nodiscard]] bool pubsub_enabled() const noexcept { return pubsub_path != "off"; }
   [[nodiscard]] bool echo_enabled() const noexcept { return echo_path != "off"; }
   [[nodiscard]] bool auth_jwt() const noexcept { return auth == Auth::jwt; }
+  [[nodiscard]] bool tls_enabled() const noexcept { return tls_listen != "off"; }
 
   // The per-connection backpressure thresholds in bytes.
   [[nodiscard]] std::uint64_t backpressure_on_bytes() const noexcept { return frame_buffer_size; }
@@ -130,5 +139,6 @@ std::string help_text();
 [[nodiscard]] const char* word(SlowConsumerPolicy v) noexcept;
 [[nodiscard]] const char* word(Auth v) noexcept;
 [[nodiscard]] const char* word(WakeMode v) noexcept;
+[[nodiscard]] const char* word(TlsVersion v) noexcept;
 
 }  // namespace rg::server

@@ -74,13 +74,15 @@ const char* admin_refusal_name(AdminRefusal r) {
 
 }  // namespace
 
-// One Prometheus histogram summed over workers (seconds, as is conventional).
-void Admin::histogram(std::string& out, const char* name, const char* help,
-                      LatencyHistogram WorkerCounters::*field) const {
+namespace {
+// One Prometheus histogram summed over workers (seconds, as is conventional);
+// `of` picks the histogram out of a worker's counters.
+template <typename Of>
+void histogram_of(std::string& out, const Shared& shared, const char* name, const char* help, Of of) {
   absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
   std::uint64_t cumulative = 0;
   for (std::size_t b = 0; b <= LatencyHistogram::bounds_ms.size(); ++b) {
-    for (const auto& c : shared_.counters) cumulative += load(((*c).*field).buckets[b]);
+    for (const auto& c : shared.counters) cumulative += load(of(*c).buckets[b]);
     if (b < LatencyHistogram::bounds_ms.size())
       absl::StrAppendFormat(&out, "%s_bucket{le=\"%g\"} %d\n", name, LatencyHistogram::bounds_ms[b] / 1000.0,
                             cumulative);
@@ -89,11 +91,78 @@ void Admin::histogram(std::string& out, const char* name, const char* help,
   }
   std::uint64_t sum_ms = 0;
   std::uint64_t count = 0;
-  for (const auto& c : shared_.counters) {
-    sum_ms += load(((*c).*field).sum_ms);
-    count += load(((*c).*field).count);
+  for (const auto& c : shared.counters) {
+    sum_ms += load(of(*c).sum_ms);
+    count += load(of(*c).count);
   }
   absl::StrAppendFormat(&out, "%s_sum %g\n%s_count %d\n", name, static_cast<double>(sum_ms) / 1000.0, name, count);
+}
+}  // namespace
+
+void Admin::histogram(std::string& out, const char* name, const char* help,
+                      LatencyHistogram WorkerCounters::*field) const {
+  histogram_of(out, shared_, name, help, [field](const WorkerCounters& c) -> const LatencyHistogram& { return c.*field; });
+}
+
+// TLS: handshakes by result, version and resumption, failures by reason,
+// what TLS holds, and the certificate's remaining life.
+void Admin::tls_metrics(std::string& out) const {
+  const Shared& s = shared_;
+  if (!s.tls_ctx) return;
+  out += "# HELP ws_tls_handshakes_total TLS handshakes: completed (by version and resumption) or failed.\n"
+         "# TYPE ws_tls_handshakes_total counter\n";
+  for (std::size_t v = 0; v < 2; ++v)
+    for (std::size_t r = 0; r < 2; ++r) {
+      std::uint64_t sum = 0;
+      for (const auto& c : s.counters) sum += load(c->tls.handshakes_ok[v][r]);
+      absl::StrAppendFormat(&out, "ws_tls_handshakes_total{result=\"ok\",version=\"%s\",resumed=\"%d\"} %d\n",
+                            v ? "1.3" : "1.2", r, sum);
+    }
+  {
+    std::uint64_t failed = 0;
+    for (const auto& c : s.counters)
+      for (const auto f : {TlsFailure::not_tls, TlsFailure::plain_http, TlsFailure::handshake, TlsFailure::truncated,
+                           TlsFailure::no_memory})
+        failed += load(c->tls.failures[static_cast<std::size_t>(f)]);
+    absl::StrAppendFormat(&out, "ws_tls_handshakes_total{result=\"failed\",version=\"none\",resumed=\"0\"} %d\n",
+                          failed);
+  }
+  out += "# HELP ws_tls_failures_total TLS connections that failed, by reason (an alert or a 400 was sent where "
+         "one could be).\n# TYPE ws_tls_failures_total counter\n";
+  for (std::size_t f = 0; f < static_cast<std::size_t>(TlsFailure::count); ++f) {
+    std::uint64_t sum = 0;
+    for (const auto& c : s.counters) sum += load(c->tls.failures[f]);
+    absl::StrAppendFormat(&out, "ws_tls_failures_total{reason=\"%s\"} %d\n", tls_failure_name(static_cast<TlsFailure>(f)),
+                          sum);
+  }
+  const auto sum_of = [&](base::Counter TlsCounters::*field) {
+    std::uint64_t sum = 0;
+    for (const auto& c : s.counters) sum += load(c->tls.*field);
+    return sum;
+  };
+  absl::StrAppendFormat(
+      &out,
+      "# HELP ws_tls_refusals_total TLS connections refused with an internal_error alert at accept: "
+      "tls_handshakes_max handshakes in flight.\n# TYPE ws_tls_refusals_total counter\nws_tls_refusals_total %d\n"
+      "# HELP ws_tls_close_notify_total Peers that ended their TLS stream with close_notify.\n"
+      "# TYPE ws_tls_close_notify_total counter\nws_tls_close_notify_total %d\n"
+      "# HELP ws_tls_handshakes_in_flight TLS connections accepted and not yet through their handshake.\n"
+      "# TYPE ws_tls_handshakes_in_flight gauge\nws_tls_handshakes_in_flight %d\n"
+      "# HELP ws_tls_connections TLS connections with a BoringSSL SSL (handshaking or established).\n"
+      "# TYPE ws_tls_connections gauge\nws_tls_connections %d\n"
+      "# HELP ws_tls_record_buffers_in_use Record buffers holding ciphertext waiting or in flight.\n"
+      "# TYPE ws_tls_record_buffers_in_use gauge\nws_tls_record_buffers_in_use %d\n"
+      "# HELP ws_tls_bytes_held Bytes TLS holds (SSLs, handshakes, record buffers), charged to max_buffered_bytes.\n"
+      "# TYPE ws_tls_bytes_held gauge\nws_tls_bytes_held %d\n"
+      "# HELP ws_tls_certificate_expiry_seconds Seconds until the leaf certificate's notAfter (negative: "
+      "expired).\n# TYPE ws_tls_certificate_expiry_seconds gauge\nws_tls_certificate_expiry_seconds %d\n",
+      sum_of(&TlsCounters::refused_total), sum_of(&TlsCounters::close_notify_total),
+      sum_of(&TlsCounters::handshakes_in_flight), sum_of(&TlsCounters::connections),
+      sum_of(&TlsCounters::record_buffers_in_use), sum_of(&TlsCounters::held_bytes),
+      s.tls_not_after_s.load() - static_cast<std::int64_t>(time(nullptr)));
+  histogram_of(out, s, "ws_tls_handshake_duration_seconds",
+               "TLS handshakes, from the ClientHello's first bytes to the handshake done, all workers.",
+               [](const WorkerCounters& c) -> const LatencyHistogram& { return c.tls.handshake_ms; });
 }
 
 bool parse_host_port(const std::string& text, std::string& host, std::uint16_t& port) {
@@ -685,6 +754,7 @@ std::string Admin::metrics() const {
   per_worker(out, s, "ws_deliveries_exhausted_total", "counter",
              "Deliveries and command answers not queued because every queue entry or message was in use.",
              &WorkerCounters::deliveries_exhausted_total);
+  tls_metrics(out);
   // Completions with an errno no handler expects, by op and errno: only the
   // ones seen, so the family stays small.
   out += "# HELP ws_unexpected_errors_total Completions with an errno no handler expects (each is also logged).\n"
@@ -777,6 +847,22 @@ std::string Admin::status_json() const {
                         "\"workers\":[",
                         s.config.per_ip_limit, load(connections_), load(committed_), clients_max, health_reserve,
                         limits_.per_ip_max, limits_.request_timeout_ms);
+  if (s.tls_ctx) {
+    std::uint64_t in_flight = 0, connections = 0, held = 0, buffers = 0;
+    for (const auto& c : s.counters) {
+      in_flight += load(c->tls.handshakes_in_flight);
+      connections += load(c->tls.connections);
+      held += load(c->tls.held_bytes);
+      buffers += load(c->tls.record_buffers_in_use);
+    }
+    // Inserted before "workers": the object above ended with '{"workers":['.
+    out.resize(out.size() - std::string_view("\"workers\":[").size());
+    absl::StrAppendFormat(&out,
+                          "\"tls\":{\"listen\":\"%s\",\"handshakes_in_flight\":%d,\"connections\":%d,"
+                          "\"record_buffers_in_use\":%d,\"bytes_held\":%d,\"certificate_expiry_s\":%d},\"workers\":[",
+                          s.config.tls_listen, in_flight, connections, buffers, held,
+                          s.tls_not_after_s.load() - static_cast<std::int64_t>(time(nullptr)));
+  }
   for (std::size_t i = 0; i < s.counters.size(); ++i) {
     const WorkerCounters& c = *s.counters[i];
     const std::uint64_t beat = load(c.loop_heartbeat_ms);

@@ -67,6 +67,7 @@ class Admin {
   [[nodiscard]] std::string metrics() const;
   [[nodiscard]] std::string status_json() const;
   void histogram(std::string& out, const char* name, const char* help, LatencyHistogram WorkerCounters::*field) const;
+  void tls_metrics(std::string& out) const;
 
   Shared& shared_;
   Publisher publisher_;

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <iostream>
 #include <memory>
 #include <string_view>
@@ -19,6 +20,7 @@
 
 #include "proto/http_upgrade.h"
 #include "proto/pubsub.h"
+#include "ring/ktls.h"
 #include "ring/ring.h"
 #include "control/admin.h"
 #include "control/secrets.h"
@@ -27,6 +29,8 @@
 #include "base/log.h"
 #include "tooling/preflight.h"
 #include "tooling/tune.h"
+#include "server/tls_context.h"
+#include "server/tls_stream.h"
 #include "server/worker.h"
 
 namespace {
@@ -152,6 +156,22 @@ bool validate(const Config& c, std::string& error) {
   if (c.admin_listen != "off" && !parse_host_port(c.admin_listen, admin_host, admin_port)) {
     error = "admin_listen must be HOST:PORT, [V6]:PORT or off, not '" + c.admin_listen + "'";
     return false;
+  }
+  std::string tls_host;
+  std::uint16_t tls_port = 0;
+  if (c.tls_enabled()) {
+    if (!parse_host_port(c.tls_listen, tls_host, tls_port)) {
+      error = "tls_listen must be HOST:PORT, [V6]:PORT or off, not '" + c.tls_listen + "'";
+      return false;
+    }
+    if (c.tls_cert_file.empty() || c.tls_key_file.empty()) {
+      error = "tls_listen needs tls_cert_file (PEM chain, leaf first) and tls_key_file (its private key)";
+      return false;
+    }
+    if (c.tls_handshakes_max == 0 || c.tls_record_buffers == 0 || c.tls_record_buffers > (1u << 20)) {
+      error = "tls_handshakes_max must be at least 1, tls_record_buffers between 1 and 1048576";
+      return false;
+    }
   }
   if (c.admin_per_ip_limit > Admin::clients_max) {
     error = "admin_per_ip_limit must be at most " + std::to_string(Admin::clients_max) + " (0 = no limit)";
@@ -375,9 +395,24 @@ int main(int argc, char** argv) {
          shared->kernel.figures[1].used.load(), shared->kernel.figures[1].limit.load(),
          shared->kernel.figures[2].used.load(), shared->kernel.figures[2].limit.load(), kernel_peak);
 
+  // TLS: the certificate and key are loaded (and checked against each
+  // other) before anything listens.
+  rg::server::TlsContext tls;
+  std::string tls_host;
+  std::uint16_t tls_port = 0;
+  if (config.tls_enabled()) {
+    (void)parse_host_port(config.tls_listen, tls_host, tls_port);
+    if (!tls.load(config, error)) {
+      std::fprintf(stderr, "ringgate: invalid configuration: %s\n", error.c_str());
+      return 2;
+    }
+    shared->tls_ctx = tls.ctx();
+    shared->tls_not_after_s.store(tls.not_after_s());
+  }
+
   // Listeners are made here, before any worker starts, so that a bad address
   // fails start-up and port 0 resolves once for all workers.
-  std::vector<int> listeners;
+  std::vector<Listeners> listeners(workers);
   std::uint16_t port = config.listen_port;
   for (std::uint32_t i = 0; i < workers; ++i) {
     const int fd = rg::ring::listen_reuseport(config.listen_host, port, static_cast<int>(config.backlog), error);
@@ -386,7 +421,16 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (i == 0) port = rg::ring::bound_port(fd);
-    listeners.push_back(fd);
+    listeners[i].plain = fd;
+    if (config.tls_enabled()) {
+      const int tls_fd = rg::ring::listen_reuseport(tls_host, tls_port, static_cast<int>(config.backlog), error);
+      if (tls_fd < 0) {
+        RG_LOG(error, "cannot listen on tls_listen: %s", error);
+        return 1;
+      }
+      if (i == 0) tls_port = rg::ring::bound_port(tls_fd);
+      listeners[i].tls = tls_fd;
+    }
   }
 
   // Signals go to this thread only, via sigwait; workers never see them.
@@ -460,11 +504,29 @@ int main(int argc, char** argv) {
   }
   const std::string host = config.listen_host.find(':') != std::string::npos ? "[" + config.listen_host + "]"
                                                                               : config.listen_host;
+  std::string tls_where = "off";
+  if (config.tls_enabled()) {
+    tls_where = (tls_host.find(':') != std::string::npos ? "[" + tls_host + "]" : tls_host) + ":" +
+                std::to_string(tls_port);
+    const std::int64_t days_left = (tls.not_after_s() - static_cast<std::int64_t>(time(nullptr))) / 86400;
+    // Kernel TLS: probed, said, not yet used (the keys would go to the
+    // kernel through io_uring's setsockopt once the probe says yes).
+    const rg::ring::KtlsProbe ktls = rg::ring::probe_ktls();
+    const std::string offload = ktls.available() ? std::string("off (the kernel has the tls ULP; offload is not built yet)")
+                                                 : "off (" + ktls.reason + ")";
+    RG_LOG(info, "tls: %s serves wss:// with %s (%s, %d days left), TLS %s..1.3, %u handshakes in flight per "
+                 "worker, %u record buffers of %u KiB per worker, kernel TLS offload %s",
+           tls_where, config.tls_cert_file, tls.key_description(), days_left,
+           rg::server::word(config.tls_min_version), config.tls_handshakes_max, config.tls_record_buffers,
+           rg::server::TlsStream::record_buffer_bytes / 1024, offload);
+  }
   // The start-up line is written whatever log_level says: operators and
   // scripts rely on it for the address (port 0), workers and capacity.
   rg::base::log::write(rg::base::log::Level::info,
-             absl::StrFormat("listening on %s:%u echo=%s admin=%s workers=%u capacity=%u connections (bounded by %s)",
-                             host, port, config.echo_path, admin_where, workers, shared->max_connections, bound));
+             absl::StrFormat("listening on %s:%u tls=%s echo=%s pubsub=%s admin=%s workers=%u capacity=%u connections "
+                             "(bounded by %s)",
+                             host, port, tls_where, config.echo_path, config.pubsub_path, admin_where, workers,
+                             shared->max_connections, bound));
 
   // First signal: drain.  Second: leave at once.
   bool draining = false;

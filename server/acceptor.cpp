@@ -12,32 +12,37 @@ namespace rg::server {
 
 // Arms whatever accepts are missing: the multishot one, or with
 // per_ip_limit each idle single accept.  Cheap enough to call every turn.
+// Each listener (plain, TLS) has its own.
 void Worker::arm_accept() {
   if (draining_ || accept_paused_) return;
   if (!per_ip_) {
-    if (!accept_armed_ && ring_.accept_multishot_direct(listen_fd_, {op_accept, 0, 0})) accept_armed_ = true;
+    for (std::uint32_t l = 0; l < listeners_max; ++l)
+      if (listen_fds_[l] >= 0 && !accept_armed_[l] && ring_.accept_multishot_direct(listen_fds_[l], {op_accept, 0, l}))
+        accept_armed_[l] = true;
     return;
   }
   for (std::uint32_t i = 0; i < peer_accepts_.size(); ++i) {
     PeerAccept& a = peer_accepts_[i];
     if (a.armed) continue;
-    if (!ring_.accept_direct_with_peer(listen_fd_, &a.addr, &a.addr_len, {op_accept_peer, 0, i})) return;
+    if (!ring_.accept_direct_with_peer(listen_fds_[a.listener], &a.addr, &a.addr_len, {op_accept_peer, 0, i})) return;
     a.armed = true;
   }
 }
 
 bool Worker::accepting() const noexcept {
-  if (accept_armed_) return true;
+  if (accept_armed_[0] || accept_armed_[1]) return true;
   for (const PeerAccept& a : peer_accepts_)
     if (a.armed) return true;
   return false;
 }
 
 void Worker::on_accept(const ring::Completion& c) {
-  if (!c.more()) accept_armed_ = false;
+  const std::uint32_t listener = c.tag.index;
+  RG_ASSERT(listener < listeners_max);
+  if (!c.more()) accept_armed_[listener] = false;
   if (c.ok()) {
     counters_.accepted_total.add();
-    admit(static_cast<std::uint32_t>(c.res), PerIpCounts::none);
+    admit(static_cast<std::uint32_t>(c.res), PerIpCounts::none, listener == listener_tls);
     if (counters_.live_slots.load() >= accept_limit_) pause_accepting();
   } else {
     on_accept_error(c.error());
@@ -51,7 +56,7 @@ void Worker::on_accept_peer(const ring::Completion& c) {
   a.armed = false;
   if (c.ok()) {
     counters_.accepted_total.add();
-    admit(static_cast<std::uint32_t>(c.res), PerIpCounts::key(a.addr));
+    admit(static_cast<std::uint32_t>(c.res), PerIpCounts::key(a.addr), a.listener == listener_tls);
     if (counters_.live_slots.load() >= accept_limit_) pause_accepting();
   } else {
     on_accept_error(c.error());
@@ -100,7 +105,9 @@ void Worker::pause_accepting() {
 // cancel that finds no SQE is retried on the next loop turn.
 void Worker::cancel_accepts() {
   accept_cancel_pending_ = false;
-  if (accept_armed_ && !ring_.cancel_tag({op_accept, 0, 0}, {op_accept_cancel, 0, 0})) accept_cancel_pending_ = true;
+  for (std::uint32_t l = 0; l < listeners_max; ++l)
+    if (accept_armed_[l] && !ring_.cancel_tag({op_accept, 0, l}, {op_accept_cancel, 0, 0}))
+      accept_cancel_pending_ = true;
   for (std::uint32_t i = 0; i < peer_accepts_.size(); ++i)
     if (peer_accepts_[i].armed && !ring_.cancel_tag({op_accept_peer, 0, i}, {op_accept_cancel, 0, 0}))
       accept_cancel_pending_ = true;
@@ -129,8 +136,14 @@ void Worker::arm_refusals() {
     }
     if (slot == nil) return;
     claim_cursor_ = (slot + 1) % slots_;
-    if (!ring_.accept_into(listen_fd_, slot, {op_accept_reserved, conns_[slot].generation, slot})) return;
+    // Both listeners get refusal accepts, in turn.
+    std::uint32_t listener = next_refusal_listener_;
+    if (listen_fds_[listener] < 0) listener = listener == 0 ? 1 : 0;
+    next_refusal_listener_ = listener == 0 ? 1 : 0;
+    if (!ring_.accept_into(listen_fds_[listener], slot, {op_accept_reserved, conns_[slot].generation, slot})) return;
     conns_[slot].state = State::claimed;
+    // Which listener the slot waits on, until claim_record resets the record.
+    conns_[slot].flags = listener == listener_tls ? f_tls : 0;
     ++refusal_accepts_;
   }
 }
@@ -140,12 +153,15 @@ void Worker::on_accept_reserved(const ring::Completion& c) {
   const std::uint32_t slot = c.tag.index;
   RG_ASSERT(conns_[slot].state == State::claimed);
   conns_[slot].state = State::free;
+  const bool tls = (conns_[slot].flags & f_tls) != 0;
+  conns_[slot].flags = 0;
   if (!c.ok()) {
     if (c.error() != ECANCELED) arm_refusals();
     return;
   }
   counters_.accepted_total.add();
   claim_record(slot);
+  if (tls) conns_[slot].flags |= f_tls;
   begin_handshake(slot);
   if (conns_[slot].state == State::handshake)
     answer_const(slot, draining_ ? Const::shutdown_http : Const::busy_http,
@@ -173,14 +189,27 @@ void Worker::claim_record(std::uint32_t slot) {
 void Worker::begin_handshake(std::uint32_t slot) {
   Conn& k = conns_[slot];
   k.state = State::handshake;
+  // One handshake_timeout covers the TLS handshake and the HTTP upgrade.
+  if (k.flags & f_tls) tls_.accept(slot);
   timer_add(slot, TimerList::handshake, config_.handshake_timeout_ms);
   arm_recv(slot);
 }
 
 // Admission at accept time: the per-IP limit, then the accept-rate bucket.
 // Every refusal here is an explicit answer sent before the request is read.
-void Worker::admit(std::uint32_t slot, std::uint32_t ip_key) {
+void Worker::admit(std::uint32_t slot, std::uint32_t ip_key, bool tls) {
   claim_record(slot);
+  if (tls) {
+    conns_[slot].flags |= f_tls;
+    // A TLS handshake is CPU an attacker can make us spend: beyond
+    // tls_handshakes_max in flight, a newcomer gets an alert before any.
+    if (tls_.handshakes_in_flight() >= config_.tls_handshakes_max) {
+      counters_.tls.refused_total.add();
+      begin_handshake(slot);
+      answer_const(slot, Const::busy_http, Refusal::tls_handshakes);
+      return;
+    }
+  }
   if (draining_) {
     begin_handshake(slot);
     answer_const(slot, Const::shutdown_http, Refusal::shutdown);

@@ -30,6 +30,7 @@ const char* refusal_name(Refusal r) noexcept {
     case Refusal::busy: return "busy";
     case Refusal::buffered_bytes: return "buffered_bytes";
     case Refusal::shutdown: return "shutdown";
+    case Refusal::tls_handshakes: return "tls_handshakes";
     case Refusal::unauthorized: return "unauthorized";
     case Refusal::other: return "other";
     case Refusal::count: break;
@@ -97,6 +98,20 @@ std::uint32_t PerIpCounts::estimate(std::uint32_t key) const noexcept {
     sum1 += at(w, 1, key >> 16).load();
   }
   return sum0 < sum1 ? sum0 : sum1;
+}
+
+const char* tls_failure_name(TlsFailure f) noexcept {
+  switch (f) {
+    case TlsFailure::not_tls: return "not_tls";
+    case TlsFailure::plain_http: return "plain_http";
+    case TlsFailure::handshake: return "handshake";
+    case TlsFailure::bad_record: return "bad_record";
+    case TlsFailure::protocol: return "protocol";
+    case TlsFailure::truncated: return "truncated";
+    case TlsFailure::no_memory: return "no_memory";
+    case TlsFailure::count: break;
+  }
+  return "other";
 }
 
 const char* publish_refusal_name(PublishRefusal r) noexcept {

@@ -35,6 +35,7 @@ enum class Refusal : std::uint8_t {
   busy,                  // 503: a pool sized at start-up was empty
   buffered_bytes,        // 503: buffered outbound bytes at kernel_refuse_percent of max_buffered_bytes
   shutdown,              // 503: the server is draining
+  tls_handshakes,        // TLS alert internal_error at accept: tls_handshakes_max handshakes in flight
   unauthorized,          // 401: pub/sub with auth = jwt and no valid token
   other,                 // any other status
   count

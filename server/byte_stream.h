@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <climits>
 #include <span>
 
 #include "ring/ring.h"
@@ -30,6 +31,14 @@ class ByteSink {
  public:
   // `bytes` are valid only during the call.
   virtual void on_bytes(std::uint32_t slot, std::span<const std::uint8_t> bytes) = 0;
+  // The stream has wire bytes of its own to send (a TLS handshake flight,
+  // session tickets, an alert), or a send that waited for a buffer can go:
+  // the worker should pump the connection's sends.
+  virtual void on_stream_output(std::uint32_t slot) = 0;
+  // The stream ended: the peer closed it cleanly (TLS close_notify), or it
+  // failed (an alert, if one could be said, is queued as stream output).
+  // Nothing more comes up; the worker lingers, then closes.
+  virtual void on_stream_end(std::uint32_t slot, bool failed) = 0;
 
  protected:
   ~ByteSink() = default;
@@ -43,16 +52,32 @@ class ByteStream {
   // the call).
   virtual void on_recv(std::uint32_t slot, std::span<const std::uint8_t> wire) = 0;
 
-  // Downward: one send of application bytes, contiguous or gathered.  The
-  // bytes (and `msg` with its iovecs) must stay valid and unchanged until the
-  // send's completion.  False when no SQE could be had.
+  // Downward.  False when a send could not start now (TLS: no record buffer
+  // free); the stream calls ByteSink::on_stream_output once it can.
+  [[nodiscard]] virtual bool ready_to_send(std::uint32_t slot) = 0;
+  // One send of application bytes, contiguous or gathered.  The bytes (and
+  // `msg` with its iovecs) must stay valid and unchanged until the send's
+  // completion.  The stream may take fewer than offered (sent() says how
+  // many); TLS takes none when `bytes` is empty and sends its own output.
+  // False when no SQE could be had, or the stream can no longer carry
+  // application bytes (a failed TLS connection).
   [[nodiscard]] virtual bool send(std::uint32_t slot, std::span<const std::uint8_t> bytes, ring::Tag tag) = 0;
   [[nodiscard]] virtual bool send_gather(std::uint32_t slot, const msghdr* msg, ring::Tag tag) = 0;
   // A send completed with `res`: the application bytes it covered, or the
-  // negative errno.
-  [[nodiscard]] virtual std::int32_t sent(std::uint32_t slot, std::int32_t res) = 0;
-  // Nothing more will be sent: FIN (TLS: close_notify first).
+  // negative errno; or still_sending when the stream resubmitted the rest of
+  // its wire bytes under the same `tag` (a short send of TLS records).
+  static constexpr std::int32_t still_sending = INT32_MIN;
+  [[nodiscard]] virtual std::int32_t sent(std::uint32_t slot, std::int32_t res, ring::Tag tag) = 0;
+  // Wire bytes of the stream's own wait to be sent (send() with no bytes
+  // sends them).
+  [[nodiscard]] virtual bool has_output(std::uint32_t slot) const = 0;
+  // Before FIN: the stream queues its last words (TLS close_notify) as
+  // output and says true, once; false when there is nothing to say.
+  [[nodiscard]] virtual bool close_output(std::uint32_t slot) = 0;
+  // Nothing more will be sent: FIN.
   [[nodiscard]] virtual bool shutdown_write(std::uint32_t slot, ring::Tag tag) = 0;
+  // The peer closed the TCP connection (recv returned 0).
+  virtual void on_eof(std::uint32_t slot) = 0;
   // The connection is gone: whatever the stream keeps for it goes back.
   virtual void release(std::uint32_t slot) = 0;
 };
@@ -69,8 +94,12 @@ class PlainStream final : public ByteStream {
   bool send_gather(std::uint32_t slot, const msghdr* msg, ring::Tag tag) override {
     return ring_.send_msg(slot, msg, tag);
   }
-  std::int32_t sent(std::uint32_t, std::int32_t res) override { return res; }
+  bool ready_to_send(std::uint32_t) override { return true; }
+  std::int32_t sent(std::uint32_t, std::int32_t res, ring::Tag) override { return res; }
+  bool has_output(std::uint32_t) const override { return false; }
+  bool close_output(std::uint32_t) override { return false; }
   bool shutdown_write(std::uint32_t slot, ring::Tag tag) override { return ring_.shutdown_write(slot, tag); }
+  void on_eof(std::uint32_t) override {}
   void release(std::uint32_t) override {}
 
  private:

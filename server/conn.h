@@ -50,8 +50,9 @@ enum Flag : std::uint16_t {
   f_const_close_sent = 1 << 10,  // a constant close frame went out: waiting for the peer's close
   f_ping_outstanding = 1 << 11,  // a ping went out at ping_sent_ms and nothing has been received since
   f_send_delivery = 1 << 12,     // the send in flight is from the pub/sub delivery queue
-  // Bits 13-15 are free; the TLS byte stream takes one to say which stream a
-  // connection sits on.
+  f_tls = 1 << 13,               // the connection came in on tls_listen: its byte stream is TLS
+  f_send_stream = 1 << 14,       // the send in flight carries only the byte stream's own output
+  f_send_raw = 1 << 15,          // the send in flight is a plaintext TLS alert (refused before its handshake)
 };
 
 // What an upgraded connection is: which handler gets its messages and how a

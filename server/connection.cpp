@@ -33,6 +33,7 @@ void Worker::on_recv(std::uint32_t slot, const ring::Completion& c) {
       if (c.res == 0) {
         if (c.has_buffer()) buffers_.recycle(c.buffer_id());
         // The peer closed its side.  Nothing more can be said to it usefully.
+        stream_of(k).on_eof(slot);
         teardown(slot);
         break;
       }
@@ -41,7 +42,10 @@ void Worker::on_recv(std::uint32_t slot, const ring::Completion& c) {
       // lazily when it fires, so traffic costs no timer updates.
       k.last_rx_ms = rel_now();
       k.flags &= static_cast<std::uint16_t>(~f_ping_outstanding);
-      stream_of(k).on_recv(slot, buffers_.buffer(c.buffer_id(), static_cast<std::uint32_t>(c.res)));
+      // Lingering (or going away), input is only drained: not even a TLS
+      // stream needs to see it.
+      if (k.state < State::lingering)
+        stream_of(k).on_recv(slot, buffers_.buffer(c.buffer_id(), static_cast<std::uint32_t>(c.res)));
       buffers_.recycle(c.buffer_id());
       if (ended && !(k.flags & (f_recv_armed | f_rearm_queued | f_read_paused)) && k.state != State::free &&
           k.state < State::tearing_down) {
@@ -72,6 +76,20 @@ void Worker::on_recv(std::uint32_t slot, const ring::Completion& c) {
       break;
   }
   maybe_finish_teardown(slot);
+}
+
+void Worker::on_stream_output(std::uint32_t slot) {
+  const Conn& k = conns_[slot];
+  if (k.state == State::free || k.state >= State::tearing_down) return;
+  pump_send(slot);
+}
+
+// The TLS stream ended (close_notify, or a fatal error with its alert
+// queued): say what is left, FIN, and drain until the peer closes.
+void Worker::on_stream_end(std::uint32_t slot, bool) {
+  const Conn& k = conns_[slot];
+  if (k.state == State::free || k.state >= State::lingering) return;
+  start_linger(slot);
 }
 
 // Application bytes from the connection's byte stream, to whichever room

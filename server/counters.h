@@ -12,6 +12,33 @@
 
 namespace rg::server {
 
+// Why a TLS connection failed (the `reason` of ws_tls_failures_total).
+enum class TlsFailure : std::uint8_t {
+  not_tls,       // the first bytes were no TLS record (garbage)
+  plain_http,    // an HTTP request on the TLS port (answered 400 in plaintext)
+  handshake,     // the handshake failed: no shared version, suite or group, a bad message (alert sent)
+  bad_record,    // a record failed to decrypt or authenticate (bad_record_mac sent)
+  protocol,      // any other TLS protocol error after the handshake (alert sent)
+  truncated,     // the peer closed the TCP connection mid-handshake
+  no_memory,     // BoringSSL could not make an SSL (out of memory)
+  count,
+};
+[[nodiscard]] const char* tls_failure_name(TlsFailure f) noexcept;
+
+// TLS figures of one worker (single writer).
+struct TlsCounters {
+  // ws_tls_handshakes_total{result="ok",version,resumed}: [TLS 1.2, 1.3][full, resumed].
+  std::array<std::array<base::Counter, 2>, 2> handshakes_ok{};
+  std::array<base::Counter, static_cast<std::size_t>(TlsFailure::count)> failures{};
+  base::Counter refused_total;        // closed with an alert at accept: tls_handshakes_max in flight
+  base::Counter close_notify_total;   // the peer said close_notify
+  base::Counter handshakes_in_flight;
+  base::Counter connections;          // TLS connections with an SSL (handshaking or established)
+  base::Counter record_buffers_in_use;
+  base::Counter held_bytes;           // charged to the buffered-bytes budget (server/tls_stream.h)
+  LatencyHistogram handshake_ms;      // first ciphertext byte to handshake done
+};
+
 // Per-worker counters: single writer (the worker), any reader (relaxed):
 // base::Counter, a plain load and store.  open_connections alone is a
 // std::atomic that workers fetch_add, since admission compares its sum
@@ -24,6 +51,7 @@ struct alignas(64) WorkerCounters {
   // Handshakes that did not end in an upgrade, by reason (the 1013 of a
   // session pool running dry after the upgrade is busy_closes_total).
   std::array<base::Counter, static_cast<std::size_t>(Refusal::count)> refusals{};
+  TlsCounters tls;
   base::Counter busy_closes_total;         // 1013: no session for an upgraded connection
   base::Counter protocol_closes_total;     // we closed with 1002/1007/1009
   base::Counter messages_in_total;

@@ -31,8 +31,12 @@ const char* op_name(std::uint8_t op) noexcept {
   }
 }
 
-Worker::Worker(Shared& shared, std::uint32_t id, int listen_fd)
-    : shared_(shared), config_(shared.config), counters_(*shared.counters[id]), id_(id), listen_fd_(listen_fd) {}
+Worker::Worker(Shared& shared, std::uint32_t id, Listeners listeners)
+    : shared_(shared),
+      config_(shared.config),
+      counters_(*shared.counters[id]),
+      id_(id),
+      listen_fds_{listeners.plain, listeners.tls} {}
 
 Worker::~Worker() {
   // Publishers stop waking this ring before its fd goes away.
@@ -128,8 +132,22 @@ bool Worker::start(std::string& error) {
 
   per_ip_ = shared_.per_ip.enabled();
   if (per_ip_) {
-    peer_accepts_.assign(peer_accepts_max, PeerAccept{});
+    // peer_accepts_max single accepts per listener.
+    for (std::uint32_t l = 0; l < listeners_max; ++l) {
+      if (listen_fds_[l] < 0) continue;
+      for (std::uint32_t i = 0; i < peer_accepts_max; ++i) {
+        PeerAccept a{};
+        a.listener = l;
+        peer_accepts_.push_back(a);
+      }
+    }
     ip_keys_.assign(slots_, PerIpCounts::none);
+  }
+  tls_enabled_ = listen_fds_[listener_tls] >= 0;
+  if (tls_enabled_) {
+    RG_ASSERT(shared_.tls_ctx != nullptr);
+    if (!tls_.init(shared_.tls_ctx, slots_, config_.tls_record_buffers, error)) return false;
+    tls_.set_now(now_ms_);
   }
   if (config_.accept_rate > 0) {
     // This worker's share; the kernel spreads connections over the
@@ -156,6 +174,7 @@ void Worker::run() {
     }
     now_ms_ = base::monotonic_ms();
     counters_.loop_heartbeat_ms.set(now_ms_);
+    if (tls_enabled_) tls_.set_now(now_ms_);
     ring_.drain(cqes, reap_rounds_max, [this](const ring::Completion& c) { dispatch(c); });
     buffers_.publish();
     // Multishot recvs that ended because the buffer ring ran dry resume now
@@ -274,9 +293,9 @@ void Worker::begin_drain() {
     RG_LOG(warn, "worker %u: submitting the accept cancels at drain: %s", id_, std::strerror(err));
   // No new connections: this worker's listener goes away; the kernel resets
   // whatever waits in its backlog.
-  if (listen_fd_ >= 0) {
-    close(listen_fd_);
-    listen_fd_ = -1;
+  for (int& fd : listen_fds_) {
+    if (fd >= 0) close(fd);
+    fd = -1;
   }
   for (std::uint32_t slot = 0; slot < slots_; ++slot) {
     Conn& k = conns_[slot];
@@ -310,8 +329,8 @@ void Worker::begin_drain() {
   }
 }
 
-void run_worker(Shared& shared, std::uint32_t id, int listen_fd, std::atomic<int>& ready, std::string& error) {
-  auto worker = std::make_unique<Worker>(shared, id, listen_fd);
+void run_worker(Shared& shared, std::uint32_t id, Listeners listeners, std::atomic<int>& ready, std::string& error) {
+  auto worker = std::make_unique<Worker>(shared, id, listeners);
   if (!worker->start(error)) {
     ready.store(-1);
     ready.notify_all();

@@ -11,6 +11,15 @@
 
 namespace rg::server {
 
+namespace {
+// A fatal internal_error alert (RFC 8446 6.2) in a plaintext record: how a
+// TLS connection refused before its handshake began (at capacity, over
+// tls_handshakes_max, draining, or silent past handshake_timeout) is told,
+// without spending a handshake on it.
+constexpr std::array<std::uint8_t, 7> tls_refusal_alert_bytes = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80};
+constexpr std::span<const std::uint8_t> tls_refusal_alert{tls_refusal_alert_bytes};
+}  // namespace
+
 // ---------------------------------------------------------------- Outbound
 
 void Outbound::init(const Config& config, std::uint64_t budget_bytes, WorkerCounters& counters) noexcept {
@@ -101,6 +110,23 @@ void Worker::publish_segment_gauges() noexcept {
 void Worker::pump_send(std::uint32_t slot) {
   Conn& k = conns_[slot];
   if ((k.flags & f_send_in_flight) || k.state >= State::tearing_down) return;
+  ByteStream& stream = stream_of(k);
+  // The stream's own wire bytes (a TLS handshake flight, tickets, an alert,
+  // close_notify) go before anything of ours.
+  const auto send_stream_output = [&] {
+    if (!stream.send(slot, {}, tag(op_send, slot))) {
+      teardown(slot);
+      return;
+    }
+    k.flags = static_cast<std::uint16_t>(
+        (k.flags & ~(f_send_from_session | f_send_const | f_send_delivery | f_send_raw)) | f_send_in_flight |
+        f_send_stream);
+    ++k.ops;
+  };
+  if (stream.has_output(slot)) {
+    send_stream_output();
+    return;
+  }
   std::span<const std::uint8_t> bytes;
   std::size_t iov_count = 0;  // the session's output, gathered into send_vecs_
   std::uint16_t source = 0;
@@ -115,6 +141,19 @@ void Worker::pump_send(std::uint32_t slot) {
     bytes = const_answer(k.pending_const);
     source = f_send_const;
     k.sent_const = k.pending_const;
+    if ((k.flags & f_tls) && !tls_.started(slot)) {
+      // Refused before its TLS handshake began: no SSL is spent on the
+      // refusal, which goes out as a plaintext fatal alert.
+      if (!plain_.send(slot, tls_refusal_alert, tag(op_send, slot))) {
+        teardown(slot);
+        return;
+      }
+      k.flags = static_cast<std::uint16_t>(
+          (k.flags & ~(f_send_from_session | f_send_delivery | f_send_stream)) | f_send_in_flight | f_send_const |
+          f_send_raw);
+      ++k.ops;
+      return;
+    }
   } else if (response_pending) {
     Response& out = responses_[k.aux];
     bytes = {reinterpret_cast<const std::uint8_t*>(out.bytes.data()) + out.sent,
@@ -139,37 +178,49 @@ void Worker::pump_send(std::uint32_t slot) {
     // nothing left to do, and must not hold a pool entry for close_timeout.
     if (k.state == State::lingering && k.session != nil) release_session(k);
     if (k.state == State::lingering && !(k.flags & f_shutdown_sent)) {
+      // TLS says close_notify before FIN (RFC 8446 6.1).
+      if (stream.close_output(slot)) {
+        send_stream_output();
+        return;
+      }
       // Everything is said: send FIN, keep reading until the peer closes so
       // unread input never turns our answer into a reset.
       // No SQE: the FIN is tried again on the next send completion, and
       // close_timeout ends the linger regardless.
-      if (stream_of(k).shutdown_write(slot, tag(op_shutdown, slot))) {
+      if (stream.shutdown_write(slot, tag(op_shutdown, slot))) {
         k.flags |= f_shutdown_sent;
         ++k.ops;
       }
     }
     return;
   }
+  if (!stream.ready_to_send(slot)) {
+    // TLS with every record buffer in use: on_stream_output pumps again
+    // when one is back.
+    if (source == f_send_from_session) sessions_[k.session].output_sent(0);
+    return;
+  }
   bool queued = false;
   if (iov_count == 1) {
     const iovec& v = send_vecs_[k.session].iov[0];
-    queued = stream_of(k).send(slot, {static_cast<const std::uint8_t*>(v.iov_base), v.iov_len}, tag(op_send, slot));
+    queued = stream.send(slot, {static_cast<const std::uint8_t*>(v.iov_base), v.iov_len}, tag(op_send, slot));
   } else if (iov_count > 1) {
     SendVec& v = send_vecs_[k.session];
     v.hdr = msghdr{};
     v.hdr.msg_iov = v.iov.data();
     v.hdr.msg_iovlen = iov_count;
-    queued = stream_of(k).send_gather(slot, &v.hdr, tag(op_send, slot));
+    queued = stream.send_gather(slot, &v.hdr, tag(op_send, slot));
   } else {
-    queued = stream_of(k).send(slot, bytes, tag(op_send, slot));
+    queued = stream.send(slot, bytes, tag(op_send, slot));
   }
   if (!queued) {
     if (source == f_send_from_session) sessions_[k.session].output_sent(0);
     teardown(slot);
     return;
   }
-  k.flags = static_cast<std::uint16_t>((k.flags & ~(f_send_from_session | f_send_const | f_send_delivery)) |
-                                       f_send_in_flight | source);
+  k.flags = static_cast<std::uint16_t>(
+      (k.flags & ~(f_send_from_session | f_send_const | f_send_delivery | f_send_stream | f_send_raw)) |
+      f_send_in_flight | source);
   ++k.ops;
 }
 
@@ -180,7 +231,14 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
   k.flags &= static_cast<std::uint16_t>(~f_send_in_flight);
   // The application bytes this send covered (the byte stream knows; for
   // plain TCP, the wire bytes).
-  const std::int32_t covered = stream_of(k).sent(slot, c.res);
+  ByteStream& stream = (k.flags & f_send_raw) ? static_cast<ByteStream&>(plain_) : stream_of(k);
+  const std::int32_t covered = stream.sent(slot, c.res, tag(op_send, slot));
+  if (covered == ByteStream::still_sending) {
+    // The stream sent the rest of its records under the same tag.
+    ++k.ops;
+    k.flags |= f_send_in_flight;
+    return;
+  }
   const std::size_t sent = covered > 0 ? static_cast<std::size_t>(covered) : 0;
   if (k.flags & f_send_from_session) {
     sessions_[k.session].output_sent(sent);
@@ -189,7 +247,8 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
   } else if (k.flags & f_send_const) {
     // Constant answers are a few hundred bytes: one send takes them whole.
     // A short send (never seen) ends the connection rather than truncate.
-    if (c.ok() && sent != const_answer(k.sent_const).size()) {
+    const std::size_t expected = (k.flags & f_send_raw) ? tls_refusal_alert.size() : const_answer(k.sent_const).size();
+    if (c.ok() && sent != expected) {
       teardown(slot);
       maybe_finish_teardown(slot);
       return;

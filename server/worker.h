@@ -16,6 +16,8 @@
 #include "config/config.h"
 #include "server/fanout.h"
 
+struct ssl_ctx_st;
+
 namespace rg::server {
 
 // What all workers read and nobody writes after start-up (except `stopping`).
@@ -39,11 +41,14 @@ struct Shared {
   std::string jwt_key;
   std::string api_token;
   bool wake_msg_ring = false;  // IORING_OP_MSG_RING (else the eventfd)
+  // TLS (tls_listen): the context every worker's SSLs are made from; null when off.
+  ssl_ctx_st* tls_ctx = nullptr;
+  std::atomic<std::int64_t> tls_not_after_s{0};  // the leaf certificate's notAfter (the expiry gauge)
   PublishCounters publish;
 
   [[nodiscard]] std::uint64_t buffered_bytes() const noexcept {
     std::uint64_t sum = 0;
-    for (const auto& c : counters) sum += c->buffered_bytes.load();
+    for (const auto& c : counters) sum += c->buffered_bytes.load() + c->tls.held_bytes.load();
     return sum;
   }
 
@@ -54,9 +59,15 @@ struct Shared {
   }
 };
 
-// Runs worker `id` until shutdown.  `listen_fd` is this worker's
-// SO_REUSEPORT socket.  `ready` is set to 1 once the ring is up, or to -1 with
-// `error` filled if the worker could not start.
-void run_worker(Shared& shared, std::uint32_t id, int listen_fd, std::atomic<int>& ready, std::string& error);
+// A worker's SO_REUSEPORT sockets: plain (listen) and TLS (tls_listen);
+// -1 when that listener is off.
+struct Listeners {
+  int plain = -1;
+  int tls = -1;
+};
+
+// Runs worker `id` until shutdown.  `ready` is set to 1 once the ring is up,
+// or to -1 with `error` filled if the worker could not start.
+void run_worker(Shared& shared, std::uint32_t id, Listeners listeners, std::atomic<int>& ready, std::string& error);
 
 }  // namespace rg::server

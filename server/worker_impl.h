@@ -45,6 +45,7 @@
 #include "server/conn.h"
 #include "server/outbound.h"
 #include "server/subscriptions.h"
+#include "server/tls_stream.h"
 #include "server/worker.h"
 
 namespace rg::server {
@@ -58,7 +59,7 @@ namespace jwt = rg::proto::jwt;
 
 class Worker final : public ws::MessageHandler, public ByteSink {
  public:
-  Worker(Shared& shared, std::uint32_t id, int listen_fd);
+  Worker(Shared& shared, std::uint32_t id, Listeners listeners);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -70,6 +71,8 @@ class Worker final : public ws::MessageHandler, public ByteSink {
   void on_message(ws::Session& session, ws::Opcode opcode, std::span<const std::uint8_t> payload) override;
   // ByteSink: application bytes from the connection's byte stream.
   void on_bytes(std::uint32_t slot, std::span<const std::uint8_t> bytes) override;
+  void on_stream_output(std::uint32_t slot) override;
+  void on_stream_end(std::uint32_t slot, bool failed) override;
 
  private:
   // ================================================================ loop.cpp
@@ -90,16 +93,25 @@ class Worker final : public ws::MessageHandler, public ByteSink {
   // An errno no handler expects: counted by op and errno, logged (rate-limited).
   void count_unexpected(std::uint8_t op, int err) noexcept;
   void begin_drain();
-  [[nodiscard]] ByteStream& stream_of(const Conn&) noexcept { return plain_; }
+  // The stream a connection sits on: f_tls says TLS.  A constant refusal
+  // sent before a TLS handshake began is a plaintext alert (f_send_raw).
+  [[nodiscard]] ByteStream& stream_of(const Conn& k) noexcept {
+    if (k.flags & f_tls) return tls_;
+    return plain_;
+  }
 
   Shared& shared_;
   const Config& config_;
   WorkerCounters& counters_;
   std::uint32_t id_;
-  int listen_fd_;
+  static constexpr std::uint32_t listeners_max = 2;
+  static constexpr std::uint32_t listener_tls = 1;
+  std::array<int, listeners_max> listen_fds_;  // [0] plain, [1] TLS; -1 when off
   ring::Ring ring_;
   ring::BufferRing buffers_;
   PlainStream plain_{ring_, *this};
+  TlsStream tls_{ring_, *this, counters_.tls};
+  bool tls_enabled_ = false;
   bool draining_ = false;
   std::uint64_t drain_deadline_ms_ = 0;
   std::uint64_t epoch_ms_ = 0;
@@ -123,7 +135,7 @@ class Worker final : public ws::MessageHandler, public ByteSink {
   void on_accept_reserved(const ring::Completion& c);
   void claim_record(std::uint32_t slot);
   void begin_handshake(std::uint32_t slot);
-  void admit(std::uint32_t slot, std::uint32_t ip_key);
+  void admit(std::uint32_t slot, std::uint32_t ip_key, bool tls);
   void refill_tokens();
   void serve_accept_queue();
   [[nodiscard]] std::uint64_t wait_budget_us() const;
@@ -135,6 +147,7 @@ class Worker final : public ws::MessageHandler, public ByteSink {
   struct PeerAccept {
     sockaddr_storage addr;
     socklen_t addr_len;
+    std::uint32_t listener;
     bool armed;
   };
   std::vector<PeerAccept> peer_accepts_;  // empty unless per_ip_limit is set
@@ -148,7 +161,7 @@ class Worker final : public ws::MessageHandler, public ByteSink {
   double tokens_max_ = 0;
   std::uint64_t tokens_at_ms_ = 0;  // when tokens_ was last refilled
   std::uint32_t queue_depth_ = 0;
-  bool accept_armed_ = false;
+  std::array<bool, listeners_max> accept_armed_{};
   bool accept_paused_ = false;  // table full (ENFILE): resume when a slot frees
   bool accept_cancel_pending_ = false;  // a cancel of the accepts found no SQE: retried next turn
   // `reserved` slots of the table are kept for refusals: once the rest is in
@@ -158,6 +171,7 @@ class Worker final : public ws::MessageHandler, public ByteSink {
   std::uint32_t accept_limit_ = 0;     // live slots at which accepting pauses
   std::uint32_t refusal_accepts_ = 0;  // in flight
   std::uint32_t claim_cursor_ = 0;     // where the search for a free slot resumes
+  std::uint32_t next_refusal_listener_ = 0;
   // Slots released while accepting is paused: a refusal reuses these before
   // it scans the slab, so a flood against a full table costs O(1) per refusal.
   static constexpr std::size_t recently_freed_max = 64;

@@ -15,8 +15,8 @@ Fixtures:
 
 Set $RINGGATE_LOG_DIR to keep every server's full log in that directory.
 
-A RinggateServer has .pid, .port, .admin_port, .host, .listening, .log()
-(captured stdout+stderr so far), .uri(path), .stop(), .alive(), .wait(),
+A RinggateServer has .pid, .port, .admin_port, .tls_port, .host, .listening, .log()
+(captured stdout+stderr so far), .uri(path), .wss_uri(path), .stop(), .alive(), .wait(),
 .signal(), .fd_count(), and unpacks as (pid, port, log).  Set
 .expected_exit to the status teardown should see (None: not checked).
 
@@ -54,6 +54,7 @@ if str(HERE) not in sys.path:
 
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
 ADMIN_RE = re.compile(r"admin=(\S+):(\d+)")
+TLS_RE = re.compile(r"tls=(\S+):(\d+)")
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer",
                      "UndefinedBehaviorSanitizer", "runtime error")
 STARTUP_TIMEOUT = 10.0
@@ -147,6 +148,7 @@ class RinggateServer:
         self.host = None
         self.port = None
         self.admin_port = None
+        self.tls_port = None  # with --tls-listen
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, env=env, preexec_fn=preexec_fn)
         self.pid = self.proc.pid
@@ -182,6 +184,8 @@ class RinggateServer:
                         self.host, self.port = m.group(1), int(m.group(2))
                         a = ADMIN_RE.search(line)
                         self.admin_port = int(a.group(2)) if a else None
+                        t = TLS_RE.search(line)
+                        self.tls_port = int(t.group(2)) if t else None
                         self._ready.set()
         finally:
             self._eof.set()
@@ -197,6 +201,9 @@ class RinggateServer:
 
     def uri(self, path: str = "/echo") -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
+
+    def wss_uri(self, path: str = "/echo", host: str = "localhost") -> str:
+        return f"wss://{host}:{self.tls_port}{path}"
 
     def __iter__(self):
         return iter((self.pid, self.port, self.log))

@@ -10,7 +10,7 @@ RINGGATE_BUILD_PACKAGES=(
   libgtest-dev googletest libbenchmark-dev libsimdjson-dev
 )
 RINGGATE_TEST_PACKAGES=(
-  python3 python3-websockets python3-pytest python3-prometheus-client
+  python3 python3-websockets python3-pytest python3-prometheus-client python3-cryptography
   iproute2 procps
   clang-14 libclang-rt-14-dev lld-14   # the libFuzzer build (tests/fuzz, tools/fuzz.sh)
 )

@@ -1,0 +1,148 @@
+// TLS as a byte stream (server/byte_stream.h): BoringSSL between the ring
+// and the worker's handshake, WebSocket and pub/sub code, which do not know
+// it is there.
+//
+// Memory, per connection:
+//   - idle: its `SSL` (the session keys and record state; the handshake's
+//     configuration is shed once the handshake is done) and one TlsSlot row
+//     of this worker's table.  No BIO pair, no per-connection buffers: every
+//     SSL of a worker reads and writes through one BIO whose callbacks use
+//     the bytes of the recv being handled and the record buffer of the
+//     connection being written.
+//   - while ciphertext is waiting or in flight: one record buffer
+//     (record_buffer_bytes) from the worker's pool, back as soon as the send
+//     that took its last byte completes.  BoringSSL's own read buffer exists
+//     only while a record is incomplete; it frees it as soon as a record is
+//     consumed (BoringSSL never keeps empty buffers).
+//
+// Sends: the worker has at most one send in flight per connection; a send of
+// application bytes seals them into the connection's record buffer after
+// any ciphertext of the stream's own (handshake flights, session tickets,
+// alerts, close_notify) and sends it all.  A short send is resubmitted by
+// the stream under the same tag (sent() says still_sending).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/pool.h"
+#include "ring/ring.h"
+#include "server/byte_stream.h"
+#include "server/counters.h"
+
+struct bio_st;
+struct ssl_st;
+struct ssl_ctx_st;
+
+namespace rg::server {
+
+class TlsStream final : public ByteStream {
+ public:
+  // One record buffer holds the largest TLS record (16 KiB of plaintext plus
+  // its header and tag) twice over, so a handshake flight with a long chain
+  // or two full records fit.
+  static constexpr std::uint32_t record_buffer_bytes = 32 * 1024;
+  // Plaintext sealed per send: one full record (RFC 8446 5.1).
+  static constexpr std::uint32_t record_plaintext_max = 16 * 1024;
+  // What an idle TLS connection and a handshake in flight are charged
+  // against the buffered-bytes budget on top of their record buffers: the
+  // SSL (measured: perf/results/tls/report.md), and for a handshake its
+  // transcript, key shares and BoringSSL's handshake buffers.
+  static constexpr std::uint64_t ssl_idle_bytes = 4 * 1024;
+  static constexpr std::uint64_t ssl_handshake_bytes = 24 * 1024;
+
+  TlsStream(ring::Ring& ring, ByteSink& sink, TlsCounters& counters);
+  ~TlsStream() override;
+  TlsStream(const TlsStream&) = delete;
+  TlsStream& operator=(const TlsStream&) = delete;
+
+  // Sized at start-up: one row per table slot, `record_buffers` buffers.
+  [[nodiscard]] bool init(ssl_ctx_st* ctx, std::uint32_t slots, std::uint32_t record_buffers, std::string& error);
+
+  // The clock for handshake durations (the worker's, in ms).
+  void set_now(std::uint64_t now_ms) noexcept { now_ms_ = now_ms; }
+
+  // A TLS connection was accepted on `slot`: it counts as a handshake in
+  // flight from now (its SSL is made when its first bytes arrive).
+  void accept(std::uint32_t slot) noexcept;
+
+  void on_recv(std::uint32_t slot, std::span<const std::uint8_t> wire) override;
+  [[nodiscard]] bool ready_to_send(std::uint32_t slot) override;
+  [[nodiscard]] bool send(std::uint32_t slot, std::span<const std::uint8_t> bytes, ring::Tag tag) override;
+  [[nodiscard]] bool send_gather(std::uint32_t slot, const msghdr* msg, ring::Tag tag) override;
+  [[nodiscard]] std::int32_t sent(std::uint32_t slot, std::int32_t res, ring::Tag tag) override;
+  [[nodiscard]] bool has_output(std::uint32_t slot) const override;
+  [[nodiscard]] bool close_output(std::uint32_t slot) override;
+  [[nodiscard]] bool shutdown_write(std::uint32_t slot, ring::Tag tag) override;
+  void on_eof(std::uint32_t slot) override;
+  void release(std::uint32_t slot) override;
+
+  // Whether the connection has begun its TLS handshake (an SSL exists):
+  // before that, a refusal goes out as a plaintext alert.
+  [[nodiscard]] bool started(std::uint32_t slot) const noexcept { return slots_[slot].ssl != nullptr; }
+  [[nodiscard]] std::uint32_t handshakes_in_flight() const noexcept { return handshakes_; }
+  // Bytes charged against the buffered-bytes budget (TLS bytes held).
+  [[nodiscard]] std::uint64_t held_bytes() const noexcept;
+
+  // BIO callbacks (the worker's one BIO).
+  int bio_read(char* out, int len);
+  int bio_write(const char* in, int len);
+
+ private:
+  enum class Phase : std::uint8_t { none, accepted, handshake, open, failed };
+  struct Slot {
+    ssl_st* ssl = nullptr;
+    std::uint32_t out = base::nil;  // record buffer, while ciphertext waits or is in flight
+    std::uint32_t out_len = 0;      // ciphertext bytes in it
+    std::uint32_t out_sent = 0;     // of which sent
+    std::uint32_t flight_end = 0;   // end of the send in flight (0: none)
+    std::uint32_t flight_app = 0;   // application bytes that send carries
+    std::uint32_t started_ms = 0;   // low bits of the clock when the handshake began
+    Phase phase = Phase::none;
+    bool notify_sent = false;       // close_notify queued
+    bool peer_closed = false;       // the peer's close_notify arrived
+    bool waiting = false;           // on waiters_ for a record buffer
+    bool blocked = false;           // BoringSSL wanted to write (a flight, an answer) and found no buffer
+  };
+  struct Record {
+    std::array<std::uint8_t, record_buffer_bytes> bytes;
+  };
+
+  bool start(std::uint32_t slot);
+  void wait_for_buffer(std::uint32_t slot);
+  void enqueue_waiter(std::uint32_t slot);
+  void drive(std::uint32_t slot);
+  void handshake_done(std::uint32_t slot);
+  void fail(std::uint32_t slot);
+  bool seal(std::uint32_t slot, std::span<const std::uint8_t> plain);
+  bool submit(std::uint32_t slot, ring::Tag tag);
+  void release_buffer(Slot& s);
+  [[nodiscard]] std::uint32_t room(const Slot& s) const noexcept;
+
+  ring::Ring& ring_;
+  ByteSink& sink_;
+  TlsCounters& counters_;
+  ssl_ctx_st* ctx_ = nullptr;
+  bio_st* bio_ = nullptr;
+  std::vector<Slot> slots_;
+  base::SlotArray<Record> records_;
+  std::uint32_t records_in_use_ = 0;
+  // Connections waiting for a record buffer, in arrival order (a FIFO:
+  // entries before waiter_head_ are served; a released connection's entry
+  // is skipped).
+  std::vector<std::uint32_t> waiters_;
+  std::size_t waiter_head_ = 0;
+  std::uint32_t handshakes_ = 0;
+  std::uint32_t established_ = 0;
+  std::uint64_t now_ms_ = 0;
+  // What the BIO callbacks work on: the connection being driven, the recv
+  // bytes not yet read by BoringSSL.
+  std::uint32_t current_ = base::nil;
+  std::span<const std::uint8_t> input_;
+  std::array<std::uint8_t, record_plaintext_max> plain_{};  // SSL_read's and send_gather's plaintext
+};
+
+}  // namespace rg::server
