@@ -16,16 +16,26 @@
 // hold: server output is well-formed (unmasked, RSV 0, FIN, complete frames),
 // a close frame is the last frame and carries a code a peer accepts, every
 // delivered message is within the limit and text is UTF-8, every echo that
-// was queued goes out in order, and every feeding delivers the same messages
-// and ends in the same close state with the same output.  One known
-// difference is allowed: a pong wslay has queued but not yet written is
-// dropped when a close is queued behind it in the same read (see
-// PingThenViolationAlwaysEndsWithTheClose), so pongs are compared apart.
+// was queued goes out in order, a refusal for want of room is the documented
+// 1013 and nothing else is, and every feeding delivers the same messages and
+// ends in the same close state with the same output.  Known differences:
+//  - a pong wslay has queued but not yet written is dropped when a close is
+//    queued behind it in the same read (see
+//    PingThenViolationAlwaysEndsWithTheClose), so pongs are compared apart:
+//    each feeding answers a prefix of the pings, the whole read the shortest;
+//  - with a tight pool, which echoes fit depends on when output was sent;
+//  - with a tight pool and output drained between reads, so does which
+//    message is refused (1013): see parted_at_refusal.
+// With a tight pool, every feeding is also held against the stream fed with
+// no budget (within_budget_of): the budget may only drop echoes and refuse a
+// message, at the end of a data frame with nothing wrong with it.
 #include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "fuzz_support.h"
 #include "proto/utf8.h"
@@ -59,8 +69,26 @@ struct Outcome {
   std::vector<ServerFrame> frames;  // all but pongs
   std::vector<ServerFrame> pongs;
   bool close_received = false, close_sent = false, read_closed = false, quiescent = false;
+  bool refused = false;  // a message found no room in the pool (1013)
   std::uint16_t close_code = 0;
+  // Where in the stream the read ended after which the session stopped
+  // reading, and the one in which it refused (SIZE_MAX: it did not), with
+  // that read's start.  Byte by byte, these are exact.
+  std::size_t stopped_after = SIZE_MAX, refused_after = SIZE_MAX, refused_from = SIZE_MAX;
 };
+
+// The close a refused message gets (docs/protocol.md, "no room ...").
+const Bytes refusal_close = [] {
+  const std::string_view reason = "no room for this message within the server's buffer budget: try again later";
+  Bytes b{1013 >> 8, 1013 & 0xFF};
+  b.insert(b.end(), reason.begin(), reason.end());
+  return b;
+}();
+
+template <typename T>
+bool is_prefix(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() <= b.size() && std::equal(a.begin(), a.end(), b.begin());
+}
 
 struct Setup {
   SessionLimits limits;
@@ -119,6 +147,22 @@ void parse_server(const Bytes& out, Outcome& o) {
   }
 }
 
+// Where the client's data frames end in `stream`, as far as it holds
+// complete frames (past the first that is not, nothing).
+std::vector<std::size_t> data_frame_ends(std::span<const std::uint8_t> stream) {
+  std::vector<std::size_t> ends;
+  std::size_t at = 0;
+  while (at < stream.size()) {
+    const DecodeResult r = decode_header(stream.subspan(at));
+    if (r.status != DecodeStatus::ok) break;
+    const std::size_t left = stream.size() - at - r.header.header_len;
+    if (r.header.payload_len > left) break;
+    at += r.header.header_len + static_cast<std::size_t>(r.header.payload_len);
+    if (r.header.opcode <= 0x2) ends.push_back(at);
+  }
+  return ends;
+}
+
 Outcome run(std::span<const std::uint8_t> stream, const Setup& setup, const std::vector<std::size_t>& cut_points) {
   Echo echo;
   echo.echo = setup.echo;
@@ -129,9 +173,14 @@ Outcome run(std::span<const std::uint8_t> stream, const Setup& setup, const std:
   {
     Session s;
     FUZZ_CHECK(s.init(setup.limits, &echo, &pool));
-    rg::fuzz::for_each_read(stream, cut_points, [&](std::span<const std::uint8_t> read, std::size_t) {
+    rg::fuzz::for_each_read(stream, cut_points, [&](std::span<const std::uint8_t> read, std::size_t from) {
       // feed() fails only when wslay runs out of memory, which it cannot here.
       FUZZ_CHECK(s.feed(read) == Session::FeedResult::ok);
+      if (o.stopped_after == SIZE_MAX && s.read_closed()) o.stopped_after = from + read.size();
+      if (o.refused_after == SIZE_MAX && s.inbound_refused()) {
+        o.refused_from = from;
+        o.refused_after = from + read.size();
+      }
       if (setup.drain_between) {
         const Bytes b = drain(s, setup.piece);
         out.insert(out.end(), b.begin(), b.end());
@@ -145,6 +194,7 @@ Outcome run(std::span<const std::uint8_t> stream, const Setup& setup, const std:
     o.read_closed = s.read_closed();
     o.close_code = s.close_code();
     o.quiescent = s.quiescent();
+    o.refused = s.inbound_refused();
     FUZZ_CHECK(s.staged_bytes() == 0);
     if (o.close_sent) FUZZ_CHECK(o.read_closed);  // only the peer's close or a violation make us close here
     if (o.quiescent) FUZZ_CHECK(!o.close_sent && !o.close_received);
@@ -171,6 +221,20 @@ Outcome run(std::span<const std::uint8_t> stream, const Setup& setup, const std:
   const bool close_out = !o.frames.empty() && o.frames.back().opcode == 0x8;
   FUZZ_CHECK(close_out == o.close_sent);
   if (o.close_code != 0) FUZZ_CHECK(o.close_sent);
+  // A refusal is 1013 with its reason, ends the reading before any close of
+  // the peer's, and 1013 means nothing else.
+  FUZZ_CHECK(o.refused == (o.close_code == 1013));
+  if (o.refused) {
+    FUZZ_CHECK(o.read_closed && !o.close_received && !o.quiescent);
+    FUZZ_CHECK(o.frames.back() == (ServerFrame{0x8, refusal_close}));
+    // It comes at the end of a data frame (docs/protocol.md), in the read
+    // that brought that end, and is what stopped the reading.
+    FUZZ_CHECK(o.refused_after == o.stopped_after);
+    const std::vector<std::size_t> ends = data_frame_ends(stream);
+    FUZZ_CHECK(std::any_of(ends.begin(), ends.end(),
+                           [&](std::size_t e) { return o.refused_from < e && e <= o.refused_after; }));
+  }
+  if (!setup.tight_pool) FUZZ_CHECK(!o.refused);
   return o;
 }
 
@@ -196,6 +260,58 @@ Bytes frames_from_specs(std::span<const std::uint8_t> spec) {
   return stream;
 }
 
+// Two feedings that parted at a refusal (tight pool, output drained between
+// reads in one of them).  Refusal is budget-dependent by design: 1013 says
+// "nothing is wrong with it, try again later", and room comes back when
+// output is sent, so a message refused while an echo waits unsent fits once
+// the echo is gone (corpus: finding-tight_pool_refusal_depends_on_drain).
+// It goes both ways, so neither feeding is assumed to get further:
+// undrained, a pong still unsent in its (uncapped) segment takes the first
+// 998 bytes of a 1001-byte echo into its room, where drained the echo needs
+// both capped segments and the next message in the same read finds none
+// (finding-tight_pool_refused_only_when_drained).  Up to the frame where one
+// of them refused, the two read the same frames with the same results
+// (every other close depends on the bytes alone), so: the feeding that
+// stopped first (fewer messages, or as many and refused) refused, and
+// received a prefix of what the other did; each answered a prefix of the
+// same pings.  What the other does after that point (more messages, its own
+// refusal, any close or none) cannot be compared; run() checks each
+// feeding's output and close on its own, and within_budget_of holds both
+// against the stream fed with no budget.
+void parted_at_refusal(const Outcome& a, const Outcome& b) {
+  const bool a_first = a.received.size() < b.received.size() || (a.received.size() == b.received.size() && a.refused);
+  const Outcome& first = a_first ? a : b;
+  const Outcome& other = a_first ? b : a;
+  FUZZ_CHECK(first.refused);
+  FUZZ_CHECK(is_prefix(first.received, other.received));
+  FUZZ_CHECK(is_prefix(a.pongs, b.pongs) || is_prefix(b.pongs, a.pongs));
+}
+
+// A feeding with the tight pool against the same stream fed with no budget
+// at all.  The budget only decides which echoes fit (a failed echo is
+// dropped, nothing else) and whether a message is refused, so a feeding that
+// refused nothing ends exactly as the unbudgeted one, and one that refused
+// received a prefix of what the unbudgeted one did.  Pongs as in agrees():
+// fed whole, the unbudgeted feeding writes pongs out at no more points than
+// `o`; cut once, it may write one out that `o` dropped for its close.
+void within_budget_of(const Outcome& o, const Outcome& unbudgeted, bool unbudgeted_whole) {
+  FUZZ_CHECK(!unbudgeted.refused);
+  const bool pongs_prefix = is_prefix(unbudgeted.pongs, o.pongs);
+  if (o.refused) {
+    FUZZ_CHECK(is_prefix(o.received, unbudgeted.received));
+    FUZZ_CHECK(pongs_prefix || is_prefix(o.pongs, unbudgeted.pongs));
+    return;
+  }
+  FUZZ_CHECK(o.received == unbudgeted.received);
+  FUZZ_CHECK(o.close_received == unbudgeted.close_received);
+  FUZZ_CHECK(o.close_sent == unbudgeted.close_sent);
+  if (o.close_sent) FUZZ_CHECK(o.frames.back() == unbudgeted.frames.back());
+  FUZZ_CHECK(o.read_closed == unbudgeted.read_closed);
+  FUZZ_CHECK(o.close_code == unbudgeted.close_code);
+  FUZZ_CHECK(o.quiescent == unbudgeted.quiescent);
+  FUZZ_CHECK(pongs_prefix || (!unbudgeted_whole && is_prefix(o.pongs, unbudgeted.pongs)));
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -217,6 +333,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   whole_setup.piece = SIZE_MAX;
   const Outcome whole = run(stream, whole_setup, {});
   const auto agrees = [&](const Outcome& o) {
+    // Only draining between reads can change which message finds no room
+    // (the whole feeding never drains before the end).
+    if (setup.tight_pool && setup.drain_between &&
+        (o.refused != whole.refused || o.received.size() != whole.received.size())) {
+      parted_at_refusal(o, whole);
+      return;
+    }
     FUZZ_CHECK(o.received == whole.received);
     FUZZ_CHECK(o.close_received == whole.close_received);
     FUZZ_CHECK(o.close_sent == whole.close_sent);
@@ -227,10 +350,37 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(o.read_closed == whole.read_closed);
     FUZZ_CHECK(o.close_code == whole.close_code);
     FUZZ_CHECK(o.quiescent == whole.quiescent);
-    // Split reads may answer a ping the whole read had to drop for a close.
-    FUZZ_CHECK(o.pongs.size() >= whole.pongs.size());
+    // Split reads may answer a ping the whole read had to drop for a close:
+    // the pongs dropped are those still in wslay's queue when the close was
+    // queued, the last ones, and reads only add points where they are
+    // written out.
+    FUZZ_CHECK(is_prefix(whole.pongs, o.pongs));
   };
-  agrees(run(stream, setup, rg::fuzz::cuts(plan, stream.size())));
-  if (stream.size() <= 4096) agrees(run(stream, setup, rg::fuzz::byte_by_byte(stream.size())));
+  const Outcome split = run(stream, setup, rg::fuzz::cuts(plan, stream.size()));
+  agrees(split);
+  const bool bytewise = stream.size() <= 4096;
+  Outcome byte;
+  if (bytewise) {
+    byte = run(stream, setup, rg::fuzz::byte_by_byte(stream.size()));
+    agrees(byte);
+  }
+  if (setup.tight_pool) {
+    // The reference: no budget, fed whole, or cut where the byte-by-byte
+    // feeding refused.  That refusal came with the last byte of a data frame
+    // (run() checks: a 1013 before the frame's end is what 3b854fa fixed),
+    // and the frame must be one with nothing wrong with it (1013 is not
+    // for a frame that earns 1007): without a budget the session reads on
+    // past it.  Draining between reads lets feedings part at a refusal, and
+    // then only these checks, not agrees(), see a refusal that should not be.
+    Setup unbudgeted_setup = whole_setup;
+    unbudgeted_setup.tight_pool = false;
+    std::vector<std::size_t> at;
+    if (bytewise && byte.refused && byte.refused_after < stream.size()) at.push_back(byte.refused_after);
+    const Outcome unbudgeted = run(stream, unbudgeted_setup, at);
+    if (bytewise && byte.refused) FUZZ_CHECK(unbudgeted.stopped_after > byte.refused_after);
+    within_budget_of(whole, unbudgeted, at.empty());
+    within_budget_of(split, unbudgeted, at.empty());
+    if (bytewise) within_budget_of(byte, unbudgeted, at.empty());
+  }
   return 0;
 }
