@@ -132,6 +132,16 @@ const std::vector<Option>& options() {
       {"tls_cert_file", Kind::text, "PATH", "PEM certificate chain for tls_listen, leaf first.",
        RG_TEXT(tls_cert_file)},
       {"tls_key_file", Kind::text, "PATH", "PEM private key of tls_cert_file's leaf.", RG_TEXT(tls_key_file)},
+      {"tls_sni_certs", Kind::list, "CERT:KEY,...",
+       "More certificates for tls_listen, each CERT_FILE:KEY_FILE: a ClientHello's SNI picks the one whose "
+       "subjectAltName covers it (exact names before wildcards), else tls_cert_file's.",
+       [](Config& c, std::uint64_t, const std::string& s) { c.tls_sni_certs = split_list(s); },
+       [](const Config& c) { return join(c.tls_sni_certs); }},
+      {"tls_ticket_key_file", Kind::text, "PATH",
+       "Session-ticket keys: 1 to 16 keys of 80 bytes, newest first (the first seals tickets, all open them), so "
+       "that every node of a fleet resumes the others' sessions. Make one: head -c 80 /dev/urandom > FILE; rotate: "
+       "put a new key first and send SIGHUP. Empty: keys of this process only, rotated by BoringSSL.",
+       RG_TEXT(tls_ticket_key_file)},
       {"tls_min_version", Kind::choice, "1.2|1.3",
        "Oldest TLS version a client may speak (TLS 1.3 is always offered; TLS 1.2 with ECDHE AEAD suites only).",
        RG_CHOICE(tls_min_version, TlsVersion, tls_version_words)},

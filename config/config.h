@@ -29,6 +29,8 @@ struct Config {
   std::string tls_listen = "off";        // HOST:PORT, or off
   std::string tls_cert_file;             // PEM certificate chain, leaf first
   std::string tls_key_file;              // PEM private key of the leaf
+  std::vector<std::string> tls_sni_certs;  // more certificates, "CERT_FILE:KEY_FILE", chosen by SNI
+  std::string tls_ticket_key_file;       // session-ticket keys shared by a fleet; empty: per process
   TlsVersion tls_min_version = TlsVersion::v1_2;
   std::uint32_t tls_handshakes_max = 1024;   // per worker: TLS handshakes in flight (beyond: an alert, then close)
   std::uint32_t tls_record_buffers = 256;    // per worker: 32 KiB ciphertext buffers for records in flight

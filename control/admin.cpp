@@ -108,7 +108,7 @@ void Admin::histogram(std::string& out, const char* name, const char* help,
 // what TLS holds, and the certificate's remaining life.
 void Admin::tls_metrics(std::string& out) const {
   const Shared& s = shared_;
-  if (!s.tls_ctx) return;
+  if (!s.tls) return;
   out += "# HELP ws_tls_handshakes_total TLS handshakes: completed (by version and resumption) or failed.\n"
          "# TYPE ws_tls_handshakes_total counter\n";
   for (std::size_t v = 0; v < 2; ++v)
@@ -154,12 +154,16 @@ void Admin::tls_metrics(std::string& out) const {
       "# TYPE ws_tls_record_buffers_in_use gauge\nws_tls_record_buffers_in_use %d\n"
       "# HELP ws_tls_bytes_held Bytes TLS holds (SSLs, handshakes, record buffers), charged to max_buffered_bytes.\n"
       "# TYPE ws_tls_bytes_held gauge\nws_tls_bytes_held %d\n"
-      "# HELP ws_tls_certificate_expiry_seconds Seconds until the leaf certificate's notAfter (negative: "
-      "expired).\n# TYPE ws_tls_certificate_expiry_seconds gauge\nws_tls_certificate_expiry_seconds %d\n",
+      "# HELP ws_tls_certificate_expiry_seconds Seconds until the soonest certificate notAfter (negative: "
+      "expired).\n# TYPE ws_tls_certificate_expiry_seconds gauge\nws_tls_certificate_expiry_seconds %d\n"
+      "# HELP ws_tls_reloads_total SIGHUP reloads of the certificates and ticket keys, by result.\n"
+      "# TYPE ws_tls_reloads_total counter\nws_tls_reloads_total{result=\"ok\"} %d\n"
+      "ws_tls_reloads_total{result=\"failed\"} %d\n",
       sum_of(&TlsCounters::refused_total), sum_of(&TlsCounters::close_notify_total),
       sum_of(&TlsCounters::handshakes_in_flight), sum_of(&TlsCounters::connections),
       sum_of(&TlsCounters::record_buffers_in_use), sum_of(&TlsCounters::held_bytes),
-      s.tls_not_after_s.load() - static_cast<std::int64_t>(time(nullptr)));
+      s.tls_not_after_s.load() - static_cast<std::int64_t>(time(nullptr)), load(s.tls_reloads_ok),
+      load(s.tls_reloads_failed));
   histogram_of(out, s, "ws_tls_handshake_duration_seconds",
                "TLS handshakes, from the ClientHello's first bytes to the handshake done, all workers.",
                [](const WorkerCounters& c) -> const LatencyHistogram& { return c.tls.handshake_ms; });
@@ -847,7 +851,7 @@ std::string Admin::status_json() const {
                         "\"workers\":[",
                         s.config.per_ip_limit, load(connections_), load(committed_), clients_max, health_reserve,
                         limits_.per_ip_max, limits_.request_timeout_ms);
-  if (s.tls_ctx) {
+  if (s.tls) {
     std::uint64_t in_flight = 0, connections = 0, held = 0, buffers = 0;
     for (const auto& c : s.counters) {
       in_flight += load(c->tls.handshakes_in_flight);

@@ -239,6 +239,44 @@ bool load_secrets(const Config& config, Shared& shared, std::string& error) {
   return true;
 }
 
+// The certificates for the start-up and reload lines: "chain.pem (+2 by SNI: a.example, *.b.example)".
+std::string describe_certificates(const rg::server::TlsContext& tls) {
+  const auto& certs = tls.certificates();
+  std::string out = certs.front().cert_file;
+  if (certs.size() > 1) {
+    out += absl::StrFormat(" (+%d by SNI:", certs.size() - 1);
+    for (std::size_t i = 1; i < certs.size(); ++i)
+      for (const std::string& n : certs[i].names) out += " " + n;
+    out += ")";
+  }
+  out += tls.ticket_keys() ? absl::StrFormat(", %d ticket key(s) from tls_ticket_key_file", tls.ticket_keys())
+                           : std::string(", ticket keys of this process");
+  return out;
+}
+
+// SIGHUP: the certificates, keys and ticket keys are read again.  New
+// connections get the new ones; existing ones keep theirs until they close.
+// A file that does not load leaves everything as it was, said in the log.
+void reload_tls(const Config& config, Shared& shared, rg::server::TlsContexts& contexts) {
+  if (!shared.tls) {
+    RG_LOG(info, "SIGHUP: nothing to reload (tls_listen is off)");
+    return;
+  }
+  std::string error;
+  std::shared_ptr<const rg::server::TlsContext> next = rg::server::TlsContext::load(config, error);
+  if (!next) {
+    shared.tls_reloads_failed.add();
+    RG_LOG(error, "SIGHUP: TLS reload failed, still serving the previous certificates: %s", error);
+    return;
+  }
+  shared.tls_not_after_s.store(next->not_after_s());
+  const std::int64_t days_left = (next->not_after_s() - static_cast<std::int64_t>(time(nullptr))) / 86400;
+  RG_LOG(info, "SIGHUP: TLS reloaded: %s (%s, %d days left); open connections keep theirs",
+         describe_certificates(*next), next->certificates().front().key_description, days_left);
+  contexts.publish(std::move(next));
+  shared.tls_reloads_ok.add();
+}
+
 // Pub/sub plumbing sized at start-up: one mailbox per worker,
 // and how publishers wake workers (MSG_RING when the kernel has it, the
 // workers' eventfds otherwise or when cross_worker_wake = eventfd).
@@ -397,17 +435,20 @@ int main(int argc, char** argv) {
 
   // TLS: the certificate and key are loaded (and checked against each
   // other) before anything listens.
-  rg::server::TlsContext tls;
+  rg::server::TlsContexts tls_contexts;
+  std::shared_ptr<const rg::server::TlsContext> tls;
   std::string tls_host;
   std::uint16_t tls_port = 0;
   if (config.tls_enabled()) {
     (void)parse_host_port(config.tls_listen, tls_host, tls_port);
-    if (!tls.load(config, error)) {
+    tls = rg::server::TlsContext::load(config, error);
+    if (!tls) {
       std::fprintf(stderr, "ringgate: invalid configuration: %s\n", error.c_str());
       return 2;
     }
-    shared->tls_ctx = tls.ctx();
-    shared->tls_not_after_s.store(tls.not_after_s());
+    tls_contexts.publish(tls);
+    shared->tls = &tls_contexts;
+    shared->tls_not_after_s.store(tls->not_after_s());
   }
 
   // Listeners are made here, before any worker starts, so that a bad address
@@ -438,6 +479,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);  // reload the TLS certificates and ticket keys
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -508,7 +550,7 @@ int main(int argc, char** argv) {
   if (config.tls_enabled()) {
     tls_where = (tls_host.find(':') != std::string::npos ? "[" + tls_host + "]" : tls_host) + ":" +
                 std::to_string(tls_port);
-    const std::int64_t days_left = (tls.not_after_s() - static_cast<std::int64_t>(time(nullptr))) / 86400;
+    const std::int64_t days_left = (tls->not_after_s() - static_cast<std::int64_t>(time(nullptr))) / 86400;
     // Kernel TLS: probed, said, not yet used (the keys would go to the
     // kernel through io_uring's setsockopt once the probe says yes).
     const rg::ring::KtlsProbe ktls = rg::ring::probe_ktls();
@@ -516,9 +558,10 @@ int main(int argc, char** argv) {
                                                  : "off (" + ktls.reason + ")";
     RG_LOG(info, "tls: %s serves wss:// with %s (%s, %d days left), TLS %s..1.3, %u handshakes in flight per "
                  "worker, %u record buffers of %u KiB per worker, kernel TLS offload %s",
-           tls_where, config.tls_cert_file, tls.key_description(), days_left,
+           tls_where, describe_certificates(*tls), tls->certificates().front().key_description, days_left,
            rg::server::word(config.tls_min_version), config.tls_handshakes_max, config.tls_record_buffers,
            rg::server::TlsStream::record_buffer_bytes / 1024, offload);
+    tls.reset();  // the holder (and the connections made from it) keep it; a reload may free it
   }
   // The start-up line is written whatever log_level says: operators and
   // scripts rely on it for the address (port 0), workers and capacity.
@@ -548,6 +591,10 @@ int main(int argc, char** argv) {
         RG_LOG(warn, "utilisation over warn_percent %u%%: %u of %u connections; kernel: %s%s", config.warn_percent,
                open, shared->max_connections, peak,
                shared->kernel.refuse.load() ? " (refusing new handshakes: kernel_refuse_percent reached)" : "");
+      continue;
+    }
+    if (sig == SIGHUP) {
+      reload_tls(config, *shared, tls_contexts);
       continue;
     }
     if (!draining) {

@@ -145,8 +145,8 @@ bool Worker::start(std::string& error) {
   }
   tls_enabled_ = listen_fds_[listener_tls] >= 0;
   if (tls_enabled_) {
-    RG_ASSERT(shared_.tls_ctx != nullptr);
-    if (!tls_.init(shared_.tls_ctx, slots_, config_.tls_record_buffers, error)) return false;
+    RG_ASSERT(shared_.tls != nullptr);
+    if (!tls_.init(*shared_.tls, slots_, config_.tls_record_buffers, error)) return false;
     tls_.set_now(now_ms_);
   }
   if (config_.accept_rate > 0) {

@@ -70,9 +70,12 @@ TlsStream::~TlsStream() {
   if (bio_) BIO_free(bio_);
 }
 
-bool TlsStream::init(ssl_ctx_st* ctx, std::uint32_t slots, std::uint32_t record_buffers, std::string& error) {
-  RG_ASSERT(ctx != nullptr);
-  ctx_ = ctx;
+bool TlsStream::init(const TlsContexts& contexts, std::uint32_t slots, std::uint32_t record_buffers,
+                     std::string& error) {
+  contexts_ = &contexts;
+  context_generation_ = contexts.generation();
+  context_ = contexts.current();
+  RG_ASSERT(context_ != nullptr);
   const BIO_METHOD* method = worker_bio_method();
   bio_ = method ? BIO_new(method) : nullptr;
   if (!bio_) {
@@ -143,7 +146,13 @@ void TlsStream::accept(std::uint32_t slot) noexcept {
 bool TlsStream::start(std::uint32_t slot) {
   Slot& s = slots_[slot];
   RG_ASSERT(s.phase == Phase::accepted);
-  s.ssl = SSL_new(ctx_);
+  // A reload published a new context: new connections use it (one relaxed
+  // load per handshake; the lock only when it moved).
+  if (const std::uint64_t g = contexts_->generation(); g != context_generation_) {
+    context_ = contexts_->current();
+    context_generation_ = g;
+  }
+  s.ssl = SSL_new(context_->ctx());
   if (!s.ssl) return false;
   SSL_set_accept_state(s.ssl);
   // Once the handshake is done its configuration (certificate, key,
@@ -151,6 +160,7 @@ bool TlsStream::start(std::uint32_t slot) {
   SSL_set_shed_handshake_config(s.ssl, 1);
   BIO_up_ref(bio_);
   SSL_set_bio(s.ssl, bio_, bio_);  // takes the one reference for both directions
+  s.context = context_;
   s.phase = Phase::handshake;
   s.started_ms = static_cast<std::uint32_t>(now_ms_);
   counters_.connections.add();
@@ -488,6 +498,7 @@ void TlsStream::release(std::uint32_t slot) {
     counters_.connections.sub();
   }
   s.ssl = nullptr;
+  s.context.reset();
   s.waiting = false;  // its entry in waiters_ is skipped
   release_buffer(s);
   s = Slot{};

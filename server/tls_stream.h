@@ -4,8 +4,8 @@
 //
 // Memory, per connection:
 //   - idle: its `SSL` (the session keys and record state; the handshake's
-//     configuration is shed once the handshake is done) and one TlsSlot row
-//     of this worker's table.  No BIO pair, no per-connection buffers: every
+//     configuration is shed once the handshake is done) and one Slot row
+//     (48 bytes) of this worker's table.  No BIO pair, no per-connection buffers: every
 //     SSL of a worker reads and writes through one BIO whose callbacks use
 //     the bytes of the recv being handled and the record buffer of the
 //     connection being written.
@@ -32,6 +32,7 @@
 #include "ring/ring.h"
 #include "server/byte_stream.h"
 #include "server/counters.h"
+#include "server/tls_context.h"
 
 struct bio_st;
 struct ssl_st;
@@ -60,7 +61,8 @@ class TlsStream final : public ByteStream {
   TlsStream& operator=(const TlsStream&) = delete;
 
   // Sized at start-up: one row per table slot, `record_buffers` buffers.
-  [[nodiscard]] bool init(ssl_ctx_st* ctx, std::uint32_t slots, std::uint32_t record_buffers, std::string& error);
+  [[nodiscard]] bool init(const TlsContexts& contexts, std::uint32_t slots, std::uint32_t record_buffers,
+                          std::string& error);
 
   // The clock for handshake durations (the worker's, in ms).
   void set_now(std::uint64_t now_ms) noexcept { now_ms_ = now_ms; }
@@ -95,6 +97,9 @@ class TlsStream final : public ByteStream {
   enum class Phase : std::uint8_t { none, accepted, handshake, open, failed };
   struct Slot {
     ssl_st* ssl = nullptr;
+    // What the SSL was made from: kept until the connection closes, so a
+    // reload never pulls a certificate or ticket key from under it.
+    std::shared_ptr<const TlsContext> context;
     std::uint32_t out = base::nil;  // record buffer, while ciphertext waits or is in flight
     std::uint32_t out_len = 0;      // ciphertext bytes in it
     std::uint32_t out_sent = 0;     // of which sent
@@ -125,7 +130,9 @@ class TlsStream final : public ByteStream {
   ring::Ring& ring_;
   ByteSink& sink_;
   TlsCounters& counters_;
-  ssl_ctx_st* ctx_ = nullptr;
+  const TlsContexts* contexts_ = nullptr;
+  std::shared_ptr<const TlsContext> context_;  // the current one, as of context_generation_
+  std::uint64_t context_generation_ = 0;
   bio_st* bio_ = nullptr;
   std::vector<Slot> slots_;
   base::SlotArray<Record> records_;

@@ -15,8 +15,7 @@
 #include "server/budgets.h"
 #include "config/config.h"
 #include "server/fanout.h"
-
-struct ssl_ctx_st;
+#include "server/tls_context.h"
 
 namespace rg::server {
 
@@ -41,9 +40,12 @@ struct Shared {
   std::string jwt_key;
   std::string api_token;
   bool wake_msg_ring = false;  // IORING_OP_MSG_RING (else the eventfd)
-  // TLS (tls_listen): the context every worker's SSLs are made from; null when off.
-  ssl_ctx_st* tls_ctx = nullptr;
-  std::atomic<std::int64_t> tls_not_after_s{0};  // the leaf certificate's notAfter (the expiry gauge)
+  // TLS (tls_listen): the context new connections' SSLs are made from,
+  // replaced by reloads; null when TLS is off.
+  TlsContexts* tls = nullptr;
+  std::atomic<std::int64_t> tls_not_after_s{0};  // the soonest certificate notAfter (the expiry gauge)
+  base::Counter tls_reloads_ok;                 // SIGHUP reloads (main thread)
+  base::Counter tls_reloads_failed;
   PublishCounters publish;
 
   [[nodiscard]] std::uint64_t buffered_bytes() const noexcept {

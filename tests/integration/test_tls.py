@@ -437,3 +437,165 @@ def test_start_up_line_says_what_each_listener_serves(srv):
     assert f"tls=127.0.0.1:{srv.tls_port}" in line and "echo=/echo" in line and "pubsub=/ws" in line
     tls_line = next(l for l in srv.log().splitlines() if "tls: " in l)
     assert "ECDSA 256" in tls_line and "kernel TLS offload" in tls_line
+
+
+# ---------------------------------------------------------------- SNI, resumption, reload
+
+
+def tls_upgrade(port, ctx, server_hostname="localhost", session=None, path="/echo"):
+    """A TLS connection that upgrades (reads the 101): (socket, session reused?, peer certificate DER).
+    The 101 is read so that TLS 1.3 session tickets, sent after the handshake, have arrived."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s = ctx.wrap_socket(raw, server_hostname=server_hostname, session=session)
+    s.sendall(upgrade_request(path))
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = s.recv(4096)
+        assert chunk, answer
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 101"), answer[:80]
+    return s, s.session_reused, s.getpeercert(binary_form=True)
+
+
+def common_name(der: bytes) -> str:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    return x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+def serial(der: bytes) -> int:
+    from cryptography import x509
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_sni_picks_the_certificate_that_covers_the_name(ringgate, ca, leaf):
+    alt = ca.issue("alt.test")
+    wild = ca.issue("*.wild.test")
+    s = ringgate(*tls_args(leaf, "--workers", "1", "--tls-sni-certs",
+                           f"{alt.cert_path}:{alt.key_path},{wild.cert_path}:{wild.key_path}"))
+    ctx = client_context(ca)
+    for name, expected in [("alt.test", "alt.test"), ("a.wild.test", "*.wild.test"), ("localhost", "localhost"),
+                           ("ALT.TEST", "alt.test")]:
+        conn, _, der = tls_upgrade(s.tls_port, ctx, server_hostname=name)
+        conn.close()
+        assert common_name(der) == expected, name
+    # A name no certificate covers gets the default one (which the client then rejects).
+    with pytest.raises(ssl.SSLCertVerificationError):
+        tls_upgrade(s.tls_port, ctx, server_hostname="nowhere.test")
+    assert "(+2 by SNI: alt.test *.wild.test)" in s.log()
+
+
+def test_a_second_connection_resumes_with_the_first_ones_ticket(srv, ca):
+    ctx = client_context(ca)
+    before = total(metrics(srv), "ws_tls_handshakes_total", result="ok", resumed="1")
+    first, reused, _ = tls_upgrade(srv.tls_port, ctx)
+    assert not reused
+    session = first.session
+    first.close()
+    assert session is not None and session.has_ticket
+    second, reused, _ = tls_upgrade(srv.tls_port, ctx, session=session)
+    second.close()
+    assert reused
+    assert total(metrics(srv), "ws_tls_handshakes_total", result="ok", resumed="1") == before + 1
+
+
+def write_ticket_keys(path, *keys):
+    path.write_bytes(b"".join(keys))
+
+
+def test_nodes_sharing_a_ticket_key_file_resume_each_others_sessions(ringgate, ca, leaf, tmp_path):
+    import os
+    keys = tmp_path / "tickets.key"
+    write_ticket_keys(keys, os.urandom(80))
+    a = ringgate(*tls_args(leaf, "--workers", "1", "--tls-ticket-key-file", str(keys)))
+    b = ringgate(*tls_args(leaf, "--workers", "1", "--tls-ticket-key-file", str(keys)))
+    ctx = client_context(ca)
+    first, _, _ = tls_upgrade(a.tls_port, ctx)
+    session = first.session
+    first.close()
+    second, reused, _ = tls_upgrade(b.tls_port, ctx, session=session)
+    second.close()
+    assert reused, "node b did not resume node a's session"
+    assert total(metrics(b), "ws_tls_handshakes_total", result="ok", resumed="1") == 1
+    # A node with other keys cannot: a full handshake, no error.
+    other_keys = tmp_path / "other.key"
+    write_ticket_keys(other_keys, os.urandom(80))
+    c = ringgate(*tls_args(leaf, "--workers", "1", "--tls-ticket-key-file", str(other_keys)))
+    third, reused, _ = tls_upgrade(c.tls_port, ctx, session=session)
+    third.close()
+    assert not reused
+    assert "1 ticket key(s) from tls_ticket_key_file" in a.log()
+
+
+def test_ticket_keys_rotate_on_sighup_and_old_tickets_still_resume(ringgate, ca, leaf, tmp_path):
+    import os
+    import signal as sig
+    keys = tmp_path / "tickets.key"
+    old, new = os.urandom(80), os.urandom(80)
+    write_ticket_keys(keys, old)
+    s = ringgate(*tls_args(leaf, "--workers", "1", "--tls-ticket-key-file", str(keys)))
+    ctx = client_context(ca)
+    first, _, _ = tls_upgrade(s.tls_port, ctx)
+    old_session = first.session
+    first.close()
+    # Rotation: the new key first, the old one still there to open tickets.
+    write_ticket_keys(keys, new, old)
+    s.signal(sig.SIGHUP)
+    wait_until(lambda: total(metrics(s), "ws_tls_reloads_total", result="ok") == 1, 5, what="the reload")
+    second, reused, _ = tls_upgrade(s.tls_port, ctx, session=old_session)
+    second.close()
+    assert reused, "a ticket under the previous key must still resume"
+    # The old key retired: its tickets get a full handshake.
+    write_ticket_keys(keys, new)
+    s.signal(sig.SIGHUP)
+    wait_until(lambda: total(metrics(s), "ws_tls_reloads_total", result="ok") == 2, 5, what="the second reload")
+    third, reused, _ = tls_upgrade(s.tls_port, ctx, session=old_session)
+    third.close()
+    assert not reused
+
+
+def test_sighup_swaps_the_certificate_and_open_connections_keep_working(ringgate, ca, tmp_path):
+    import shutil
+    import signal as sig
+    first_leaf, second_leaf = ca.issue("localhost"), ca.issue("localhost")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    shutil.copy(first_leaf.cert_path, cert)
+    shutil.copy(first_leaf.key_path, key)
+    s = ringgate("--tls-listen", "127.0.0.1:0", "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                 "--workers", "1")
+    ctx = client_context(ca)
+
+    async def go():
+        async with ws_connect(s.wss_uri("/echo"), ssl=ctx) as old:
+            before_der = old.transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            shutil.copy(second_leaf.cert_path, cert)
+            shutil.copy(second_leaf.key_path, key)
+            s.signal(sig.SIGHUP)
+            await asyncio.to_thread(wait_until, lambda: total(metrics(s), "ws_tls_reloads_total", result="ok") == 1,
+                                    5, 0.02, "the reload")
+            conn, _, after_der = await asyncio.to_thread(tls_upgrade, s.tls_port, ctx)
+            conn.close()
+            assert serial(after_der) != serial(before_der), "new connections must see the new certificate"
+            # The old connection still echoes, on its old certificate.
+            await old.send("still here")
+            assert await asyncio.wait_for(old.recv(), 10) == "still here"
+        # A broken file is refused: the log says why, and the second certificate stays.
+        cert.write_text("not a certificate\n")
+        s.signal(sig.SIGHUP)
+        await asyncio.to_thread(wait_until, lambda: total(metrics(s), "ws_tls_reloads_total", result="failed") == 1,
+                                5, 0.02, "the failed reload")
+        conn, _, der = await asyncio.to_thread(tls_upgrade, s.tls_port, ctx)
+        conn.close()
+        assert serial(der) == serial(after_der)
+    run_async(go(), 60)
+    assert "TLS reload failed, still serving the previous certificates" in s.log()
+
+
+def test_start_up_refuses_a_malformed_ticket_key_file(ringgate, leaf, tmp_path):
+    keys = tmp_path / "short.key"
+    keys.write_bytes(b"\x00" * 79)
+    s = ringgate(*tls_args(leaf, "--tls-ticket-key-file", str(keys)), require_listening=False)
+    s.expected_exit = 2
+    assert s.wait(10) == 2
+    assert "holds 79 bytes; it must hold 1 to 16 keys of 80 bytes each" in s.log()
+    assert "head -c 80 /dev/urandom" in s.log()

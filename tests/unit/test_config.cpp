@@ -562,6 +562,8 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"tls-listen", "off"},
       {"tls-cert-file", ""},
       {"tls-key-file", ""},
+      {"tls-sni-certs", ""},
+      {"tls-ticket-key-file", ""},
       {"tls-min-version", "1.2"},
       {"tls-handshakes-max", "1024"},
       {"tls-record-buffers", "256"},
