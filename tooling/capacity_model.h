@@ -55,6 +55,17 @@ inline constexpr std::uint64_t load_bytes_per_connection = 2'969;
 // a thread stack, a ring, pool bookkeeping per worker, and the process base.
 inline constexpr std::uint64_t worker_overhead_bytes = 600 * KiB;
 inline constexpr std::uint64_t process_base_bytes = 5 * MiB;
+// TLS (perf/results/tls): the server's RSS per idle TLS 1.3 connection
+// beyond its record, 3,121 B measured with 4,000 connections (ECDSA P-256
+// certificate, BoringSSL's SSL after its handshake configuration is shed),
+// planned at 3.2 KB; a row of the worker's TLS table per slot (faulted in at
+// start-up); and full handshakes one core does, 2,857/s measured with
+// ECDSA P-256 (1,010/s with RSA 2048: an RSA certificate plans at a third).
+inline constexpr std::uint64_t tls_idle_bytes = 3'200;
+inline constexpr std::uint64_t tls_slot_bytes = 48;
+inline constexpr std::uint64_t tls_record_buffer_bytes = 32 * KiB;
+inline constexpr std::uint64_t tls_handshakes_per_core = 2'800;
+inline constexpr std::uint32_t tls_storm_cpu_percent = 80;
 // Messages one server core handles: the echo run did 2.05M msgs/s on two
 // cores it shared with its client (perf/results/echo); planned at 1M.
 inline constexpr std::uint64_t msgs_per_core = 1'000'000;
@@ -164,6 +175,9 @@ struct Target {
   std::uint64_t recv_buffer_size = 16 * KiB;
   std::uint64_t max_pending_handshakes = 4096;
   std::uint64_t reserved_slots = 64;
+  // TLS: every connection is wss:// (--tls).
+  bool tls = false;
+  std::uint64_t tls_record_buffers = 256;  // per worker
 };
 
 struct MemoryRow {
@@ -189,6 +203,11 @@ struct Plan {
   std::uint64_t ram_bytes = 0;
   bool memory_fits = false;
   std::uint64_t cores_needed_milli = 0;  // msg_rate / msgs_per_core, in thousandths
+  // TLS: every client's full handshake after a restart, on all the host's
+  // cores (core-seconds / cpus), and the accept_rate that keeps them at
+  // four fifths of the host so the connections already up are still served.
+  std::uint64_t tls_storm_ms = 0;
+  std::uint64_t tls_accept_rate = 0;
   bool cpu_fits = false;
   bool workers_fit = false;  // within workers_max
   std::uint64_t load_sources = 0;  // clients_on_host: source addresses ringgate-load needs

@@ -180,10 +180,12 @@ struct Args {
   }
 };
 
-bool is_switch(const std::string& name) { return name == "dry-run" || name == "clients-on-host" || name == "help"; }
+bool is_switch(const std::string& name) {
+  return name == "dry-run" || name == "clients-on-host" || name == "tls" || name == "help";
+}
 
 bool is_tune_option(const std::string& name) {
-  for (const char* o : {"connections", "msg-rate", "buffer", "clients-on-host", "format", "name", "ram", "cpus",
+  for (const char* o : {"connections", "msg-rate", "buffer", "clients-on-host", "tls", "format", "name", "ram", "cpus",
                         "nofile", "profile", "profile-dir", "dry-run", "proc-sys", "sysctl-dir", "state-file",
                         "config", "help"})
     if (name == o) return true;
@@ -308,6 +310,7 @@ bool plan_input(const Args& a, const Paths& paths, PlanInput& in, std::string& e
     return false;
   }
   in.target.clients_on_host = a.has("clients-on-host");
+  in.target.tls = a.has("tls");
   // The server's own settings: a config file and any server flag.
   Config config;
   if (a.has("config")) {
@@ -325,6 +328,7 @@ bool plan_input(const Args& a, const Paths& paths, PlanInput& in, std::string& e
   in.target.recv_buffer_size = config.recv_buffer_size;
   in.target.max_pending_handshakes = config.max_pending_handshakes;
   in.target.reserved_slots = config.reserved_slots;
+  in.target.tls_record_buffers = config.tls_record_buffers;
 
   in.host = read_host(paths.proc_root);
   std::uint64_t n = 0;
@@ -347,7 +351,8 @@ bool plan_input(const Args& a, const Paths& paths, PlanInput& in, std::string& e
 }
 
 std::string describe_target(const cap::Target& t) {
-  return absl::StrFormat("%s connections (%s), %s messages/s, %s of socket buffer each", cap::group_digits(t.connections),
+  return absl::StrFormat("%s %s connections (%s), %s messages/s, %s of socket buffer each",
+                         cap::group_digits(t.connections), t.tls ? "wss://" : "ws://",
                          t.clients_on_host ? "clients on this host" : "clients elsewhere",
                          cap::group_digits(t.msg_rate), cap::format_bytes(t.buffer_bytes));
 }
@@ -357,6 +362,7 @@ std::string plan_command(const cap::Target& t) {
   if (t.msg_rate) cmd += " --msg-rate " + std::to_string(t.msg_rate);
   if (t.buffer_bytes != cap::default_buffer_bytes) cmd += " --buffer " + std::to_string(t.buffer_bytes);
   if (t.clients_on_host) cmd += " --clients-on-host";
+  if (t.tls) cmd += " --tls";
   return cmd;
 }
 
@@ -381,6 +387,13 @@ void print_plan(const PlanInput& in, const cap::Plan& p, std::ostream& out) {
        absl::StrFormat("of %u for %s messages/s (%s per core planned; %s)", h.cpus, cap::group_digits(t.msg_rate),
                        cap::group_digits(cap::msgs_per_core), p.cpu_fits ? "fits" : "DOES NOT FIT")},
   };
+  if (t.tls)
+    rows.push_back(
+        {absl::StrFormat("--accept-rate %u", p.tls_accept_rate),
+         absl::StrFormat("TLS handshakes are CPU: %u cores x %s full handshakes/s (ECDSA P-256; RSA 2048 a third) x "
+                         "%u%%; after a restart all %s clients are back in %.0f s (sooner with session tickets)",
+                         h.cpus, cap::group_digits(cap::tls_handshakes_per_core), cap::tls_storm_cpu_percent,
+                         cap::group_digits(t.connections), static_cast<double>(p.tls_storm_ms) / 1000.0)});
   if (p.workers_now != p.workers)
     rows.push_back({"under the hard limit now",
                     absl::StrFormat("RLIMIT_NOFILE %s: %u workers of %s slots", cap::group_digits(h.nofile_hard),
@@ -483,7 +496,7 @@ int cmd_apply(const Args& a, std::ostream& out, std::ostream& err) {
 }
 
 const char* usage =
-    "usage: ringgate tune plan --connections N [--msg-rate R] [--buffer SIZE] [--clients-on-host]\n"
+    "usage: ringgate tune plan --connections N [--msg-rate R] [--buffer SIZE] [--clients-on-host] [--tls]\n"
     "                          [--config FILE] [--SERVER-OPTION VALUE ...] [--ram SIZE] [--cpus N] [--nofile N]\n"
     "                          [--format table|sysctl] [--name NAME]\n"
     "       ringgate tune check (--connections N [plan options] | --profile P)\n"
@@ -500,6 +513,8 @@ const char* usage =
     "--msg-rate   messages per second over all connections (default 0)\n"
     "--buffer     kernel socket-buffer memory planned per connection (default 4KiB: one queued message)\n"
     "--clients-on-host  the clients (ringgate-load) run on this host too: the capacity lab\n"
+    "--tls        every connection is wss://: TLS memory per connection and record buffers, and\n"
+    "             the CPU for every client's full handshake within a reconnect storm\n"
     "--ram, --cpus, --nofile  plan for another host than this one\n"
     "P            a profile name (high-density, capacity-lab) or a path to a sysctl.d file\n"
     "\n"
@@ -961,7 +976,7 @@ int run(int argc, char** argv, std::ostream& out, std::ostream& err) {
     return 2;
   }
   // Each command takes its own options; one that does nothing there is a mistake worth saying.
-  const std::vector<std::string> planning = {"connections", "msg-rate", "buffer", "clients-on-host", "ram",
+  const std::vector<std::string> planning = {"connections", "msg-rate", "buffer", "clients-on-host", "tls", "ram",
                                              "cpus", "nofile", "config", "proc-sys"};
   std::vector<std::string> allowed;
   if (a.command == "plan") {

@@ -337,6 +337,38 @@ TEST(Calibration, LabCeilingIsTheReportedOne) {
   EXPECT_LE(n, 1'800'000u);
 }
 
+TEST(Calibration, TlsRowsFollowTheMeasuredSsl) {
+  // perf/results/tls: 3,121 B of server RSS per idle TLS 1.3 connection
+  // (4,000 connections), planned at tls_idle_bytes; record buffers are
+  // address space for every worker's pool; the accept rate is what the
+  // host's cores sign at, four fifths of them.
+  EXPECT_GE(cap::tls_idle_bytes, 3'121u);
+  EXPECT_LE(within_percent(cap::tls_idle_bytes, 3'121), 5u);
+  cap::Target t{.connections = 1'000'000};
+  t.tls = true;
+  t.tls_record_buffers = 256;
+  const cap::Plan p = cap::make_plan(lab_host(), t);
+  const cap::Plan plain = cap::make_plan(lab_host(), cap::Target{.connections = 1'000'000});
+  std::uint64_t tls_total = 0;
+  bool saw_records = false;
+  for (const auto& row : p.memory) {
+    if (row.item == "TLS per connection") {
+      EXPECT_EQ(row.total, 1'000'000 * cap::tls_idle_bytes + cap::tls_slot_bytes * p.tables.slots * p.workers);
+      tls_total += row.total;
+    } else if (row.item == "TLS record buffers") {
+      EXPECT_EQ(row.total, std::uint64_t{p.workers} * 256 * 32 * KiB);
+      tls_total += row.total;
+      saw_records = true;
+    }
+  }
+  EXPECT_TRUE(saw_records);
+  EXPECT_GT(p.total_bytes, plain.total_bytes + tls_total - tls_total / 10);  // headroom grows with it
+  EXPECT_EQ(p.tls_accept_rate, std::uint64_t{lab_host().cpus} * cap::tls_handshakes_per_core * 80 / 100);
+  EXPECT_EQ(p.tls_storm_ms, (1'000'000 * 1000 + p.tls_accept_rate - 1) / p.tls_accept_rate);
+  for (const auto& row : plain.memory) EXPECT_EQ(row.item.rfind("TLS", 0), std::string::npos) << row.item;
+  EXPECT_EQ(plain.tls_accept_rate, 0u);
+}
+
 TEST(Format, GroupsAndUnits) {
   EXPECT_EQ(cap::group_digits(0), "0");
   EXPECT_EQ(cap::group_digits(999), "999");
