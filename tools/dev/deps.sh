@@ -12,6 +12,7 @@ RINGGATE_BUILD_PACKAGES=(
 RINGGATE_TEST_PACKAGES=(
   python3 python3-websockets python3-pytest python3-prometheus-client python3-cryptography
   iproute2 procps
+  chromium libnss3-tools   # tests/integration/test_browser.py: headless Chromium, certutil for its NSS trust
   clang-14 libclang-rt-14-dev lld-14   # the libFuzzer build (tests/fuzz, tools/fuzz.sh)
 )
 
