@@ -351,8 +351,8 @@ bool plan_input(const Args& a, const Paths& paths, PlanInput& in, std::string& e
 }
 
 std::string describe_target(const cap::Target& t) {
-  return absl::StrFormat("%s %s connections (%s), %s messages/s, %s of socket buffer each",
-                         cap::group_digits(t.connections), t.tls ? "wss://" : "ws://",
+  return absl::StrFormat("%s %sconnections (%s), %s messages/s, %s of socket buffer each",
+                         cap::group_digits(t.connections), t.tls ? "wss:// " : "",
                          t.clients_on_host ? "clients on this host" : "clients elsewhere",
                          cap::group_digits(t.msg_rate), cap::format_bytes(t.buffer_bytes));
 }
