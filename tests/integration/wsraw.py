@@ -11,7 +11,8 @@ and everything above it is unchanged.  What differs is how a connection ends,
 and the helpers hide it: the server's close_notify reads as EOF, after which
 the helpers also wait for the TCP FIN; an end of TCP without close_notify
 (a truncation, RFC 8446 6.1) is never taken for a clean close: it is
-how="truncated" from recv_until_eof() and fails wait_closed().
+how="truncated" from recv_until_eof() and fails wait_closed().  SSLSocket
+has no MSG_PEEK: use RawWS.poll() to ask whether the server sent anything.
 
 Blocking API (one socket, used by most tests):
     build_request(...)       -> bytes of an HTTP upgrade request (valid by default)
@@ -27,6 +28,7 @@ Blocking API (one socket, used by most tests):
     RawWS.recv_message()     -> next whole data message (fragments reassembled)
     RawWS.expect_close()     -> read until the server's close frame, return its code,
                                 then verify the server closes TCP
+    RawWS.poll()             -> whether the server sent something (MSG_PEEK, TLS too)
 
 Async API (asyncio streams, for thousands of connections):
     async_handshake(), async_send_frame(), async_recv_frame(), async_echo(),
@@ -627,6 +629,21 @@ class RawWS:
         if not self.send_frame(opcode, payload):
             raise AssertionError("server closed the connection while we were sending")
         return self.recv_message(timeout)
+
+    def poll(self, timeout: float = 0.0) -> bool:
+        """True if the server has sent something not yet consumed (kept for
+        recv_frame), waiting up to `timeout`.  What MSG_PEEK did on a plain
+        socket, on TLS too (SSLSocket refuses recv flags).  The end of the
+        connection is not data: False (recv_frame will report it)."""
+        if self.buf or (is_tls(self.sock) and self.sock.pending()):
+            return True
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            chunk = recv_some(self.sock)
+        except (socket.timeout, BlockingIOError, ConnectionResetError, TlsTruncated):
+            return False
+        self.buf += chunk
+        return bool(chunk)
 
     def wait_closed(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
         """True once the server has closed TCP (extra data is discarded)."""
