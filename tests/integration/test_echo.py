@@ -247,6 +247,7 @@ def test_empty_close_frame_is_accepted(server):
         assert ws.wait_closed(T)
 
 
+# ws:// only: routing by path is decided after TLS, the same code on both listeners.
 def test_echo_on_root_path(ringgate):
     """With --echo-path / the echo endpoint is `/`; `/echo` is then unknown (404)."""
     srv = ringgate("--echo-path", "/")
@@ -262,6 +263,7 @@ def test_echo_on_root_path(ringgate):
     assert resp.status == 404, resp.describe()
 
 
+# ws:// only: routing by path is decided after TLS, the same code on both listeners.
 def test_custom_echo_path(ringgate):
     """--echo-path /custom/ws moves the endpoint; the default /echo is 404."""
     srv = ringgate("--echo-path", "/custom/ws")
@@ -275,6 +277,7 @@ def test_custom_echo_path(ringgate):
     assert resp.status == 404, resp.describe()
 
 
+# ws:// only: the spread over workers (test_tls's server echoes over wss on two).
 def test_multiple_workers_all_echo(ringgate):
     """With --workers 2, 40 connections (spread over both workers by the
     kernel) all echo correctly."""
@@ -301,6 +304,7 @@ def test_default_limit_plus_one_is_1009(server):
         assert code == 1009 and not before
 
 
+# ws:// only: it counts the segment pool above the byte stream; TLS's record buffers are test_tls's.
 def test_steady_echo_allocates_no_segments(ringgate):
     """Echo output and reassembly live in pooled segments: once the pool has
     what a client's traffic needs, thousands more echoes (small, spanning

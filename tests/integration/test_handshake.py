@@ -207,6 +207,7 @@ def test_request_line_too_long_is_414(server):
     reject(server, build_request(server.port, "/echo?" + "a" * 9000), 414)
 
 
+# ws:// only: that the limit is configurable; the 414 itself runs on both above.
 def test_request_line_limit_configurable(ringgate):
     """--max-request-line 256 rejects a 300-byte request line with 414 while a
     short request still upgrades."""
@@ -234,6 +235,7 @@ def test_too_many_headers_is_431(server):
     reject(server, build_request(server.port, extra=extra), 431)
 
 
+# ws:// only: that the limit is configurable; the 431 itself runs on both above.
 def test_max_headers_configurable(ringgate):
     """--max-headers 10: 11 headers -> 431; 6 headers upgrade."""
     srv = ringgate("--max-headers", "10")
@@ -242,6 +244,7 @@ def test_max_headers_configurable(ringgate):
     ws.close()
 
 
+# ws:// only: that the limit is configurable; the 431 itself runs on both above.
 def test_max_header_bytes_configurable(ringgate):
     """--max-header-bytes 1KiB: a 2000-byte header -> 431."""
     srv = ringgate("--max-header-bytes", "1KiB")
