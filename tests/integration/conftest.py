@@ -12,8 +12,16 @@ Fixtures:
     ringgate         function-scoped factory: ringgate(*args, **kw) -> RinggateServer
     ringgate_module  module-scoped factory (for servers shared by a test module)
     ns               a throwaway network namespace (netns.Netns) for sysctl tests
+    transport        "ws" then "wss": a test that uses it (or on_transport) runs on both
+    on_transport     on_transport(srv) -> Endpoint: srv as reached over this test's transport
+    tls_server_args  the arguments that add a TLS listener (127.0.0.1:0, a leaf of tls_ca)
+    tls_ca           a session's test CA (tlsca.TestCA); tls_client_context trusts it
 
 Set $RINGGATE_LOG_DIR to keep every server's full log in that directory.
+
+An Endpoint (a server on one transport) has .transport, .tls, .port (the
+listener's), .uri(path), .ws_connect(path, **kw), .connect(), .handshake(path, **kw),
+.http_exchange(data, **kw); anything else is the RinggateServer's.
 
 A RinggateServer has .pid, .port, .admin_port, .tls_port, .host, .listening, .log()
 (captured stdout+stderr so far), .uri(path), .wss_uri(path), .stop(), .alive(), .wait(),
@@ -40,6 +48,7 @@ import re
 import resource
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -325,6 +334,104 @@ def ns():
     with Netns() as n:
         assert n.netns_id() != os.readlink("/proc/self/ns/net"), "not a namespace of its own"
         yield n
+
+
+# ---------------------------------------------------------------------------
+# Transports: the same tests over ws:// and wss://
+# ---------------------------------------------------------------------------
+
+TRANSPORTS = ("ws", "wss")
+
+
+class Endpoint:
+    """A server as a client reaches it over one transport: "ws" (its plain
+    listener) or "wss" (its TLS listener, the certificate verified as
+    `localhost` against the test CA).  The clients below take the transport
+    into account, so a test body written against an Endpoint runs unchanged
+    on both; every other attribute is the RinggateServer's."""
+
+    def __init__(self, srv: RinggateServer, transport: str, ssl_context: ssl.SSLContext | None = None):
+        assert transport in TRANSPORTS, transport
+        self.srv = srv
+        self.transport = transport
+        self.tls = transport == "wss"
+        self.ssl_context = ssl_context if self.tls else None
+        if self.tls:
+            assert ssl_context is not None, "wss needs a client SSLContext"
+            assert srv.tls_port is not None, "the server was started without a TLS listener (tls_server_args)"
+        self.port = srv.tls_port if self.tls else srv.port
+
+    def __repr__(self):
+        return f"Endpoint({self.transport}, port {self.port})"
+
+    def __getattr__(self, name):
+        return getattr(self.srv, name)
+
+    def _raw_tls(self) -> dict:
+        return {"tls": self.ssl_context, "server_hostname": "localhost"} if self.tls else {}
+
+    def uri(self, path: str = "/echo") -> str:
+        return self.srv.wss_uri(path) if self.tls else self.srv.uri(path)
+
+    def ws_connect(self, path: str = "/echo", **kw):
+        """conftest.ws_connect on this transport (python3-websockets)."""
+        if self.tls:
+            kw.setdefault("ssl", self.ssl_context)
+        return ws_connect(self.uri(path), **kw)
+
+    def connect(self, **kw):
+        """wsraw.connect: a TCP socket, or an SSLSocket after its handshake."""
+        import wsraw
+        return wsraw.connect(self.port, **self._raw_tls(), **kw)
+
+    def handshake(self, path: str = "/echo", **kw):
+        """wsraw.handshake -> (RawWS, HttpResponse)."""
+        import wsraw
+        return wsraw.handshake(self.port, path, **self._raw_tls(), **kw)
+
+    def http_exchange(self, data: bytes, **kw):
+        """wsraw.http_exchange -> HttpResponse (read until the server closes)."""
+        import wsraw
+        return wsraw.http_exchange(self.port, data, **self._raw_tls(), **kw)
+
+
+@pytest.fixture(scope="session")
+def tls_ca(tmp_path_factory):
+    """A test CA for the whole session (tests that need their own make one)."""
+    from tlsca import TestCA
+    return TestCA(tmp_path_factory.mktemp("session-ca"))
+
+
+@pytest.fixture(scope="session")
+def tls_server_args(tls_ca):
+    """Arguments that add a TLS listener on 127.0.0.1:0, with a leaf for
+    `localhost` issued by tls_ca, to a server started by ringgate(...)."""
+    leaf = tls_ca.issue("localhost", key="ec")
+    return ("--tls-listen", "127.0.0.1:0", "--tls-cert-file", str(leaf.cert_path),
+            "--tls-key-file", str(leaf.key_path))
+
+
+@pytest.fixture(scope="session")
+def tls_client_context(tls_ca) -> ssl.SSLContext:
+    """What a wss client uses: Python's default context, trusting only
+    tls_ca, except that a truncation (TCP ended without close_notify) is an
+    error, not a clean EOF, as wsraw.connect() would make it anyway."""
+    ctx = ssl.create_default_context(cafile=str(tls_ca.cert_path))
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+    return ctx
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request) -> str:
+    """The transport of this run of the test: "ws", then "wss"."""
+    return request.param
+
+
+@pytest.fixture
+def on_transport(transport, tls_client_context):
+    """on_transport(srv) -> Endpoint of srv on this test's transport (the
+    server must have been started with tls_server_args)."""
+    return lambda srv: Endpoint(srv, transport, tls_client_context)
 
 
 @pytest.fixture(scope="session", autouse=True)

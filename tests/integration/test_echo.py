@@ -1,6 +1,13 @@
 """Echo behaviour, as seen by a conforming client (the `websockets` package)
 and by raw frames: message types and sizes, ordering, fragmentation,
-ping/pong and the clean closing handshake."""
+ping/pong and the clean closing handshake.
+
+The tests on the shared server run over ws:// and over wss:// (the
+`transport` fixture): the same messages, sealed in TLS records, must come
+back the same.  The tests that start a server of their own check
+configuration (the echo path, two workers, the segment pool's steady state)
+rather than the protocol, and stay on ws:// (test_tls echoes over wss on two
+workers)."""
 
 import asyncio
 
@@ -27,13 +34,19 @@ def binary_of(n: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(ringgate_module):
+def both_listeners(ringgate_module, tls_server_args):
     """Default limits (max message size 1 MiB), except a 4 MiB backpressure
     threshold: these tests pipeline up to ~1 MiB before reading, which the
     default 100 KiB with slow_consumer_policy close would rightly treat as a
     slow consumer once the kernel's socket buffer is full (test_backpressure
-    covers that)."""
-    return ringgate_module("--frame-buffer-size", "4MiB")
+    covers that).  Listens for ws:// and wss://."""
+    return ringgate_module("--frame-buffer-size", "4MiB", *tls_server_args)
+
+
+@pytest.fixture
+def server(both_listeners, on_transport):
+    """The shared server on this test's transport (conftest.Endpoint)."""
+    return on_transport(both_listeners)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -44,7 +57,7 @@ def test_text_echo_sizes(server, size):
     msg = text_of(size)
 
     async def main():
-        async with ws_connect(server.uri()) as ws:
+        async with server.ws_connect() as ws:
             await ws.send(msg)
             got = await asyncio.wait_for(ws.recv(), T)
             assert isinstance(got, str), f"text message echoed as {type(got).__name__}"
@@ -59,7 +72,7 @@ def test_binary_echo_sizes(server, size):
     msg = binary_of(size)
 
     async def main():
-        async with ws_connect(server.uri()) as ws:
+        async with server.ws_connect() as ws:
             await ws.send(msg)
             got = await asyncio.wait_for(ws.recv(), T)
             assert isinstance(got, bytes), f"binary message echoed as {type(got).__name__}"
@@ -72,7 +85,7 @@ def test_multibyte_text_echo(server):
     msg = "héllo € 𝄞 日本語 " * 100
 
     async def main():
-        async with ws_connect(server.uri()) as ws:
+        async with server.ws_connect() as ws:
             await ws.send(msg)
             assert await asyncio.wait_for(ws.recv(), T) == msg
     run_async(main())
@@ -89,7 +102,7 @@ def test_pipelined_messages_keep_order(server):
             msgs.append(i.to_bytes(4, "big") + binary_of(i * 53 % 5000))
 
     async def main():
-        async with ws_connect(server.uri()) as ws:
+        async with server.ws_connect() as ws:
             for m in msgs:
                 await ws.send(m)
             for i, m in enumerate(msgs):
@@ -102,7 +115,7 @@ def test_pipelined_messages_keep_order(server):
 def test_several_connections_are_independent(server):
     """Ten concurrent connections each get back only their own messages."""
     async def one(i):
-        async with ws_connect(server.uri()) as ws:
+        async with server.ws_connect() as ws:
             for j in range(20):
                 m = f"conn{i}-msg{j}"
                 await ws.send(m)
@@ -119,7 +132,7 @@ def test_fragmented_text_via_websockets(server):
     parts = ["hel", "lo ", "", "wor", "ld"]
 
     async def main():
-        async with ws_connect(server.uri()) as ws:
+        async with server.ws_connect() as ws:
             await ws.send(parts)
             assert await asyncio.wait_for(ws.recv(), T) == "hello world"
     run_async(main())
@@ -135,7 +148,7 @@ def test_fragmented_binary_via_async_iterator(server):
             yield c
 
     async def main():
-        async with ws_connect(server.uri()) as ws:
+        async with server.ws_connect() as ws:
             await ws.send(gen())
             got = await asyncio.wait_for(ws.recv(), T)
             assert isinstance(got, bytes) and got == b"".join(chunks)
@@ -146,7 +159,7 @@ def test_fragmented_raw_with_interleaved_ping(server):
     """Raw fragments TEXT(fin=0) CONT(fin=0) PING CONT(fin=1): the ping in the
     middle of a fragmented message (allowed by RFC 6455 5.4) is answered with
     a pong, and the reassembled text is echoed as one message."""
-    with wsraw.handshake(server.port)[0] as ws:
+    with server.handshake()[0] as ws:
         ws.send_frame(OP_TEXT, b"frag", fin=False)
         ws.send_frame(OP_CONT, b"mented ", fin=False)
         ws.send_frame(OP_PING, b"mid")
@@ -159,7 +172,7 @@ def test_fragmented_raw_with_interleaved_ping(server):
 def test_raw_binary_fragments_many(server):
     """100 one-byte binary fragments are reassembled and echoed as one binary message."""
     data = bytes(range(100))
-    with wsraw.handshake(server.port)[0] as ws:
+    with server.handshake()[0] as ws:
         ws.send_frame(OP_BINARY, data[:1], fin=False)
         for i in range(1, 99):
             ws.send_frame(OP_CONT, data[i:i + 1], fin=False)
@@ -170,7 +183,7 @@ def test_raw_binary_fragments_many(server):
 def test_ping_pong_via_websockets(server):
     """ws.ping(b"data") is answered by a pong carrying the same payload."""
     async def main():
-        async with ws_connect(server.uri()) as ws:
+        async with server.ws_connect() as ws:
             waiter = await ws.ping(b"data")
             await asyncio.wait_for(waiter, T)
             # the connection still echoes after the ping
@@ -183,7 +196,7 @@ def test_ping_pong_via_websockets(server):
 def test_ping_pong_raw(server, payload):
     """A raw ping with an empty, short or maximal (125 B) payload gets a pong
     with exactly that payload."""
-    with wsraw.handshake(server.port)[0] as ws:
+    with server.handshake()[0] as ws:
         ws.send_frame(OP_PING, payload)
         assert ws.recv_pong(T) == payload
 
@@ -191,7 +204,7 @@ def test_ping_pong_raw(server, payload):
 def test_unsolicited_pong_is_ignored(server):
     """An unsolicited pong from the client is ignored (no reply, no close):
     the next message is still echoed."""
-    with wsraw.handshake(server.port)[0] as ws:
+    with server.handshake()[0] as ws:
         ws.send_frame(wsraw.OP_PONG, b"unsolicited")
         assert ws.echo("still here") == (OP_TEXT, b"still here")
 
@@ -199,7 +212,7 @@ def test_unsolicited_pong_is_ignored(server):
 def test_clean_close_via_websockets(server):
     """Client close(1000): the server answers with close code 1000."""
     async def main():
-        ws = await ws_connect(server.uri())
+        ws = await server.ws_connect()
         await ws.send("x")
         assert await asyncio.wait_for(ws.recv(), T) == "x"
         await asyncio.wait_for(ws.close(1000, "bye"), T)
@@ -210,8 +223,9 @@ def test_clean_close_via_websockets(server):
 def test_clean_close_raw_server_closes_tcp(server):
     """Raw close(1000): the server echoes a close frame with code 1000 and then
     closes the TCP connection itself (recv returns EOF, and later probe data
-    is answered with RST: the socket is really gone) without us closing."""
-    ws, _ = wsraw.handshake(server.port)
+    is answered with RST: the socket is really gone) without us closing.  On
+    wss the EOF is the server's close_notify followed by its FIN."""
+    ws, _ = server.handshake()
     with ws:
         ws.send_close(1000, b"bye")
         fr = ws.recv_frame(T)
@@ -224,7 +238,7 @@ def test_clean_close_raw_server_closes_tcp(server):
 def test_empty_close_frame_is_accepted(server):
     """A close frame with no payload (no status code) is valid: the server
     replies with a close frame (empty, or 1000) and closes TCP."""
-    ws, _ = wsraw.handshake(server.port)
+    ws, _ = server.handshake()
     with ws:
         ws.send_close(None)
         fr = ws.recv_frame(T)
@@ -233,6 +247,7 @@ def test_empty_close_frame_is_accepted(server):
         assert ws.wait_closed(T)
 
 
+# ws:// only: routing by path is decided after TLS, the same code on both listeners.
 def test_echo_on_root_path(ringgate):
     """With --echo-path / the echo endpoint is `/`; `/echo` is then unknown (404)."""
     srv = ringgate("--echo-path", "/")
@@ -248,6 +263,7 @@ def test_echo_on_root_path(ringgate):
     assert resp.status == 404, resp.describe()
 
 
+# ws:// only: routing by path is decided after TLS, the same code on both listeners.
 def test_custom_echo_path(ringgate):
     """--echo-path /custom/ws moves the endpoint; the default /echo is 404."""
     srv = ringgate("--echo-path", "/custom/ws")
@@ -261,6 +277,7 @@ def test_custom_echo_path(ringgate):
     assert resp.status == 404, resp.describe()
 
 
+# ws:// only: the spread over workers (test_tls's server echoes over wss on two).
 def test_multiple_workers_all_echo(ringgate):
     """With --workers 2, 40 connections (spread over both workers by the
     kernel) all echo correctly."""
@@ -280,13 +297,14 @@ def test_default_limit_plus_one_is_1009(server):
     """With the default --max-message-size (1 MiB), a 1 MiB + 1 message is
     refused with close 1009 (the 1 MiB echo tests above show the limit is
     inclusive)."""
-    ws, _ = wsraw.handshake(server.port)
+    ws, _ = server.handshake()
     with ws:
         ws.send_frame(OP_BINARY, b"\x00" * (MIB + 1))
         code, _, before = ws.expect_close(T)
         assert code == 1009 and not before
 
 
+# ws:// only: it counts the segment pool above the byte stream; TLS's record buffers are test_tls's.
 def test_steady_echo_allocates_no_segments(ringgate):
     """Echo output and reassembly live in pooled segments: once the pool has
     what a client's traffic needs, thousands more echoes (small, spanning

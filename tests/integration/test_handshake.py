@@ -4,6 +4,13 @@ Rejections are checked on raw sockets: the whole response is read until the
 server closes the connection; the status code must be exactly the one
 specified, the body must be non-empty text/plain, the response must carry
 `Connection: close`, and the server must actually close the connection.
+
+The tests on the shared servers run over ws:// and over wss:// (the
+`transport` fixture): the HTTP upgrade is the same bytes inside TLS records
+(byte-by-byte sends are then one record per byte), and must get the same
+answers; on wss "the server closes" means its close_notify, then FIN.  The
+tests that start a server of their own check that a limit is configurable,
+not how a request is answered, and stay on ws://.
 """
 
 import base64
@@ -12,20 +19,32 @@ import os
 import pytest
 
 import wsraw
+from conftest import Endpoint
 from wsraw import OP_TEXT, build_request
 
 T = 10
 
 
 @pytest.fixture(scope="module")
-def server(ringgate_module):
+def both_listeners(ringgate_module, tls_server_args):
     """Default limits: request line 8 KiB, headers 32 KiB, 100 headers."""
-    return ringgate_module()
+    return ringgate_module(*tls_server_args)
 
 
 @pytest.fixture(scope="module")
-def subproto_server(ringgate_module):
-    return ringgate_module("--subprotocols", "chat,superchat")
+def subproto_both_listeners(ringgate_module, tls_server_args):
+    return ringgate_module("--subprotocols", "chat,superchat", *tls_server_args)
+
+
+@pytest.fixture
+def server(both_listeners, on_transport):
+    """The shared server on this test's transport (conftest.Endpoint)."""
+    return on_transport(both_listeners)
+
+
+@pytest.fixture
+def subproto_server(subproto_both_listeners, on_transport):
+    return on_transport(subproto_both_listeners)
 
 
 def assert_rejection(resp: wsraw.HttpResponse, status: int):
@@ -42,7 +61,10 @@ def assert_rejection(resp: wsraw.HttpResponse, status: int):
 
 
 def reject(server, data, status, bytewise=False):
-    resp = wsraw.http_exchange(server.port, data, bytewise=bytewise, timeout=T)
+    """`server`: an Endpoint (either transport) or a RinggateServer (ws://)."""
+    if not isinstance(server, Endpoint):
+        server = Endpoint(server, "ws")
+    resp = server.http_exchange(data, bytewise=bytewise, timeout=T)
     assert_rejection(resp, status)
     return resp
 
@@ -57,7 +79,7 @@ def test_101_with_correct_accept(server, bytewise):
     `101 Switching Protocols` with Upgrade/Connection headers and the correct
     Sec-WebSocket-Accept = base64(sha1(key + GUID)); the connection then echoes."""
     key = wsraw.new_key()
-    ws, resp = wsraw.handshake(server.port, key=key, bytewise=bytewise)
+    ws, resp = server.handshake(key=key, bytewise=bytewise)
     with ws:
         assert resp.status == 101
         assert resp.header("Sec-WebSocket-Accept") == wsraw.accept_for(key)
@@ -70,7 +92,7 @@ def test_accept_known_vector(server):
     """RFC 6455 section 1.3 example: key dGhlIHNhbXBsZSBub25jZQ== ->
     accept s3pPLMBiTxaQ9kYGzzhZRbK+xOo=."""
     key = "dGhlIHNhbXBsZSBub25jZQ=="
-    ws, resp = wsraw.handshake(server.port, key=key)
+    ws, resp = server.handshake(key=key)
     with ws:
         assert resp.header("Sec-WebSocket-Accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
@@ -79,7 +101,7 @@ def test_no_extension_negotiated(server):
     """Offering permessage-deflate still yields a 101 WITHOUT any
     Sec-WebSocket-Extensions header (the server implements no extensions),
     and uncompressed frames echo normally."""
-    ws, resp = wsraw.handshake(server.port, headers={
+    ws, resp = server.handshake(headers={
         "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"})
     with ws:
         assert resp.header("Sec-WebSocket-Extensions") is None, resp.describe()
@@ -97,7 +119,7 @@ def test_header_names_and_tokens_case_insensitive(server):
         extra=[("host", f"127.0.0.1:{server.port}"), ("UPGRADE", "WebSocket"),
                ("connection", "keep-alive, Upgrade"), ("sec-websocket-key", key),
                ("SEC-WEBSOCKET-VERSION", "13")])
-    sock = wsraw.connect(server.port)
+    sock = server.connect()
     with sock:
         sock.sendall(req)
         head, leftover = wsraw.read_http_head(sock, T)
@@ -112,8 +134,7 @@ def test_subprotocol_first_offered_supported(subproto_server):
     """With --subprotocols chat,superchat, a client offering "superchat, chat"
     gets exactly one Sec-WebSocket-Protocol: superchat (the first one the
     client offered that the server supports)."""
-    ws, resp = wsraw.handshake(subproto_server.port,
-                               headers={"Sec-WebSocket-Protocol": "superchat, chat"})
+    ws, resp = subproto_server.handshake(headers={"Sec-WebSocket-Protocol": "superchat, chat"})
     with ws:
         values = resp.header_values("Sec-WebSocket-Protocol")
         assert values == ["superchat"], resp.describe()
@@ -121,8 +142,7 @@ def test_subprotocol_first_offered_supported(subproto_server):
 
 def test_subprotocol_skips_unknown(subproto_server):
     """Unknown offers are skipped: "foo, chat, superchat" selects "chat"."""
-    ws, resp = wsraw.handshake(subproto_server.port,
-                               headers={"Sec-WebSocket-Protocol": "foo, chat, superchat"})
+    ws, resp = subproto_server.handshake(headers={"Sec-WebSocket-Protocol": "foo, chat, superchat"})
     with ws:
         assert resp.header_values("Sec-WebSocket-Protocol") == ["chat"], resp.describe()
 
@@ -130,8 +150,7 @@ def test_subprotocol_skips_unknown(subproto_server):
 def test_subprotocol_only_unknown(subproto_server):
     """Offering only unsupported subprotocols still upgrades, with NO
     Sec-WebSocket-Protocol header in the response."""
-    ws, resp = wsraw.handshake(subproto_server.port,
-                               headers={"Sec-WebSocket-Protocol": "foo, bar"})
+    ws, resp = subproto_server.handshake(headers={"Sec-WebSocket-Protocol": "foo, bar"})
     with ws:
         assert resp.header("Sec-WebSocket-Protocol") is None, resp.describe()
         assert ws.echo("ok") == (OP_TEXT, b"ok")
@@ -139,7 +158,7 @@ def test_subprotocol_only_unknown(subproto_server):
 
 def test_subprotocol_none_configured(server):
     """Without --subprotocols, an offered subprotocol is not selected."""
-    ws, resp = wsraw.handshake(server.port, headers={"Sec-WebSocket-Protocol": "chat"})
+    ws, resp = server.handshake(headers={"Sec-WebSocket-Protocol": "chat"})
     with ws:
         assert resp.header("Sec-WebSocket-Protocol") is None, resp.describe()
 
@@ -147,7 +166,7 @@ def test_subprotocol_none_configured(server):
 def test_exactly_max_headers_is_accepted(server):
     """100 header lines in total (= --max-headers default) is still accepted."""
     extra = [(f"X-Pad-{i}", "v") for i in range(100 - 5)]
-    ws, resp = wsraw.handshake(server.port, extra=extra)
+    ws, resp = server.handshake(extra=extra)
     ws.close()
     assert resp.status == 101
 
@@ -155,7 +174,7 @@ def test_exactly_max_headers_is_accepted(server):
 def test_large_but_allowed_headers_accepted(server):
     """16 KiB of headers (half the 32 KiB default limit) is accepted."""
     extra = [(f"X-Big-{i}", "b" * 4000) for i in range(4)]
-    ws, resp = wsraw.handshake(server.port, extra=extra)
+    ws, resp = server.handshake(extra=extra)
     ws.close()
     assert resp.status == 101
 
@@ -188,6 +207,7 @@ def test_request_line_too_long_is_414(server):
     reject(server, build_request(server.port, "/echo?" + "a" * 9000), 414)
 
 
+# ws:// only: that the limit is configurable; the 414 itself runs on both above.
 def test_request_line_limit_configurable(ringgate):
     """--max-request-line 256 rejects a 300-byte request line with 414 while a
     short request still upgrades."""
@@ -215,6 +235,7 @@ def test_too_many_headers_is_431(server):
     reject(server, build_request(server.port, extra=extra), 431)
 
 
+# ws:// only: that the limit is configurable; the 431 itself runs on both above.
 def test_max_headers_configurable(ringgate):
     """--max-headers 10: 11 headers -> 431; 6 headers upgrade."""
     srv = ringgate("--max-headers", "10")
@@ -223,6 +244,7 @@ def test_max_headers_configurable(ringgate):
     ws.close()
 
 
+# ws:// only: that the limit is configurable; the 431 itself runs on both above.
 def test_max_header_bytes_configurable(ringgate):
     """--max-header-bytes 1KiB: a 2000-byte header -> 431."""
     srv = ringgate("--max-header-bytes", "1KiB")
@@ -296,7 +318,7 @@ def test_server_survives_rejections(server):
     """After a burst of 50 malformed requests the server still upgrades and echoes."""
     for i in range(50):
         reject(server, b"GARBAGE %d\r\n\r\n" % i, 400)
-    ws, _ = wsraw.handshake(server.port)
+    ws, _ = server.handshake()
     with ws:
         assert ws.echo("alive") == (OP_TEXT, b"alive")
     server.assert_alive()

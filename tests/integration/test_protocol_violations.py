@@ -6,7 +6,12 @@ second, well-behaved connection ("bystander") open across the violation and
 checks that it still echoes afterwards: one misbehaving client must never
 disturb another.
 
-The shared server runs with --max-message-size 64KiB.
+Every test runs twice, over ws:// and over wss:// (the `transport` fixture):
+the same hand-built frames, sealed in TLS records, must get the same answers,
+so the TLS byte stream changes nothing the WebSocket layer does.  The
+bystander uses the same transport as the violator.
+
+The shared server runs with --max-message-size 64KiB and listens on both.
 """
 
 import asyncio
@@ -14,8 +19,7 @@ import struct
 
 import pytest
 
-import wsraw
-from conftest import run_async, ws_connect
+from conftest import run_async
 from wsraw import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
                    build_frame, close_payload)
 
@@ -24,15 +28,21 @@ LIMIT = 64 * 1024
 
 
 @pytest.fixture(scope="module")
-def server(ringgate_module):
-    return ringgate_module("--max-message-size", "64KiB")
+def both_listeners(ringgate_module, tls_server_args):
+    return ringgate_module("--max-message-size", "64KiB", *tls_server_args)
+
+
+@pytest.fixture
+def server(both_listeners, on_transport):
+    """The shared server on this test's transport (conftest.Endpoint)."""
+    return on_transport(both_listeners)
 
 
 @pytest.fixture
 def bystander(server):
     """A healthy connection opened before the violation; after the test it
     must still echo text and binary correctly."""
-    ws, _ = wsraw.handshake(server.port)
+    ws, _ = server.handshake()
     assert ws.echo("before") == (OP_TEXT, b"before")
     yield ws
     try:
@@ -46,7 +56,7 @@ def bystander(server):
 def violate(server, *frames, expect: int, raw: bytes = b""):
     """Open a fresh connection, send `frames` (and/or raw bytes), and assert the
     server sends close(`expect`) and then closes TCP."""
-    ws, _ = wsraw.handshake(server.port)
+    ws, _ = server.handshake()
     with ws:
         ws.send_raw(b"".join(frames) + raw)
         code, reason, before = ws.expect_close(T)
@@ -131,7 +141,7 @@ def test_close_with_unassigned_code_is_1002(server, bystander, code):
 def test_close_with_valid_code_is_echoed(server, bystander, code):
     """A close frame with a valid code is answered with the same code, then
     the server closes TCP."""
-    ws, _ = wsraw.handshake(server.port)
+    ws, _ = server.handshake()
     with ws:
         ws.send_raw(build_frame(OP_CLOSE, close_payload(code, b"bye")))
         got, _, before = ws.expect_close(T, reply=False)
@@ -141,7 +151,7 @@ def test_close_with_valid_code_is_echoed(server, bystander, code):
 def test_frames_after_close_are_ignored(server, bystander):
     """Data sent after the client's close frame is not echoed; the server just
     completes the closing handshake."""
-    ws, _ = wsraw.handshake(server.port)
+    ws, _ = server.handshake()
     with ws:
         ws.send_raw(build_frame(OP_CLOSE, close_payload(1000)) + build_frame(OP_TEXT, b"ghost"))
         got, _, before = ws.expect_close(T, reply=False)
@@ -186,7 +196,7 @@ def test_invalid_utf8_in_close_reason_is_1007(server, bystander):
 def test_valid_multibyte_split_across_fragments_is_echoed(server, bystander):
     """Fragments b"\\xe2\\x82" + b"\\xac" form a valid "€": echoed as one text
     message "€" (no false 1007 at the fragment boundary)."""
-    ws, _ = wsraw.handshake(server.port)
+    ws, _ = server.handshake()
     with ws:
         ws.send_raw(build_frame(OP_TEXT, b"\xe2\x82", fin=False) +
                     build_frame(OP_CONT, b"\xac", fin=True))
@@ -196,7 +206,7 @@ def test_valid_multibyte_split_across_fragments_is_echoed(server, bystander):
 def test_four_byte_char_split_into_single_bytes_is_echoed(server, bystander):
     """U+1D11E split into four 1-byte fragments is echoed as one message."""
     data = "𝄞".encode()
-    ws, _ = wsraw.handshake(server.port)
+    ws, _ = server.handshake()
     with ws:
         frames = [build_frame(OP_TEXT, data[:1], fin=False)]
         frames += [build_frame(OP_CONT, data[i:i + 1], fin=(i == 3)) for i in (1, 2, 3)]
@@ -206,7 +216,7 @@ def test_four_byte_char_split_into_single_bytes_is_echoed(server, bystander):
 
 def test_binary_is_not_utf8_checked(server, bystander):
     """Binary messages may contain any bytes: b"\\xff\\xc0" is echoed."""
-    ws, _ = wsraw.handshake(server.port)
+    ws, _ = server.handshake()
     with ws:
         assert ws.echo(b"\xff\xc0\xed\xa0\x80") == (OP_BINARY, b"\xff\xc0\xed\xa0\x80")
 
@@ -217,7 +227,7 @@ def test_binary_is_not_utf8_checked(server, bystander):
 
 def test_exactly_max_message_size_is_echoed(server, bystander):
     """A 64 KiB message (= --max-message-size) is accepted and echoed."""
-    ws, _ = wsraw.handshake(server.port)
+    ws, _ = server.handshake()
     with ws:
         data = bytes(range(256)) * (LIMIT // 256)
         assert ws.echo(data, timeout=30) == (OP_BINARY, data)
@@ -264,7 +274,7 @@ def test_concurrent_connection_unaffected_by_many_violations(server):
     expected = [1002, 1007, 1002, 1002, 1002, 1009]
 
     async def good():
-        async with ws_connect(server.uri(), open_timeout=T, close_timeout=T) as ws:
+        async with server.ws_connect(open_timeout=T, close_timeout=T) as ws:
             for i in range(300):
                 m = f"good-{i}" if i % 2 else f"good-{i}".encode()
                 await ws.send(m)
@@ -289,7 +299,7 @@ def test_ping_flood_gets_all_pongs_in_order(server, bystander):
     """500 pings sent back to back (before reading anything) are all answered
     by pongs carrying the matching payloads, in order, and the bystander keeps
     working."""
-    ws, _ = wsraw.handshake(server.port)
+    ws, _ = server.handshake()
     with ws:
         ws.send_raw(b"".join(build_frame(OP_PING, b"%d" % i) for i in range(500)))
         for i in range(500):
@@ -299,11 +309,11 @@ def test_ping_flood_gets_all_pongs_in_order(server, bystander):
         assert ws.echo("after pings") == (OP_TEXT, b"after pings")
 
 
-def test_max_frame_size_bounds_each_frame_not_the_message(ringgate):
+def test_max_frame_size_bounds_each_frame_not_the_message(ringgate, tls_server_args, on_transport):
     """--max-frame-size 1KiB: a 4 KiB message in 1 KiB fragments is echoed;
     one frame of 1 KiB + 1 is closed with 1009 naming max_frame_size."""
-    srv = ringgate("--max-frame-size", "1KiB")
-    ws, _ = wsraw.handshake(srv.port)
+    srv = on_transport(ringgate("--max-frame-size", "1KiB", *tls_server_args))
+    ws, _ = srv.handshake()
     with ws:
         chunk = b"f" * 1024
         frames = [build_frame(OP_BINARY, chunk, fin=False)]

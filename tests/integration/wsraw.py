@@ -4,6 +4,16 @@ Everything here talks bytes on a plain TCP socket so tests can send exactly
 what they want (including invalid requests and invalid frames) and see exactly
 what the server answers.  Nothing here depends on the `websockets` package.
 
+TLS (wss://): connect(), http_exchange(), handshake() and try_handshake()
+take `tls=ssl.SSLContext` (and `server_hostname`, default the host connected
+to); the socket is then wrapped by Python's ssl before the first byte of HTTP,
+and everything above it is unchanged.  What differs is how a connection ends,
+and the helpers hide it: the server's close_notify reads as EOF, after which
+the helpers also wait for the TCP FIN; an end of TCP without close_notify
+(a truncation, RFC 8446 6.1) is never taken for a clean close: it is
+how="truncated" from recv_until_eof() and fails wait_closed().  SSLSocket
+has no MSG_PEEK: use RawWS.poll() to ask whether the server sent anything.
+
 Blocking API (one socket, used by most tests):
     build_request(...)       -> bytes of an HTTP upgrade request (valid by default)
     http_exchange(...)       -> send a request, read the whole response until the
@@ -18,6 +28,7 @@ Blocking API (one socket, used by most tests):
     RawWS.recv_message()     -> next whole data message (fragments reassembled)
     RawWS.expect_close()     -> read until the server's close frame, return its code,
                                 then verify the server closes TCP
+    RawWS.poll()             -> whether the server sent something (MSG_PEEK, TLS too)
 
 Async API (asyncio streams, for thousands of connections):
     async_handshake(), async_send_frame(), async_recv_frame(), async_echo(),
@@ -33,6 +44,7 @@ import base64
 import hashlib
 import os
 import socket
+import ssl
 import struct
 import time
 from dataclasses import dataclass
@@ -60,6 +72,13 @@ class UpgradeRefused(AssertionError):
         super().__init__(f"expected 101, got {response.status}: {response.describe()}")
         self.response = response
         self.status = response.status
+
+
+class TlsTruncated(AssertionError):
+    """The TCP stream ended without the server's TLS close_notify."""
+
+    def __init__(self):
+        super().__init__("the server ended TCP without a TLS close_notify (a truncation, RFC 8446 6.1)")
 
 
 class ServerClosed(AssertionError):
@@ -178,15 +197,86 @@ def parse_http_response(data: bytes) -> HttpResponse:
 
 
 def connect(port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT,
-            source: str | None = None) -> socket.socket:
+            source: str | None = None, *, tls: ssl.SSLContext | None = None,
+            server_hostname: str | None = None) -> socket.socket:
     """TCP connect with TCP_NODELAY (so byte-by-byte sends leave as separate
     segments), from the local address `source` if given (e.g. 127.0.0.2, so
-    the server sees another client IP)."""
+    the server sees another client IP).  With `tls`, the TLS handshake is done
+    too (verifying the server as `server_hostname`, default `host`) and an
+    ssl.SSLSocket is returned: each send is then one or more TLS records.
+    (`tls` loses ssl.OP_IGNORE_UNEXPECTED_EOF, so that truncations show.)"""
     sock = socket.create_connection((host, port), timeout=timeout,
                                     source_address=(source, 0) if source else None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.settimeout(timeout)
+    if tls is not None:
+        # An end of TCP without close_notify must not pass for a clean EOF:
+        # Python sets OP_IGNORE_UNEXPECTED_EOF by default (OpenSSL then
+        # reports a truncation as a close_notify), and suppress_ragged_eofs
+        # would turn the SSLEOFError left into b"".
+        tls.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+        try:
+            sock = tls.wrap_socket(sock, server_hostname=server_hostname or host, suppress_ragged_eofs=False)
+        except BaseException:
+            sock.close()
+            raise
     return sock
+
+
+def is_tls(sock: socket.socket) -> bool:
+    return isinstance(sock, ssl.SSLSocket)
+
+
+_TCP_CLOSE = 7  # include/net/tcp_states.h
+
+
+def _tcp_state(sock: socket.socket) -> int:
+    return socket.socket.getsockopt(sock, socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]  # tcpi_state
+
+
+def is_truncation(exc: ssl.SSLError) -> bool:
+    """An end of TCP without close_notify (SSLEOFError; Python 3.11.2 with
+    OpenSSL 3 raises a plain SSLError with this reason)."""
+    return isinstance(exc, ssl.SSLEOFError) or getattr(exc, "reason", None) == "UNEXPECTED_EOF_WHILE_READING"
+
+
+def recv_some(sock: socket.socket, n: int = 65536) -> bytes:
+    """One recv, the same on TCP and TLS: data; b"" at a clean end (FIN, or
+    on TLS the server's close_notify); ConnectionResetError on RST; on TLS,
+    TlsTruncated when TCP ends without close_notify.  socket.timeout as usual."""
+    if not is_tls(sock):
+        return sock.recv(n)
+    try:
+        return sock.recv(n)
+    except ssl.SSLZeroReturnError:
+        return b""
+    except ssl.SSLError as exc:
+        if not is_truncation(exc):
+            raise
+        # ssl reports an RST like a FIN without close_notify; the socket's
+        # TCP state tells them apart (CLOSE after RST, CLOSE_WAIT after FIN).
+        if _tcp_state(sock) == _TCP_CLOSE:
+            raise ConnectionResetError("the server reset the connection (under TLS)") from None
+        raise TlsTruncated() from None
+
+
+def _await_fin_after_close_notify(sock: ssl.SSLSocket, deadline: float) -> str:
+    """After the server's close_notify: read the TCP stream under the TLS
+    layer until its FIN.  Returns "eof", "reset" or "timeout"."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "timeout"
+        sock.settimeout(remaining)
+        try:
+            rest = socket.socket.recv(sock, 65536)  # the raw descriptor, under ssl
+        except socket.timeout:
+            return "timeout"
+        except ConnectionResetError:
+            return "reset"
+        if not rest:
+            return "eof"
+        raise AssertionError(f"the server sent {len(rest)} bytes after its close_notify: {rest[:60]!r}")
 
 
 def send_tolerant(sock: socket.socket, data: bytes, bytewise: bool = False) -> bool:
@@ -202,13 +292,16 @@ def send_tolerant(sock: socket.socket, data: bytes, bytewise: bool = False) -> b
         else:
             sock.sendall(data)
         return True
-    except (BrokenPipeError, ConnectionResetError):
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
         return False
 
 
 def recv_until_eof(sock: socket.socket, timeout: float = DEFAULT_TIMEOUT, limit: int = 4 << 20):
     """Read until the server closes.  Returns (data, how) with how in
-    "eof" (orderly FIN), "reset" (RST) or "timeout" (still open at deadline)."""
+    "eof" (orderly FIN), "reset" (RST) or "timeout" (still open at deadline).
+    On TLS, "eof" means close_notify and then FIN (the FIN is waited for, so
+    "eof" says the same on both transports), and a FIN without close_notify
+    is "truncated"."""
     deadline = time.monotonic() + timeout
     chunks = []
     total = 0
@@ -218,12 +311,16 @@ def recv_until_eof(sock: socket.socket, timeout: float = DEFAULT_TIMEOUT, limit:
             return b"".join(chunks), "timeout"
         sock.settimeout(remaining)
         try:
-            chunk = sock.recv(65536)
+            chunk = recv_some(sock)
         except socket.timeout:
             return b"".join(chunks), "timeout"
         except ConnectionResetError:
             return b"".join(chunks), "reset"
+        except TlsTruncated:
+            return b"".join(chunks), "truncated"
         if not chunk:
+            if is_tls(sock):
+                return b"".join(chunks), _await_fin_after_close_notify(sock, deadline)
             return b"".join(chunks), "eof"
         chunks.append(chunk)
         total += len(chunk)
@@ -233,16 +330,21 @@ def recv_until_eof(sock: socket.socket, timeout: float = DEFAULT_TIMEOUT, limit:
 
 def wait_closed(sock: socket.socket, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool, bytes]:
     """Wait (bounded) until the server closes the TCP connection; discard data.
-    Returns (closed, data_received_meanwhile)."""
+    Returns (closed, data_received_meanwhile).  On TLS, an end without
+    close_notify raises TlsTruncated."""
     data, how = recv_until_eof(sock, timeout)
+    if how == "truncated":
+        raise TlsTruncated()
     return how in ("eof", "reset"), data
 
 
 def http_exchange(port: int, data: bytes, *, bytewise: bool = False,
-                  timeout: float = DEFAULT_TIMEOUT) -> HttpResponse:
+                  timeout: float = DEFAULT_TIMEOUT, tls: ssl.SSLContext | None = None,
+                  server_hostname: str | None = None) -> HttpResponse:
     """Send a request expected to be REJECTED, read everything until the server
-    closes (bounded by `timeout`), parse and return the response."""
-    sock = connect(port, timeout=timeout)
+    closes (bounded by `timeout`), parse and return the response.  A response
+    ended by a TLS truncation has how="truncated" and closed=False."""
+    sock = connect(port, timeout=timeout, tls=tls, server_hostname=server_hostname)
     try:
         send_tolerant(sock, data, bytewise=bytewise)
         raw, how = recv_until_eof(sock, timeout)
@@ -266,7 +368,7 @@ def read_http_head(sock: socket.socket, timeout: float = DEFAULT_TIMEOUT, limit:
             raise AssertionError(f"timed out waiting for HTTP response head, got {buf[:600]!r}")
         sock.settimeout(remaining)
         try:
-            chunk = sock.recv(65536)
+            chunk = recv_some(sock)
         except socket.timeout:
             continue
         if not chunk:
@@ -300,8 +402,10 @@ def read_upgrade_response(sock: socket.socket, timeout: float = DEFAULT_TIMEOUT)
 
 def handshake(port: int, path: str = "/echo", *, headers: dict | None = None, extra=(),
               bytewise: bool = False, timeout: float = DEFAULT_TIMEOUT, key: str | None = None,
-              host: str = "127.0.0.1", source: str | None = None):
-    """Perform a WebSocket upgrade on a raw socket.
+              host: str = "127.0.0.1", source: str | None = None, tls: ssl.SSLContext | None = None,
+              server_hostname: str | None = None):
+    """Perform a WebSocket upgrade on a raw socket (on TLS with `tls`: see
+    connect()).
 
     Returns (RawWS, HttpResponse).  Raises UpgradeRefused (an AssertionError
     carrying the whole response) unless the server answered 101.  The
@@ -309,7 +413,7 @@ def handshake(port: int, path: str = "/echo", *, headers: dict | None = None, ex
     check it explicitly)."""
     key = key or new_key()
     req = build_request(port, path, key=key, headers=headers, extra=extra)
-    sock = connect(port, host=host, timeout=timeout, source=source)
+    sock = connect(port, host=host, timeout=timeout, source=source, tls=tls, server_hostname=server_hostname)
     try:
         if not send_tolerant(sock, req, bytewise=bytewise):
             raise AssertionError("server closed the connection during the upgrade request")
@@ -438,11 +542,13 @@ class RawWS:
                 raise TimeoutError(f"timed out waiting for {n} bytes (have {len(self.buf)})")
             self.sock.settimeout(remaining)
             try:
-                chunk = self.sock.recv(max(65536, n - len(self.buf)))
+                chunk = recv_some(self.sock, max(65536, n - len(self.buf)))
             except socket.timeout:
                 continue
             except ConnectionResetError:
                 chunk = b""
+            except TlsTruncated as exc:
+                raise EOFError(f"{exc} while {n} bytes were expected (have {len(self.buf)})") from exc
             if not chunk:
                 raise EOFError(f"server closed TCP while {n} bytes were expected (have {len(self.buf)})")
             self.buf += chunk
@@ -524,6 +630,21 @@ class RawWS:
             raise AssertionError("server closed the connection while we were sending")
         return self.recv_message(timeout)
 
+    def poll(self, timeout: float = 0.0) -> bool:
+        """True if the server has sent something not yet consumed (kept for
+        recv_frame), waiting up to `timeout`.  What MSG_PEEK did on a plain
+        socket, on TLS too (SSLSocket refuses recv flags).  The end of the
+        connection is not data: False (recv_frame will report it)."""
+        if self.buf or (is_tls(self.sock) and self.sock.pending()):
+            return True
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            chunk = recv_some(self.sock)
+        except (socket.timeout, BlockingIOError, ConnectionResetError, TlsTruncated):
+            return False
+        self.buf += chunk
+        return bool(chunk)
+
     def wait_closed(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
         """True once the server has closed TCP (extra data is discarded)."""
         closed, _ = wait_closed(self.sock, timeout)
@@ -536,14 +657,16 @@ class RawWS:
         Probe: send a masked pong every `interval`.  While the server still
         holds the socket it reads and ignores the pong; once it has closed the
         socket, the kernel answers data with RST and our send fails.  Use only
-        after the server's FIN was seen (see wait_closed)."""
+        after the server's FIN was seen (see wait_closed).  On TLS the probe
+        is a record (ssl still writes after the server's close_notify) and
+        the RST is read under the TLS layer, which has nothing more to say."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.send_raw(build_frame(OP_PONG, b"probe")):
                 return True
             self.sock.settimeout(interval)
             try:
-                if self.sock.recv(65536) == b"":
+                if socket.socket.recv(self.sock, 65536) == b"":  # the descriptor itself, under any ssl
                     time.sleep(interval)
             except socket.timeout:
                 pass
