@@ -109,6 +109,7 @@ const char* tls_failure_name(TlsFailure f) noexcept {
     case TlsFailure::protocol: return "protocol";
     case TlsFailure::truncated: return "truncated";
     case TlsFailure::no_memory: return "no_memory";
+    case TlsFailure::input_overrun: return "input_overrun";
     case TlsFailure::count: break;
   }
   return "other";

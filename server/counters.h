@@ -21,6 +21,7 @@ enum class TlsFailure : std::uint8_t {
   protocol,      // any other TLS protocol error after the handshake (alert sent)
   truncated,     // the peer closed the TCP connection mid-handshake
   no_memory,     // BoringSSL could not make an SSL (out of memory)
+  input_overrun, // more than 64 KiB arrived while every record buffer was in use
   count,
 };
 [[nodiscard]] const char* tls_failure_name(TlsFailure f) noexcept;

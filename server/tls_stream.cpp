@@ -96,7 +96,7 @@ bool TlsStream::init(const TlsContexts& contexts, std::uint32_t slots, std::uint
 
 std::uint64_t TlsStream::held_bytes() const noexcept {
   return std::uint64_t{records_in_use_} * record_buffer_bytes + std::uint64_t{established_} * ssl_idle_bytes +
-         std::uint64_t{handshakes_} * ssl_handshake_bytes;
+         std::uint64_t{handshakes_} * ssl_handshake_bytes + stash_bytes_;
 }
 
 int TlsStream::bio_read(char* out, int len) {
@@ -202,11 +202,60 @@ void TlsStream::on_recv(std::uint32_t slot, std::span<const std::uint8_t> wire) 
     }
   }
   if (s.phase == Phase::failed || s.peer_closed) return;  // input after a failure or close_notify is discarded
+  if (s.blocked || !s.stash.empty()) {
+    // BoringSSL is waiting for a record buffer to write into: what arrives
+    // meanwhile waits behind what it has not read yet, in order.
+    if (s.stash.size() + wire.size() > stash_bytes_max) {
+      counters_.failures[static_cast<std::size_t>(TlsFailure::input_overrun)].add();
+      drop_stash(s);
+      abandon(slot);
+      return;
+    }
+    stash_bytes_ -= s.stash.capacity();
+    s.stash.insert(s.stash.end(), wire.begin(), wire.end());
+    stash_bytes_ += s.stash.capacity();
+    counters_.held_bytes.set(held_bytes());
+    return;
+  }
   input_ = wire;
   drive(slot);
-  input_ = {};
+  keep_unread(slot);
   counters_.held_bytes.set(held_bytes());
   if (has_output(slot)) sink_.on_stream_output(slot);
+}
+
+// After drive(): bytes BoringSSL did not read (it stopped because a write
+// found no record buffer) are kept for when it goes on; the recv's buffer
+// goes back to the ring as soon as this returns.
+void TlsStream::keep_unread(std::uint32_t slot) {
+  Slot& s = slots_[slot];
+  if (!input_.empty() && s.blocked && s.phase != Phase::failed && !s.peer_closed) {
+    stash_bytes_ -= s.stash.capacity();
+    s.stash.assign(input_.begin(), input_.end());
+    stash_bytes_ += s.stash.capacity();
+  }
+  input_ = {};
+}
+
+void TlsStream::drop_stash(Slot& s) {
+  stash_bytes_ -= s.stash.capacity();
+  std::vector<std::uint8_t>().swap(s.stash);
+}
+
+// A connection the stream cannot carry on: no alert can be sealed (no
+// record buffer), so the worker closes it.
+void TlsStream::abandon(std::uint32_t slot) {
+  Slot& s = slots_[slot];
+  if (s.phase == Phase::handshake) {
+    --handshakes_;
+    counters_.handshakes_in_flight.set(handshakes_);
+  } else if (s.phase == Phase::open) {
+    --established_;
+  }
+  s.phase = Phase::failed;
+  s.blocked = false;
+  counters_.held_bytes.set(held_bytes());
+  sink_.on_stream_end(slot, true);
 }
 
 // Runs the handshake and reads application data until BoringSSL needs more
@@ -466,12 +515,17 @@ void TlsStream::release_buffer(Slot& s) {
     w.waiting = false;
     if (w.blocked) {
       w.blocked = false;
-      // No new input: BoringSSL resumes its pending write.  (This may run
-      // inside another connection's callbacks: their cursor is kept.)
+      // BoringSSL resumes its pending write, then reads what arrived while
+      // it waited.  (This may run inside another connection's callbacks:
+      // their cursor is kept.)
       const std::span<const std::uint8_t> input = input_;
       const std::uint32_t current = current_;
-      input_ = {};
+      std::vector<std::uint8_t> stash;
+      stash.swap(w.stash);
+      stash_bytes_ -= stash.capacity();
+      input_ = stash;
       drive(next);
+      keep_unread(next);
       input_ = input;
       current_ = current;
       counters_.held_bytes.set(held_bytes());
@@ -499,6 +553,7 @@ void TlsStream::release(std::uint32_t slot) {
   }
   s.ssl = nullptr;
   s.context.reset();
+  drop_stash(s);
   s.waiting = false;  // its entry in waiters_ is skipped
   release_buffer(s);
   s = Slot{};

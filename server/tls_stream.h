@@ -54,6 +54,10 @@ class TlsStream final : public ByteStream {
   // transcript, key shares and BoringSSL's handshake buffers.
   static constexpr std::uint64_t ssl_idle_bytes = 4 * 1024;
   static constexpr std::uint64_t ssl_handshake_bytes = 24 * 1024;
+  // Input a connection may send while its TLS waits for a record buffer;
+  // beyond it the connection is closed (ws_tls_failures_total{reason=
+  // "input_overrun"}).
+  static constexpr std::size_t stash_bytes_max = 64 * 1024;
 
   TlsStream(ring::Ring& ring, ByteSink& sink, TlsCounters& counters);
   ~TlsStream() override;
@@ -111,6 +115,9 @@ class TlsStream final : public ByteStream {
     bool peer_closed = false;       // the peer's close_notify arrived
     bool waiting = false;           // on waiters_ for a record buffer
     bool blocked = false;           // BoringSSL wanted to write (a flight, an answer) and found no buffer
+    // While blocked: input BoringSSL has not read yet (rare: every record
+    // buffer in use), at most stash_bytes_max, charged to held_bytes().
+    std::vector<std::uint8_t> stash;
   };
   struct Record {
     std::array<std::uint8_t, record_buffer_bytes> bytes;
@@ -118,6 +125,9 @@ class TlsStream final : public ByteStream {
 
   bool start(std::uint32_t slot);
   void wait_for_buffer(std::uint32_t slot);
+  void keep_unread(std::uint32_t slot);
+  void drop_stash(Slot& s);
+  void abandon(std::uint32_t slot);
   void enqueue_waiter(std::uint32_t slot);
   void drive(std::uint32_t slot);
   void handshake_done(std::uint32_t slot);
@@ -143,6 +153,7 @@ class TlsStream final : public ByteStream {
   std::vector<std::uint32_t> waiters_;
   std::size_t waiter_head_ = 0;
   std::uint32_t handshakes_ = 0;
+  std::uint64_t stash_bytes_ = 0;  // capacity of every Slot::stash
   std::uint32_t established_ = 0;
   std::uint64_t now_ms_ = 0;
   // What the BIO callbacks work on: the connection being driven, the recv
