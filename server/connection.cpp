@@ -33,7 +33,7 @@ void Worker::on_recv(std::uint32_t slot, const ring::Completion& c) {
       if (c.res == 0) {
         if (c.has_buffer()) buffers_.recycle(c.buffer_id());
         // The peer closed its side.  Nothing more can be said to it usefully.
-        stream_of(k).on_eof(slot);
+        if (k.state < State::lingering) stream_of(k).on_eof(slot);  // not after our own answer or refusal
         teardown(slot);
         break;
       }

@@ -265,7 +265,7 @@ void Worker::on_send(std::uint32_t slot, const ring::Completion& c) {
       // Our close reply is out and the peer's close was in: the server
       // closes the TCP connection first (RFC 6455 7.1.1).
       release_aux(k);
-      teardown(slot);
+      end_after_close(slot);
       maybe_finish_teardown(slot);
       return;
     }

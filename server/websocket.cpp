@@ -99,7 +99,7 @@ void Worker::after_ws_progress(std::uint32_t slot) {
   if (s.close_sent()) {
     if (s.close_received()) {
       // RFC 6455 7.1.1: the server closes the TCP connection first.
-      teardown(slot);
+      end_after_close(slot);
     } else if (s.read_closed()) {
       start_linger(slot);  // we failed the connection: let the peer read our close
     } else if (k.state != State::ws_closing) {
@@ -191,7 +191,16 @@ bool Worker::consume_idle_pongs(std::uint32_t slot, std::span<const std::uint8_t
 // is all we wait for.  Frames are scanned without a session; one split
 // across reads is missed, and then EOF or close_timeout ends the connection.
 void Worker::scan_for_close(std::uint32_t slot, std::span<const std::uint8_t> data) {
-  if (ws::scan_for_close(data) == ws::CloseScan::close_found) teardown(slot);  // the server closes TCP first
+  if (ws::scan_for_close(data) == ws::CloseScan::close_found) end_after_close(slot);  // the server closes TCP first
+}
+
+// The close handshake is done, and the server closes the TCP connection
+// first (RFC 6455 7.1.1).  Under TLS, close_notify goes before the FIN (RFC
+// 8446 6.1): the connection lingers to say it, then closes on the peer's
+// EOF or close_timeout.
+void Worker::end_after_close(std::uint32_t slot) {
+  if (conns_[slot].flags & f_tls) start_linger(slot);
+  else teardown(slot);
 }
 
 // Closes an open connection with `code`: the close frame goes out through

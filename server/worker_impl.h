@@ -223,6 +223,7 @@ class Worker final : public ws::MessageHandler, public ByteSink {
   bool answer_idle_close(std::uint32_t slot, std::span<const std::uint8_t> data);
   bool consume_idle_pongs(std::uint32_t slot, std::span<const std::uint8_t> data);
   void scan_for_close(std::uint32_t slot, std::span<const std::uint8_t> data);
+  void end_after_close(std::uint32_t slot);
   void after_ws_progress(std::uint32_t slot);
   // Closes an open connection with `code`; `linger` bounds the wait for the
   // close to get out by close_timeout (slow consumers), else the peer's

@@ -599,3 +599,23 @@ def test_start_up_refuses_a_malformed_ticket_key_file(ringgate, leaf, tmp_path):
     assert s.wait(10) == 2
     assert "holds 79 bytes; it must hold 1 to 16 keys of 80 bytes each" in s.log()
     assert "head -c 80 /dev/urandom" in s.log()
+
+
+def test_a_client_initiated_close_is_answered_then_close_notify_then_fin(srv, ca):
+    t = MemoryTls(srv.tls_port, ca)
+    try:
+        t.handshake()
+        t.sock.sendall(t.seal(upgrade_request("/echo")))
+        # A masked close frame, 1000 "bye" (zero mask key: the payload as is).
+        t.sock.sendall(t.seal(b"\x88\x85\x00\x00\x00\x00" + b"\x03\xe8bye"))
+        answer = t.read_raw_until_eof()
+        t.incoming.write(answer)
+        t.incoming.write_eof()
+        plain = b""
+        while chunk := t.obj.read(65536):  # SSLEOFError here: FIN without close_notify
+            plain += chunk
+    finally:
+        t.close()
+    head, _, frames = plain.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head[:80]
+    assert frames[0] == 0x88 and frames[2:4] == b"\x03\xe8", frames[:8]  # our close reply, 1000
