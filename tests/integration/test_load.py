@@ -776,3 +776,42 @@ def test_fanout_a_refused_publish_is_counted_not_lost(tmp_path):
     assert j["expected_deliveries"] == 990 and j["delivered"] == 990
     assert j["lost"] == 0 and j["out_of_order"] == 0 and j["duplicated"] == 0, out
     assert j["passed"] is True
+
+
+SPLIT_101_SERVER = r"""
+async def handler(reader, writer):
+    head = await reader.readuntil(b"\r\n\r\n")
+    key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key:")][0]
+    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    answer = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    # The 101 in two reads, the second one ending with a ping frame: the
+    # bytes after the headers belong to the WebSocket stream.
+    writer.write(answer[:40])
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(answer[40:] + frame(9, b"hello"))
+    await writer.drain()
+    try:
+        while True:
+            opcode, data = await read_frame(reader)
+            if opcode == 8:
+                writer.write(frame(8, data))
+                await writer.drain()
+                break
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    writer.close()
+
+asyncio.run(serve(handler))
+"""
+
+
+def test_a_split_101_and_the_frame_behind_it(tmp_path):
+    with scripted_server(tmp_path, "split_101", SPLIT_101_SERVER) as m:
+        rc, out, err, j, _ = run_load("hold", "--connections", 10, "--rate", 100, "--duration", "300ms", "--json",
+                                      f"ws://127.0.0.1:{m.group(1)}/", timeout=60)
+        assert rc == 0, err
+        assert j["upgraded"] == 10, out
+        assert j["pings"] == 10, out
+        assert j["protocol_errors"] == 0 and j["closed_clean"] == 10, out

@@ -349,7 +349,6 @@ class Engine {
   // one for flood --verify-echo.  Sizes the send-time arena.
   std::uint32_t window_ = 1;
   std::size_t carry_bytes_ = 0;
-  std::array<std::uint8_t, handshake::response_bytes_max> scratch_{};
 
   // fanout: one per slot, sized at start-up (empty in other modes).
   std::vector<fanout::Subscriber> subs_;
@@ -872,6 +871,7 @@ void Engine::on_close(std::uint32_t slot, const ring::Completion& c) {
 void Engine::handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> data) {
   Conn& k = conns_[slot];
   std::span<const std::uint8_t> seen = data;
+  const std::uint32_t carried = k.carry_len;  // bytes of `seen` before `data`
   if (k.carry_len > 0) {
     // The response arrived split: collect it (bounded) in the carry.
     const std::size_t take = std::min<std::size_t>(data.size(), carry_bytes_ - k.carry_len);
@@ -883,7 +883,8 @@ void Engine::handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
   const handshake::Response r = handshake::parse_response(seen, accept);
   if (r.status == handshake::Status::need_more) {
     if (k.carry_len == 0) {
-      std::memcpy(carry(slot), data.data(), data.size());  // data.size() <= recv_buffer_bytes <= carry_bytes_
+      // need_more: below response_bytes_max <= carry_bytes_
+      std::memcpy(carry(slot), data.data(), data.size());
       k.carry_len = static_cast<std::uint32_t>(data.size());
     }
     return;
@@ -907,13 +908,14 @@ void Engine::handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
     teardown(slot);
     return;
   }
-  // Bytes after the headers already belong to the WebSocket stream; move
-  // them out of the carry, which frames use from now on.
-  const std::span<const std::uint8_t> rest = seen.subspan(r.header_bytes);
-  std::memcpy(scratch_.data(), rest.data(), rest.size());
+  // Bytes after the headers already belong to the WebSocket stream.  The
+  // headers end inside `data` (what was carried was not yet complete), so
+  // the rest is read from `data` itself, whole even where the carry took
+  // only part of it: the carry is the frames' from now on.
+  const std::span<const std::uint8_t> rest = data.subspan(r.header_bytes - carried);
   k.carry_len = 0;
   upgraded(slot);
-  if (!rest.empty()) ws_bytes(slot, {scratch_.data(), rest.size()});
+  if (!rest.empty()) ws_bytes(slot, rest);
 }
 
 void Engine::upgraded(std::uint32_t slot) {
