@@ -3,6 +3,9 @@
 // payloads and fanout's accounting.
 
 #include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <array>
@@ -21,6 +24,7 @@
 #include "tools/load/payload.h"
 #include "tools/load/plan.h"
 #include "tools/load/report.h"
+#include "tools/load/tls_client.h"
 
 namespace rg::load {
 namespace {
@@ -1183,6 +1187,81 @@ TEST(Fanout, PublishRequestAndAnswer) {
     EXPECT_EQ(fanout::parse_answer(bad).status, fanout::AnswerStatus::malformed) << bad;
   EXPECT_EQ(fanout::parse_answer(std::string(fanout::answer_head_bytes_max, 'H')).status,
             fanout::AnswerStatus::malformed);
+}
+
+// ---------------------------------------------------------------- wss://
+
+TEST(Tls, FailureAndAlertNamesAreDistinctAndJsonSafe) {
+  std::vector<std::string_view> names;
+  for (std::size_t i = 0; i < tls::failure_count; ++i) {
+    const std::string_view name = tls::failure_name(static_cast<tls::Failure>(i));
+    EXPECT_NE(name, "?") << i;
+    EXPECT_EQ(name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_"), std::string_view::npos) << name;
+    for (const auto seen : names) EXPECT_NE(seen, name);
+    names.push_back(name);
+  }
+  EXPECT_EQ(tls::alert_name(80), "internal_error");
+  EXPECT_EQ(tls::alert_name(48), "unknown_ca");
+  EXPECT_EQ(tls::alert_name(70), "protocol_version");
+  EXPECT_EQ(tls::alert_name(200), "");
+  for (int a = 0; a < 256; ++a) {
+    const std::string_view name = tls::alert_name(static_cast<std::uint8_t>(a));
+    EXPECT_EQ(name.find_first_not_of("abcdefghijklmnopqrstuvwxyz_"), std::string_view::npos) << name;
+  }
+  EXPECT_EQ(tls::version_name(TlsVersion::v1_2), "1.2");
+  EXPECT_EQ(tls::version_name(TlsVersion::v1_3), "1.3");
+}
+
+TEST(Tls, VerificationErrorsByReason) {
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY), tls::Failure::verify_untrusted);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN), tls::Failure::verify_untrusted);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT), tls::Failure::verify_untrusted);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_HOSTNAME_MISMATCH), tls::Failure::verify_name);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_IP_ADDRESS_MISMATCH), tls::Failure::verify_name);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_CERT_HAS_EXPIRED), tls::Failure::verify_expired);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_CERT_NOT_YET_VALID), tls::Failure::verify_expired);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_CERT_SIGNATURE_FAILURE), tls::Failure::verify_other);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_INVALID_PURPOSE), tls::Failure::verify_other);
+}
+
+TEST(Tls, AlertsFromTheServerAreToldFromOurOwnErrors) {
+  std::uint8_t alert = 0;
+  EXPECT_EQ(tls::ssl_failure(ERR_LIB_SSL, SSL_R_TLSV1_ALERT_INTERNAL_ERROR, alert), tls::Failure::alert);
+  EXPECT_EQ(alert, 80);
+  EXPECT_EQ(tls::ssl_failure(ERR_LIB_SSL, SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE, alert), tls::Failure::alert);
+  EXPECT_EQ(alert, 40);
+  alert = 0;
+  EXPECT_EQ(tls::ssl_failure(ERR_LIB_SSL, SSL_R_UNSUPPORTED_PROTOCOL, alert), tls::Failure::protocol);
+  EXPECT_EQ(tls::ssl_failure(ERR_LIB_SSL, SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC, alert), tls::Failure::protocol);
+  EXPECT_EQ(tls::ssl_failure(ERR_LIB_X509, SSL_AD_REASON_OFFSET + 80, alert), tls::Failure::protocol);
+  EXPECT_EQ(alert, 0);
+}
+
+TEST(Tls, StatsMergeKeepTheEarliestFailure) {
+  tls::TlsStats a, b;
+  a.handshakes[1][0] = 3;  // TLS 1.3 full
+  a.handshakes[1][1] = 5;  // TLS 1.3 resumed
+  a.full_us.record(900);
+  a.failures[static_cast<std::size_t>(tls::Failure::alert)] = 2;
+  a.alerts[80] = 2;
+  a.first_failure_attempt = 7;
+  a.first_failure = "seventh";
+  b.handshakes[0][0] = 1;  // TLS 1.2 full
+  b.failures[static_cast<std::size_t>(tls::Failure::timeout)] = 1;
+  b.resumed_us.record(100);
+  b.first_failure_attempt = 3;
+  b.first_failure = "third";
+  b.errors_after_handshake = 1;
+  a.merge(b);
+  EXPECT_EQ(a.full(), 4u);
+  EXPECT_EQ(a.resumed(), 5u);
+  EXPECT_EQ(a.completed(), 9u);
+  EXPECT_EQ(a.failed(), 3u);
+  EXPECT_EQ(a.alerts[80], 2u);
+  EXPECT_EQ(a.errors_after_handshake, 1u);
+  EXPECT_EQ(a.full_us.count(), 1u);
+  EXPECT_EQ(a.resumed_us.count(), 1u);
+  EXPECT_EQ(a.first_failure, "third");
 }
 
 }  // namespace
