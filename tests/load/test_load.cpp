@@ -7,6 +7,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <cstdio>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -230,8 +232,77 @@ TEST(Options, HelpDocumentsEveryFlag) {
   for (const char* flag : {"--connections", "--rate ", "--rates", "--duration", "--hold", "--close-timeout",
                            "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
                            "--text", "--verify-echo", "--seed", "--json", "--help", "--channels", "--messages",
-                           "--api ", "--api-token", "--channel-prefix", "--settle", "--stall-percent", "fanout"})
+                           "--api ", "--api-token", "--channel-prefix", "--settle", "--stall-percent", "fanout",
+                           "wss://", "--tls-ca", "--tls-insecure", "--tls-server-name", "--tls-resume",
+                           "--tls-max-version"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
+}
+
+TEST(Options, WssNeedsACaOrAnExplicitInsecure) {
+  Options o;
+  std::string error;
+  EXPECT_EQ(parse({"hold", "wss://127.0.0.1:8443/"}, o, error), ParseResult::error);
+  EXPECT_NE(error.find("--tls-ca"), std::string::npos) << error;
+  EXPECT_NE(error.find("--tls-insecure"), std::string::npos) << error;
+  ASSERT_EQ(parse({"hold", "--tls-ca", "/x/ca.pem", "wss://127.0.0.1:8443/"}, o, error), ParseResult::run) << error;
+  EXPECT_TRUE(o.tls);
+  EXPECT_EQ(o.tls_ca_file, "/x/ca.pem");
+  EXPECT_FALSE(o.tls_insecure);
+  EXPECT_FALSE(o.tls_resume);
+  EXPECT_EQ(o.tls_max_version, TlsVersion::v1_3);
+  EXPECT_EQ(o.tls_server_name, "");
+  ASSERT_EQ(parse({"echo", "--tls-insecure", "wss://127.0.0.1:8443/"}, o, error), ParseResult::run) << error;
+  EXPECT_TRUE(o.tls_insecure);
+  EXPECT_TRUE(o.tls_ca_file.empty());
+  EXPECT_EQ(parse({"hold", "--tls-insecure", "--tls-ca", "ca.pem", "wss://127.0.0.1:8443/"}, o, error),
+            ParseResult::error);
+  EXPECT_NE(error.find("exclude each other"), std::string::npos) << error;
+  ASSERT_EQ(parse({"hold", "ws://127.0.0.1:8080/"}, o, error), ParseResult::run) << error;
+  EXPECT_FALSE(o.tls);
+}
+
+TEST(Options, TlsFlags) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"flood", "--tls-ca=ca.pem", "--tls-server-name", "gw.example", "--tls-resume", "--tls-max-version",
+                   "1.2", "wss://127.0.0.1:8443/echo"},
+                  o, error),
+            ParseResult::run)
+      << error;
+  EXPECT_EQ(o.tls_ca_file, "ca.pem");
+  EXPECT_EQ(o.tls_server_name, "gw.example");
+  EXPECT_TRUE(o.tls_resume);
+  EXPECT_EQ(o.tls_max_version, TlsVersion::v1_2);
+  ASSERT_EQ(parse({"fanout", "--tls-ca", "ca.pem", "--tls-max-version", "1.3", "wss://127.0.0.1:8443/ws"}, o, error),
+            ParseResult::run)
+      << error;
+  EXPECT_EQ(o.tls_max_version, TlsVersion::v1_3);
+  // Bad values.
+  for (const char* v : {"1.1", "1.0", "tls1.3", "", "13"})
+    EXPECT_EQ(parse({"hold", "--tls-ca", "ca.pem", "--tls-max-version", v, "wss://127.0.0.1:1/"}, o, error),
+              ParseResult::error)
+        << v;
+  EXPECT_EQ(parse({"hold", "--tls-ca", "", "wss://127.0.0.1:1/"}, o, error), ParseResult::error);
+  for (const char* v : {"", "a b", "host/path", "caf\xc3\xa9"})
+    EXPECT_EQ(parse({"hold", "--tls-ca", "ca.pem", "--tls-server-name", v, "wss://127.0.0.1:1/"}, o, error),
+              ParseResult::error)
+        << v;
+  const std::string long_name(254, 'a');
+  EXPECT_EQ(parse({"hold", "--tls-ca", "ca.pem", "--tls-server-name", long_name.c_str(), "wss://127.0.0.1:1/"}, o,
+                  error),
+            ParseResult::error);
+  // TLS options need a wss:// target.
+  for (const auto& flags : std::vector<std::vector<const char*>>{{"--tls-ca", "ca.pem"},
+                                                                 {"--tls-insecure"},
+                                                                 {"--tls-resume"},
+                                                                 {"--tls-server-name", "localhost"},
+                                                                 {"--tls-max-version", "1.2"}}) {
+    std::vector<const char*> args{"ringgate-load", "hold"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.push_back("ws://127.0.0.1:8080/");
+    EXPECT_EQ(parse_options(static_cast<int>(args.size()), args.data(), o, error), ParseResult::error) << flags[0];
+    EXPECT_NE(error.find("wss://"), std::string::npos) << error;
+  }
 }
 
 TEST(Options, FanoutDefaults) {
@@ -379,12 +450,43 @@ TEST(Target, ParsesIpv4Ipv6AndLocalhost) {
   EXPECT_FALSE(t.loopback);
 }
 
+TEST(Target, WssKeepsTheNameAndDefaultsToPort443) {
+  Target t;
+  std::string error;
+  ASSERT_TRUE(parse_target("wss://localhost:8443/echo", t, error)) << error;
+  EXPECT_TRUE(t.tls);
+  EXPECT_EQ(t.name, "localhost");  // the server name to verify and send as SNI
+  EXPECT_EQ(t.host, "127.0.0.1");  // where to connect
+  EXPECT_EQ(t.port, 8443);
+  EXPECT_EQ(t.host_header, "127.0.0.1:8443");
+  EXPECT_EQ(t.path, "/echo");
+  EXPECT_TRUE(t.loopback);
+  ASSERT_TRUE(parse_target("wss://127.0.0.1/", t, error)) << error;
+  EXPECT_EQ(t.port, 443);
+  EXPECT_EQ(t.host_header, "127.0.0.1");  // the scheme's default port is left out
+  EXPECT_EQ(t.name, "127.0.0.1");
+  ASSERT_TRUE(parse_target("wss://127.0.0.1:80/", t, error)) << error;
+  EXPECT_EQ(t.host_header, "127.0.0.1:80");
+  ASSERT_TRUE(parse_target("wss://[::1]:9443/ws", t, error)) << error;
+  EXPECT_EQ(t.family, AF_INET6);
+  EXPECT_EQ(t.name, "::1");
+  EXPECT_EQ(t.host_header, "[::1]:9443");
+  ASSERT_TRUE(parse_target("ws://localhost:8080/", t, error)) << error;
+  EXPECT_FALSE(t.tls);
+  EXPECT_EQ(t.name, "localhost");
+  ASSERT_TRUE(parse_target("ws://127.0.0.1:443/", t, error)) << error;
+  EXPECT_EQ(t.host_header, "127.0.0.1:443");
+}
+
 TEST(Target, RejectsWhatItCannotUse) {
   Target t;
   std::string error;
   EXPECT_FALSE(parse_target("http://127.0.0.1/", t, error));
-  EXPECT_FALSE(parse_target("wss://127.0.0.1/", t, error));
+  EXPECT_FALSE(parse_target("wsss://127.0.0.1/", t, error));
+  EXPECT_FALSE(parse_target("https://127.0.0.1/", t, error));
   EXPECT_FALSE(parse_target("ws://example.com/", t, error));  // no DNS
+  EXPECT_FALSE(parse_target("wss://example.com/", t, error));
+  EXPECT_FALSE(parse_target("wss://127.0.0.1:0/", t, error));
   EXPECT_FALSE(parse_target("ws://127.0.0.1:0/", t, error));
   EXPECT_FALSE(parse_target("ws://127.0.0.1:70000/", t, error));
   EXPECT_FALSE(parse_target("ws://[::1/", t, error));
@@ -1189,6 +1291,7 @@ TEST(Fanout, PublishRequestAndAnswer) {
             fanout::AnswerStatus::malformed);
 }
 
+
 // ---------------------------------------------------------------- wss://
 
 TEST(Tls, FailureAndAlertNamesAreDistinctAndJsonSafe) {
@@ -1208,6 +1311,7 @@ TEST(Tls, FailureAndAlertNamesAreDistinctAndJsonSafe) {
     const std::string_view name = tls::alert_name(static_cast<std::uint8_t>(a));
     EXPECT_EQ(name.find_first_not_of("abcdefghijklmnopqrstuvwxyz_"), std::string_view::npos) << name;
   }
+  EXPECT_EQ(outcome_name(Outcome::tls_failed), "tls_failed");
   EXPECT_EQ(tls::version_name(TlsVersion::v1_2), "1.2");
   EXPECT_EQ(tls::version_name(TlsVersion::v1_3), "1.3");
 }
@@ -1262,6 +1366,56 @@ TEST(Tls, StatsMergeKeepTheEarliestFailure) {
   EXPECT_EQ(a.full_us.count(), 1u);
   EXPECT_EQ(a.resumed_us.count(), 1u);
   EXPECT_EQ(a.first_failure, "third");
+  StepStats s, t;
+  t.tls = a;
+  s.merge(t);
+  EXPECT_EQ(s.tls.completed(), 9u);
+}
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + name;
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return path;
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fclose(f);
+  return path;
+}
+
+TEST(Tls, AContextRefusesACaFileItCannotUse) {
+  Options o;
+  std::string error;
+  Target t;
+  ASSERT_TRUE(parse_target("wss://localhost:8443/", t, error)) << error;
+  const auto init = [&](const std::string& ca) {
+    ASSERT_EQ(parse({"hold", "--tls-ca", ca.c_str(), "wss://localhost:8443/"}, o, error), ParseResult::run) << error;
+    tls::Context c;
+    EXPECT_FALSE(c.init(o, t, error)) << ca;
+  };
+  init("/nonexistent/ca.pem");
+  EXPECT_NE(error.find("--tls-ca /nonexistent/ca.pem: No such file or directory"), std::string::npos) << error;
+  init(write_temp("empty-ca.pem", "not a certificate\n"));
+  EXPECT_NE(error.find("holds no PEM certificate"), std::string::npos) << error;
+  init(write_temp("broken-ca.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"));
+  EXPECT_NE(error.find("cannot be read"), std::string::npos) << error;
+  // --tls-insecure needs no file; the name decides SNI and what is checked.
+  ASSERT_EQ(parse({"hold", "--tls-insecure", "wss://localhost:8443/"}, o, error), ParseResult::run) << error;
+  tls::Context c;
+  ASSERT_TRUE(c.init(o, t, error)) << error;
+  EXPECT_FALSE(c.verify());
+  EXPECT_EQ(c.sni(), "localhost");
+  ASSERT_TRUE(parse_target("wss://127.0.0.1:8443/", t, error)) << error;
+  tls::Context by_address;
+  ASSERT_TRUE(by_address.init(o, t, error)) << error;
+  EXPECT_EQ(by_address.sni(), "");  // no SNI for an address (RFC 6066 3)
+  EXPECT_TRUE(by_address.verify_ip());
+  ASSERT_EQ(parse({"hold", "--tls-insecure", "--tls-server-name", "gw.test", "wss://127.0.0.1:8443/"}, o, error),
+            ParseResult::run)
+      << error;
+  tls::Context named;
+  ASSERT_TRUE(named.init(o, t, error)) << error;
+  EXPECT_EQ(named.sni(), "gw.test");
+  EXPECT_EQ(named.verify_name(), "gw.test");
+  EXPECT_FALSE(named.verify_ip());
 }
 
 }  // namespace

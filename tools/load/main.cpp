@@ -25,6 +25,7 @@
 #include "tools/load/plan.h"
 #include "tools/load/publisher.h"
 #include "tools/load/report.h"
+#include "tools/load/tls_client.h"
 
 namespace rg::load {
 namespace {
@@ -56,10 +57,10 @@ struct Totals {
 
 class Runner {
  public:
-  // `api` and `board` are used by fanout only.
+  // `api` and `board` are used by fanout only, `tls` by wss:// only.
   Runner(const Options& o, const Target& t, const SourcePlan& sp, std::uint32_t threads, std::uint32_t slots,
-         const Target& api, fanout::Board& board)
-      : o_(o), t_(t), sp_(sp), threads_(threads), slots_(slots), live_(threads), api_(api), board_(board) {}
+         const Target& api, fanout::Board& board, const tls::Context* tls)
+      : o_(o), t_(t), sp_(sp), threads_(threads), slots_(slots), live_(threads), api_(api), board_(board), tls_(tls) {}
 
   int run();
 
@@ -146,6 +147,7 @@ class Runner {
   fanout::Board& board_;
   PublishLive publish_live_;
   std::uint64_t last_progress_answered_ = 0;  // publishes answered at the last progress line
+  const tls::Context* tls_;
 };
 
 void Runner::progress(const Totals& s, const char* phase, std::uint64_t now) {
@@ -350,6 +352,7 @@ int Runner::run() {
     setup.control = &control_;
     setup.live = &live_[i];
     setup.board = o_.mode == Mode::fanout ? &board_ : nullptr;
+    setup.tls = tls_;
     engines.push_back(std::make_unique<EngineHandle>(setup));
   }
   for (std::uint32_t i = 0; i < threads_; ++i) {
@@ -485,13 +488,23 @@ int main_impl(int argc, char** argv) {
     }
   }
 
+  // wss://: the TLS configuration (and the CA file) before any thread or socket.
+  std::unique_ptr<tls::Context> tls;
+  if (o.tls) {
+    tls = std::make_unique<tls::Context>();
+    if (!tls->init(o, t, error)) {
+      std::fprintf(stderr, "ringgate-load: %s\n", error.c_str());
+      return exit_usage;
+    }
+  }
+
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  Runner runner(o, t, sources, threads, slots, api, board);
+  Runner runner(o, t, sources, threads, slots, api, board, tls.get());
   return runner.run();
 }
 

@@ -99,8 +99,9 @@ struct Target {
   bool loopback = false;    // 127.0.0.0/8 or ::1
 };
 
-// ws://HOST[:PORT][/PATH] with HOST a numeric IPv4 address, [IPv6] or
-// "localhost".  No DNS: a load tool must know exactly what it aims at.
+// ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH] with HOST a numeric
+// IPv4 address, [IPv6] or "localhost".  No DNS: a load tool must know
+// exactly what it aims at.
 [[nodiscard]] bool parse_target(std::string_view url, Target& target, std::string& error);
 // fanout's publish API: http://HOST[:PORT][/PREFIX], the same hosts as
 // parse_target.  `path` keeps the prefix without a trailing '/' ("" for
