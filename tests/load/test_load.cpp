@@ -1372,6 +1372,57 @@ TEST(Tls, StatsMergeKeepTheEarliestFailure) {
   EXPECT_EQ(s.tls.completed(), 9u);
 }
 
+TEST(Tls, TheReportHasATlsSectionAndSaysWhyHandshakesFailed) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"hold", "--connections", "10", "--tls-ca", "/ca.pem", "--tls-resume", "wss://localhost:8443/echo"},
+                  o, error),
+            ParseResult::run)
+      << error;
+  Target t;
+  ASSERT_TRUE(parse_target(o.url, t, error)) << error;
+  RunReport r;
+  r.options = &o;
+  r.target = &t;
+  r.held = 7;
+  r.opening = {2.0, 0.5};
+  r.rss_start_bytes = 10'000'000;
+  r.rss_held_bytes = 10'070'000;
+  r.total.tls.handshakes[1][0] = 2;
+  r.total.tls.handshakes[1][1] = 6;
+  r.total.tls.failures[static_cast<std::size_t>(tls::Failure::verify_untrusted)] = 1;
+  r.total.tls.failures[static_cast<std::size_t>(tls::Failure::alert)] = 1;
+  r.total.tls.alerts[80] = 1;
+  r.total.tls.first_failure = "handshake: certificate verify failed: \"x\"";
+  const std::string json = format_json(r);
+  for (const char* want :
+       {",\"tls\":{\"verify\":true,\"ca_file\":\"/ca.pem\",\"max_version\":\"1.3\",\"resume\":true,",
+        "\"handshakes\":8,\"full\":2,\"resumed\":6,\"tls13\":8,\"tls12\":0,\"failed\":2,", "\"handshakes_per_s\":4.0,",
+        "\"client_cpu_us_per_handshake\":62500.0,",
+        "\"failures\":{\"verify_untrusted\":1,\"verify_name\":0,\"verify_expired\":0,\"verify_other\":0,\"alert\":1,",
+        "\"alerts\":{\"internal_error\":1}", "\"first_failure\":\"handshake: certificate verify failed: \\\"x\\\"\"",
+        "\"client_rss_per_connection\":10000", "\"open_s\":2.000"})
+    EXPECT_NE(json.find(want), std::string::npos) << want << "\n" << json;
+  const std::string table = format_table(r);
+  for (const char* want : {"tls handshakes: 8 done: full 2, resumed 6 (TLS 1.3 8, TLS 1.2 0); failed 2",
+                           "tls failures: verify_untrusted 1 alert_internal_error 1",
+                           "tls rate: 4 handshakes/s over the opening 2.00 s",
+                           "client memory: RSS 9.5 MiB before connecting, 9.6 MiB with 7 held: 10000 B per connection"})
+    EXPECT_NE(table.find(want), std::string::npos) << want << "\n" << table;
+  const std::string line = tls_failure_line(r);
+  EXPECT_NE(line.find("2 of 10 TLS handshakes failed (verify_untrusted 1 alert_internal_error 1); the first: "
+                      "handshake: certificate verify failed"),
+            std::string::npos)
+      << line;
+  EXPECT_NE(line.find("is --tls-ca the CA that issued the server's certificate?"), std::string::npos) << line;
+  r.total.tls = tls::TlsStats{};
+  EXPECT_EQ(tls_failure_line(r), "");
+  // A ws:// run has no tls section.
+  ASSERT_EQ(parse({"hold", "ws://127.0.0.1:8080/echo"}, o, error), ParseResult::run) << error;
+  EXPECT_EQ(format_json(r).find("\"tls\""), std::string::npos);
+  EXPECT_EQ(format_table(r).find("tls"), std::string::npos);
+}
+
 std::string write_temp(const std::string& name, const std::string& text) {
   const std::string path = ::testing::TempDir() + name;
   FILE* f = std::fopen(path.c_str(), "w");

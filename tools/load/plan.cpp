@@ -258,6 +258,17 @@ wss:// (TLS 1.2 and 1.3, BoringSSL; ALPN http/1.1; the default port is 443):
                          thread's first ticket arrives are full).
   --tls-max-version V    1.2 or 1.3 (default 1.3; 1.2 is the minimum).
 
+  The report adds a tls section: handshakes full and resumed (by version),
+  their latency from TCP connected to handshake done, handshakes per second
+  and client CPU per handshake over the opening phase, and every handshake
+  that began and did not finish, by reason (verify_untrusted, verify_name,
+  verify_expired, verify_other, alert_NAME for a fatal alert from the server,
+  protocol, eof, reset, timeout, aborted, internal) with the first one in
+  words.  Memory: no buffers of its own per idle connection (one BIO and a
+  pool of 32 KiB record buffers per thread, held only while ciphertext waits
+  or is in flight), certificates shared by all connections; see
+  client_rss_per_connection in the report.
+
 output: a progress line on stderr every second; a table on stdout at the
 end; with --json, a JSON summary as the last stdout line.  Client CPU time
 (getrusage user+sys) and utilisation are reported next to every figure.
