@@ -532,6 +532,7 @@ void Engine::run() {
     publish_live();
   }
   publish_live();
+  if (tls_) steps_[0].tls.record_buffers_high_water = tls_->buffers_high_water();
 }
 
 void Engine::publish_live() {

@@ -306,8 +306,8 @@ std::string tls_json(const RunReport& r) {
   j += fmt(",\"handshakes_per_s\":%.1f,\"client_cpu_us_per_handshake\":%.1f",
            safe_div(static_cast<double>(t.completed()), r.opening.wall_s), per_handshake_us(r));
   j += ",\"failures\":" + tls_failures_json(t) + ",\"alerts\":" + tls_alerts_json(t);
-  j += fmt(",\"errors_after_handshake\":%llu,\"close_notify_received\":%llu", u(t.errors_after_handshake),
-           u(t.close_notify_received));
+  j += fmt(",\"errors_after_handshake\":%llu,\"close_notify_received\":%llu,\"record_buffers_high_water\":%llu",
+           u(t.errors_after_handshake), u(t.close_notify_received), u(t.record_buffers_high_water));
   j += ",\"first_failure\":" +
        (t.first_failure.empty() ? std::string("null") : "\"" + json_escape(t.first_failure) + "\"");
   return j + "}";

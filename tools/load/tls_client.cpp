@@ -191,6 +191,7 @@ void TlsStats::merge(const TlsStats& o) {
   for (std::size_t i = 0; i < alerts.size(); ++i) alerts[i] += o.alerts[i];
   close_notify_received += o.close_notify_received;
   errors_after_handshake += o.errors_after_handshake;
+  record_buffers_high_water += o.record_buffers_high_water;
   full_us.merge(o.full_us);
   resumed_us.merge(o.resumed_us);
   if (o.first_failure_attempt < first_failure_attempt) {
@@ -527,6 +528,11 @@ void Client::sent(std::uint32_t slot, std::uint32_t bytes) noexcept {
 
 void Client::give_buffer(Slot& s) noexcept {
   if (s.out == nil) return;
+  // A burst (every connection's close frame in one turn, an unpaced
+  // opening) takes thousands of buffers at once.  Beyond a few warm ones,
+  // a buffer given back gives its pages back too, so the burst does not
+  // stay in the RSS of a run that then holds idle connections.
+  if (free_buffers_.size() >= warm_buffers) madvise(buffer(s.out), record_buffer_bytes, MADV_DONTNEED);
   free_buffers_.push_back(s.out);
   s.out = nil;
   s.out_len = s.out_sent = s.out_taken = 0;

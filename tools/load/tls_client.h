@@ -86,6 +86,9 @@ struct TlsStats {
   std::array<std::uint64_t, failure_count> failures{};
   std::array<std::uint64_t, 256> alerts{};  // failures[alert], by the alert's description
   std::uint64_t close_notify_received = 0;  // the server's close_notify (answered with ours)
+  // Record buffers in use at once at most (summed over threads): what a
+  // burst of sends cost in 32 KiB buffers (pages touched: what was written).
+  std::uint64_t record_buffers_high_water = 0;
   // Upgraded (or upgrading) connections that failed after the handshake: a
   // record that does not authenticate, an alert from the server.  Counted
   // as protocol errors too; not handshake failures.
@@ -173,6 +176,9 @@ class Client {
   static constexpr std::uint32_t record_plaintext_max = 16 * 1024;
   // Kept free when sealing, so that an alert or a close_notify always fits.
   static constexpr std::uint32_t alert_reserve_bytes = 128;
+  // Free record buffers that keep their pages; the others are given back
+  // to the kernel (MADV_DONTNEED) as they come back.
+  static constexpr std::size_t warm_buffers = 64;
 
   Client(const Context& context, Sink& sink) : context_(context), sink_(sink) {}
   ~Client();
@@ -252,7 +258,8 @@ class Client {
   bio_st* bio_ = nullptr;
   std::vector<Slot> slots_;
   // Record buffers: one mapping of slots x 32 KiB of address space, taken
-  // lowest-first and given back LIFO, so the pages in use stay few and warm.
+  // lowest-first and given back LIFO, so the pages in use stay few and warm
+  // (past warm_buffers free, a buffer's pages go back to the kernel).
   std::uint8_t* buffers_ = nullptr;
   std::size_t buffers_bytes_ = 0;
   std::vector<std::uint32_t> free_buffers_;
