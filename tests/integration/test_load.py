@@ -337,7 +337,8 @@ def test_help_documents_every_flag():
     for flag in ("--connections", "--rate", "--rates", "--duration", "--hold", "--close-timeout",
                  "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
                  "--text", "--verify-echo", "--seed", "--json", "--help", "--channels", "--messages", "--api",
-                 "--api-token", "--channel-prefix", "--settle", "--stall-percent"):
+                 "--api-token", "--channel-prefix", "--settle", "--stall-percent", "wss://", "--tls-ca",
+                 "--tls-insecure", "--tls-server-name", "--tls-resume", "--tls-max-version"):
         assert flag in out, flag
 
 
@@ -776,3 +777,260 @@ def test_fanout_a_refused_publish_is_counted_not_lost(tmp_path):
     assert j["expected_deliveries"] == 990 and j["delivered"] == 990
     assert j["lost"] == 0 and j["out_of_order"] == 0 and j["duplicated"] == 0, out
     assert j["passed"] is True
+
+
+# ---------------------------------------------------------------- wss://
+# Every mode over TLS against a real ringgate (--tls-listen) with a CA made
+# at test time (tlsca.py).  The tool verifies the server's certificate
+# against --tls-ca; its report's tls section and the server's
+# ws_tls_handshakes_total must agree.
+
+@pytest.fixture(scope="module")
+def tls_ca(tmp_path_factory):
+    from tlsca import TestCA
+    return TestCA(tmp_path_factory.mktemp("load-tls-ca"))
+
+
+@pytest.fixture(scope="module")
+def tls_leaf(tls_ca):
+    return tls_ca.issue("localhost", key="ec", days=20)
+
+
+@pytest.fixture
+def wss_server(request, ringgate, tls_leaf):
+    """ringgate with a TLS listener: --workers 2 plus whatever the test
+    parametrizes indirectly."""
+    extra = getattr(request, "param", ())
+    return ringgate("--tls-listen", "127.0.0.1:0", "--tls-cert-file", tls_leaf.cert_path, "--tls-key-file",
+                    tls_leaf.key_path, "--workers", "2", *extra)
+
+
+def tls_ok(srv, version=None, resumed=None) -> float:
+    labels = {"result": "ok"}
+    if version is not None:
+        labels["version"] = version
+    if resumed is not None:
+        labels["resumed"] = resumed
+    return total(metrics(srv), "ws_tls_handshakes_total", **labels)
+
+
+def assert_tls_clean(j, n):
+    t = j["tls"]
+    assert t["failed"] == 0, t
+    assert t["handshakes"] == n and t["full"] + t["resumed"] == n, t
+    assert sum(t["failures"].values()) == 0 and t["alerts"] == {} and t["first_failure"] is None, t
+    assert t["full_ms"]["count"] == t["full"] and t["resumed_ms"]["count"] == t["resumed"], t
+    assert t["handshake_ms"]["count"] == n
+    assert t["errors_after_handshake"] == 0
+
+
+@pytest.mark.parametrize("mode_args", [
+    ("--inflight", 8, "--size", 20),
+    ("--inflight", 4, "--size", 6000, "--text"),  # frames over a recv buffer: split across records and reads
+    ("--inflight", 2, "--size", 100000),          # messages over a record buffer: sealed in turns
+])
+def test_wss_echo_checks_every_byte(wss_server, tls_ca, mode_args):
+    rc, out, err, j, _ = run_load(
+        "echo", "--connections", 20, *mode_args, "--duration", 1, "--tls-ca", tls_ca.cert_path, "--json",
+        wss_server.wss_uri("/echo"), timeout=60)
+    assert rc == 0, err
+    assert j["upgraded"] == 20 and j["failed_total"] == 0, out
+    assert j["msgs"] > 0 and j["bytes_per_s"] > 0
+    assert j["mismatches"] == 0 and j["out_of_order"] == 0, out
+    assert j["lost"] == 0 and j["duplicates"] == 0 and j["unanswered"] == 0, out
+    assert j["protocol_errors"] == 0 and j["disconnects_after_success"] == 0
+    assert j["closed_clean"] == 20 and j["slots_left"] == 0, out
+    assert_tls_clean(j, 20)
+    t = j["tls"]
+    assert t["verify"] is True and t["max_version"] == "1.3" and t["resume"] is False
+    assert t["tls13"] == 20 and t["full"] == 20
+    assert t["handshakes_per_s"] > 0 and t["client_cpu_us_per_handshake"] > 0
+    assert "tls handshakes: 20 done: full 20, resumed 0 (TLS 1.3 20, TLS 1.2 0); failed 0" in out
+    assert tls_ok(wss_server, "1.3", "0") == 20
+
+
+def test_wss_hold_opens_and_closes_every_connection_cleanly(wss_server, tls_ca):
+    rc, out, err, j, peaks = run_load(
+        "hold", "--connections", 1000, "--rate", 1000, "--duration", 1, "--tls-ca", tls_ca.cert_path, "--json",
+        wss_server.wss_uri("/echo"), timeout=90, sample_pids=(wss_server.pid,))
+    assert rc == 0, err
+    assert j["upgraded"] == 1000 and j["held"] == 1000 and j["failed_total"] == 0, out
+    assert j["closed_clean"] == 1000 and j["close_timeouts"] == 0 and j["close_errors"] == 0, out
+    assert j["slots_left"] == 0 and j["disconnects_after_success"] == 0
+    assert_tls_clean(j, 1000)
+    assert 0 < peaks["load"] <= FD_BUDGET, peaks  # TLS needs no descriptors of its own
+    # What an idle wss connection costs the tool (RSS, BoringSSL's SSL
+    # included): a few KiB, not a BIO pair's 34 KiB.  (Not under ASan,
+    # whose redzones and quarantine are memory of their own.)
+    if "asan" not in str(LOAD_BIN):
+        assert 0 < j["client_rss_per_connection"] < 16384, j["client_rss_per_connection"]
+    assert "client memory: RSS" in out
+    assert tls_ok(wss_server) == 1000
+    # The server let every SSL go: nothing half-closed is left behind.
+    wait_until(lambda: total(metrics(wss_server), "ws_tls_connections") == 0, 10, what="every server SSL freed")
+
+
+def test_wss_flood_verifies_an_address_and_every_admitted_connection_echoes(wss_server, tls_ca):
+    # wss://127.0.0.1: no SNI, the certificate's IP entry is what is checked.
+    rc, out, err, j, _ = run_load(
+        "flood", "--connections", 200, "--verify-echo", "--hold", "200ms", "--duration", 20, "--tls-ca",
+        tls_ca.cert_path, "--json", wss_server.wss_uri("/echo", host="127.0.0.1"), timeout=60)
+    assert rc == 0, err
+    assert j["attempted"] == 200 and j["upgraded"] == 200, out
+    assert j["breaking_point"] is None
+    assert j["held_checked"] == 200 and j["held_echoed"] == 200 and j["held_echo_failed"] == 0, out
+    assert j["closed_clean"] == 200 and j["slots_left"] == 0, out
+    assert_tls_clean(j, 200)
+
+
+def test_wss_fanout_with_the_publish_api(wss_server, tls_ca):
+    rc, out, err, j, _ = run_load(
+        "fanout", "--connections", 100, "--channels", 5, "--messages", 20, "--rate", 500, "--settle", "10s",
+        "--api", f"http://127.0.0.1:{wss_server.admin_port}", "--tls-ca", tls_ca.cert_path, "--json",
+        wss_server.wss_uri("/ws"), timeout=60)
+    assert rc == 0, out + err
+    assert j["passed"] is True, j["failed_checks"]
+    assert j["subscribers_ready"] == 100
+    assert j["publishes_ok"] == 100 and j["recipients"] == 2000
+    assert j["delivered"] == 2000 and j["expected_deliveries"] == 2000
+    assert j["lost"] == 0 and j["duplicated"] == 0 and j["out_of_order"] == 0 and j["malformed"] == 0
+    assert j["closed_clean"] == 100 and j["slots_left"] == 0
+    assert_tls_clean(j, 100)
+    assert total(metrics(wss_server), "ws_deliveries_total") == 2000
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_wss_resume_reuses_the_threads_session_ticket(wss_server, tls_ca, version):
+    # Paced, so that all but the first few start after their thread's first
+    # ticket arrived; two threads, each with its own ticket.
+    rc, out, err, j, _ = run_load(
+        "hold", "--connections", 80, "--rate", 400, "--threads", 2, "--duration", 0, "--tls-resume",
+        "--tls-max-version", version, "--tls-ca", tls_ca.cert_path, "--json", wss_server.wss_uri("/echo"),
+        timeout=60)
+    assert rc == 0, err
+    assert j["upgraded"] == 80 and j["closed_clean"] == 80, out
+    assert_tls_clean(j, 80)
+    t = j["tls"]
+    assert t["resume"] is True and t["max_version"] == version
+    assert t["tls13" if version == "1.3" else "tls12"] == 80, t
+    assert t["full"] >= 2, t  # each thread's first connection has nothing to resume
+    assert t["resumed"] >= 40, t  # most start after their thread's first ticket (slower builds: fewer)
+    # The server saw the same split.
+    assert tls_ok(wss_server, version, "1") == t["resumed"]
+    assert tls_ok(wss_server, version, "0") == t["full"]
+    assert "tls handshake, resumed: p50" in out
+
+
+def test_wss_without_resume_every_handshake_is_full(wss_server, tls_ca):
+    rc, out, err, j, _ = run_load(
+        "hold", "--connections", 40, "--rate", 400, "--duration", 0, "--tls-ca", tls_ca.cert_path, "--json",
+        wss_server.wss_uri("/echo"), timeout=60)
+    assert rc == 0, err
+    assert j["tls"]["full"] == 40 and j["tls"]["resumed"] == 0
+    assert tls_ok(wss_server, "1.3", "1") == 0
+
+
+def test_wss_a_wrong_ca_fails_every_handshake_with_a_clear_message(wss_server, tls_ca, tmp_path):
+    from tlsca import TestCA
+    other = TestCA(tmp_path / "other-ca", name="not the server's CA")
+    rc, out, err, j, _ = run_load(
+        "hold", "--connections", 30, "--rate", 300, "--duration", 0, "--tls-ca", other.cert_path, "--json",
+        wss_server.wss_uri("/echo"), timeout=60)
+    assert rc == 0, err  # the run completed; the report says what failed
+    assert j["upgraded"] == 0 and j["failed"]["tls_failed"] == 30 and j["failed_total"] == 30, out
+    t = j["tls"]
+    assert t["failed"] == 30 and t["handshakes"] == 0
+    assert t["failures"]["verify_untrusted"] == 30, t["failures"]
+    assert "certificate verify failed" in t["first_failure"], t
+    assert "tls failures: verify_untrusted 30" in out
+    assert ("30 of 30 TLS handshakes failed (verify_untrusted 30); the first: handshake: certificate verify "
+            "failed") in err, err
+    assert "is --tls-ca the CA that issued the server's certificate?" in err
+    assert j["slots_left"] == 0
+    assert tls_ok(wss_server) == 0
+    # The right name on the wrong certificate: counted as a name failure.
+    rc, out, err, j, _ = run_load(
+        "hold", "--connections", 5, "--duration", 0, "--tls-ca", tls_ca.cert_path, "--tls-server-name",
+        "elsewhere.test", "--json", wss_server.wss_uri("/echo"), timeout=60)
+    assert rc == 0, err
+    assert j["tls"]["failures"]["verify_name"] == 5, j["tls"]
+    assert "--tls-server-name sets the name checked" in err
+
+
+@pytest.mark.parametrize("wss_server", [("--workers", "1", "--tls-handshakes-max", "1")], indirect=True)
+def test_wss_handshakes_the_server_refuses_are_counted_by_alert(wss_server, tls_ca):
+    # One handshake in flight at a time: an unpaced burst of 100 gets
+    # ringgate's plaintext internal_error alert for most of them.
+    rc, out, err, j, _ = run_load(
+        "flood", "--connections", 100, "--duration", 10, "--hold", 0, "--tls-ca", tls_ca.cert_path, "--json",
+        wss_server.wss_uri("/echo"), timeout=60)
+    assert rc == 0, err
+    t = j["tls"]
+    refused = t["alerts"].get("internal_error", 0)
+    assert refused >= 1, t
+    assert t["failures"]["alert"] == refused == j["failed"]["tls_failed"], (t, j["failed"])
+    assert t["handshakes"] + t["failed"] == 100 and j["upgraded"] == t["handshakes"], t
+    assert "the server sent a fatal alert: internal_error (80)" in t["first_failure"]
+    assert "alert_internal_error" in out
+    assert total(metrics(wss_server), "ws_tls_refusals_total") == refused
+
+
+def test_wss_needs_a_ca_or_an_explicit_insecure(tls_ca):
+    rc, out, err, _, _ = run_load("hold", "--connections", 1, "wss://127.0.0.1:9/", timeout=10)
+    assert rc == 2
+    assert "wss:// needs --tls-ca FILE" in err and "--tls-insecure" in err, err
+    rc, out, err, _, _ = run_load("hold", "--connections", 1, "--tls-ca", "/nonexistent/ca.pem", "wss://127.0.0.1:9/",
+                                  timeout=10)
+    assert rc == 2
+    assert "--tls-ca /nonexistent/ca.pem: No such file or directory" in err, err
+    rc, out, err, _, _ = run_load("hold", "--tls-ca", tls_ca.cert_path, "ws://127.0.0.1:9/", timeout=10)
+    assert rc == 2 and "--tls-ca is for wss:// targets" in err, err
+
+
+def test_wss_insecure_connects_without_verifying(wss_server):
+    rc, out, err, j, _ = run_load(
+        "echo", "--connections", 5, "--duration", "300ms", "--tls-insecure", "--tls-server-name", "whatever.test",
+        "--json", wss_server.wss_uri("/echo"), timeout=60)
+    assert rc == 0, err
+    assert j["upgraded"] == 5 and j["mismatches"] == 0 and j["msgs"] > 0
+    assert j["tls"]["verify"] is False and j["tls"]["failed"] == 0
+    assert "certificate NOT verified (--tls-insecure)" in out
+
+
+SPLIT_101_SERVER = r"""
+async def handler(reader, writer):
+    head = await reader.readuntil(b"\r\n\r\n")
+    key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key:")][0]
+    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    answer = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    # The 101 in two reads, the second one ending with a ping frame: the
+    # bytes after the headers belong to the WebSocket stream.
+    writer.write(answer[:40])
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(answer[40:] + frame(9, b"hello"))
+    await writer.drain()
+    try:
+        while True:
+            opcode, data = await read_frame(reader)
+            if opcode == 8:
+                writer.write(frame(8, data))
+                await writer.drain()
+                break
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    writer.close()
+
+asyncio.run(serve(handler))
+"""
+
+
+def test_a_split_101_and_the_frame_behind_it(tmp_path):
+    with scripted_server(tmp_path, "split_101", SPLIT_101_SERVER) as m:
+        rc, out, err, j, _ = run_load("hold", "--connections", 10, "--rate", 100, "--duration", "300ms", "--json",
+                                      f"ws://127.0.0.1:{m.group(1)}/", timeout=60)
+        assert rc == 0, err
+        assert j["upgraded"] == 10, out
+        assert j["pings"] == 10, out
+        assert j["protocol_errors"] == 0 and j["closed_clean"] == 10, out

@@ -3,6 +3,11 @@
 // payloads and fanout's accounting.
 
 #include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <cstdio>
 
 #include <algorithm>
 #include <array>
@@ -21,6 +26,7 @@
 #include "tools/load/payload.h"
 #include "tools/load/plan.h"
 #include "tools/load/report.h"
+#include "tools/load/tls_client.h"
 
 namespace rg::load {
 namespace {
@@ -226,8 +232,77 @@ TEST(Options, HelpDocumentsEveryFlag) {
   for (const char* flag : {"--connections", "--rate ", "--rates", "--duration", "--hold", "--close-timeout",
                            "--handshake-timeout", "--threads", "--sources", "--inflight", "--size", "--binary",
                            "--text", "--verify-echo", "--seed", "--json", "--help", "--channels", "--messages",
-                           "--api ", "--api-token", "--channel-prefix", "--settle", "--stall-percent", "fanout"})
+                           "--api ", "--api-token", "--channel-prefix", "--settle", "--stall-percent", "fanout",
+                           "wss://", "--tls-ca", "--tls-insecure", "--tls-server-name", "--tls-resume",
+                           "--tls-max-version"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
+}
+
+TEST(Options, WssNeedsACaOrAnExplicitInsecure) {
+  Options o;
+  std::string error;
+  EXPECT_EQ(parse({"hold", "wss://127.0.0.1:8443/"}, o, error), ParseResult::error);
+  EXPECT_NE(error.find("--tls-ca"), std::string::npos) << error;
+  EXPECT_NE(error.find("--tls-insecure"), std::string::npos) << error;
+  ASSERT_EQ(parse({"hold", "--tls-ca", "/x/ca.pem", "wss://127.0.0.1:8443/"}, o, error), ParseResult::run) << error;
+  EXPECT_TRUE(o.tls);
+  EXPECT_EQ(o.tls_ca_file, "/x/ca.pem");
+  EXPECT_FALSE(o.tls_insecure);
+  EXPECT_FALSE(o.tls_resume);
+  EXPECT_EQ(o.tls_max_version, TlsVersion::v1_3);
+  EXPECT_EQ(o.tls_server_name, "");
+  ASSERT_EQ(parse({"echo", "--tls-insecure", "wss://127.0.0.1:8443/"}, o, error), ParseResult::run) << error;
+  EXPECT_TRUE(o.tls_insecure);
+  EXPECT_TRUE(o.tls_ca_file.empty());
+  EXPECT_EQ(parse({"hold", "--tls-insecure", "--tls-ca", "ca.pem", "wss://127.0.0.1:8443/"}, o, error),
+            ParseResult::error);
+  EXPECT_NE(error.find("exclude each other"), std::string::npos) << error;
+  ASSERT_EQ(parse({"hold", "ws://127.0.0.1:8080/"}, o, error), ParseResult::run) << error;
+  EXPECT_FALSE(o.tls);
+}
+
+TEST(Options, TlsFlags) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"flood", "--tls-ca=ca.pem", "--tls-server-name", "gw.example", "--tls-resume", "--tls-max-version",
+                   "1.2", "wss://127.0.0.1:8443/echo"},
+                  o, error),
+            ParseResult::run)
+      << error;
+  EXPECT_EQ(o.tls_ca_file, "ca.pem");
+  EXPECT_EQ(o.tls_server_name, "gw.example");
+  EXPECT_TRUE(o.tls_resume);
+  EXPECT_EQ(o.tls_max_version, TlsVersion::v1_2);
+  ASSERT_EQ(parse({"fanout", "--tls-ca", "ca.pem", "--tls-max-version", "1.3", "wss://127.0.0.1:8443/ws"}, o, error),
+            ParseResult::run)
+      << error;
+  EXPECT_EQ(o.tls_max_version, TlsVersion::v1_3);
+  // Bad values.
+  for (const char* v : {"1.1", "1.0", "tls1.3", "", "13"})
+    EXPECT_EQ(parse({"hold", "--tls-ca", "ca.pem", "--tls-max-version", v, "wss://127.0.0.1:1/"}, o, error),
+              ParseResult::error)
+        << v;
+  EXPECT_EQ(parse({"hold", "--tls-ca", "", "wss://127.0.0.1:1/"}, o, error), ParseResult::error);
+  for (const char* v : {"", "a b", "host/path", "caf\xc3\xa9"})
+    EXPECT_EQ(parse({"hold", "--tls-ca", "ca.pem", "--tls-server-name", v, "wss://127.0.0.1:1/"}, o, error),
+              ParseResult::error)
+        << v;
+  const std::string long_name(254, 'a');
+  EXPECT_EQ(parse({"hold", "--tls-ca", "ca.pem", "--tls-server-name", long_name.c_str(), "wss://127.0.0.1:1/"}, o,
+                  error),
+            ParseResult::error);
+  // TLS options need a wss:// target.
+  for (const auto& flags : std::vector<std::vector<const char*>>{{"--tls-ca", "ca.pem"},
+                                                                 {"--tls-insecure"},
+                                                                 {"--tls-resume"},
+                                                                 {"--tls-server-name", "localhost"},
+                                                                 {"--tls-max-version", "1.2"}}) {
+    std::vector<const char*> args{"ringgate-load", "hold"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.push_back("ws://127.0.0.1:8080/");
+    EXPECT_EQ(parse_options(static_cast<int>(args.size()), args.data(), o, error), ParseResult::error) << flags[0];
+    EXPECT_NE(error.find("wss://"), std::string::npos) << error;
+  }
 }
 
 TEST(Options, FanoutDefaults) {
@@ -375,12 +450,43 @@ TEST(Target, ParsesIpv4Ipv6AndLocalhost) {
   EXPECT_FALSE(t.loopback);
 }
 
+TEST(Target, WssKeepsTheNameAndDefaultsToPort443) {
+  Target t;
+  std::string error;
+  ASSERT_TRUE(parse_target("wss://localhost:8443/echo", t, error)) << error;
+  EXPECT_TRUE(t.tls);
+  EXPECT_EQ(t.name, "localhost");  // the server name to verify and send as SNI
+  EXPECT_EQ(t.host, "127.0.0.1");  // where to connect
+  EXPECT_EQ(t.port, 8443);
+  EXPECT_EQ(t.host_header, "127.0.0.1:8443");
+  EXPECT_EQ(t.path, "/echo");
+  EXPECT_TRUE(t.loopback);
+  ASSERT_TRUE(parse_target("wss://127.0.0.1/", t, error)) << error;
+  EXPECT_EQ(t.port, 443);
+  EXPECT_EQ(t.host_header, "127.0.0.1");  // the scheme's default port is left out
+  EXPECT_EQ(t.name, "127.0.0.1");
+  ASSERT_TRUE(parse_target("wss://127.0.0.1:80/", t, error)) << error;
+  EXPECT_EQ(t.host_header, "127.0.0.1:80");
+  ASSERT_TRUE(parse_target("wss://[::1]:9443/ws", t, error)) << error;
+  EXPECT_EQ(t.family, AF_INET6);
+  EXPECT_EQ(t.name, "::1");
+  EXPECT_EQ(t.host_header, "[::1]:9443");
+  ASSERT_TRUE(parse_target("ws://localhost:8080/", t, error)) << error;
+  EXPECT_FALSE(t.tls);
+  EXPECT_EQ(t.name, "localhost");
+  ASSERT_TRUE(parse_target("ws://127.0.0.1:443/", t, error)) << error;
+  EXPECT_EQ(t.host_header, "127.0.0.1:443");
+}
+
 TEST(Target, RejectsWhatItCannotUse) {
   Target t;
   std::string error;
   EXPECT_FALSE(parse_target("http://127.0.0.1/", t, error));
-  EXPECT_FALSE(parse_target("wss://127.0.0.1/", t, error));
+  EXPECT_FALSE(parse_target("wsss://127.0.0.1/", t, error));
+  EXPECT_FALSE(parse_target("https://127.0.0.1/", t, error));
   EXPECT_FALSE(parse_target("ws://example.com/", t, error));  // no DNS
+  EXPECT_FALSE(parse_target("wss://example.com/", t, error));
+  EXPECT_FALSE(parse_target("wss://127.0.0.1:0/", t, error));
   EXPECT_FALSE(parse_target("ws://127.0.0.1:0/", t, error));
   EXPECT_FALSE(parse_target("ws://127.0.0.1:70000/", t, error));
   EXPECT_FALSE(parse_target("ws://[::1/", t, error));
@@ -1183,6 +1289,184 @@ TEST(Fanout, PublishRequestAndAnswer) {
     EXPECT_EQ(fanout::parse_answer(bad).status, fanout::AnswerStatus::malformed) << bad;
   EXPECT_EQ(fanout::parse_answer(std::string(fanout::answer_head_bytes_max, 'H')).status,
             fanout::AnswerStatus::malformed);
+}
+
+
+// ---------------------------------------------------------------- wss://
+
+TEST(Tls, FailureAndAlertNamesAreDistinctAndJsonSafe) {
+  std::vector<std::string_view> names;
+  for (std::size_t i = 0; i < tls::failure_count; ++i) {
+    const std::string_view name = tls::failure_name(static_cast<tls::Failure>(i));
+    EXPECT_NE(name, "?") << i;
+    EXPECT_EQ(name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_"), std::string_view::npos) << name;
+    for (const auto seen : names) EXPECT_NE(seen, name);
+    names.push_back(name);
+  }
+  EXPECT_EQ(tls::alert_name(80), "internal_error");
+  EXPECT_EQ(tls::alert_name(48), "unknown_ca");
+  EXPECT_EQ(tls::alert_name(70), "protocol_version");
+  EXPECT_EQ(tls::alert_name(200), "");
+  for (int a = 0; a < 256; ++a) {
+    const std::string_view name = tls::alert_name(static_cast<std::uint8_t>(a));
+    EXPECT_EQ(name.find_first_not_of("abcdefghijklmnopqrstuvwxyz_"), std::string_view::npos) << name;
+  }
+  EXPECT_EQ(outcome_name(Outcome::tls_failed), "tls_failed");
+  EXPECT_EQ(tls::version_name(TlsVersion::v1_2), "1.2");
+  EXPECT_EQ(tls::version_name(TlsVersion::v1_3), "1.3");
+}
+
+TEST(Tls, VerificationErrorsByReason) {
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY), tls::Failure::verify_untrusted);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN), tls::Failure::verify_untrusted);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT), tls::Failure::verify_untrusted);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_HOSTNAME_MISMATCH), tls::Failure::verify_name);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_IP_ADDRESS_MISMATCH), tls::Failure::verify_name);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_CERT_HAS_EXPIRED), tls::Failure::verify_expired);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_CERT_NOT_YET_VALID), tls::Failure::verify_expired);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_CERT_SIGNATURE_FAILURE), tls::Failure::verify_other);
+  EXPECT_EQ(tls::verify_failure(X509_V_ERR_INVALID_PURPOSE), tls::Failure::verify_other);
+}
+
+TEST(Tls, AlertsFromTheServerAreToldFromOurOwnErrors) {
+  std::uint8_t alert = 0;
+  EXPECT_EQ(tls::ssl_failure(ERR_LIB_SSL, SSL_R_TLSV1_ALERT_INTERNAL_ERROR, alert), tls::Failure::alert);
+  EXPECT_EQ(alert, 80);
+  EXPECT_EQ(tls::ssl_failure(ERR_LIB_SSL, SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE, alert), tls::Failure::alert);
+  EXPECT_EQ(alert, 40);
+  alert = 0;
+  EXPECT_EQ(tls::ssl_failure(ERR_LIB_SSL, SSL_R_UNSUPPORTED_PROTOCOL, alert), tls::Failure::protocol);
+  EXPECT_EQ(tls::ssl_failure(ERR_LIB_SSL, SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC, alert), tls::Failure::protocol);
+  EXPECT_EQ(tls::ssl_failure(ERR_LIB_X509, SSL_AD_REASON_OFFSET + 80, alert), tls::Failure::protocol);
+  EXPECT_EQ(alert, 0);
+}
+
+TEST(Tls, StatsMergeKeepTheEarliestFailure) {
+  tls::TlsStats a, b;
+  a.handshakes[1][0] = 3;  // TLS 1.3 full
+  a.handshakes[1][1] = 5;  // TLS 1.3 resumed
+  a.full_us.record(900);
+  a.failures[static_cast<std::size_t>(tls::Failure::alert)] = 2;
+  a.alerts[80] = 2;
+  a.first_failure_attempt = 7;
+  a.first_failure = "seventh";
+  b.handshakes[0][0] = 1;  // TLS 1.2 full
+  b.failures[static_cast<std::size_t>(tls::Failure::timeout)] = 1;
+  b.resumed_us.record(100);
+  b.first_failure_attempt = 3;
+  b.first_failure = "third";
+  b.errors_after_handshake = 1;
+  a.merge(b);
+  EXPECT_EQ(a.full(), 4u);
+  EXPECT_EQ(a.resumed(), 5u);
+  EXPECT_EQ(a.completed(), 9u);
+  EXPECT_EQ(a.failed(), 3u);
+  EXPECT_EQ(a.alerts[80], 2u);
+  EXPECT_EQ(a.errors_after_handshake, 1u);
+  EXPECT_EQ(a.full_us.count(), 1u);
+  EXPECT_EQ(a.resumed_us.count(), 1u);
+  EXPECT_EQ(a.first_failure, "third");
+  StepStats s, t;
+  t.tls = a;
+  s.merge(t);
+  EXPECT_EQ(s.tls.completed(), 9u);
+}
+
+TEST(Tls, TheReportHasATlsSectionAndSaysWhyHandshakesFailed) {
+  Options o;
+  std::string error;
+  ASSERT_EQ(parse({"hold", "--connections", "10", "--tls-ca", "/ca.pem", "--tls-resume", "wss://localhost:8443/echo"},
+                  o, error),
+            ParseResult::run)
+      << error;
+  Target t;
+  ASSERT_TRUE(parse_target(o.url, t, error)) << error;
+  RunReport r;
+  r.options = &o;
+  r.target = &t;
+  r.held = 7;
+  r.opening = {2.0, 0.5};
+  r.rss_start_bytes = 10'000'000;
+  r.rss_held_bytes = 10'070'000;
+  r.total.tls.handshakes[1][0] = 2;
+  r.total.tls.handshakes[1][1] = 6;
+  r.total.tls.failures[static_cast<std::size_t>(tls::Failure::verify_untrusted)] = 1;
+  r.total.tls.failures[static_cast<std::size_t>(tls::Failure::alert)] = 1;
+  r.total.tls.alerts[80] = 1;
+  r.total.tls.first_failure = "handshake: certificate verify failed: \"x\"";
+  const std::string json = format_json(r);
+  for (const char* want :
+       {",\"tls\":{\"verify\":true,\"ca_file\":\"/ca.pem\",\"max_version\":\"1.3\",\"resume\":true,",
+        "\"handshakes\":8,\"full\":2,\"resumed\":6,\"tls13\":8,\"tls12\":0,\"failed\":2,", "\"handshakes_per_s\":4.0,",
+        "\"client_cpu_us_per_handshake\":62500.0,",
+        "\"failures\":{\"verify_untrusted\":1,\"verify_name\":0,\"verify_expired\":0,\"verify_other\":0,\"alert\":1,",
+        "\"alerts\":{\"internal_error\":1}", "\"first_failure\":\"handshake: certificate verify failed: \\\"x\\\"\"",
+        "\"client_rss_per_connection\":10000", "\"open_s\":2.000"})
+    EXPECT_NE(json.find(want), std::string::npos) << want << "\n" << json;
+  const std::string table = format_table(r);
+  for (const char* want : {"tls handshakes: 8 done: full 2, resumed 6 (TLS 1.3 8, TLS 1.2 0); failed 2",
+                           "tls failures: verify_untrusted 1 alert_internal_error 1",
+                           "tls rate: 4 handshakes/s over the opening 2.00 s",
+                           "client memory: RSS 9.5 MiB before connecting, 9.6 MiB with 7 held: 10000 B per connection"})
+    EXPECT_NE(table.find(want), std::string::npos) << want << "\n" << table;
+  const std::string line = tls_failure_line(r);
+  EXPECT_NE(line.find("2 of 10 TLS handshakes failed (verify_untrusted 1 alert_internal_error 1); the first: "
+                      "handshake: certificate verify failed"),
+            std::string::npos)
+      << line;
+  EXPECT_NE(line.find("is --tls-ca the CA that issued the server's certificate?"), std::string::npos) << line;
+  r.total.tls = tls::TlsStats{};
+  EXPECT_EQ(tls_failure_line(r), "");
+  // A ws:// run has no tls section.
+  ASSERT_EQ(parse({"hold", "ws://127.0.0.1:8080/echo"}, o, error), ParseResult::run) << error;
+  EXPECT_EQ(format_json(r).find("\"tls\""), std::string::npos);
+  EXPECT_EQ(format_table(r).find("tls"), std::string::npos);
+}
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + name;
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return path;
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fclose(f);
+  return path;
+}
+
+TEST(Tls, AContextRefusesACaFileItCannotUse) {
+  Options o;
+  std::string error;
+  Target t;
+  ASSERT_TRUE(parse_target("wss://localhost:8443/", t, error)) << error;
+  const auto init = [&](const std::string& ca) {
+    ASSERT_EQ(parse({"hold", "--tls-ca", ca.c_str(), "wss://localhost:8443/"}, o, error), ParseResult::run) << error;
+    tls::Context c;
+    EXPECT_FALSE(c.init(o, t, error)) << ca;
+  };
+  init("/nonexistent/ca.pem");
+  EXPECT_NE(error.find("--tls-ca /nonexistent/ca.pem: No such file or directory"), std::string::npos) << error;
+  init(write_temp("empty-ca.pem", "not a certificate\n"));
+  EXPECT_NE(error.find("holds no PEM certificate"), std::string::npos) << error;
+  init(write_temp("broken-ca.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"));
+  EXPECT_NE(error.find("cannot be read"), std::string::npos) << error;
+  // --tls-insecure needs no file; the name decides SNI and what is checked.
+  ASSERT_EQ(parse({"hold", "--tls-insecure", "wss://localhost:8443/"}, o, error), ParseResult::run) << error;
+  tls::Context c;
+  ASSERT_TRUE(c.init(o, t, error)) << error;
+  EXPECT_FALSE(c.verify());
+  EXPECT_EQ(c.sni(), "localhost");
+  ASSERT_TRUE(parse_target("wss://127.0.0.1:8443/", t, error)) << error;
+  tls::Context by_address;
+  ASSERT_TRUE(by_address.init(o, t, error)) << error;
+  EXPECT_EQ(by_address.sni(), "");  // no SNI for an address (RFC 6066 3)
+  EXPECT_TRUE(by_address.verify_ip());
+  ASSERT_EQ(parse({"hold", "--tls-insecure", "--tls-server-name", "gw.test", "wss://127.0.0.1:8443/"}, o, error),
+            ParseResult::run)
+      << error;
+  tls::Context named;
+  ASSERT_TRUE(named.init(o, t, error)) << error;
+  EXPECT_EQ(named.sni(), "gw.test");
+  EXPECT_EQ(named.verify_name(), "gw.test");
+  EXPECT_FALSE(named.verify_ip());
 }
 
 }  // namespace

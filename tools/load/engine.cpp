@@ -39,6 +39,7 @@ std::string_view outcome_name(Outcome outcome) noexcept {
     case Outcome::reset: return "reset";
     case Outcome::refused: return "refused";
     case Outcome::timed_out: return "timed_out";
+    case Outcome::tls_failed: return "tls_failed";
     case Outcome::other: return "other";
   }
   return "?";
@@ -93,6 +94,7 @@ void StepStats::merge(const StepStats& o) noexcept {
   held_echo_failed += o.held_echo_failed;
   out_of_order += o.out_of_order;
   fanout.merge(o.fanout);
+  tls.merge(o.tls);
   handshake_us.merge(o.handshake_us);
   refused_us.merge(o.refused_us);
   rtt_us.merge(o.rtt_us);
@@ -241,7 +243,7 @@ constexpr std::uint64_t text_sequence_mask = (std::uint64_t{1} << 48) - 1;
 
 }  // namespace
 
-class Engine {
+class Engine final : private tls::Sink {
  public:
   explicit Engine(const EngineSetup& setup) : s_(setup), o_(*setup.options), live_(*setup.live) {}
 
@@ -321,11 +323,24 @@ class Engine {
   void start_close(std::uint32_t slot, std::uint16_t code);
   void mark_dirty(std::uint32_t slot);
   void flush(std::uint32_t slot);
+  void flush_tls(std::uint32_t slot);
   void arm_recv(std::uint32_t slot);
   void set_open(std::uint32_t slot, bool open);
   void teardown(std::uint32_t slot);
   void maybe_release(std::uint32_t slot);
   void release(std::uint32_t slot);
+
+  // ------------------------------------------------------------ wss://
+  // tls::Sink: the thread's TLS client reports here.
+  void tls_handshake_done(std::uint32_t slot, bool tls13, bool resumed, std::uint64_t took_ns) override;
+  void tls_failed(std::uint32_t slot, bool in_handshake, tls::Failure failure, std::uint8_t alert,
+                  const std::string& detail) override;
+  bool tls_plain(std::uint32_t slot, std::span<const std::uint8_t> bytes) override;
+  void tls_peer_closed(std::uint32_t slot) override;
+  // An attempt whose TLS handshake began ends before it finished (timeout,
+  // EOF, reset, abort): counted once, by `why`.
+  void tls_unfinished(std::uint32_t slot, tls::Failure why, const char* detail);
+  void count_tls_failure(std::uint32_t slot, tls::Failure why, std::uint8_t alert, const std::string& detail);
 
   // ------------------------------------------------------------ timers
   void timer_add(std::uint32_t slot, TimerList list, std::uint64_t timeout_ms);
@@ -341,6 +356,8 @@ class Engine {
   std::vector<std::uint32_t> free_slots_;
   std::vector<std::uint32_t> dirty_;
   std::vector<std::uint32_t> rearm_;
+  // wss:// only: the SSLs, the BIO and the record buffers of this thread.
+  std::unique_ptr<tls::Client> tls_;
   Arena out_;
   Arena carry_;
   Arena sent_;
@@ -349,7 +366,6 @@ class Engine {
   // one for flood --verify-echo.  Sizes the send-time arena.
   std::uint32_t window_ = 1;
   std::size_t carry_bytes_ = 0;
-  std::array<std::uint8_t, handshake::response_bytes_max> scratch_{};
 
   // fanout: one per slot, sized at start-up (empty in other modes).
   std::vector<fanout::Subscriber> subs_;
@@ -379,6 +395,7 @@ class Engine {
   std::uint64_t attempted_ = 0, upgraded_ = 0, failed_ = 0, open_ = 0, disconnects_ = 0, echo_msgs_ = 0, errors_ = 0;
   std::uint64_t verifying_ = 0;
   std::uint64_t subscribed_ = 0, awaiting_ = 0, ready_ = 0, stalled_ = 0, fanout_received_ = 0, fanout_delivered_ = 0;
+  std::uint64_t tls_handshakes_ = 0, tls_resumed_ = 0;
 
   base::DeadlineLists<Conn, TimerList, 5> timers_;
 };
@@ -404,6 +421,10 @@ bool Engine::start(std::string& error) {
   const std::uint32_t buffer_count = std::clamp<std::uint32_t>(next_pow2(s_.slots / 2), 256, 8192);
   if (buffers_.init(ring_, buffer_group, buffer_count, recv_buffer_bytes, error) != 0) return false;
 
+  if (s_.tls != nullptr) {
+    tls_ = std::make_unique<tls::Client>(*s_.tls, static_cast<tls::Sink&>(*this));
+    if (!tls_->init(s_.slots, error)) return false;
+  }
   conns_.assign(s_.slots, Conn{});
   for (auto& k : conns_) k.timer_prev = k.timer_next = nil;
   timers_.bind(conns_.data());
@@ -511,6 +532,7 @@ void Engine::run() {
     publish_live();
   }
   publish_live();
+  if (tls_) steps_[0].tls.record_buffers_high_water = tls_->buffers_high_water();
 }
 
 void Engine::publish_live() {
@@ -529,6 +551,8 @@ void Engine::publish_live() {
   live_.stalled.store(stalled_, std::memory_order_relaxed);
   live_.fanout_received.store(fanout_received_, std::memory_order_relaxed);
   live_.fanout_delivered.store(fanout_delivered_, std::memory_order_relaxed);
+  live_.tls_handshakes.store(tls_handshakes_, std::memory_order_relaxed);
+  live_.tls_resumed.store(tls_resumed_, std::memory_order_relaxed);
 }
 
 void Engine::poll_command() {
@@ -701,6 +725,9 @@ bool Engine::start_attempt() {
 }
 
 void Engine::dispatch(const ring::Completion& c) {
+  // With TLS a turn can spend milliseconds in handshakes: each completion
+  // reads the clock, so latencies are not those of the turn's start.
+  if (tls_) now_ns_ = monotonic_ns();
   const Op op = static_cast<Op>(c.tag.op);
   const std::uint32_t slot = c.tag.index;
   assert(slot < s_.slots);
@@ -744,6 +771,17 @@ void Engine::on_chain_end(std::uint32_t slot, const ring::Completion& c) {
   assert(n > 0);  // sized at start-up
   k.staged_len = static_cast<std::uint32_t>(n);
   k.state = State::handshaking;
+  if (tls_) {
+    // The request waits in the staging half until the TLS handshake is
+    // done; the ClientHello goes first.
+    if (!tls_->start(slot, now_ns_)) {
+      count_tls_failure(slot, tls::Failure::internal, 0, "no SSL could be made");
+      resolve(slot, Outcome::tls_failed);
+      teardown(slot);
+      return;
+    }
+    if (k.state != State::handshaking) return;  // failed at once
+  }
   flush(slot);
   arm_recv(slot);
 }
@@ -769,11 +807,20 @@ void Engine::on_recv(std::uint32_t slot, const ring::Completion& c) {
   }
   if (c.res > 0) {
     const std::span<const std::uint8_t> data = buffers_.buffer(c.buffer_id(), static_cast<std::uint32_t>(c.res));
-    switch (k.state) {
-      case State::handshaking: handshake_bytes(slot, data); break;
-      case State::open:
-      case State::closing: ws_bytes(slot, data); break;
-      default: break;  // going away: input is discarded
+    if (tls_) {
+      // Ciphertext: the plaintext comes back through tls_plain().
+      if (k.state >= State::handshaking && k.state <= State::closing) {
+        tls_->on_recv(slot, data, now_ns_);
+        // A handshake flight (TLS 1.2's second), an answer to a KeyUpdate.
+        if (!tls_->pending(slot).empty()) mark_dirty(slot);
+      }
+    } else {
+      switch (k.state) {
+        case State::handshaking: handshake_bytes(slot, data); break;
+        case State::open:
+        case State::closing: ws_bytes(slot, data); break;
+        default: break;  // going away: input is discarded
+      }
     }
     buffers_.recycle(c.buffer_id());
     if (ended && !(k.flags & f_recv_armed) && k.state >= State::handshaking && k.state <= State::closing &&
@@ -842,6 +889,11 @@ void Engine::on_send(std::uint32_t slot, const ring::Completion& c) {
     maybe_release(slot);
     return;
   }
+  if (tls_) {
+    tls_->sent(slot, static_cast<std::uint32_t>(c.res));
+    flush_tls(slot);  // what a short send left, records sealed meanwhile, the rest of the staging
+    return;
+  }
   k.flight_sent += static_cast<std::uint32_t>(c.res);
   if (k.flight_sent < k.flight_len) {
     // A short send (socket buffer full): the rest goes now, in order.
@@ -872,6 +924,7 @@ void Engine::on_close(std::uint32_t slot, const ring::Completion& c) {
 void Engine::handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> data) {
   Conn& k = conns_[slot];
   std::span<const std::uint8_t> seen = data;
+  const std::uint32_t carried = k.carry_len;  // bytes of `seen` before `data`
   if (k.carry_len > 0) {
     // The response arrived split: collect it (bounded) in the carry.
     const std::size_t take = std::min<std::size_t>(data.size(), carry_bytes_ - k.carry_len);
@@ -883,7 +936,8 @@ void Engine::handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
   const handshake::Response r = handshake::parse_response(seen, accept);
   if (r.status == handshake::Status::need_more) {
     if (k.carry_len == 0) {
-      std::memcpy(carry(slot), data.data(), data.size());  // data.size() <= recv_buffer_bytes <= carry_bytes_
+      // need_more: below response_bytes_max <= carry_bytes_ (a recv buffer, or a TLS record's plaintext)
+      std::memcpy(carry(slot), data.data(), data.size());
       k.carry_len = static_cast<std::uint32_t>(data.size());
     }
     return;
@@ -907,13 +961,15 @@ void Engine::handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> d
     teardown(slot);
     return;
   }
-  // Bytes after the headers already belong to the WebSocket stream; move
-  // them out of the carry, which frames use from now on.
-  const std::span<const std::uint8_t> rest = seen.subspan(r.header_bytes);
-  std::memcpy(scratch_.data(), rest.data(), rest.size());
+  // Bytes after the headers already belong to the WebSocket stream.  The
+  // headers end inside `data` (what was carried was not yet complete), so
+  // the rest is read from `data` itself, whole even where the carry took
+  // only part of it: the carry is the frames' from now on.  (`data` may
+  // hold 16 KiB of a TLS record's plaintext: more than a recv buffer.)
+  const std::span<const std::uint8_t> rest = data.subspan(r.header_bytes - carried);
   k.carry_len = 0;
   upgraded(slot);
-  if (!rest.empty()) ws_bytes(slot, {scratch_.data(), rest.size()});
+  if (!rest.empty()) ws_bytes(slot, rest);
 }
 
 void Engine::upgraded(std::uint32_t slot) {
@@ -950,6 +1006,10 @@ void Engine::resolve(std::uint32_t slot, Outcome outcome) {
 }
 
 void Engine::resolve_errno(std::uint32_t slot, int err) {
+  if (err == ETIMEDOUT || err == ECANCELED) tls_unfinished(slot, tls::Failure::timeout, "timed out");
+  else
+    tls_unfinished(slot, tls::Failure::reset,
+                   err == ECONNRESET || err == EPIPE ? "connection reset" : std::strerror(err));
   switch (err) {
     case ECONNRESET:
     case EPIPE: resolve(slot, Outcome::reset); break;
@@ -966,6 +1026,13 @@ void Engine::resolve_errno(std::uint32_t slot, int err) {
 
 void Engine::resolve_oddity(std::uint32_t slot, Oddity oddity) {
   if (conns_[slot].flags & f_resolved) return;
+  switch (oddity) {
+    case Oddity::eof_before_response:
+      tls_unfinished(slot, tls::Failure::eof, "the server closed the connection");
+      break;
+    case Oddity::aborted: tls_unfinished(slot, tls::Failure::aborted, "the run ended"); break;
+    default: tls_unfinished(slot, tls::Failure::internal, std::string(oddity_name(oddity)).c_str()); break;
+  }
   ++stats_of(conns_[slot]).other.by_oddity[static_cast<std::size_t>(oddity)];
   resolve(slot, Outcome::other);
 }
@@ -1435,6 +1502,10 @@ void Engine::flush_dirty() {
 }
 
 void Engine::flush(std::uint32_t slot) {
+  if (tls_) {
+    flush_tls(slot);
+    return;
+  }
   Conn& k = conns_[slot];
   if ((k.flags & f_send_in_flight) || k.staged_len == 0) return;
   const std::uint8_t sending = k.fill_half;
@@ -1449,6 +1520,113 @@ void Engine::flush(std::uint32_t slot) {
   }
   k.flags |= f_send_in_flight;
   ++k.ops;
+}
+
+// wss://: the staging halves hold plaintext.  While no send is in flight,
+// the half being sent (flight_len bytes, flight_sent of them sealed so far)
+// is sealed into the connection's record buffer as far as it has room, then
+// the filling half; one send takes all the ciphertext waiting (the TLS
+// client's own output first: handshake flights, alerts, close_notify).
+void Engine::flush_tls(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  if (k.flags & f_send_in_flight) return;
+  for (;;) {
+    if (k.flight_len == 0) {
+      if (k.staged_len == 0) break;
+      k.flight_len = k.staged_len;
+      k.flight_sent = 0;
+      k.staged_len = 0;
+      k.fill_half ^= 1;
+    }
+    const std::uint8_t* sealing = half(slot, static_cast<std::uint8_t>(k.fill_half ^ 1));
+    const std::uint32_t n = tls_->seal(slot, {sealing + k.flight_sent, k.flight_len - k.flight_sent});
+    if (n == 0) break;  // not open yet, or the record buffer is full: after this send
+    k.flight_sent += n;
+    if (k.flight_sent == k.flight_len) k.flight_len = k.flight_sent = 0;
+  }
+  const std::span<const std::uint8_t> out = tls_->pending(slot);
+  if (out.empty()) return;
+  if (!ring_.send(slot, out, tag(op_send, slot))) {
+    if (!(k.flags & f_resolved)) resolve_oddity(slot, Oddity::no_sqe);
+    teardown(slot);
+    return;
+  }
+  tls_->submitted(slot, static_cast<std::uint32_t>(out.size()));
+  k.flags |= f_send_in_flight;
+  ++k.ops;
+}
+
+// ---------------------------------------------------------------- wss://
+
+void Engine::tls_handshake_done(std::uint32_t slot, bool tls13, bool resumed, std::uint64_t took_ns) {
+  tls::TlsStats& st = stats_of(conns_[slot]).tls;
+  ++st.handshakes[tls13 ? 1 : 0][resumed ? 1 : 0];
+  (resumed ? st.resumed_us : st.full_us).record(took_ns / 1000);
+  ++tls_handshakes_;
+  if (resumed) ++tls_resumed_;
+  mark_dirty(slot);  // the upgrade request, sealed behind our last handshake flight
+}
+
+void Engine::count_tls_failure(std::uint32_t slot, tls::Failure why, std::uint8_t alert, const std::string& detail) {
+  const Conn& k = conns_[slot];
+  tls::TlsStats& st = stats_of(k).tls;
+  ++st.failures[static_cast<std::size_t>(why)];
+  if (why == tls::Failure::alert) ++st.alerts[alert];
+  if (k.id < st.first_failure_attempt) {
+    st.first_failure_attempt = k.id;
+    st.first_failure = detail;
+  }
+}
+
+void Engine::tls_unfinished(std::uint32_t slot, tls::Failure why, const char* detail) {
+  if (!tls_ || !tls_->handshaking(slot) || (conns_[slot].flags & f_resolved)) return;
+  count_tls_failure(slot, why, 0, std::string("handshake: ") + detail);
+}
+
+void Engine::tls_failed(std::uint32_t slot, bool in_handshake, tls::Failure failure, std::uint8_t alert,
+                        const std::string& detail) {
+  Conn& k = conns_[slot];
+  if (in_handshake) {
+    count_tls_failure(slot, failure, alert, "handshake: " + detail);
+  } else {
+    tls::TlsStats& st = stats_of(k).tls;
+    ++st.errors_after_handshake;
+    if (k.id < st.first_failure_attempt) {
+      st.first_failure_attempt = k.id;
+      st.first_failure = "after the handshake: " + detail;
+    }
+  }
+  // BoringSSL's alert, if it wrote one, goes before the connection does (the
+  // teardown's cancel may still catch it: best effort).
+  flush_tls(slot);
+  if (!(k.flags & f_resolved)) {
+    resolve(slot, Outcome::tls_failed);  // in the TLS handshake, or before the 101
+    teardown(slot);
+  } else {
+    protocol_error(slot);  // an upgraded connection: a bad record or an alert from the server
+  }
+}
+
+bool Engine::tls_plain(std::uint32_t slot, std::span<const std::uint8_t> bytes) {
+  Conn& k = conns_[slot];
+  switch (k.state) {
+    case State::handshaking: handshake_bytes(slot, bytes); break;
+    case State::open:
+    case State::closing: ws_bytes(slot, bytes); break;
+    default: return false;
+  }
+  return k.state >= State::handshaking && k.state <= State::closing;
+}
+
+void Engine::tls_peer_closed(std::uint32_t slot) {
+  Conn& k = conns_[slot];
+  ++stats_of(k).tls.close_notify_received;
+  if (k.state < State::handshaking || k.state > State::closing) return;
+  // What we still have to say (the echo of the server's close frame) is
+  // sealed first, then our close_notify; EOF follows from the server.
+  flush_tls(slot);
+  tls_->close_notify(slot);
+  flush_tls(slot);
 }
 
 // ---------------------------------------------------------------- teardown
@@ -1497,6 +1675,7 @@ void Engine::release(std::uint32_t slot) {
   k.generation = (k.generation + 1) & ring::generation_mask;
   k.state = State::free;
   k.flags = 0;
+  if (tls_) tls_->release(slot);
   free_slots_.push_back(slot);
 }
 
@@ -1513,6 +1692,7 @@ void Engine::timer_remove(std::uint32_t slot) { timers_.remove(slot); }
 void Engine::run_timers() {
   const std::uint32_t now = rel_ms();
   for (std::uint32_t slot; (slot = timers_.pop_expired(TimerList::handshake, now)) != nil;) {
+    tls_unfinished(slot, tls::Failure::timeout, "no handshake within --handshake-timeout");
     resolve(slot, Outcome::timed_out);
     teardown(slot);
   }

@@ -16,6 +16,7 @@
 #include "tools/load/fanout.h"
 #include "tools/load/histogram.h"
 #include "tools/load/plan.h"
+#include "tools/load/tls_client.h"
 
 namespace rg::load {
 
@@ -30,9 +31,10 @@ enum class Outcome : std::uint8_t {
   reset,       // ECONNRESET / EPIPE before the upgrade completed
   refused,     // ECONNREFUSED
   timed_out,   // no 101 within --handshake-timeout (or the kernel's SYN timeout)
+  tls_failed,  // wss://: the TLS handshake failed (verification, an alert, a TLS error: TlsStats says why)
   other,       // see OtherDetail
 };
-inline constexpr std::size_t outcome_count = 10;
+inline constexpr std::size_t outcome_count = 11;
 static_assert(static_cast<std::size_t>(Outcome::other) + 1 == outcome_count, "every outcome has a counter");
 [[nodiscard]] std::string_view outcome_name(Outcome outcome) noexcept;
 
@@ -102,6 +104,7 @@ struct StepStats {
   Histogram refused_us;
   Histogram rtt_us;
   fanout::Counts fanout;  // fanout mode: what the subscribers saw
+  tls::TlsStats tls;      // wss:// only
   OtherDetail other;
   FirstFailure first_failure;
   void merge(const StepStats& o) noexcept;
@@ -154,6 +157,9 @@ struct alignas(64) LiveCounters {
   std::atomic<std::uint64_t> stalled{0};     // --stall-percent subscribers that stopped reading
   std::atomic<std::uint64_t> fanout_received{0};
   std::atomic<std::uint64_t> fanout_delivered{0};  // first deliveries (no duplicates)
+  // wss://
+  std::atomic<std::uint64_t> tls_handshakes{0};  // completed, full or resumed
+  std::atomic<std::uint64_t> tls_resumed{0};
   // The last Control command this thread has acted on (release): the main
   // thread waits for it before giving the next one, so none is overwritten
   // unseen.
@@ -172,6 +178,7 @@ struct EngineSetup {
   Control* control = nullptr;
   LiveCounters* live = nullptr;
   fanout::Board* board = nullptr;  // fanout mode only
+  const tls::Context* tls = nullptr;  // wss:// only
 };
 
 class Engine;

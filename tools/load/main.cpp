@@ -25,6 +25,7 @@
 #include "tools/load/plan.h"
 #include "tools/load/publisher.h"
 #include "tools/load/report.h"
+#include "tools/load/tls_client.h"
 
 namespace rg::load {
 namespace {
@@ -52,14 +53,15 @@ struct Totals {
   std::uint64_t attempted = 0, upgraded = 0, failed = 0, open = 0, slots = 0, disconnects = 0, echo_msgs = 0,
                 verifying = 0, errors = 0;
   std::uint64_t subscribed = 0, awaiting = 0, ready = 0, stalled = 0, fanout_received = 0, fanout_delivered = 0;
+  std::uint64_t tls_handshakes = 0, tls_resumed = 0;
 };
 
 class Runner {
  public:
-  // `api` and `board` are used by fanout only.
+  // `api` and `board` are used by fanout only, `tls` by wss:// only.
   Runner(const Options& o, const Target& t, const SourcePlan& sp, std::uint32_t threads, std::uint32_t slots,
-         const Target& api, fanout::Board& board)
-      : o_(o), t_(t), sp_(sp), threads_(threads), slots_(slots), live_(threads), api_(api), board_(board) {}
+         const Target& api, fanout::Board& board, const tls::Context* tls)
+      : o_(o), t_(t), sp_(sp), threads_(threads), slots_(slots), live_(threads), api_(api), board_(board), tls_(tls) {}
 
   int run();
 
@@ -82,6 +84,8 @@ class Runner {
       s.stalled += l.stalled.load(std::memory_order_relaxed);
       s.fanout_received += l.fanout_received.load(std::memory_order_relaxed);
       s.fanout_delivered += l.fanout_delivered.load(std::memory_order_relaxed);
+      s.tls_handshakes += l.tls_handshakes.load(std::memory_order_relaxed);
+      s.tls_resumed += l.tls_resumed.load(std::memory_order_relaxed);
     }
     return s;
   }
@@ -118,6 +122,16 @@ class Runner {
         std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   std::uint64_t open_bound_ns(double rate) const;
+  // Opens this run's connections (the open command) and waits until every
+  // attempt resolved, `ready` holds too, or the bound passed; the opening
+  // window (wall and CPU) goes into the report.  True when all resolved.
+  template <typename Ready>
+  bool open_all(const char* phase, Ready&& ready);
+  // The held connections' figures: count and the tool's RSS.
+  void note_held() {
+    report_.held = totals().open;
+    report_.rss_held_bytes = rss_bytes_now();
+  }
   // Closes every connection of the step and waits for every slot to free.
   void close_all(std::uint32_t step);
 
@@ -146,6 +160,7 @@ class Runner {
   fanout::Board& board_;
   PublishLive publish_live_;
   std::uint64_t last_progress_answered_ = 0;  // publishes answered at the last progress line
+  const tls::Context* tls_;
 };
 
 void Runner::progress(const Totals& s, const char* phase, std::uint64_t now) {
@@ -175,6 +190,12 @@ void Runner::progress(const Totals& s, const char* phase, std::uint64_t now) {
     line += buf;
     last_progress_answered_ = answered;
   }
+  if (o_.tls) {
+    std::snprintf(buf, sizeof buf, "  tls %llu (resumed %llu, %.0f/s)",
+                  static_cast<unsigned long long>(s.tls_handshakes), static_cast<unsigned long long>(s.tls_resumed),
+                  dt > 0 ? static_cast<double>(s.tls_handshakes - last_progress_.tls_handshakes) / dt : 0);
+    line += buf;
+  }
   std::snprintf(buf, sizeof buf, "  client cpu %.0f%%", dt > 0 ? (cpu - last_progress_cpu_) / dt * 100 : 0);
   line += buf;
   std::fprintf(stderr, "%s\n", line.c_str());
@@ -188,6 +209,18 @@ std::uint64_t Runner::open_bound_ns(double rate) const {
   // handshake timeout.  Unpaced attempts start as fast as slots allow.
   const double open_s = rate > 0 ? static_cast<double>(o_.connections) / rate * 1.2 : 0;
   return static_cast<std::uint64_t>(open_s * 1e9) + o_.handshake_timeout_ms * 1'000'000 + phase_slack_ns;
+}
+
+template <typename Ready>
+bool Runner::open_all(const char* phase, Ready&& ready) {
+  const double cpu0 = cpu_seconds_now();
+  const std::uint64_t t0 = monotonic_ns();
+  command(Phase::open, 0);
+  const std::uint64_t target = o_.connections;
+  const bool all = wait_until([&](const Totals& s) { return s.upgraded + s.failed >= target && ready(s); },
+                              monotonic_ns() + open_bound_ns(o_.rate_per_s), phase);
+  report_.opening = {static_cast<double>(monotonic_ns() - t0) / 1e9, cpu_seconds_now() - cpu0};
+  return all;
 }
 
 void Runner::close_all(std::uint32_t step) {
@@ -205,14 +238,11 @@ void Runner::close_all(std::uint32_t step) {
 }
 
 void Runner::run_hold() {
-  command(Phase::open, 0);
-  const std::uint64_t target = o_.connections;
-  if (!wait_until([&](const Totals& s) { return s.upgraded + s.failed >= target; },
-                  monotonic_ns() + open_bound_ns(o_.rate_per_s), "opening"))
+  if (!open_all("opening", [](const Totals&) { return true; }))
     std::fprintf(stderr, "ringgate-load: not every attempt resolved in time; holding what is open\n");
   command(Phase::hold, 0);
   wait_until([](const Totals&) { return false; }, monotonic_ns() + o_.duration_ms * 1'000'000, "holding");
-  report_.held = totals().open;
+  note_held();
   close_all(0);
 }
 
@@ -240,6 +270,8 @@ void Runner::run_ramp() {
 }
 
 void Runner::run_flood() {
+  const double cpu0 = cpu_seconds_now();
+  const std::uint64_t t0 = monotonic_ns();
   command(Phase::open, 0);
   const std::uint64_t target = o_.connections;
   const std::uint64_t end = monotonic_ns() + o_.duration_ms * 1'000'000;
@@ -251,10 +283,11 @@ void Runner::run_flood() {
   command(Phase::settle, 0);
   wait_until([&](const Totals& s) { return s.upgraded + s.failed >= s.attempted; },
              monotonic_ns() + o_.handshake_timeout_ms * 1'000'000 + phase_slack_ns, "settling");
+  report_.opening = {static_cast<double>(monotonic_ns() - t0) / 1e9, cpu_seconds_now() - cpu0};
   // A server turns connections away after the upgrade too (close 1013):
   // watch the held connections for --hold before counting.
   wait_until([](const Totals&) { return false; }, monotonic_ns() + o_.hold_ms * 1'000'000, "observing");
-  report_.held = totals().open;
+  note_held();
   if (!o_.verify_echo) return;
   // What was admitted must also work: one echo per connection still open.
   // Each check ends within --close-timeout (a timer per connection).  After
@@ -270,34 +303,28 @@ void Runner::run_flood() {
 }
 
 void Runner::run_echo() {
-  command(Phase::open, 0);
-  const std::uint64_t target = o_.connections;
-  if (!wait_until([&](const Totals& s) { return s.upgraded + s.failed >= target; },
-                  monotonic_ns() + open_bound_ns(o_.rate_per_s), "opening"))
+  if (!open_all("opening", [](const Totals&) { return true; }))
     std::fprintf(stderr, "ringgate-load: not every attempt resolved in time; measuring what is open\n");
   const double cpu0 = cpu_seconds_now();
   const std::uint64_t t0 = monotonic_ns();
   command(Phase::hold, 0);
   wait_until([](const Totals&) { return false; }, t0 + o_.duration_ms * 1'000'000, "echoing");
-  report_.held = totals().open;
+  note_held();
   command(Phase::close, 0);
   report_.measured = {static_cast<double>(monotonic_ns() - t0) / 1e9, cpu_seconds_now() - cpu0};
   close_all(0);
 }
 
 void Runner::run_fanout() {
-  command(Phase::open, 0);
-  const std::uint64_t target = o_.connections;
   // Ready: every attempt resolved, and every upgraded subscriber still open
   // has its subscribed notice.
-  if (!wait_until([&](const Totals& s) { return s.upgraded + s.failed >= target && s.awaiting == 0; },
-                  monotonic_ns() + open_bound_ns(o_.rate_per_s), "subscribing"))
+  if (!open_all("subscribing", [](const Totals& s) { return s.awaiting == 0; }))
     std::fprintf(stderr, "ringgate-load: not every subscriber was ready in time; publishing to the ready ones\n");
   // From here on the engines check the ready subscribers' messages.
   command(Phase::hold, 0);
   report_.fanout.subscribers_ready = totals().ready;
   if (!interrupted.load()) publish_all();
-  report_.held = totals().open;
+  note_held();
   close_all(0);
 }
 
@@ -350,6 +377,7 @@ int Runner::run() {
     setup.control = &control_;
     setup.live = &live_[i];
     setup.board = o_.mode == Mode::fanout ? &board_ : nullptr;
+    setup.tls = tls_;
     engines.push_back(std::make_unique<EngineHandle>(setup));
   }
   for (std::uint32_t i = 0; i < threads_; ++i) {
@@ -377,6 +405,7 @@ int Runner::run() {
     return exit_start_failed;
   }
   next_progress_ns_ = monotonic_ns() + progress_interval_ns;
+  report_.rss_start_bytes = rss_bytes_now();
   switch (o_.mode) {
     case Mode::hold: run_hold(); break;
     case Mode::ramp: run_ramp(); break;
@@ -410,6 +439,8 @@ int Runner::run() {
   std::fwrite(table.data(), 1, table.size(), stdout);
   if (o_.json) std::printf("%s\n", format_json(report_).c_str());
   std::fflush(stdout);
+  if (const std::string line = tls_failure_line(report_); !line.empty())
+    std::fprintf(stderr, "ringgate-load: %s\n", line.c_str());
   if (o_.mode == Mode::fanout && !fanout_failures(report_).empty()) return exit_fanout_failed;
   return 0;
 }
@@ -485,13 +516,23 @@ int main_impl(int argc, char** argv) {
     }
   }
 
+  // wss://: the TLS configuration (and the CA file) before any thread or socket.
+  std::unique_ptr<tls::Context> tls;
+  if (o.tls) {
+    tls = std::make_unique<tls::Context>();
+    if (!tls->init(o, t, error)) {
+      std::fprintf(stderr, "ringgate-load: %s\n", error.c_str());
+      return exit_usage;
+    }
+  }
+
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  Runner runner(o, t, sources, threads, slots, api, board);
+  Runner runner(o, t, sources, threads, slots, api, board, tls.get());
   return runner.run();
 }
 

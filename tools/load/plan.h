@@ -17,6 +17,7 @@ namespace rg::load {
 
 enum class Mode : std::uint8_t { hold, ramp, flood, echo, fanout };
 enum class PayloadKind : std::uint8_t { binary, text };
+enum class TlsVersion : std::uint8_t { v1_2, v1_3 };
 
 // Limits on the command line: each bounds memory or time sized at start-up.
 inline constexpr std::uint64_t connections_max = 10'000'000;  // 500 rings of 20,000 slots
@@ -35,6 +36,7 @@ inline constexpr std::size_t path_bytes_max = 1024;
 // (fanout::publishes_max); names are prefix + index, at most 128 bytes.
 inline constexpr std::uint64_t fanout_publishes_max = 10'000'000;
 inline constexpr std::size_t api_token_bytes_max = 4096;
+inline constexpr std::size_t tls_server_name_bytes_max = 253;  // a DNS name (RFC 1035 2.3.4)
 
 struct Options {
   Mode mode = Mode::hold;
@@ -64,6 +66,13 @@ struct Options {
   std::uint32_t stall_percent = 0;  // 0..100: subscribers that stop reading when publishing begins
   bool json = false;
   std::uint64_t seed = 0;  // 0: from the clock
+  // wss:// targets: every connection of every mode speaks TLS.
+  bool tls = false;             // the target URL is wss://
+  std::string tls_ca_file;      // --tls-ca: verify the server's chain against these CAs (and its name)
+  bool tls_insecure = false;    // --tls-insecure: no verification at all (asked for explicitly)
+  std::string tls_server_name;  // --tls-server-name: SNI and the name verified; "" = the URL's host
+  bool tls_resume = false;      // --tls-resume: resume from the thread's newest session ticket
+  TlsVersion tls_max_version = TlsVersion::v1_3;  // --tls-max-version
 };
 
 enum class ParseResult : std::uint8_t { run, help, error };
@@ -78,8 +87,10 @@ enum class ParseResult : std::uint8_t { run, help, error };
 
 // ---------------------------------------------------------------- target
 struct Target {
-  std::string host;         // as written (IPv6 without brackets)
-  std::uint16_t port = 80;
+  std::string host;         // the address ("localhost" becomes 127.0.0.1; IPv6 without brackets)
+  std::string name;         // the host as written in the URL ("localhost" stays): wss's default server name
+  bool tls = false;         // wss://
+  std::uint16_t port = 80;  // 443 for wss:// without a port
   std::string path = "/";
   std::string host_header;  // Host: value (brackets for IPv6, :port unless 80)
   sockaddr_storage addr{};
@@ -88,8 +99,9 @@ struct Target {
   bool loopback = false;    // 127.0.0.0/8 or ::1
 };
 
-// ws://HOST[:PORT][/PATH] with HOST a numeric IPv4 address, [IPv6] or
-// "localhost".  No DNS: a load tool must know exactly what it aims at.
+// ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH] with HOST a numeric
+// IPv4 address, [IPv6] or "localhost".  No DNS: a load tool must know
+// exactly what it aims at.
 [[nodiscard]] bool parse_target(std::string_view url, Target& target, std::string& error);
 // fanout's publish API: http://HOST[:PORT][/PREFIX], the same hosts as
 // parse_target.  `path` keeps the prefix without a trailing '/' ("" for

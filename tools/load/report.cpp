@@ -8,6 +8,9 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+
+#include <unistd.h>
 
 namespace rg::load {
 
@@ -205,7 +208,137 @@ std::string fanout_json(const RunReport& r) {
   return j + "]";
 }
 
+// wss://: the handshake failures by reason, "verify_untrusted":N,... (every
+// reason, zero or not).
+std::string tls_failures_json(const tls::TlsStats& t) {
+  std::string j = "{";
+  for (std::size_t i = 0; i < tls::failure_count; ++i)
+    j += fmt("%s\"%s\":%llu", i ? "," : "", std::string(tls::failure_name(static_cast<tls::Failure>(i))).c_str(),
+             static_cast<unsigned long long>(t.failures[i]));
+  return j + "}";
+}
+
+std::string alert_key(std::size_t code) {
+  const std::string_view name = tls::alert_name(static_cast<std::uint8_t>(code));
+  return name.empty() ? fmt("%zu", code) : std::string(name);
+}
+
+// The fatal alerts the server sent, by name ("internal_error":N): only those seen.
+std::string tls_alerts_json(const tls::TlsStats& t) {
+  std::string j = "{";
+  for (std::size_t a = 0; a < t.alerts.size(); ++a)
+    if (t.alerts[a])
+      j += fmt("%s\"%s\":%llu", j.size() > 1 ? "," : "", alert_key(a).c_str(),
+               static_cast<unsigned long long>(t.alerts[a]));
+  return j + "}";
+}
+
+// " verify_untrusted 20 alert_internal_error 3": the reasons seen, alerts by name.
+std::string tls_failures_text(const tls::TlsStats& t) {
+  std::string out;
+  for (std::size_t i = 0; i < tls::failure_count; ++i) {
+    if (t.failures[i] == 0) continue;
+    const auto why = static_cast<tls::Failure>(i);
+    if (why == tls::Failure::alert) {
+      for (std::size_t a = 0; a < t.alerts.size(); ++a)
+        if (t.alerts[a])
+          out += fmt(" alert_%s %llu", alert_key(a).c_str(), static_cast<unsigned long long>(t.alerts[a]));
+      continue;
+    }
+    out += fmt(" %s %llu", std::string(tls::failure_name(why)).c_str(), static_cast<unsigned long long>(t.failures[i]));
+  }
+  return out;
+}
+
+std::string tls_setup_text(const Options& o) {
+  const std::string verify = o.tls_insecure ? "certificate NOT verified (--tls-insecure)"
+                                            : "certificate verified against " + o.tls_ca_file;
+  return verify + ", TLS 1.2.." + std::string(tls::version_name(o.tls_max_version)) + ", " +
+         (o.tls_resume ? "sessions resumed (per thread)" : "no resumption");
+}
+
+// Client CPU over the opening phase per completed handshake, in us (the
+// upgrade that follows each handshake included).
+double per_handshake_us(const RunReport& r) {
+  const std::uint64_t n = r.total.tls.completed();
+  return n ? r.opening.cpu_s / static_cast<double>(n) * 1e6 : 0;
+}
+
+std::string tls_table(const RunReport& r) {
+  const Options& o = *r.options;
+  const tls::TlsStats& t = r.total.tls;
+  const auto u = [](std::uint64_t n) { return static_cast<unsigned long long>(n); };
+  std::string out;
+  out += "  tls: " + tls_setup_text(o) + "\n";
+  out += fmt("  tls handshakes: %llu done: full %llu, resumed %llu (TLS 1.3 %llu, TLS 1.2 %llu); failed %llu\n",
+             u(t.completed()), u(t.full()), u(t.resumed()), u(t.handshakes[1][0] + t.handshakes[1][1]),
+             u(t.handshakes[0][0] + t.handshakes[0][1]), u(t.failed()));
+  out += "  tls handshake, full (TCP connected -> done): " + percentiles_text(t.full_us, 0.001, "ms") + "\n";
+  if (o.tls_resume || t.resumed() > 0)
+    out += "  tls handshake, resumed: " + percentiles_text(t.resumed_us, 0.001, "ms") + "\n";
+  if (r.opening.wall_s > 0 && t.completed() > 0)
+    out += fmt("  tls rate: %.0f handshakes/s over the opening %.2f s; client cpu %.0f us per handshake (%.0f%% of "
+               "one core)\n",
+               safe_div(static_cast<double>(t.completed()), r.opening.wall_s), r.opening.wall_s, per_handshake_us(r),
+               r.opening.utilisation() * 100);
+  if (t.failed() > 0) out += "  tls failures:" + tls_failures_text(t) + "\n";
+  if (t.errors_after_handshake > 0) out += fmt("  tls errors after the handshake: %llu\n", u(t.errors_after_handshake));
+  if (!t.first_failure.empty()) out += "  tls first failure: " + t.first_failure + "\n";
+  return out;
+}
+
+std::string tls_json(const RunReport& r) {
+  const Options& o = *r.options;
+  const tls::TlsStats& t = r.total.tls;
+  const auto u = [](std::uint64_t n) { return static_cast<unsigned long long>(n); };
+  Histogram all = t.full_us;
+  all.merge(t.resumed_us);
+  std::string j = ",\"tls\":{";
+  j += fmt("\"verify\":%s,\"ca_file\":\"%s\",\"max_version\":\"%s\",\"resume\":%s", o.tls_insecure ? "false" : "true",
+           json_escape(o.tls_ca_file).c_str(), std::string(tls::version_name(o.tls_max_version)).c_str(),
+           o.tls_resume ? "true" : "false");
+  j += fmt(",\"handshakes\":%llu,\"full\":%llu,\"resumed\":%llu,\"tls13\":%llu,\"tls12\":%llu,\"failed\":%llu",
+           u(t.completed()), u(t.full()), u(t.resumed()), u(t.handshakes[1][0] + t.handshakes[1][1]),
+           u(t.handshakes[0][0] + t.handshakes[0][1]), u(t.failed()));
+  j += ",\"handshake_ms\":" + percentiles_json(all, 0.001);
+  j += ",\"full_ms\":" + percentiles_json(t.full_us, 0.001);
+  j += ",\"resumed_ms\":" + percentiles_json(t.resumed_us, 0.001);
+  j += fmt(",\"handshakes_per_s\":%.1f,\"client_cpu_us_per_handshake\":%.1f",
+           safe_div(static_cast<double>(t.completed()), r.opening.wall_s), per_handshake_us(r));
+  j += ",\"failures\":" + tls_failures_json(t) + ",\"alerts\":" + tls_alerts_json(t);
+  j += fmt(",\"errors_after_handshake\":%llu,\"close_notify_received\":%llu,\"record_buffers_high_water\":%llu",
+           u(t.errors_after_handshake), u(t.close_notify_received), u(t.record_buffers_high_water));
+  j += ",\"first_failure\":" +
+       (t.first_failure.empty() ? std::string("null") : "\"" + json_escape(t.first_failure) + "\"");
+  return j + "}";
+}
+
 }  // namespace
+
+std::uint64_t rss_bytes_now() noexcept {
+  std::ifstream f("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  if (!(f >> size >> resident)) return 0;
+  return resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+double rss_per_connection(const RunReport& r) noexcept {
+  if (r.held == 0 || r.rss_held_bytes == 0 || r.rss_start_bytes == 0) return 0;
+  return (static_cast<double>(r.rss_held_bytes) - static_cast<double>(r.rss_start_bytes)) / static_cast<double>(r.held);
+}
+
+std::string tls_failure_line(const RunReport& r) {
+  const tls::TlsStats& t = r.total.tls;
+  if (t.failed() == 0) return "";
+  std::string hint;
+  if (t.failures[static_cast<std::size_t>(tls::Failure::verify_untrusted)] > 0)
+    hint = " (is --tls-ca the CA that issued the server's certificate?)";
+  else if (t.failures[static_cast<std::size_t>(tls::Failure::verify_name)] > 0)
+    hint = " (--tls-server-name sets the name checked)";
+  return fmt("%llu of %llu TLS handshakes failed (", static_cast<unsigned long long>(t.failed()),
+             static_cast<unsigned long long>(t.failed() + t.completed())) +
+         tls_failures_text(t).substr(1) + "); the first: " + t.first_failure + hint;
+}
 
 std::vector<std::string> fanout_failures(const RunReport& r) {
   const Options& o = *r.options;
@@ -298,6 +431,7 @@ std::string format_table(const RunReport& r) {
     if (!detail.empty()) out += "  other: " + detail + "\n";
   }
   out += by_source_text(r);
+  if (o.tls) out += tls_table(r);
   if (o.mode == Mode::flood) {
     if (t.first_failure.attempt == UINT64_MAX) {
       out += "  breaking point: none (every attempt upgraded)\n";
@@ -338,6 +472,10 @@ std::string format_table(const RunReport& r) {
                static_cast<unsigned long long>(t.duplicates), static_cast<unsigned long long>(t.unanswered));
   }
   if (o.mode == Mode::fanout) out += fanout_table(r);
+  if (r.rss_held_bytes > 0)
+    out += fmt("  client memory: RSS %.1f MiB before connecting, %.1f MiB with %llu held: %.0f B per connection\n",
+               static_cast<double>(r.rss_start_bytes) / 1048576.0, static_cast<double>(r.rss_held_bytes) / 1048576.0,
+               static_cast<unsigned long long>(r.held), rss_per_connection(r));
   out += "  run: " + cpu_text(r.run) + "\n";
   return out;
 }
@@ -362,6 +500,11 @@ std::string format_json(const RunReport& r) {
   j += ",\"handshake_ms\":" + percentiles_json(t.handshake_us, 0.001);
   j += ",\"refused_ms\":" + percentiles_json(t.refused_us, 0.001);
   j += ",\"by_source\":" + by_source_json(r.by_source, r.sources, r.target ? r.target->family : AF_INET);
+  if (o.tls) j += tls_json(r);
+  j += fmt(",\"open_s\":%.3f,\"open_cpu_seconds\":%.3f", r.opening.wall_s, r.opening.cpu_s);
+  j += fmt(",\"client_rss_start_bytes\":%llu,\"client_rss_held_bytes\":%llu,\"client_rss_per_connection\":%.0f",
+           static_cast<unsigned long long>(r.rss_start_bytes), static_cast<unsigned long long>(r.rss_held_bytes),
+           rss_per_connection(r));
   j += fmt(",\"held\":%llu", static_cast<unsigned long long>(r.held));
   j += fmt(",\"disconnects_after_success\":%llu,\"protocol_errors\":%llu,\"pings\":%llu",
            static_cast<unsigned long long>(t.disconnects_after_success),
@@ -416,6 +559,11 @@ std::string format_json(const RunReport& r) {
                static_cast<unsigned long long>(s.held), static_cast<unsigned long long>(failed_total(s.stats)));
       j += ",\"handshake_ms\":" + percentiles_json(s.stats.handshake_us, 0.001);
       j += ",\"refused_ms\":" + percentiles_json(s.stats.refused_us, 0.001);
+      if (o.tls)
+        j += fmt(",\"tls_full\":%llu,\"tls_resumed\":%llu,\"tls_failed\":%llu",
+                 static_cast<unsigned long long>(s.stats.tls.full()),
+                 static_cast<unsigned long long>(s.stats.tls.resumed()),
+                 static_cast<unsigned long long>(s.stats.tls.failed()));
       j += fmt(",\"cpu_seconds\":%.3f,\"cpu_utilisation\":%.3f,\"wall_s\":%.3f}", s.window.cpu_s,
                s.window.utilisation(), s.window.wall_s);
     }

@@ -52,8 +52,26 @@ struct RunReport {
   bool interrupted = false;
   CpuWindow run;                  // the whole run
   CpuWindow measured;             // echo: the measured window
+  CpuWindow opening;              // hold, echo, flood, fanout: from the first attempt to the last one resolved
+  // The tool's own resident memory (/proc/self/statm) once every thread is
+  // set up and before any connection, and at the end of the hold (the
+  // measured window in echo, the watch in flood, the deliveries in fanout).
+  std::uint64_t rss_start_bytes = 0;
+  std::uint64_t rss_held_bytes = 0;
   FanoutReport fanout;            // fanout only
 };
+
+// The tool's resident set size now, in bytes (0 if unreadable).
+[[nodiscard]] std::uint64_t rss_bytes_now() noexcept;
+
+// (rss_held - rss_start) / held: what each held connection costs the tool,
+// or 0 when nothing was held.
+[[nodiscard]] double rss_per_connection(const RunReport& report) noexcept;
+
+// wss://: the reason keys of the tls report ("verify_untrusted", ...), and
+// one line for stderr when handshakes failed: how many, and the first in
+// words with a hint ("" when none failed).
+[[nodiscard]] std::string tls_failure_line(const RunReport& report);
 
 // fanout: the checks that failed ("lost 1", "subscribers ready 48 of 50",
 // ...), empty when the run passed.  Publishes the API refused are not a
