@@ -14,33 +14,6 @@ namespace rg::server {
 
 namespace {
 
-// The one BIO method of every worker's BIO: its data is the worker's
-// TlsStream, which knows which connection is being driven.
-int method_write(BIO* bio, const char* in, int len) {
-  return static_cast<TlsStream*>(BIO_get_data(bio))->bio_write(in, len);
-}
-int method_read(BIO* bio, char* out, int len) {
-  return static_cast<TlsStream*>(BIO_get_data(bio))->bio_read(out, len);
-}
-long method_ctrl(BIO*, int cmd, long, void*) {
-  // BoringSSL flushes after each flight; the bytes are already in the
-  // record buffer, and the worker sends them.
-  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
-}
-
-const BIO_METHOD* worker_bio_method() {
-  static const BIO_METHOD* method = [] {
-    BIO_METHOD* m = BIO_meth_new(BIO_TYPE_SOURCE_SINK | BIO_get_new_index(), "ringgate worker");
-    if (m) {
-      BIO_meth_set_write(m, method_write);
-      BIO_meth_set_read(m, method_read);
-      BIO_meth_set_ctrl(m, method_ctrl);
-    }
-    return m;
-  }();
-  return method;
-}
-
 // The reply to plain HTTP on the TLS port (nginx does the same): clearer to
 // a human with curl than an alert, and it costs no handshake.
 constexpr std::string_view plain_http_answer =
@@ -67,7 +40,6 @@ TlsStream::TlsStream(ring::Ring& ring, ByteSink& sink, TlsCounters& counters)
 TlsStream::~TlsStream() {
   for (Slot& s : slots_)
     if (s.ssl) SSL_free(s.ssl);
-  if (bio_) BIO_free(bio_);
 }
 
 bool TlsStream::init(const TlsContexts& contexts, std::uint32_t slots, std::uint32_t record_buffers,
@@ -76,14 +48,13 @@ bool TlsStream::init(const TlsContexts& contexts, std::uint32_t slots, std::uint
   context_generation_ = contexts.generation();
   context_ = contexts.current();
   RG_ASSERT(context_ != nullptr);
-  const BIO_METHOD* method = worker_bio_method();
-  bio_ = method ? BIO_new(method) : nullptr;
-  if (!bio_) {
+  const auto write = [](void* self, std::span<const std::uint8_t> bytes) {
+    return static_cast<TlsStream*>(self)->write_out(bytes);
+  };
+  if (!bio_.init(this, write)) {
     error = "cannot create the TLS BIO";
     return false;
   }
-  BIO_set_data(bio_, this);
-  BIO_set_init(bio_, 1);
   slots_.resize(slots);
   waiters_.reserve(slots);
   // Pages fault in as buffers are first used, and are kept.
@@ -99,40 +70,24 @@ std::uint64_t TlsStream::held_bytes() const noexcept {
          std::uint64_t{handshakes_} * ssl_handshake_bytes + stash_bytes_;
 }
 
-int TlsStream::bio_read(char* out, int len) {
-  BIO_clear_retry_flags(bio_);
-  if (input_.empty()) {
-    BIO_set_retry_read(bio_);
-    return -1;
-  }
-  const std::size_t n = std::min(input_.size(), static_cast<std::size_t>(len));
-  std::memcpy(out, input_.data(), n);
-  input_ = input_.subspan(n);
-  return static_cast<int>(n);
-}
-
-int TlsStream::bio_write(const char* in, int len) {
-  BIO_clear_retry_flags(bio_);
+// Ciphertext (or a plaintext refusal) for the connection being driven, into
+// its record buffer: taken from the pool on first use.  0: no buffer free,
+// or this one full.
+std::size_t TlsStream::write_out(std::span<const std::uint8_t> bytes) {
   RG_ASSERT(current_ != base::nil);
   Slot& s = slots_[current_];
   if (s.out == base::nil) {
     s.out = records_.take();
-    if (s.out == base::nil) {
-      BIO_set_retry_write(bio_);
-      return -1;
-    }
+    if (s.out == base::nil) return 0;
     s.out_len = s.out_sent = 0;
     ++records_in_use_;
     counters_.record_buffers_in_use.set(records_in_use_);
   }
-  const std::uint32_t n = std::min<std::uint32_t>(static_cast<std::uint32_t>(len), record_buffer_bytes - s.out_len);
-  if (n == 0) {
-    BIO_set_retry_write(bio_);
-    return -1;
-  }
-  std::memcpy(records_[s.out].bytes.data() + s.out_len, in, n);
+  const std::uint32_t n =
+      std::min<std::uint32_t>(static_cast<std::uint32_t>(bytes.size()), record_buffer_bytes - s.out_len);
+  std::memcpy(records_[s.out].bytes.data() + s.out_len, bytes.data(), n);
   s.out_len += n;
-  return static_cast<int>(n);
+  return n;
 }
 
 void TlsStream::accept(std::uint32_t slot) noexcept {
@@ -158,8 +113,8 @@ bool TlsStream::start(std::uint32_t slot) {
   // Once the handshake is done its configuration (certificate, key,
   // suites) is dropped from this SSL: memory an idle connection need not keep.
   SSL_set_shed_handshake_config(s.ssl, 1);
-  BIO_up_ref(bio_);
-  SSL_set_bio(s.ssl, bio_, bio_);  // takes the one reference for both directions
+  BIO_up_ref(bio_.bio());
+  SSL_set_bio(s.ssl, bio_.bio(), bio_.bio());  // takes the one reference for both directions
   s.context = context_;
   s.phase = Phase::handshake;
   s.started_ms = static_cast<std::uint32_t>(now_ms_);
@@ -179,12 +134,12 @@ void TlsStream::on_recv(std::uint32_t slot, std::span<const std::uint8_t> wire) 
       current_ = slot;
       if (looks_like_http(wire)) {
         counters_.failures[static_cast<std::size_t>(TlsFailure::plain_http)].add();
-        (void)bio_write(plain_http_answer.data(), static_cast<int>(plain_http_answer.size()));
+        (void)write_out({reinterpret_cast<const std::uint8_t*>(plain_http_answer.data()), plain_http_answer.size()});
       } else {
         // A fatal decode_error alert (RFC 8446 6.2), in a plaintext record.
         counters_.failures[static_cast<std::size_t>(TlsFailure::not_tls)].add();
-        static constexpr char alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 50};
-        (void)bio_write(alert, sizeof alert);
+        static constexpr std::uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 50};
+        (void)write_out(alert);
       }
       current_ = base::nil;
       counters_.held_bytes.set(held_bytes());
@@ -217,7 +172,7 @@ void TlsStream::on_recv(std::uint32_t slot, std::span<const std::uint8_t> wire) 
     counters_.held_bytes.set(held_bytes());
     return;
   }
-  input_ = wire;
+  bio_.set_input(wire);
   drive(slot);
   keep_unread(slot);
   counters_.held_bytes.set(held_bytes());
@@ -229,12 +184,13 @@ void TlsStream::on_recv(std::uint32_t slot, std::span<const std::uint8_t> wire) 
 // goes back to the ring as soon as this returns.
 void TlsStream::keep_unread(std::uint32_t slot) {
   Slot& s = slots_[slot];
-  if (!input_.empty() && s.blocked && s.phase != Phase::failed && !s.peer_closed) {
+  const std::span<const std::uint8_t> unread = bio_.input();
+  if (!unread.empty() && s.blocked && s.phase != Phase::failed && !s.peer_closed) {
     stash_bytes_ -= s.stash.capacity();
-    s.stash.assign(input_.begin(), input_.end());
+    s.stash.assign(unread.begin(), unread.end());
     stash_bytes_ += s.stash.capacity();
   }
-  input_ = {};
+  bio_.set_input({});
 }
 
 void TlsStream::drop_stash(Slot& s) {
@@ -518,15 +474,15 @@ void TlsStream::release_buffer(Slot& s) {
       // BoringSSL resumes its pending write, then reads what arrived while
       // it waited.  (This may run inside another connection's callbacks:
       // their cursor is kept.)
-      const std::span<const std::uint8_t> input = input_;
+      const std::span<const std::uint8_t> input = bio_.input();
       const std::uint32_t current = current_;
       std::vector<std::uint8_t> stash;
       stash.swap(w.stash);
       stash_bytes_ -= stash.capacity();
-      input_ = stash;
+      bio_.set_input(stash);
       drive(next);
       keep_unread(next);
-      input_ = input;
+      bio_.set_input(input);
       current_ = current;
       counters_.held_bytes.set(held_bytes());
     }

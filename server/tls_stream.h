@@ -29,12 +29,12 @@
 #include <vector>
 
 #include "base/pool.h"
+#include "proto/tls_bio.h"
 #include "ring/ring.h"
 #include "server/byte_stream.h"
 #include "server/counters.h"
 #include "server/tls_context.h"
 
-struct bio_st;
 struct ssl_st;
 struct ssl_ctx_st;
 
@@ -93,9 +93,6 @@ class TlsStream final : public ByteStream {
   // Bytes charged against the buffered-bytes budget (TLS bytes held).
   [[nodiscard]] std::uint64_t held_bytes() const noexcept;
 
-  // BIO callbacks (the worker's one BIO).
-  int bio_read(char* out, int len);
-  int bio_write(const char* in, int len);
 
  private:
   enum class Phase : std::uint8_t { none, accepted, handshake, open, failed };
@@ -123,6 +120,7 @@ class TlsStream final : public ByteStream {
     std::array<std::uint8_t, record_buffer_bytes> bytes;
   };
 
+  std::size_t write_out(std::span<const std::uint8_t> bytes);
   bool start(std::uint32_t slot);
   void wait_for_buffer(std::uint32_t slot);
   void keep_unread(std::uint32_t slot);
@@ -143,7 +141,7 @@ class TlsStream final : public ByteStream {
   const TlsContexts* contexts_ = nullptr;
   std::shared_ptr<const TlsContext> context_;  // the current one, as of context_generation_
   std::uint64_t context_generation_ = 0;
-  bio_st* bio_ = nullptr;
+  proto::tls::SharedBio bio_;  // every SSL of this worker reads and writes through it
   std::vector<Slot> slots_;
   base::SlotArray<Record> records_;
   std::uint32_t records_in_use_ = 0;
@@ -156,10 +154,9 @@ class TlsStream final : public ByteStream {
   std::uint64_t stash_bytes_ = 0;  // capacity of every Slot::stash
   std::uint32_t established_ = 0;
   std::uint64_t now_ms_ = 0;
-  // What the BIO callbacks work on: the connection being driven, the recv
-  // bytes not yet read by BoringSSL.
+  // The connection being driven: where write_out puts ciphertext (the
+  // recv's bytes BoringSSL reads are bio_'s input).
   std::uint32_t current_ = base::nil;
-  std::span<const std::uint8_t> input_;
   std::array<std::uint8_t, record_plaintext_max> plain_{};  // SSL_read's and send_gather's plaintext
 };
 

@@ -21,29 +21,6 @@ namespace {
 
 constexpr std::uint32_t nil = UINT32_MAX;
 
-int method_write(BIO* bio, const char* in, int len) {
-  return static_cast<Client*>(BIO_get_data(bio))->bio_write(in, len);
-}
-int method_read(BIO* bio, char* out, int len) { return static_cast<Client*>(BIO_get_data(bio))->bio_read(out, len); }
-long method_ctrl(BIO*, int cmd, long, void*) {
-  // BoringSSL flushes after each flight: the bytes are in the record buffer
-  // already, and the engine sends them.
-  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
-}
-
-const BIO_METHOD* thread_bio_method() {
-  static const BIO_METHOD* method = [] {
-    BIO_METHOD* m = BIO_meth_new(BIO_TYPE_SOURCE_SINK | BIO_get_new_index(), "ringgate-load thread");
-    if (m) {
-      BIO_meth_set_write(m, method_write);
-      BIO_meth_set_read(m, method_read);
-      BIO_meth_set_ctrl(m, method_ctrl);
-    }
-    return m;
-  }();
-  return method;
-}
-
 int on_new_session(SSL* ssl, SSL_SESSION* session) {
   return static_cast<Client*>(SSL_get_app_data(ssl))->new_session(session);
 }
@@ -291,19 +268,17 @@ bool Context::init(const Options& o, const Target& t, std::string& error) {
 Client::~Client() {
   for (Slot& s : slots_) SSL_free(s.ssl);
   SSL_SESSION_free(session_);
-  BIO_free(bio_);
   if (buffers_) munmap(buffers_, buffers_bytes_);
 }
 
 bool Client::init(std::uint32_t slots, std::string& error) {
-  const BIO_METHOD* method = thread_bio_method();
-  bio_ = method ? BIO_new(method) : nullptr;
-  if (!bio_) {
+  const auto write = [](void* self, std::span<const std::uint8_t> bytes) {
+    return static_cast<Client*>(self)->write_out(bytes);
+  };
+  if (!bio_.init(this, write)) {
     error = "cannot create the TLS BIO";
     return false;
   }
-  BIO_set_data(bio_, this);
-  BIO_set_init(bio_, 1);
   slots_.assign(slots, Slot{});
   buffers_bytes_ = std::max<std::size_t>(std::size_t{slots} * record_buffer_bytes, record_buffer_bytes);
   void* m = mmap(nullptr, buffers_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -317,21 +292,9 @@ bool Client::init(std::uint32_t slots, std::string& error) {
   return true;
 }
 
-int Client::bio_read(char* out, int len) {
-  BIO_clear_retry_flags(bio_);
-  if (input_.empty()) {
-    BIO_set_retry_read(bio_);
-    return -1;
-  }
-  const std::size_t n = std::min(input_.size(), static_cast<std::size_t>(len));
-  std::memcpy(out, input_.data(), n);
-  input_ = input_.subspan(n);
-  return static_cast<int>(n);
-}
-
-int Client::bio_write(const char* in, int len) {
-  BIO_clear_retry_flags(bio_);
-  if (current_ == nil) return -1;
+// Ciphertext for the connection being driven, into its record buffer.
+std::size_t Client::write_out(std::span<const std::uint8_t> bytes) {
+  if (current_ == nil) return 0;
   Slot& s = slots_[current_];
   if (s.out == nil) {
     if (!free_buffers_.empty()) {
@@ -340,21 +303,17 @@ int Client::bio_write(const char* in, int len) {
     } else if (next_buffer_ < slots_.size()) {
       s.out = next_buffer_++;
     } else {
-      BIO_set_retry_write(bio_);  // never: a connection holds at most one
-      return -1;
+      return 0;  // never: a connection holds at most one
     }
     s.out_len = s.out_sent = s.out_taken = 0;
     ++buffers_in_use_;
     high_water_ = std::max(high_water_, buffers_in_use_);
   }
-  const std::uint32_t n = std::min<std::uint32_t>(static_cast<std::uint32_t>(len), record_buffer_bytes - s.out_len);
-  if (n == 0) {
-    BIO_set_retry_write(bio_);
-    return -1;
-  }
-  std::memcpy(buffer(s.out) + s.out_len, in, n);
+  const std::uint32_t n =
+      std::min<std::uint32_t>(static_cast<std::uint32_t>(bytes.size()), record_buffer_bytes - s.out_len);
+  std::memcpy(buffer(s.out) + s.out_len, bytes.data(), n);
   s.out_len += n;
-  return static_cast<int>(n);
+  return n;
 }
 
 int Client::new_session(SSL_SESSION* session) {
@@ -381,8 +340,8 @@ bool Client::start(std::uint32_t slot, std::uint64_t now_ns) {
   // is done: memory an idle connection need not keep.
   SSL_set_shed_handshake_config(ssl, 1);
   SSL_set_app_data(ssl, this);
-  BIO_up_ref(bio_);
-  SSL_set_bio(ssl, bio_, bio_);  // takes the one reference for both directions
+  BIO_up_ref(bio_.bio());
+  SSL_set_bio(ssl, bio_.bio(), bio_.bio());  // takes the one reference for both directions
   if (context_.resume() && session_ != nullptr) SSL_set_session(ssl, session_);
   s = Slot{};
   s.ssl = ssl;
@@ -395,10 +354,10 @@ bool Client::start(std::uint32_t slot, std::uint64_t now_ns) {
 void Client::on_recv(std::uint32_t slot, std::span<const std::uint8_t> wire, std::uint64_t now_ns) {
   Slot& s = slots_[slot];
   if (s.phase != Phase::handshake && s.phase != Phase::open) return;  // after a failure or close_notify: discarded
-  const std::span<const std::uint8_t> outer = input_;
-  input_ = wire;
+  const std::span<const std::uint8_t> outer = bio_.input();
+  bio_.set_input(wire);
   drive(slot, now_ns);
-  input_ = outer;
+  bio_.set_input(outer);
 }
 
 // Runs the handshake, then reads records until BoringSSL needs more input,

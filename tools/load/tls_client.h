@@ -31,10 +31,10 @@
 #include <string_view>
 #include <vector>
 
+#include "proto/tls_bio.h"
 #include "tools/load/histogram.h"
 #include "tools/load/plan.h"
 
-struct bio_st;
 struct ssl_st;
 struct ssl_ctx_st;
 struct ssl_session_st;
@@ -223,9 +223,8 @@ class Client {
   [[nodiscard]] std::uint32_t buffers_in_use() const noexcept { return buffers_in_use_; }
   [[nodiscard]] std::uint32_t buffers_high_water() const noexcept { return high_water_; }
 
-  // BIO callbacks (the thread's one BIO), and the session callback.
-  int bio_read(char* out, int len);
-  int bio_write(const char* in, int len);
+  // The thread's one BIO writes here; and the session callback.
+  std::size_t write_out(std::span<const std::uint8_t> bytes);
   int new_session(ssl_session_st* session);
   // The verify callback's verdict on the connection being driven.
   void note_verify_error(int x509_error) noexcept { verify_error_ = x509_error; }
@@ -255,7 +254,7 @@ class Client {
 
   const Context& context_;
   Sink& sink_;
-  bio_st* bio_ = nullptr;
+  proto::tls::SharedBio bio_;  // every SSL of this thread reads and writes through it
   std::vector<Slot> slots_;
   // Record buffers: one mapping of slots x 32 KiB of address space, taken
   // lowest-first and given back LIFO, so the pages in use stay few and warm
@@ -268,9 +267,9 @@ class Client {
   std::uint32_t high_water_ = 0;
   // --tls-resume: the newest session ticket of this thread.
   ssl_session_st* session_ = nullptr;
-  // What the BIO callbacks work on.
+  // The connection being driven: where write_out puts ciphertext (the
+  // recv's bytes BoringSSL reads are bio_'s input).
   std::uint32_t current_ = UINT32_MAX;
-  std::span<const std::uint8_t> input_;
   int verify_error_ = 0;
   std::array<std::uint8_t, record_plaintext_max> plain_{};
 };
