@@ -847,8 +847,7 @@ std::string Admin::status_json() const {
   for (const BudgetFigure& b : process_budgets(s)) budget(b.name, b.used, b.limit);
   absl::StrAppendFormat(&out,
                         "},\"per_ip_limit\":%d,\"admin\":{\"connections\":%d,\"committed\":%d,"
-                        "\"clients_max\":%d,\"health_reserve\":%d,\"per_ip_limit\":%d,\"request_timeout_ms\":%d},"
-                        "\"workers\":[",
+                        "\"clients_max\":%d,\"health_reserve\":%d,\"per_ip_limit\":%d,\"request_timeout_ms\":%d},",
                         s.config.per_ip_limit, load(connections_), load(committed_), clients_max, health_reserve,
                         limits_.per_ip_max, limits_.request_timeout_ms);
   if (s.tls) {
@@ -859,14 +858,13 @@ std::string Admin::status_json() const {
       held += load(c->tls.held_bytes);
       buffers += load(c->tls.record_buffers_in_use);
     }
-    // Inserted before "workers": the object above ended with '{"workers":['.
-    out.resize(out.size() - std::string_view("\"workers\":[").size());
     absl::StrAppendFormat(&out,
                           "\"tls\":{\"listen\":\"%s\",\"handshakes_in_flight\":%d,\"connections\":%d,"
-                          "\"record_buffers_in_use\":%d,\"bytes_held\":%d,\"certificate_expiry_s\":%d},\"workers\":[",
+                          "\"record_buffers_in_use\":%d,\"bytes_held\":%d,\"certificate_expiry_s\":%d},",
                           s.config.tls_listen, in_flight, connections, buffers, held,
                           s.tls_not_after_s.load() - static_cast<std::int64_t>(time(nullptr)));
   }
+  out += "\"workers\":[";
   for (std::size_t i = 0; i < s.counters.size(); ++i) {
     const WorkerCounters& c = *s.counters[i];
     const std::uint64_t beat = load(c.loop_heartbeat_ms);
