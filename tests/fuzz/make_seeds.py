@@ -568,6 +568,27 @@ def config():
     return out
 
 
+def tls_ticket_keys():
+    # The rows of TicketKeys.FileFormat (tests/unit/test_tls_ticket_keys.cpp).
+    key = lambda c: bytes([c]) * 80
+    return {"empty": b"", "short": key(1)[:79], "one_key": key(1), "two_keys": key(1) + key(2),
+            "same_name_twice": key(1) + key(1), "key_and_a_half": key(1) + key(2)[:40],
+            "sixteen": b"".join(key(i) for i in range(16)), "seventeen": b"".join(key(i) for i in range(17))}
+
+
+def tls_names():
+    # PATTERN \0 HOST, the rows of TlsNames.Table (tests/unit/test_tls_names.cpp).
+    rows = {"exact": ("example.com", "example.com"), "case": ("Example.COM", "example.com"),
+            "root_dot": ("example.com", "example.com."), "wildcard": ("*.example.com", "a.example.com"),
+            "wildcard_two_labels": ("*.example.com", "a.b.example.com"),
+            "wildcard_bare": ("*.example.com", "example.com"), "wildcard_empty_label": ("*.example.com", ".example.com"),
+            "too_wide": ("*.com", "example.com"), "star": ("*", "example.com"),
+            "partial": ("a*.example.com", "ab.example.com"), "double_star": ("*.*.example.com", "a.b.example.com")}
+    out = {name: (p + "\0" + h).encode() for name, (p, h) in rows.items()}
+    out["no_nul"] = b"localhost"
+    return out
+
+
 TARGETS = {
     "fuzz_http_upgrade": http_upgrade,
     "fuzz_http_request": http_request,
@@ -580,6 +601,8 @@ TARGETS = {
     "fuzz_jwt": jwt,
     "fuzz_pubsub_body": pubsub_body,
     "fuzz_config": config,
+    "fuzz_tls_ticket_keys": tls_ticket_keys,
+    "fuzz_tls_names": tls_names,
 }
 
 
