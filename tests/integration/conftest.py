@@ -31,6 +31,7 @@ A RinggateServer has .pid, .port, .admin_port, .tls_port, .host, .listening, .lo
 Helpers (import them: `from conftest import wait_until, metrics, total`):
     wait_until(predicate, timeout_s, interval_s, what)  poll instead of sleeping
     admin_get(port, path, method)      one HTTP request to the admin listener
+    publish(srv, channel, body)        POST /publish/{channel} (no token): (status, body)
     metrics(srv) / parse_metrics(text) /metrics as {(name, labels): value}
     total(m, name, **labels)           sum of a metric's samples (matching labels)
     ws_connect(uri, **kw)              python3-websockets client with test defaults
@@ -463,6 +464,19 @@ def admin_get(port: int, path: str, method: str = "GET"):
     headers = {k.lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
     assert int(headers["content-length"]) == len(body)
     return status, headers, body.decode()
+
+
+def publish(srv, channel: str, body: bytes):
+    """POST /publish/{channel} on the admin listener (no token); returns
+    (status, body)."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", srv.admin_port, timeout=10)
+    try:
+        conn.request("POST", f"/publish/{channel}", body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
 
 
 def parse_metrics(text: str) -> dict:

@@ -22,14 +22,13 @@ without them fails here rather than skipping.
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import pathlib
 
 import pytest
 
 from browser import Cdp, CdpError, Chromium, NssHome, PageServer, chromium_bin
-from conftest import metrics, run_async, total, wait_until
+from conftest import metrics, publish, run_async, total, wait_until
 from tlsca import TestCA
 
 PAGE = (pathlib.Path(__file__).resolve().parent / "browser_page.html").read_bytes()
@@ -98,16 +97,6 @@ def untrusted_srv(ringgate_module, untrusted_ca):
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def publish(srv, channel, body: bytes):
-    conn = http.client.HTTPConnection("127.0.0.1", srv.admin_port, timeout=10)
-    try:
-        conn.request("POST", f"/publish/{channel}", body=body, headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
 
 
 def with_page(browser, url, body, timeout_s=TEST_TIMEOUT):

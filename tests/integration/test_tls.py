@@ -11,7 +11,6 @@ and checks it still echoes afterwards.
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import socket
 import ssl
@@ -19,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import admin_get, metrics, run_async, total, wait_until, ws_connect
+from conftest import admin_get, metrics, publish, run_async, total, wait_until, ws_connect
 from tlsca import TestCA
 
 # ---------------------------------------------------------------- fixtures
@@ -144,16 +143,6 @@ class MemoryTls:
 
     def close(self):
         self.sock.close()
-
-
-def publish(srv, channel, body: bytes):
-    conn = http.client.HTTPConnection("127.0.0.1", srv.admin_port, timeout=10)
-    try:
-        conn.request("POST", f"/publish/{channel}", body=body, headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
 
 
 def upgrade_request(path="/echo") -> bytes:

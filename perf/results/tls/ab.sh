@@ -12,16 +12,7 @@ rounds="${1:-3}"
 build=build
 dir="$(mktemp -d /tmp/ringgate-tls-ab.XXXXXX)"
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$dir"' EXIT
-/usr/bin/python3 - "$dir" <<'PY'
-import pathlib, sys
-sys.path.insert(0, "tests/integration")
-from tlsca import TestCA
-ca = TestCA(pathlib.Path(sys.argv[1]))
-for key in ("ec", "rsa"):
-    leaf = ca.issue("localhost", key=key)
-    (pathlib.Path(sys.argv[1]) / f"{key}.pem").write_bytes(leaf.cert_path.read_bytes())
-    (pathlib.Path(sys.argv[1]) / f"{key}.key").write_bytes(leaf.key_path.read_bytes())
-PY
+/usr/bin/python3 perf/results/tls/make_certs.py "$dir" ec rsa
 cpu() {  # utime + stime of $1 in clock ticks
   awk '{print $14 + $15}' "/proc/$1/stat"
 }

@@ -10,17 +10,9 @@ workers="${2:-6}"
 build=build
 dir="$(mktemp -d /tmp/ringgate-tls-idle.XXXXXX)"
 trap 'kill "$server" 2>/dev/null || true; kill "$load" 2>/dev/null || true; rm -rf "$dir"' EXIT
-/usr/bin/python3 - "$dir" <<'PY'
-import pathlib, sys
-sys.path.insert(0, "tests/integration")
-from tlsca import TestCA
-ca = TestCA(pathlib.Path(sys.argv[1]))
-leaf = ca.issue("localhost", key="ec")
-(pathlib.Path(sys.argv[1]) / "leaf.pem").write_bytes(leaf.cert_path.read_bytes())
-(pathlib.Path(sys.argv[1]) / "leaf.key").write_bytes(leaf.key_path.read_bytes())
-PY
+/usr/bin/python3 perf/results/tls/make_certs.py "$dir" ec
 "$build/ringgate" --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:19090 --tls-listen 127.0.0.1:18443 \
-  --tls-cert-file "$dir/leaf.pem" --tls-key-file "$dir/leaf.key" --workers "$workers" --ping-interval 0 \
+  --tls-cert-file "$dir/ec.pem" --tls-key-file "$dir/ec.key" --workers "$workers" --ping-interval 0 \
   --tls-handshakes-max 8192 >"$dir/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do grep -q "listening on" "$dir/server.log" && break; sleep 0.1; done
