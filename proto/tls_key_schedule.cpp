@@ -97,15 +97,20 @@ Status hkdf_expand_label(Hash hash, std::span<const std::uint8_t> secret, std::s
   return Status::ok;
 }
 
+namespace {
+// The suite's parameters, and a traffic secret of its hash's length.
+Status secret_params(CipherSuite suite, std::span<const std::uint8_t> secret, SuiteParams& p) noexcept {
+  const Status status = suite_params(suite, p);
+  if (status != Status::ok) return status;
+  return secret.size() == p.hash_bytes ? Status::ok : Status::bad_secret_size;
+}
+}  // namespace
+
 TrafficKeysResult derive_traffic_keys(CipherSuite suite, std::span<const std::uint8_t> secret) noexcept {
   TrafficKeysResult r;
   SuiteParams p;
-  r.status = suite_params(suite, p);
+  r.status = secret_params(suite, secret, p);
   if (r.status != Status::ok) return r;
-  if (secret.size() != p.hash_bytes) {
-    r.status = Status::bad_secret_size;
-    return r;
-  }
   r.keys.suite = suite;
   r.keys.key_bytes = p.key_bytes;
   r.status = hkdf_expand_label(p.hash, secret, label_key, {}, {r.keys.key.data(), p.key_bytes});
@@ -117,12 +122,8 @@ TrafficKeysResult derive_traffic_keys(CipherSuite suite, std::span<const std::ui
 SecretResult next_application_traffic_secret(CipherSuite suite, std::span<const std::uint8_t> secret) noexcept {
   SecretResult r;
   SuiteParams p;
-  r.status = suite_params(suite, p);
+  r.status = secret_params(suite, secret, p);
   if (r.status != Status::ok) return r;
-  if (secret.size() != p.hash_bytes) {
-    r.status = Status::bad_secret_size;
-    return r;
-  }
   r.secret.size = p.hash_bytes;
   r.status = hkdf_expand_label(p.hash, secret, label_traffic_update, {}, {r.secret.bytes.data(), p.hash_bytes});
   return r;
