@@ -103,6 +103,10 @@ struct Conn {
 inline constexpr std::size_t conn_record_bytes = 44;
 static_assert(sizeof(Conn) == conn_record_bytes,
               "the connection record is the per-connection memory budget: keep it 44 bytes");
+// With tls_listen on, every table slot also has a row in its worker's TLS
+// table (TlsStream::Slot, which static_asserts this size; the capacity model
+// plans with it).
+inline constexpr std::size_t tls_slot_bytes = 80;
 
 // Parse state for a request that did not arrive in one piece.  Requests that
 // do (nearly all) are parsed in the worker's scratch parser and never hold one.

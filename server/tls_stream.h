@@ -5,7 +5,7 @@
 // Memory, per connection:
 //   - idle: its `SSL` (the session keys and record state; the handshake's
 //     configuration is shed once the handshake is done) and one Slot row
-//     (48 bytes) of this worker's table.  No BIO pair, no per-connection buffers: every
+//     (tls_slot_bytes, 80) of this worker's table.  No BIO pair, no per-connection buffers: every
 //     SSL of a worker reads and writes through one BIO whose callbacks use
 //     the bytes of the recv being handled and the record buffer of the
 //     connection being written.
@@ -116,6 +116,8 @@ class TlsStream final : public ByteStream {
     // buffer in use), at most stash_bytes_max, charged to held_bytes().
     std::vector<std::uint8_t> stash;
   };
+  static_assert(sizeof(Slot) == tls_slot_bytes,
+                "a TLS table row is memory per table slot: tooling/capacity_model.h plans with tls_slot_bytes");
   struct Record {
     std::array<std::uint8_t, record_buffer_bytes> bytes;
   };

@@ -13,6 +13,8 @@
 // The model plans with the connection record's real size.
 static_assert(rg::server::capacity::record_bytes == rg::server::conn_record_bytes,
               "the capacity model plans with the connection record's size (server/conn.h)");
+static_assert(rg::server::capacity::tls_slot_bytes == rg::server::tls_slot_bytes,
+              "the capacity model plans with the TLS table row's size (server/conn.h)");
 
 namespace rg::server::capacity {
 

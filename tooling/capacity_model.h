@@ -62,7 +62,7 @@ inline constexpr std::uint64_t process_base_bytes = 5 * MiB;
 // start-up); and full handshakes one core does, 2,857/s measured with
 // ECDSA P-256 (1,010/s with RSA 2048: an RSA certificate plans at a third).
 inline constexpr std::uint64_t tls_idle_bytes = 3'200;
-inline constexpr std::uint64_t tls_slot_bytes = 48;
+inline constexpr std::uint64_t tls_slot_bytes = 80;  // server/conn.h; capacity_model.cpp checks it
 inline constexpr std::uint64_t tls_record_buffer_bytes = 32 * KiB;
 inline constexpr std::uint64_t tls_handshakes_per_core = 2'800;
 inline constexpr std::uint32_t tls_storm_cpu_percent = 80;
