@@ -23,9 +23,8 @@ def test_peer_that_never_reads_cannot_grow_server_memory(ringgate):
     srv = ringgate("--workers", "1", "--frame-buffer-size", "1MiB", "--slow-consumer-policy", "drop",
                    "--backpressure-timeout", "60s")
     base = rss_kib(srv.pid)
-    ws, _ = wsraw.handshake(srv.port)
+    ws, _ = wsraw.handshake(srv.port, rcvbuf=4096)
     sock = ws.sock
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(0.5)
     frame = wsraw.build_frame(OP_BINARY, b"x" * 60000)
     sent = 0

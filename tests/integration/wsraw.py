@@ -198,15 +198,34 @@ def parse_http_response(data: bytes) -> HttpResponse:
 
 def connect(port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT,
             source: str | None = None, *, tls: ssl.SSLContext | None = None,
-            server_hostname: str | None = None) -> socket.socket:
+            server_hostname: str | None = None, rcvbuf: int | None = None) -> socket.socket:
     """TCP connect with TCP_NODELAY (so byte-by-byte sends leave as separate
     segments), from the local address `source` if given (e.g. 127.0.0.2, so
     the server sees another client IP).  With `tls`, the TLS handshake is done
     too (verifying the server as `server_hostname`, default `host`) and an
     ssl.SSLSocket is returned: each send is then one or more TLS records.
-    (`tls` loses ssl.OP_IGNORE_UNEXPECTED_EOF, so that truncations show.)"""
-    sock = socket.create_connection((host, port), timeout=timeout,
-                                    source_address=(source, 0) if source else None)
+    (`tls` loses ssl.OP_IGNORE_UNEXPECTED_EOF, so that truncations show.)
+
+    `rcvbuf` sets SO_RCVBUF before the SYN, so the window is small from the
+    start.  Set after connect, the buffer shrinks below a window already
+    advertised: the kernel then drops in-window data and the sender retries
+    on a backed-off retransmission timer (seconds), which no test can
+    time."""
+    if rcvbuf is None:
+        sock = socket.create_connection((host, port), timeout=timeout,
+                                        source_address=(source, 0) if source else None)
+    else:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.settimeout(timeout)
+            if source:
+                sock.bind((source, 0))
+            sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.settimeout(timeout)
     if tls is not None:
@@ -403,7 +422,7 @@ def read_upgrade_response(sock: socket.socket, timeout: float = DEFAULT_TIMEOUT)
 def handshake(port: int, path: str = "/echo", *, headers: dict | None = None, extra=(),
               bytewise: bool = False, timeout: float = DEFAULT_TIMEOUT, key: str | None = None,
               host: str = "127.0.0.1", source: str | None = None, tls: ssl.SSLContext | None = None,
-              server_hostname: str | None = None):
+              server_hostname: str | None = None, rcvbuf: int | None = None):
     """Perform a WebSocket upgrade on a raw socket (on TLS with `tls`: see
     connect()).
 
@@ -413,7 +432,8 @@ def handshake(port: int, path: str = "/echo", *, headers: dict | None = None, ex
     check it explicitly)."""
     key = key or new_key()
     req = build_request(port, path, key=key, headers=headers, extra=extra)
-    sock = connect(port, host=host, timeout=timeout, source=source, tls=tls, server_hostname=server_hostname)
+    sock = connect(port, host=host, timeout=timeout, source=source, tls=tls, server_hostname=server_hostname,
+                   rcvbuf=rcvbuf)
     try:
         if not send_tolerant(sock, req, bytewise=bytewise):
             raise AssertionError("server closed the connection during the upgrade request")
