@@ -77,7 +77,7 @@ std::size_t TlsStream::write_out(std::span<const std::uint8_t> bytes) {
   RG_ASSERT(current_ != base::nil);
   Slot& s = slots_[current_];
   if (s.out == base::nil) {
-    s.out = records_.take();
+    s.out = records_.take_as_left();  // written before it is read: never zeroed
     if (s.out == base::nil) return 0;
     s.out_len = s.out_sent = 0;
     ++records_in_use_;
