@@ -11,6 +11,11 @@ build=build
 dir="$(mktemp -d /tmp/ringgate-tls-idle.XXXXXX)"
 trap 'kill "$server" 2>/dev/null || true; kill "$load" 2>/dev/null || true; rm -rf "$dir"' EXIT
 /usr/bin/python3 perf/results/tls/make_certs.py "$dir" ec
+# Another process on these ports would share them (SO_REUSEPORT) and hold
+# part of the connections.
+if ss -Hltn 'sport = :18080 or sport = :18443 or sport = :19090' | grep -q .; then
+  echo "ports 18080/18443/19090 are in use already: stop whatever listens there first" >&2; exit 1
+fi
 "$build/ringgate" --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:19090 --tls-listen 127.0.0.1:18443 \
   --tls-cert-file "$dir/ec.pem" --tls-key-file "$dir/ec.key" --workers "$workers" --ping-interval 0 \
   --tls-handshakes-max 8192 >"$dir/server.log" 2>&1 &
