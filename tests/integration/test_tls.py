@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import ssl
 import time
@@ -20,6 +22,7 @@ import pytest
 
 from conftest import admin_get, metrics, publish, run_async, total, wait_until, ws_connect
 from tlsca import TestCA
+import wsraw
 
 # ---------------------------------------------------------------- fixtures
 
@@ -493,7 +496,6 @@ def write_ticket_keys(path, *keys):
 
 
 def test_nodes_sharing_a_ticket_key_file_resume_each_others_sessions(ringgate, ca, leaf, tmp_path):
-    import os
     keys = tmp_path / "tickets.key"
     write_ticket_keys(keys, os.urandom(80))
     a = ringgate(*tls_args(leaf, "--workers", "1", "--tls-ticket-key-file", str(keys)))
@@ -517,8 +519,6 @@ def test_nodes_sharing_a_ticket_key_file_resume_each_others_sessions(ringgate, c
 
 
 def test_ticket_keys_rotate_on_sighup_and_old_tickets_still_resume(ringgate, ca, leaf, tmp_path):
-    import os
-    import signal as sig
     keys = tmp_path / "tickets.key"
     old, new = os.urandom(80), os.urandom(80)
     write_ticket_keys(keys, old)
@@ -529,14 +529,14 @@ def test_ticket_keys_rotate_on_sighup_and_old_tickets_still_resume(ringgate, ca,
     first.close()
     # Rotation: the new key first, the old one still there to open tickets.
     write_ticket_keys(keys, new, old)
-    s.signal(sig.SIGHUP)
+    s.signal(signal.SIGHUP)
     wait_until(lambda: total(metrics(s), "ws_tls_reloads_total", result="ok") == 1, 5, what="the reload")
     second, reused, _ = tls_upgrade(s.tls_port, ctx, session=old_session)
     second.close()
     assert reused, "a ticket under the previous key must still resume"
     # The old key retired: its tickets get a full handshake.
     write_ticket_keys(keys, new)
-    s.signal(sig.SIGHUP)
+    s.signal(signal.SIGHUP)
     wait_until(lambda: total(metrics(s), "ws_tls_reloads_total", result="ok") == 2, 5, what="the second reload")
     third, reused, _ = tls_upgrade(s.tls_port, ctx, session=old_session)
     third.close()
@@ -545,7 +545,6 @@ def test_ticket_keys_rotate_on_sighup_and_old_tickets_still_resume(ringgate, ca,
 
 def test_sighup_swaps_the_certificate_and_open_connections_keep_working(ringgate, ca, tmp_path):
     import shutil
-    import signal as sig
     first_leaf, second_leaf = ca.issue("localhost"), ca.issue("localhost")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     shutil.copy(first_leaf.cert_path, cert)
@@ -559,7 +558,7 @@ def test_sighup_swaps_the_certificate_and_open_connections_keep_working(ringgate
             before_der = old.transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
             shutil.copy(second_leaf.cert_path, cert)
             shutil.copy(second_leaf.key_path, key)
-            s.signal(sig.SIGHUP)
+            s.signal(signal.SIGHUP)
             await asyncio.to_thread(wait_until, lambda: total(metrics(s), "ws_tls_reloads_total", result="ok") == 1,
                                     5, 0.02, "the reload")
             conn, _, after_der = await asyncio.to_thread(tls_upgrade, s.tls_port, ctx)
@@ -570,7 +569,7 @@ def test_sighup_swaps_the_certificate_and_open_connections_keep_working(ringgate
             assert await asyncio.wait_for(old.recv(), 10) == "still here"
         # A broken file is refused: the log says why, and the second certificate stays.
         cert.write_text("not a certificate\n")
-        s.signal(sig.SIGHUP)
+        s.signal(signal.SIGHUP)
         await asyncio.to_thread(wait_until, lambda: total(metrics(s), "ws_tls_reloads_total", result="failed") == 1,
                                 5, 0.02, "the failed reload")
         conn, _, der = await asyncio.to_thread(tls_upgrade, s.tls_port, ctx)
@@ -608,3 +607,71 @@ def test_a_client_initiated_close_is_answered_then_close_notify_then_fin(srv, ca
     head, _, frames = plain.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head[:80]
     assert frames[0] == 0x88 and frames[2:4] == b"\x03\xe8", frames[:8]  # our close reply, 1000
+
+
+def test_input_while_waiting_for_a_record_buffer_is_bounded_at_64_kib(ringgate, leaf, ca):
+    """tls_record_buffers = 1, held by a reader that never reads: a second
+    client's ClientHello makes BoringSSL wait for a buffer to write its flight
+    into, and what that client sends meanwhile is kept for it, up to 64 KiB.
+    Past that the connection goes (input_overrun); the stash is freed, and
+    once the buffer is back a new client is served."""
+    s = ringgate(*tls_args(leaf, "--workers", "1", "--tls-record-buffers", "1", "--slow-consumer-policy", "drop",
+                           "--frame-buffer-size", "16MiB", "--backpressure-timeout", "60s"))
+    holder, _ = wsraw.handshake(s.tls_port, tls=client_context(ca), server_hostname="localhost", rcvbuf=4096)
+    frame = wsraw.build_frame(wsraw.OP_BINARY, b"h" * 16384)
+    holder.sock.settimeout(0.5)
+    try:
+        for _ in range(2000):  # bounded: the server stops reading long before
+            holder.sock.sendall(frame)
+    except (socket.timeout, ssl.SSLWantWriteError):
+        pass
+    # Its output fills the kernel's send buffer, then its own: the record in
+    # flight stays in flight.
+    wait_until(lambda: total(metrics(s), "ws_backpressured_connections") == 1, 10, what="the reader backpressured")
+    assert total(metrics(s), "ws_tls_record_buffers_in_use") == 1
+
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    hello = client_context(ca).wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        hello.do_handshake()
+    waiting = socket.create_connection(("127.0.0.1", s.tls_port), timeout=10)
+    waiting.sendall(outgoing.read())
+    wait_until(lambda: total(metrics(s), "ws_tls_handshakes_in_flight") == 1, 5, what="the handshake started")
+    # An application-data record's worth of bytes at a time, 80 KiB in all.
+    junk = bytes([0x17, 0x03, 0x03, 0x40, 0x00]) + b"j" * 0x4000
+    sent = 0
+    try:
+        for _ in range(5):
+            waiting.sendall(junk)
+            sent += len(junk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert sent > 64 * 1024, sent
+    wait_until(lambda: total(metrics(s), "ws_tls_failures_total", reason="input_overrun") == 1, 5,
+               what="the connection over 64 KiB of stashed input closed as input_overrun")
+    waiting.settimeout(5)
+    try:
+        assert waiting.recv(4096) == b"", "no flight, no alert: there is no buffer to write one into"
+    except ConnectionResetError:
+        pass
+    waiting.close()
+    assert total(metrics(s), "ws_tls_handshakes_in_flight") == 0
+    holder.close()
+    wait_until(lambda: total(metrics(s), "ws_tls_bytes_held") == 0, 10, what="TLS bytes held back to 0")
+
+    async def served():
+        async with ws_connect(s.wss_uri("/echo"), ssl=client_context(ca)) as ws:
+            await ws.send("after")
+            assert await asyncio.wait_for(ws.recv(), 10) == "after"
+    run_async(served(), 30)
+
+
+def test_sighup_without_a_tls_listener_changes_nothing_and_says_so(ringgate):
+    s = ringgate("--workers", "1")
+    with wsraw.handshake(s.port)[0] as ws:
+        s.signal(signal.SIGHUP)
+        wait_until(lambda: "SIGHUP: nothing to reload (tls_listen is off)" in s.log(), 5, what="the SIGHUP answered")
+        assert ws.echo("still open") == (wsraw.OP_TEXT, b"still open")
+    assert total(metrics(s), "ws_tls_reloads_total") == 0
+    with wsraw.handshake(s.port)[0] as ws:
+        assert ws.echo("new after SIGHUP") == (wsraw.OP_TEXT, b"new after SIGHUP")
