@@ -589,6 +589,27 @@ def tls_names():
     return out
 
 
+def proxy_protocol():
+    # A control byte (no plan: read whole), then the stream: the rows of
+    # ProxyProtocol's table (tests/unit/test_proxy_protocol.cpp).
+    sig = bytes([0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A])
+    req = b"GET /echo HTTP/1.1\r\n"
+    v4 = bytes([192, 0, 2, 7, 127, 0, 0, 1, 0xC8, 0x22, 0x01, 0xBB])
+    v6 = bytes([0x20, 0x01, 0x0D, 0xB8] + [0] * 11 + [0x42] + [0] * 15 + [1, 0x9C, 0x40, 0x1F, 0x90])
+    crc = bytes([0x04, 0x00, 0x04, 1, 2, 3, 4])
+    alpn = bytes([0x01, 0x00, 0x08]) + b"http/1.1"
+    head = lambda vc, ft, body: sig + bytes([vc, ft, len(body) >> 8, len(body) & 0xFF]) + body
+    rows = {"tcp4": head(0x21, 0x11, v4) + req, "tcp6": head(0x21, 0x21, v6) + req,
+            "tcp4_tlvs": head(0x21, 0x11, v4 + crc + alpn) + req, "local": head(0x20, 0x11, v4) + req,
+            "local_unspec": head(0x20, 0x00, b"") + req, "unix": head(0x21, 0x31, bytes(216)) + req,
+            "http": req, "v1": b"PROXY TCP4 192.0.2.7 127.0.0.1 51234 443\r\n" + req,
+            "udp": head(0x21, 0x12, v4), "tlv_past_end": head(0x21, 0x11, v4 + bytes([1, 0, 5, 0x61])),
+            "too_long": sig + bytes([0x21, 0x11, 0x03, 0xF1])}
+    out = {name: b"\x00" + data for name, data in rows.items()}
+    out["split_plan"] = bytes([0x03, 5, 1, 9]) + rows["tcp4_tlvs"]
+    return out
+
+
 TARGETS = {
     "fuzz_http_upgrade": http_upgrade,
     "fuzz_http_request": http_request,
@@ -603,6 +624,7 @@ TARGETS = {
     "fuzz_config": config,
     "fuzz_tls_ticket_keys": tls_ticket_keys,
     "fuzz_tls_names": tls_names,
+    "fuzz_proxy_protocol": proxy_protocol,
 }
 
 
