@@ -112,6 +112,12 @@ const std::vector<Option>& options() {
        [](const Config& c) { return c.listen_host + ":" + std::to_string(c.listen_port); }},
       {"backlog", Kind::u32, "N", "listen(2) backlog per worker socket (the kernel caps it at net.core.somaxconn).",
        RG_U32(backlog)},
+      {"listen_shared", Kind::flag, "",
+       "Start even when another process already accepts on listen or tls_listen. Workers bind with "
+       "SO_REUSEPORT, so the two would silently split new connections: without this flag start-up refuses. "
+       "For overlapping an old and a new process on purpose.",
+       [](Config& c, std::uint64_t v, const std::string&) { c.listen_shared = v != 0; },
+       [](const Config& c) { return std::string(c.listen_shared ? "true" : "false"); }},
       {"admin_listen", Kind::text, "HOST:PORT",
        "Admin HTTP listener: /healthz, /readyz, /metrics (Prometheus), /status (JSON). Port 0 picks one "
        "(logged at start-up); 'off' disables it.",

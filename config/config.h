@@ -22,6 +22,7 @@ struct Config {
   std::string listen_host = "127.0.0.1";
   std::uint16_t listen_port = 8080;
   std::uint32_t backlog = 4096;
+  bool listen_shared = false;  // start even when another process accepts on our ports (SO_REUSEPORT would share them)
   std::string admin_listen = "127.0.0.1:9090";  // "off" disables the admin listener
   std::uint32_t admin_per_ip_limit = 32;            // admin connections per client address (429 beyond); 0 = none
   std::uint64_t admin_request_timeout_ms = 10'000;  // an admin request, from accept or its first byte to its end

@@ -451,6 +451,26 @@ int main(int argc, char** argv) {
     shared->tls_not_after_s.store(tls->not_after_s());
   }
 
+  // SO_REUSEPORT lets another process of this user join our ports without
+  // a word, and take part of the new connections: refuse to start beside
+  // one unless told to (listen_shared).
+  if (!config.listen_shared) {
+    const struct {
+      const std::string& host;
+      std::uint16_t port;
+      const char* option;
+    } ours[] = {{config.listen_host, config.listen_port, "listen"}, {tls_host, tls_port, "tls_listen"}};
+    for (const auto& l : ours) {
+      if (l.port == 0 || !rg::ring::port_answers(l.host, l.port, 200)) continue;
+      RG_LOG(error,
+             "%s %s:%u: another process already accepts connections there, and with SO_REUSEPORT it would "
+             "silently take part of ours; stop it first (ss -ltnp 'sport = :%u' names it), or set listen_shared "
+             "to overlap two processes on purpose",
+             l.option, l.host, l.port, l.port);
+      return 1;
+    }
+  }
+
   // Listeners are made here, before any worker starts, so that a bad address
   // fails start-up and port 0 resolves once for all workers.
   std::vector<Listeners> listeners(workers);

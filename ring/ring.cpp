@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -412,6 +413,24 @@ int listen_reuseport(const std::string& host, std::uint16_t port, int backlog, s
     return -err;
   }
   return fd;
+}
+
+bool port_answers(const std::string& host, std::uint16_t port, int timeout_ms) {
+  const std::string target = host == "0.0.0.0" ? "127.0.0.1" : host == "::" ? "::1" : host;
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (port == 0 || !make_sockaddr(target, port, ss, len)) return false;
+  const int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return false;
+  bool answered = connect(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0;
+  if (!answered && errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    int err = 0;
+    socklen_t err_len = sizeof err;
+    answered = poll(&p, 1, timeout_ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) == 0 && err == 0;
+  }
+  close(fd);
+  return answered;
 }
 
 std::uint16_t bound_port(int fd) {

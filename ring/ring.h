@@ -282,6 +282,11 @@ class BufferRing {
 // A listening TCP socket with SO_REUSEPORT, in the process fd table (only
 // listeners and the ring itself ever are).  Returns the fd or -errno.
 int listen_reuseport(const std::string& host, std::uint16_t port, int backlog, std::string& error);
+// Whether something already accepts TCP connections on host:port (a
+// wildcard host is tried on its loopback address), within timeout_ms: a
+// process that would share the port through SO_REUSEPORT.  The probe
+// connects and closes at once.
+[[nodiscard]] bool port_answers(const std::string& host, std::uint16_t port, int timeout_ms);
 // Fills `ss`/`len` from a numeric IPv4 or IPv6 address; false otherwise.
 bool make_sockaddr(const std::string& host, std::uint16_t port, sockaddr_storage& ss, socklen_t& len);
 // The port a bound socket got (for port 0).

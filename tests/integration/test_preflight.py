@@ -16,6 +16,7 @@ import resource
 
 import pytest
 
+import wsraw
 from conftest import RinggateServer
 from netns import HostGuard, read_host
 
@@ -179,3 +180,22 @@ def test_strict_names_every_global_shortfall(start):
         assert fix == f"sysctl -w net.netfilter.nf_conntrack_max={need}"
     else:
         assert conntrack is None or int(conntrack) >= n * 5 // 4, f"nf_conntrack_max {conntrack}: no finding"
+
+
+def test_a_second_process_on_the_same_port_is_refused_unless_shared(ringgate):
+    """SO_REUSEPORT would let a second ringgate on the same port take part of
+    the first one's connections silently: it refuses to start, naming the
+    port, unless listen_shared says the overlap is meant."""
+    import wsraw
+    first = ringgate("--workers", "1")
+    for host in ("127.0.0.1", "0.0.0.0"):
+        second = ringgate("--workers", "1", "--listen", f"{host}:{first.port}", require_listening=False)
+        second.expected_exit = 1
+        assert second.wait(10) == 1
+        log = second.log()
+        assert f"listen {host}:{first.port}: another process already accepts connections there" in log, log
+        assert "listen_shared" in log
+    shared = ringgate("--workers", "1", "--listen", f"127.0.0.1:{first.port}", "--listen-shared")
+    assert shared.port == first.port
+    with wsraw.handshake(first.port)[0] as ws:
+        assert ws.echo("either process") == (wsraw.OP_TEXT, b"either process")

@@ -556,6 +556,7 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
   const std::pair<const char*, const char*> options[] = {
       {"listen", "127.0.0.1:8080"},
       {"backlog", "4096"},
+      {"listen-shared", "false"},
       {"admin-listen", "127.0.0.1:9090"},
       {"admin-per-ip-limit", "32"},
       {"admin-request-timeout", "10s"},
