@@ -2,9 +2,8 @@
 #include "proto/proxy_protocol.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
-
-#include "base/invariant.h"
 
 namespace rg::proto::proxy {
 
@@ -94,7 +93,7 @@ void Parser::read_addresses() noexcept {
 }
 
 Parser::Result Parser::feed(std::span<const std::uint8_t> bytes) noexcept {
-  RG_ASSERT(!finished_);
+  assert(!finished_ && "feed() after complete or error");
   std::size_t i = 0;
   while (i < bytes.size()) {
     if (taken_ < fixed_bytes) {
