@@ -128,9 +128,7 @@ void TlsStream::on_recv(std::uint32_t slot, std::span<const std::uint8_t> wire) 
   if (s.phase == Phase::accepted) {
     if (!wire.empty() && wire[0] != record_type_handshake) {
       // Not a ClientHello: no SSL is made for it.
-      --handshakes_;
-      counters_.handshakes_in_flight.set(handshakes_);
-      s.phase = Phase::failed;
+      leave_phase(s);
       current_ = slot;
       if (looks_like_http(wire)) {
         counters_.failures[static_cast<std::size_t>(TlsFailure::plain_http)].add();
@@ -149,9 +147,7 @@ void TlsStream::on_recv(std::uint32_t slot, std::span<const std::uint8_t> wire) 
     }
     if (!start(slot)) {
       counters_.failures[static_cast<std::size_t>(TlsFailure::no_memory)].add();
-      --handshakes_;
-      counters_.handshakes_in_flight.set(handshakes_);
-      s.phase = Phase::failed;
+      leave_phase(s);
       sink_.on_stream_end(slot, true);
       return;
     }
@@ -198,17 +194,23 @@ void TlsStream::drop_stash(Slot& s) {
   std::vector<std::uint8_t>().swap(s.stash);
 }
 
-// A connection the stream cannot carry on: no alert can be sealed (no
-// record buffer), so the worker closes it.
-void TlsStream::abandon(std::uint32_t slot) {
-  Slot& s = slots_[slot];
-  if (s.phase == Phase::handshake) {
+// A connection leaves the phase it was counted in (handshakes in flight,
+// established) for `failed`, which counts in neither.
+void TlsStream::leave_phase(Slot& s) noexcept {
+  if (s.phase == Phase::accepted || s.phase == Phase::handshake) {
     --handshakes_;
     counters_.handshakes_in_flight.set(handshakes_);
   } else if (s.phase == Phase::open) {
     --established_;
   }
   s.phase = Phase::failed;
+}
+
+// A connection the stream cannot carry on: no alert can be sealed (no
+// record buffer), so the worker closes it.
+void TlsStream::abandon(std::uint32_t slot) {
+  Slot& s = slots_[slot];
+  leave_phase(s);
   s.blocked = false;
   counters_.held_bytes.set(held_bytes());
   sink_.on_stream_end(slot, true);
@@ -291,13 +293,7 @@ void TlsStream::fail(std::uint32_t slot) {
   }
   ERR_clear_error();
   counters_.failures[static_cast<std::size_t>(why)].add();
-  if (s.phase == Phase::handshake) {
-    --handshakes_;
-    counters_.handshakes_in_flight.set(handshakes_);
-  } else if (s.phase == Phase::open) {
-    --established_;
-  }
-  s.phase = Phase::failed;
+  leave_phase(s);
   // BoringSSL has written its fatal alert (if it could) into the record
   // buffer: the worker sends it, then lingers and closes.
   sink_.on_stream_end(slot, true);
@@ -497,12 +493,7 @@ void TlsStream::release_buffer(Slot& s) {
 void TlsStream::release(std::uint32_t slot) {
   Slot& s = slots_[slot];
   RG_ASSERT(s.flight_end == 0);
-  if (s.phase == Phase::accepted || s.phase == Phase::handshake) {
-    --handshakes_;
-    counters_.handshakes_in_flight.set(handshakes_);
-  } else if (s.phase == Phase::open) {
-    --established_;
-  }
+  leave_phase(s);  // s is reset below
   if (s.ssl) {
     SSL_free(s.ssl);
     counters_.connections.sub();

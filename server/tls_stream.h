@@ -131,6 +131,7 @@ class TlsStream final : public ByteStream {
   void enqueue_waiter(std::uint32_t slot);
   void drive(std::uint32_t slot);
   void handshake_done(std::uint32_t slot);
+  void leave_phase(Slot& s) noexcept;
   void fail(std::uint32_t slot);
   bool seal(std::uint32_t slot, std::span<const std::uint8_t> plain);
   bool submit(std::uint32_t slot, ring::Tag tag);
