@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "control/peer_address.h"
+#include "server/peer_address.h"
 #include "proto/http_request.h"
 
 namespace rg::server {

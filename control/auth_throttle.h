@@ -15,7 +15,7 @@
 #include <array>
 #include <cstdint>
 
-#include "control/peer_address.h"
+#include "server/peer_address.h"
 
 namespace rg::server {
 
