@@ -118,6 +118,12 @@ const std::vector<Option>& options() {
        "For overlapping an old and a new process on purpose.",
        [](Config& c, std::uint64_t v, const std::string&) { c.listen_shared = v != 0; },
        [](const Config& c) { return std::string(c.listen_shared ? "true" : "false"); }},
+      {"proxy_protocol_from", Kind::list, "CIDR,...",
+       "Balancers (L4, e.g. HAProxy with send-proxy-v2) whose connections start with a PROXY protocol v2 header: "
+       "per-IP limits and logs then see the client's address from the header. A connection from any other "
+       "address that starts with a PROXY header is refused 400. Empty: no PROXY headers are believed.",
+       [](Config& c, std::uint64_t, const std::string& s) { c.proxy_protocol_from = split_list(s); },
+       [](const Config& c) { return join(c.proxy_protocol_from); }},
       {"admin_listen", Kind::text, "HOST:PORT",
        "Admin HTTP listener: /healthz, /readyz, /metrics (Prometheus), /status (JSON). Port 0 picks one "
        "(logged at start-up); 'off' disables it.",

@@ -23,6 +23,7 @@ struct Config {
   std::uint16_t listen_port = 8080;
   std::uint32_t backlog = 4096;
   bool listen_shared = false;  // start even when another process accepts on our ports (SO_REUSEPORT would share them)
+  std::vector<std::string> proxy_protocol_from;  // balancer CIDRs whose PROXY v2 header is believed
   std::string admin_listen = "127.0.0.1:9090";  // "off" disables the admin listener
   std::uint32_t admin_per_ip_limit = 32;            // admin connections per client address (429 beyond); 0 = none
   std::uint64_t admin_request_timeout_ms = 10'000;  // an admin request, from accept or its first byte to its end

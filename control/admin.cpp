@@ -644,6 +644,15 @@ std::string Admin::metrics() const {
   per_worker(out, s, "ws_handshake_successes_total", "counter", "Handshakes answered 101.",
              &WorkerCounters::upgraded_total);
   absl::StrAppendFormat(&out,
+                        "# HELP ws_proxy_headers_total PROXY protocol v2 headers read from balancers "
+                        "(proxy_protocol_from), by command: proxy carries the client's address, local is the "
+                        "balancer's own connection.\n# TYPE ws_proxy_headers_total counter\n");
+  for (std::size_t c = 0; c < 2; ++c) {
+    std::uint64_t sum = 0;
+    for (const auto& w : s.counters) sum += w->proxy_headers_total[c].load();
+    absl::StrAppendFormat(&out, "ws_proxy_headers_total{command=\"%s\"} %d\n", c == 0 ? "local" : "proxy", sum);
+  }
+  absl::StrAppendFormat(&out,
                         "# HELP ws_handshake_failures_total Connections that did not become WebSockets, by the "
                         "answer's reason.\n# TYPE ws_handshake_failures_total counter\n");
   for (std::size_t i = 0; i < s.counters.size(); ++i)

@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include <absl/strings/str_join.h>
+
 #include "proto/http_upgrade.h"
 #include "proto/pubsub.h"
 #include "ring/ktls.h"
@@ -26,6 +28,7 @@
 #include "control/secrets.h"
 #include "tooling/capacity_model.h"
 #include "config/config.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "tooling/preflight.h"
 #include "tooling/tune.h"
@@ -53,6 +56,13 @@ bool validate(const Config& c, std::string& error) {
                            c.echo_path.find_first_of(" ?#") != std::string::npos)) {
     error = "echo_path must start with '/', hold no spaces, '?' or '#', be at most 1024 bytes, or be off";
     return false;
+  }
+  for (const std::string& range : c.proxy_protocol_from) {
+    rg::server::AddressRange r;
+    if (!rg::server::AddressRange::parse(range, r, error)) {
+      error = "proxy_protocol_from: " + error;
+      return false;
+    }
   }
   if (!c.echo_enabled() && !c.pubsub_enabled()) {
     error = "echo_path and pubsub_path are both off: the server would have no endpoint";
@@ -520,6 +530,15 @@ int main(int argc, char** argv) {
     const long page = sysconf(_SC_PAGESIZE);
     shared->max_buffered_bytes = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * page / 4 : 1ull << 30;
   }
+  for (const std::string& text : config.proxy_protocol_from) {
+    rg::server::AddressRange r;
+    (void)rg::server::AddressRange::parse(text, r, error);  // validate() checked each
+    shared->proxy_from.push_back(r);
+  }
+  if (!shared->proxy_from.empty())
+    RG_LOG(info, "proxy protocol: connections from %s start with a PROXY v2 header, whose client address per-IP "
+                 "limits count; a PROXY header from any other address is refused",
+           absl::StrJoin(config.proxy_protocol_from, ", "));
   RG_LOG(info, "buffering: %u bytes per connection before backpressure (off at %.2f), %u bytes across all "
                "connections (max_buffered_bytes), slow consumers: %s", config.frame_buffer_size,
          config.buffer_drain_threshold, shared->max_buffered_bytes, rg::server::word(config.slow_consumer_policy));

@@ -15,7 +15,7 @@ namespace rg::server {
 // Each listener (plain, TLS) has its own.
 void Worker::arm_accept() {
   if (draining_ || accept_paused_) return;
-  if (!per_ip_) {
+  if (peer_accepts_.empty()) {
     for (std::uint32_t l = 0; l < listeners_max; ++l)
       if (listen_fds_[l] >= 0 && !accept_armed_[l] && ring_.accept_multishot_direct(listen_fds_[l], {op_accept, 0, l}))
         accept_armed_[l] = true;
@@ -42,7 +42,7 @@ void Worker::on_accept(const ring::Completion& c) {
   if (!c.more()) accept_armed_[listener] = false;
   if (c.ok()) {
     counters_.accepted_total.add();
-    admit(static_cast<std::uint32_t>(c.res), PerIpCounts::none, listener == listener_tls);
+    admit(static_cast<std::uint32_t>(c.res), PerIpCounts::none, listener == listener_tls, false);
     if (counters_.live_slots.load() >= accept_limit_) pause_accepting();
   } else {
     on_accept_error(c.error());
@@ -56,7 +56,11 @@ void Worker::on_accept_peer(const ring::Completion& c) {
   a.armed = false;
   if (c.ok()) {
     counters_.accepted_total.add();
-    admit(static_cast<std::uint32_t>(c.res), PerIpCounts::key(a.addr), a.listener == listener_tls);
+    // A balancer's connection is counted per IP once its PROXY header says
+    // whose it is (proxy.cpp), not under the balancer's address.
+    const bool from_balancer = proxy_on_ && any_contains(shared_.proxy_from, PeerAddress::from(a.addr));
+    admit(static_cast<std::uint32_t>(c.res), per_ip_ && !from_balancer ? PerIpCounts::key(a.addr) : PerIpCounts::none,
+          a.listener == listener_tls, from_balancer);
     if (counters_.live_slots.load() >= accept_limit_) pause_accepting();
   } else {
     on_accept_error(c.error());
@@ -197,8 +201,10 @@ void Worker::begin_handshake(std::uint32_t slot) {
 
 // Admission at accept time: the per-IP limit, then the accept-rate bucket.
 // Every refusal here is an explicit answer sent before the request is read.
-void Worker::admit(std::uint32_t slot, std::uint32_t ip_key, bool tls) {
+// A balancer's connection reads its PROXY header first (proxy.cpp).
+void Worker::admit(std::uint32_t slot, std::uint32_t ip_key, bool tls, bool from_balancer) {
   claim_record(slot);
+  if (from_balancer) set_awaiting_proxy(slot, true);
   if (tls) {
     conns_[slot].flags |= f_tls;
     // A TLS handshake is CPU an attacker can make us spend: beyond

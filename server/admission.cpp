@@ -31,6 +31,8 @@ const char* refusal_name(Refusal r) noexcept {
     case Refusal::buffered_bytes: return "buffered_bytes";
     case Refusal::shutdown: return "shutdown";
     case Refusal::tls_handshakes: return "tls_handshakes";
+    case Refusal::proxy_header: return "proxy_header";
+    case Refusal::proxy_untrusted: return "proxy_untrusted";
     case Refusal::unauthorized: return "unauthorized";
     case Refusal::other: return "other";
     case Refusal::count: break;

@@ -37,6 +37,8 @@ enum class Refusal : std::uint8_t {
   shutdown,              // 503: the server is draining
   tls_handshakes,        // TLS alert internal_error at accept: tls_handshakes_max handshakes in flight
   unauthorized,          // 401: pub/sub with auth = jwt and no valid token
+  proxy_header,          // 400 (TLS: alert): a balancer's PROXY header was malformed
+  proxy_untrusted,       // 400 (TLS: alert): a PROXY header from an address not in proxy_protocol_from
   other,                 // any other status
   count
 };

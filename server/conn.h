@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "proto/http_upgrade.h"
+#include "proto/proxy_protocol.h"
 
 namespace rg::server {
 
@@ -75,7 +76,7 @@ enum class TimerList : std::uint8_t { none, handshake, closing, active, heartbea
 
 // Answers built once at start-up and sent by any connection from there.
 enum class Const : std::uint8_t {
-  none, busy_http, shutdown_http, busy_ws, shutdown_ws, per_ip_http, rate_http, ping_ws, idle_ws,
+  none, busy_http, shutdown_http, busy_ws, shutdown_ws, per_ip_http, rate_http, proxy_http, ping_ws, idle_ws,
 };
 
 // The record every connection costs, idle or not.  It is the whole per
@@ -108,11 +109,13 @@ static_assert(sizeof(Conn) == conn_record_bytes,
 // plans with it).
 inline constexpr std::size_t tls_slot_bytes = 80;
 
-// Parse state for a request that did not arrive in one piece.  Requests that
-// do (nearly all) are parsed in the worker's scratch parser and never hold one.
+// Parse state for a request, or a balancer's PROXY header, that did not
+// arrive in one piece.  Those that do (nearly all) are parsed in the
+// worker's scratch parsers and never hold one.
 struct ParseSlot {
   explicit ParseSlot(proto::http::Limits limits) : parser(limits) {}
   proto::http::UpgradeParser parser;
+  proto::proxy::Parser proxy;
 };
 
 // An HTTP answer (101 or an error), or a close reply, waiting for its send

@@ -44,8 +44,11 @@ void Worker::on_recv(std::uint32_t slot, const ring::Completion& c) {
       k.flags &= static_cast<std::uint16_t>(~f_ping_outstanding);
       // Lingering (or going away), input is only drained: not even a TLS
       // stream needs to see it.
-      if (k.state < State::lingering)
-        stream_of(k).on_recv(slot, buffers_.buffer(c.buffer_id(), static_cast<std::uint32_t>(c.res)));
+      if (k.state < State::lingering) {
+        const std::span<const std::uint8_t> wire = buffers_.buffer(c.buffer_id(), static_cast<std::uint32_t>(c.res));
+        if (k.state == State::handshake) on_handshake_wire(slot, wire);
+        else stream_of(k).on_recv(slot, wire);
+      }
       buffers_.recycle(c.buffer_id());
       if (ended && !(k.flags & (f_recv_armed | f_rearm_queued | f_read_paused)) && k.state != State::free &&
           k.state < State::tearing_down) {
@@ -172,6 +175,7 @@ void Worker::release(std::uint32_t slot) {
   if (k.sub != nil) release_subscriber(slot);
   stream_of(k).release(slot);
   if (k.flags & f_upgraded) counters_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+  set_awaiting_proxy(slot, false);
   if (per_ip_ && ip_keys_[slot] != PerIpCounts::none) {
     shared_.per_ip.remove(id_, ip_keys_[slot]);
     ip_keys_[slot] = PerIpCounts::none;

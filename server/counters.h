@@ -53,6 +53,8 @@ struct alignas(64) WorkerCounters {
   // session pool running dry after the upgrade is busy_closes_total).
   std::array<base::Counter, static_cast<std::size_t>(Refusal::count)> refusals{};
   TlsCounters tls;
+  // PROXY v2 headers read from balancers (proxy_protocol_from): [LOCAL, PROXY].
+  std::array<base::Counter, 2> proxy_headers_total{};
   base::Counter busy_closes_total;         // 1013: no session for an upgraded connection
   base::Counter protocol_closes_total;     // we closed with 1002/1007/1009
   base::Counter messages_in_total;

@@ -27,6 +27,8 @@ void Worker::build_constant_answers() {
                "Server is accepting new connections at its configured rate limit (accept_rate)");
   text(Const::shutdown_http).len =
       http::build_error(text(Const::shutdown_http).bytes, 503, "server shutting down", config_.retry_after_s);
+  text(Const::proxy_http).len =
+      http::build_error(text(Const::proxy_http).bytes, 400, "PROXY protocol header refused", 0);
   ws_close(Const::busy_ws, 1013, "server busy: too many active sessions");
   ws_close(Const::shutdown_ws, 1001, "server shutting down");
   ws_close(Const::idle_ws, 1000, "idle timeout");
@@ -154,7 +156,7 @@ void Worker::refuse_capacity(std::uint32_t slot, const http::UpgradeParser& pars
 }
 
 void Worker::answer_error(std::uint32_t slot, std::uint16_t status, std::string_view reason,
-                          std::uint32_t retry_after_s) {
+                          std::uint32_t retry_after_s, std::optional<Refusal> why) {
   Conn& k = conns_[slot];
   // Reasons are string literals, never parser memory, so the parser can go.
   release_aux(k);
@@ -163,7 +165,7 @@ void Worker::answer_error(std::uint32_t slot, std::uint16_t status, std::string_
     answer_const(slot, Const::busy_http, Refusal::busy);  // what the client is told
     return;
   }
-  count_refusal(refusal_for_status(status));
+  count_refusal(why ? *why : refusal_for_status(status));
   Response& out = responses_[k.aux];
   out.len = static_cast<std::uint16_t>(http::build_error(out.bytes, status, reason, retry_after_s));
   out.sent = 0;

@@ -131,7 +131,9 @@ bool Worker::start(std::string& error) {
   }
 
   per_ip_ = shared_.per_ip.enabled();
-  if (per_ip_) {
+  proxy_on_ = !shared_.proxy_from.empty();
+  if (proxy_on_) awaiting_proxy_.assign((std::size_t{slots_} + 63) / 64, 0);
+  if (per_ip_ || proxy_on_) {
     // peer_accepts_max single accepts per listener.
     for (std::uint32_t l = 0; l < listeners_max; ++l) {
       if (listen_fds_[l] < 0) continue;
@@ -141,7 +143,7 @@ bool Worker::start(std::string& error) {
         peer_accepts_.push_back(a);
       }
     }
-    ip_keys_.assign(slots_, PerIpCounts::none);
+    if (per_ip_) ip_keys_.assign(slots_, PerIpCounts::none);
   }
   tls_enabled_ = listen_fds_[listener_tls] >= 0;
   if (tls_enabled_) {

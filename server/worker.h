@@ -15,6 +15,7 @@
 #include "server/budgets.h"
 #include "config/config.h"
 #include "server/fanout.h"
+#include "server/peer_address.h"
 #include "server/tls_context.h"
 
 namespace rg::server {
@@ -30,6 +31,7 @@ struct Shared {
   KernelBudgets kernel;  // sampled by the main thread once a second
   PerIpCounts per_ip;    // enabled when config.per_ip_limit > 0
   std::uint64_t max_buffered_bytes = 0;  // effective (0 in the config means a quarter of RAM)
+  std::vector<AddressRange> proxy_from;  // proxy_protocol_from, parsed: balancers whose PROXY header is read
   // The ephemeral port range (net.ipv4.ip_local_port_range), for the
   // server's own outbound connections; none are made yet, so `used` stays 0
   // until a feature that connects out (e.g. a broker) counts them here.

@@ -6,6 +6,7 @@
 // sections below name the file that implements them:
 //   loop.cpp        start-up, the loop, dispatch of completions by op, drain
 //   acceptor.cpp    accepting, admission at accept time, refusals, the accept queue
+//   proxy.cpp       the PROXY protocol header of balancer connections (proxy_protocol_from)
 //   handshake.cpp   the HTTP upgrade: parse, admit, answer (101 or an error)
 //   connection.cpp  a record's life: recv, linger, teardown, release
 //   websocket.cpp   the upgraded connection: sessions, endpoints, the echo endpoint
@@ -24,6 +25,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -35,6 +37,7 @@
 #include "base/timing_wheel.h"
 #include "proto/http_upgrade.h"
 #include "proto/jwt.h"
+#include "proto/proxy_protocol.h"
 #include "proto/pubsub.h"
 #include "proto/segments.h"
 #include "proto/ws_frame.h"
@@ -44,6 +47,7 @@
 #include "proto/ws_wire.h"
 #include "server/conn.h"
 #include "server/outbound.h"
+#include "server/peer_address.h"
 #include "server/subscriptions.h"
 #include "server/tls_stream.h"
 #include "server/worker.h"
@@ -135,14 +139,15 @@ class Worker final : public ws::MessageHandler, public ByteSink {
   void on_accept_reserved(const ring::Completion& c);
   void claim_record(std::uint32_t slot);
   void begin_handshake(std::uint32_t slot);
-  void admit(std::uint32_t slot, std::uint32_t ip_key, bool tls);
+  void admit(std::uint32_t slot, std::uint32_t ip_key, bool tls, bool from_balancer);
   void refill_tokens();
   void serve_accept_queue();
   [[nodiscard]] std::uint64_t wait_budget_us() const;
 
-  // per_ip_limit: the peer's address is needed, which a multishot accept
-  // cannot deliver safely (it writes every peer to one buffer), so this many
-  // single accepts stay in flight, each with its own address buffer.
+  // per_ip_limit and proxy_protocol_from: the peer's address is needed,
+  // which a multishot accept cannot deliver safely (it writes every peer to
+  // one buffer), so this many single accepts stay in flight, each with its
+  // own address buffer.
   static constexpr std::uint32_t peer_accepts_max = 16;
   struct PeerAccept {
     sockaddr_storage addr;
@@ -150,7 +155,7 @@ class Worker final : public ws::MessageHandler, public ByteSink {
     std::uint32_t listener;
     bool armed;
   };
-  std::vector<PeerAccept> peer_accepts_;  // empty unless per_ip_limit is set
+  std::vector<PeerAccept> peer_accepts_;  // empty unless per_ip_limit or proxy_protocol_from is set
   std::vector<std::uint32_t> ip_keys_;    // per slot: PerIpCounts key, or none
   bool per_ip_ = false;
   // accept_rate: a token bucket (this worker's share) in front of a FIFO of
@@ -177,10 +182,36 @@ class Worker final : public ws::MessageHandler, public ByteSink {
   static constexpr std::size_t recently_freed_max = 64;
   std::vector<std::uint32_t> recently_freed_;
 
+  // ================================================================ proxy.cpp
+  // Wire bytes of a connection still in its handshake: a balancer's PROXY
+  // header first, a PROXY header from anyone else refused, the rest to the
+  // byte stream.
+  void on_handshake_wire(std::uint32_t slot, std::span<const std::uint8_t> wire);
+  void handle_proxy_bytes(std::uint32_t slot, std::span<const std::uint8_t> wire);
+  void refuse_proxy(std::uint32_t slot, Refusal why, std::string_view reason);
+  [[nodiscard]] bool awaiting_proxy(std::uint32_t slot) const noexcept {
+    return proxy_on_ && ((awaiting_proxy_[slot >> 6] >> (slot & 63)) & 1) != 0;
+  }
+  void set_awaiting_proxy(std::uint32_t slot, bool on) noexcept {
+    if (!proxy_on_) return;  // no bits: nobody is a balancer
+    const std::uint64_t bit = std::uint64_t{1} << (slot & 63);
+    if (on) awaiting_proxy_[slot >> 6] |= bit;
+    else awaiting_proxy_[slot >> 6] &= ~bit;
+  }
+
+  bool proxy_on_ = false;  // proxy_protocol_from is set
+  // One bit per table slot: accepted from a balancer, its PROXY header not
+  // yet read.  A bit, not a flag in the record: the record's flags are all
+  // spoken for and the record stays 44 bytes.
+  std::vector<std::uint64_t> awaiting_proxy_;
+  proto::proxy::Parser proxy_scratch_;  // headers that arrive whole (nearly all)
+
   // ================================================================ handshake.cpp
   void build_constant_answers();
   void handle_handshake_bytes(std::uint32_t slot, std::span<const std::uint8_t> data);
-  void answer_error(std::uint32_t slot, std::uint16_t status, std::string_view reason, std::uint32_t retry_after_s);
+  // Counted under `why`, or the reason the status implies.
+  void answer_error(std::uint32_t slot, std::uint16_t status, std::string_view reason, std::uint32_t retry_after_s,
+                    std::optional<Refusal> why = std::nullopt);
   void answer_const(std::uint32_t slot, Const what, Refusal why);
   [[nodiscard]] std::span<const std::uint8_t> const_answer(Const what) const noexcept;
   void refuse_capacity(std::uint32_t slot, const http::UpgradeParser& parser, std::string_view subprotocol,

@@ -158,6 +158,7 @@ class RinggateServer:
         self.host = None
         self.port = None
         self.admin_port = None
+        self.admin_host = "127.0.0.1"
         self.tls_port = None  # with --tls-listen
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, env=env, preexec_fn=preexec_fn)
@@ -194,6 +195,8 @@ class RinggateServer:
                         self.host, self.port = m.group(1), int(m.group(2))
                         a = ADMIN_RE.search(line)
                         self.admin_port = int(a.group(2)) if a else None
+                        if a:
+                            self.admin_host = a.group(1).strip("[]")
                         t = TLS_RE.search(line)
                         self.tls_port = int(t.group(2)) if t else None
                         self._ready.set()
@@ -447,10 +450,10 @@ def _check_binary_once():
 # The admin listener: /metrics, /readyz, /status, the publish API
 # ---------------------------------------------------------------------------
 
-def admin_get(port: int, path: str, method: str = "GET"):
+def admin_get(port: int, path: str, method: str = "GET", host: str = "127.0.0.1"):
     """One HTTP request to the admin port; returns (status, headers, body).
     Header names are lower-cased; Content-Length must match the body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+    with socket.create_connection((host, port), timeout=5) as s:
         s.sendall(f"{method} {path} HTTP/1.1\r\nHost: admin\r\n\r\n".encode())
         data = b""
         while True:
@@ -470,7 +473,7 @@ def publish(srv, channel: str, body: bytes):
     """POST /publish/{channel} on the admin listener (no token); returns
     (status, body)."""
     import http.client
-    conn = http.client.HTTPConnection("127.0.0.1", srv.admin_port, timeout=10)
+    conn = http.client.HTTPConnection(srv.admin_host, srv.admin_port, timeout=10)
     try:
         conn.request("POST", f"/publish/{channel}", body=body, headers={"Content-Type": "application/json"})
         r = conn.getresponse()
@@ -492,7 +495,7 @@ def parse_metrics(text: str) -> dict:
 
 def metrics(srv) -> dict:
     """The server's /metrics, parsed (see parse_metrics)."""
-    status, _, body = admin_get(srv.admin_port, "/metrics")
+    status, _, body = admin_get(srv.admin_port, "/metrics", host=srv.admin_host)
     assert status == 200, body
     return parse_metrics(body)
 

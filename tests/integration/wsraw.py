@@ -198,7 +198,8 @@ def parse_http_response(data: bytes) -> HttpResponse:
 
 def connect(port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT,
             source: str | None = None, *, tls: ssl.SSLContext | None = None,
-            server_hostname: str | None = None, rcvbuf: int | None = None) -> socket.socket:
+            server_hostname: str | None = None, rcvbuf: int | None = None,
+            proxy: bytes | None = None) -> socket.socket:
     """TCP connect with TCP_NODELAY (so byte-by-byte sends leave as separate
     segments), from the local address `source` if given (e.g. 127.0.0.2, so
     the server sees another client IP).  With `tls`, the TLS handshake is done
@@ -210,7 +211,10 @@ def connect(port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT
     start.  Set after connect, the buffer shrinks below a window already
     advertised: the kernel then drops in-window data and the sender retries
     on a backed-off retransmission timer (seconds), which no test can
-    time."""
+    time.
+
+    `proxy` (a PROXY protocol header, see proxy_v2()) is sent first, below
+    TLS, as a balancer would."""
     if rcvbuf is None:
         sock = socket.create_connection((host, port), timeout=timeout,
                                         source_address=(source, 0) if source else None)
@@ -228,6 +232,8 @@ def connect(port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT
             raise
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.settimeout(timeout)
+    if proxy:
+        sock.sendall(proxy)
     if tls is not None:
         # An end of TCP without close_notify must not pass for a clean EOF:
         # Python sets OP_IGNORE_UNEXPECTED_EOF by default (OpenSSL then
@@ -240,6 +246,26 @@ def connect(port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT
             sock.close()
             raise
     return sock
+
+
+PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v2(source: str = "203.0.113.7", source_port: int = 40000, dest: str | None = None,
+             dest_port: int = 443, *, local: bool = False, tlvs: bytes = b"") -> bytes:
+    """A PROXY protocol v2 header (HAProxy's proxy-protocol.txt, 2.2), built
+    here from the spec rather than by ringgate's encoder: PROXY over TCP
+    from `source` (IPv4 or IPv6, by its spelling), or LOCAL (the balancer's
+    own connection, no addresses)."""
+    if local:
+        return PROXY_V2_SIGNATURE + bytes([0x20, 0x00]) + struct.pack("!H", len(tlvs)) + tlvs
+    v6 = ":" in source
+    family = socket.AF_INET6 if v6 else socket.AF_INET
+    dest = dest or ("::1" if v6 else "127.0.0.1")
+    block = (socket.inet_pton(family, source) + socket.inet_pton(family, dest) +
+             struct.pack("!HH", source_port, dest_port))
+    fam_proto = 0x21 if v6 else 0x11  # AF_INET6 / AF_INET, STREAM
+    return PROXY_V2_SIGNATURE + bytes([0x21, fam_proto]) + struct.pack("!H", len(block) + len(tlvs)) + block + tlvs
 
 
 def is_tls(sock: socket.socket) -> bool:
@@ -422,7 +448,7 @@ def read_upgrade_response(sock: socket.socket, timeout: float = DEFAULT_TIMEOUT)
 def handshake(port: int, path: str = "/echo", *, headers: dict | None = None, extra=(),
               bytewise: bool = False, timeout: float = DEFAULT_TIMEOUT, key: str | None = None,
               host: str = "127.0.0.1", source: str | None = None, tls: ssl.SSLContext | None = None,
-              server_hostname: str | None = None, rcvbuf: int | None = None):
+              server_hostname: str | None = None, rcvbuf: int | None = None, proxy: bytes | None = None):
     """Perform a WebSocket upgrade on a raw socket (on TLS with `tls`: see
     connect()).
 
@@ -433,7 +459,7 @@ def handshake(port: int, path: str = "/echo", *, headers: dict | None = None, ex
     key = key or new_key()
     req = build_request(port, path, key=key, headers=headers, extra=extra)
     sock = connect(port, host=host, timeout=timeout, source=source, tls=tls, server_hostname=server_hostname,
-                   rcvbuf=rcvbuf)
+                   rcvbuf=rcvbuf, proxy=proxy)
     try:
         if not send_tolerant(sock, req, bytewise=bytewise):
             raise AssertionError("server closed the connection during the upgrade request")

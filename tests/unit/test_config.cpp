@@ -557,6 +557,7 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"listen", "127.0.0.1:8080"},
       {"backlog", "4096"},
       {"listen-shared", "false"},
+      {"proxy-protocol-from", ""},
       {"admin-listen", "127.0.0.1:9090"},
       {"admin-per-ip-limit", "32"},
       {"admin-request-timeout", "10s"},
