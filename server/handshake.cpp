@@ -183,6 +183,8 @@ void Worker::answer_const(std::uint32_t slot, Const what, Refusal why) {
   Conn& k = conns_[slot];
   if (what == Const::busy_ws) counters_.busy_closes_total.add();
   else count_refusal(why);
+  // Refused before its TLS handshake began: it is no handshake in flight.
+  if ((k.flags & f_tls) && !tls_.started(slot)) tls_.refuse(slot);
   k.pending_const = what;
   start_linger(slot);
   pump_send(slot);

@@ -206,6 +206,11 @@ void TlsStream::leave_phase(Slot& s) noexcept {
   s.phase = Phase::failed;
 }
 
+void TlsStream::refuse(std::uint32_t slot) noexcept {
+  Slot& s = slots_[slot];
+  if (s.phase == Phase::accepted) leave_phase(s);
+}
+
 // A connection the stream cannot carry on: no alert can be sealed (no
 // record buffer), so the worker closes it.
 void TlsStream::abandon(std::uint32_t slot) {

@@ -86,6 +86,11 @@ class TlsStream final : public ByteStream {
   void on_eof(std::uint32_t slot) override;
   void release(std::uint32_t slot) override;
 
+  // The worker refused the connection before its TLS handshake began (a
+  // plaintext alert goes out instead): it stops counting against
+  // tls_handshakes_max at once, not when it closes after close_timeout.
+  void refuse(std::uint32_t slot) noexcept;
+
   // Whether the connection has begun its TLS handshake (an SSL exists):
   // before that, a refusal goes out as a plaintext alert.
   [[nodiscard]] bool started(std::uint32_t slot) const noexcept { return slots_[slot].ssl != nullptr; }

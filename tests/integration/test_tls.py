@@ -364,6 +364,12 @@ def test_handshakes_over_tls_handshakes_max_get_an_internal_error_alert(ringgate
         assert alert_records(answer) == [(2, 80)], answer  # fatal internal_error, before any handshake
         assert total(metrics(s), "ws_tls_refusals_total") == 1
         assert total(metrics(s), "ws_handshake_failures_total", reason="tls_handshakes") == 1
+        # A refused connection that stays open (lingering until the client
+        # goes or close_timeout) holds no handshake place: it never began one.
+        held.append(socket.create_connection(("127.0.0.1", s.tls_port), timeout=5))
+        wait_until(lambda: total(metrics(s), "ws_handshake_failures_total", reason="tls_handshakes") == 2, 5,
+                   what="the third connection refused")
+        assert total(metrics(s), "ws_tls_handshakes_in_flight") == 2
     finally:
         for h in held:
             h.close()
