@@ -353,6 +353,11 @@ const std::vector<Option>& options() {
        "A connection that sends nothing (pongs included) for this long is closed with 1000 \"idle timeout\". "
        "0 = never.",
        RG_MS(idle_timeout_ms)},
+      {"drain_grace", Kind::duration, "DURATION",
+       "After SIGTERM/SIGINT, how long /readyz answers 503 while connections are still served (and newcomers still "
+       "accepted) before the drain closes them with 1001: time for a balancer's health checks to take the node "
+       "out of rotation, so reconnecting clients land on other nodes. 0: drain at once.",
+       RG_MS(drain_grace_ms)},
       {"drain_timeout", Kind::duration, "DURATION",
        "On SIGTERM/SIGINT: time connections get to finish the close handshake before the process exits.",
        RG_MS(drain_timeout_ms)},

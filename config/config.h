@@ -102,6 +102,7 @@ struct Config {
   WakeMode cross_worker_wake = WakeMode::automatic;  // how publishers wake workers
 
   // Process
+  std::uint64_t drain_grace_ms = 0;  // after a stop signal: /readyz 503 while still serving, before the drain
   std::uint64_t drain_timeout_ms = 10'000;
   std::string log_level = "info";
   bool strict_preflight = false;  // refuse to start when the kernel preflight finds anything

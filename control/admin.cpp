@@ -577,6 +577,7 @@ Admin::Reply Admin::handle(const std::string& path) const {
   }
   if (path == "/readyz") {
     if (shared_.stopping.load()) return {503, text, "not ready: draining for shutdown\n"};
+    if (shared_.leaving.load()) return {503, text, "not ready: leaving (drain_grace), still serving its connections\n"};
     const std::uint64_t open = shared_.open_connections();
     const std::uint64_t limit = shared_.max_connections;
     const std::uint64_t threshold = limit * shared_.config.not_ready_percent / 100;
@@ -833,9 +834,9 @@ std::string Admin::status_json() const {
   const std::uint64_t open = s.open_connections();
   const std::uint64_t now = monotonic_ms();
   std::string out = absl::StrFormat(
-      "{\"draining\":%s,\"open_connections\":%d,\"max_connections\":%d,\"utilisation\":%.4f,"
+      "{\"draining\":%s,\"leaving\":%s,\"open_connections\":%d,\"max_connections\":%d,\"utilisation\":%.4f,"
       "\"not_ready_percent\":%d,\"warn_percent\":%d,\"refuse_percent\":%d,\"budgets\":{",
-      s.stopping.load() ? "true" : "false", open, s.max_connections,
+      s.stopping.load() ? "true" : "false", s.leaving.load() ? "true" : "false", open, s.max_connections,
       s.max_connections ? static_cast<double>(open) / static_cast<double>(s.max_connections) : 0.0,
       s.config.not_ready_percent, s.config.warn_percent, s.config.kernel_refuse_percent);
   // Every budget with its use, limit and utilisation (0 when the limit is

@@ -64,6 +64,10 @@ bool validate(const Config& c, std::string& error) {
       return false;
     }
   }
+  if (c.drain_grace_ms > 3'600'000) {
+    error = "drain_grace must be at most 1h";
+    return false;
+  }
   if (!c.echo_enabled() && !c.pubsub_enabled()) {
     error = "echo_path and pubsub_path are both off: the server would have no endpoint";
     return false;
@@ -519,6 +523,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (config.per_ip_limit > 0) shared->per_ip.init(workers);
+  for (const std::string& text : config.proxy_protocol_from) {
+    rg::server::AddressRange r;
+    (void)rg::server::AddressRange::parse(text, r, error);  // validate() checked each
+    shared->proxy_from.push_back(r);
+  }
+  if (!shared->proxy_from.empty())
+    RG_LOG(info, "proxy protocol: connections from %s start with a PROXY v2 header, whose client address per-IP "
+                 "limits count; a PROXY header from any other address is refused",
+           absl::StrJoin(config.proxy_protocol_from, ", "));
   shared->max_buffered_bytes = config.max_buffered_bytes;
   {
     const std::uint64_t low = read_proc_u64("/proc/sys/net/ipv4/ip_local_port_range", 0);
@@ -530,15 +543,6 @@ int main(int argc, char** argv) {
     const long page = sysconf(_SC_PAGESIZE);
     shared->max_buffered_bytes = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * page / 4 : 1ull << 30;
   }
-  for (const std::string& text : config.proxy_protocol_from) {
-    rg::server::AddressRange r;
-    (void)rg::server::AddressRange::parse(text, r, error);  // validate() checked each
-    shared->proxy_from.push_back(r);
-  }
-  if (!shared->proxy_from.empty())
-    RG_LOG(info, "proxy protocol: connections from %s start with a PROXY v2 header, whose client address per-IP "
-                 "limits count; a PROXY header from any other address is refused",
-           absl::StrJoin(config.proxy_protocol_from, ", "));
   RG_LOG(info, "buffering: %u bytes per connection before backpressure (off at %.2f), %u bytes across all "
                "connections (max_buffered_bytes), slow consumers: %s", config.frame_buffer_size,
          config.buffer_drain_threshold, shared->max_buffered_bytes, rg::server::word(config.slow_consumer_policy));
@@ -610,14 +614,23 @@ int main(int argc, char** argv) {
                              host, port, tls_where, config.echo_path, config.pubsub_path, admin_where, workers,
                              shared->max_connections, bound));
 
-  // First signal: drain.  Second: leave at once.
+  // First signal: drain (after drain_grace, if set, with /readyz already
+  // 503 so that a balancer stops sending newcomers; a signal during the
+  // grace ends it).  A signal during the drain: leave at once.
   bool draining = false;
+  std::uint64_t grace_ends_ms = 0;
   const timespec poll{0, 100 * 1000 * 1000};
   rg::base::log::RateLimited warn_log(1, 10'000);
   std::uint32_t polls = 0;
   while (finished.load() < workers) {
     siginfo_t info{};
     const int sig = sigtimedwait(&signals, &info, &poll);
+    if (sig < 0 && grace_ends_ms != 0 && rg::base::monotonic_ms() >= grace_ends_ms) {
+      grace_ends_ms = 0;
+      RG_LOG(info, "drain_grace over: closing %u connections with 1001 (drain_timeout %ums)",
+             shared->open_connections(), config.drain_timeout_ms);
+      shared->stopping.store(true);
+    }
     if (sig < 0) {
       // Kernel budgets: sampled once a second, never per accept.
       if (++polls % 10 != 0) continue;
@@ -636,7 +649,22 @@ int main(int argc, char** argv) {
       reload_tls(config, *shared, tls_contexts);
       continue;
     }
-    if (!draining) {
+    if (!draining && config.drain_grace_ms > 0) {
+      draining = true;
+      grace_ends_ms = rg::base::monotonic_ms() + config.drain_grace_ms;
+      shared->leaving.store(true);
+      RG_LOG(info, "%s: /readyz answers 503 now; still serving %u connections for drain_grace %ums, then closing "
+                   "them with 1001; send again to drain now",
+             strsignal(sig), shared->open_connections(), config.drain_grace_ms);
+    } else if (grace_ends_ms != 0) {
+      // Impatience during the grace skips the rest of it, not the drain:
+      // the clients still get their 1001.
+      grace_ends_ms = 0;
+      RG_LOG(info, "%s during drain_grace: closing %u connections with 1001 now (drain_timeout %ums); send again "
+                   "to exit now",
+             strsignal(sig), shared->open_connections(), config.drain_timeout_ms);
+      shared->stopping.store(true);
+    } else if (!draining) {
       draining = true;
       RG_LOG(info, "%s: closing %u connections with 1001 (drain_timeout %ums); send again to exit now",
              strsignal(sig), shared->open_connections(), config.drain_timeout_ms);

@@ -28,10 +28,11 @@ struct Shared {
   std::uint64_t max_connections = 0;  // effective limit, never 0 here
   std::vector<std::unique_ptr<WorkerCounters>> counters;
   std::atomic<bool> stopping{false};
+  std::atomic<bool> leaving{false};  // a stop signal arrived: /readyz is 503 through drain_grace, before stopping
   KernelBudgets kernel;  // sampled by the main thread once a second
   PerIpCounts per_ip;    // enabled when config.per_ip_limit > 0
-  std::uint64_t max_buffered_bytes = 0;  // effective (0 in the config means a quarter of RAM)
   std::vector<AddressRange> proxy_from;  // proxy_protocol_from, parsed: balancers whose PROXY header is read
+  std::uint64_t max_buffered_bytes = 0;  // effective (0 in the config means a quarter of RAM)
   // The ephemeral port range (net.ipv4.ip_local_port_range), for the
   // server's own outbound connections; none are made yet, so `used` stays 0
   // until a feature that connects out (e.g. a broker) counts them here.

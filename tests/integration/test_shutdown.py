@@ -90,3 +90,39 @@ def test_second_sigterm_forces_exit(ringgate):
         rc = srv.wait(5)
         assert rc is not None, "server still running 5 s after the second SIGTERM"
         assert time.monotonic() - start < 5
+
+
+def test_drain_grace_keeps_serving_with_readyz_503_then_drains(ringgate):
+    """With --drain-grace, SIGTERM turns /readyz 503 at once while open
+    connections echo and newcomers are still served; the 1001s come when the
+    grace is over, and the process exits 0."""
+    from conftest import admin_get, wait_until
+    srv = ringgate("--drain-grace", "1500ms")
+    ws, _ = wsraw.handshake(srv.port)
+    with ws:
+        srv.signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        wait_until(lambda: admin_get(srv.admin_port, "/readyz")[0] == 503, 2, 0.02, "/readyz 503")
+        assert "leaving" in admin_get(srv.admin_port, "/readyz")[2]
+        assert ws.echo(b"during the grace")[1] == b"during the grace"
+        with wsraw.handshake(srv.port)[0] as newcomer:
+            assert newcomer.echo(b"new")[1] == b"new"
+        code = ws.expect_close(T)[0]
+        assert code == 1001
+        assert time.monotonic() - signalled >= 1.4, "the drain began before drain_grace was over"
+    assert srv.wait(T) == 0
+
+
+def test_a_second_signal_during_drain_grace_drains_at_once(ringgate):
+    """Impatience during the grace skips what is left of it, not the drain:
+    the client still gets 1001 and the exit is clean."""
+    srv = ringgate("--drain-grace", "60s")
+    ws, _ = wsraw.handshake(srv.port)
+    with ws:
+        srv.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert not ws.poll(0.2), "a close came during the grace"
+        srv.signal(signal.SIGTERM)
+        code = ws.expect_close(T)[0]
+        assert code == 1001
+    assert srv.wait(T) == 0

@@ -13,6 +13,7 @@ RINGGATE_TEST_PACKAGES=(
   python3 python3-websockets python3-pytest python3-prometheus-client python3-cryptography
   iproute2 procps
   chromium libnss3-tools   # tests/integration/test_browser.py: headless Chromium, certutil for its NSS trust
+  haproxy                  # tests/integration/test_haproxy.py: the balancer of deploy/haproxy/haproxy.cfg
   clang-14 libclang-rt-14-dev lld-14   # the libFuzzer build (tests/fuzz, tools/fuzz.sh)
 )
 

@@ -1,0 +1,173 @@
+"""ringgate nodes behind a real HAProxy, configured by deploy/haproxy/haproxy.cfg.
+
+The shipped configuration is used as it is, except for what a machine of
+its own would set: the addresses it binds and the servers it balances (two
+nodes on 127.0.0.2 and 127.0.0.3), global maxconn (this machine's
+RLIMIT_NOFILE), and the health-check interval (200 ms instead of 2 s, so
+the drain test takes seconds; `timeout check` stays 2 s, so a check slowed
+by a loaded machine is not taken for a failure).  Clients connect from their own loopback
+addresses (127.0.0.9, ...), so what a node sees through the PROXY header
+can be told from HAProxy's address.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import REPO_ROOT, admin_get, metrics, total, wait_until
+import wsraw
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+pytestmark = pytest.mark.skipif(not os.path.exists(HAPROXY), reason="haproxy is not installed (tools/dev/deps.sh)")
+
+NODE_HOSTS = ("127.0.0.2", "127.0.0.3")
+
+
+def free_port(host="127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def haproxy_config(ws_port, wss_port, nodes) -> str:
+    """deploy/haproxy/haproxy.cfg with this machine's addresses."""
+    text = (REPO_ROOT / "deploy/haproxy/haproxy.cfg").read_text()
+    text = re.sub(r"(?m)^(\s*)bind :80$", rf"\g<1>bind 127.0.0.1:{ws_port}", text)
+    text = re.sub(r"(?m)^(\s*)bind :443$", rf"\g<1>bind 127.0.0.1:{wss_port}", text)
+    text = re.sub(r"(?m)^(\s*)maxconn \d+$", r"\g<1>maxconn 4000", text)
+    text = re.sub(r"inter 2s fall 2 rise 3", "inter 200ms fall 2 rise 2", text)
+    for backend, port_of in (("ringgate_ws", lambda n: n.port), ("ringgate_wss", lambda n: n.tls_port)):
+        servers = "".join(f"    server node{i + 1} {n.host}:{port_of(n)} check port {n.admin_port}\n"
+                          for i, n in enumerate(nodes))
+        block = re.search(rf"(?ms)^backend {backend}\n.*?(?=^\S|\Z)", text)
+        assert block, f"the shipped haproxy.cfg has no backend {backend}"
+        body = re.sub(r"(?m)^\s*server .*\n", "", block.group(0))
+        text = text.replace(block.group(0), body.rstrip("\n") + "\n" + servers + "\n")
+    return text
+
+
+class HAProxy:
+    def __init__(self, tmp_path, nodes):
+        self.ws_port = free_port()
+        self.wss_port = free_port()
+        self.config = tmp_path / "haproxy.cfg"
+        self.config.write_text(haproxy_config(self.ws_port, self.wss_port, nodes))
+        check = subprocess.run([HAPROXY, "-c", "-f", str(self.config)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+        self.log = open(tmp_path / "haproxy.log", "w+")
+        self.proc = subprocess.Popen([HAPROXY, "-db", "-f", str(self.config)], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+        def accepting():
+            try:
+                socket.create_connection(("127.0.0.1", self.ws_port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_until(accepting, 10, 0.05, "haproxy accepting")
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+
+
+@pytest.fixture
+def fleet(ringgate, tmp_path, tls_server_args):
+    def node(host, *extra):
+        return ringgate("--listen", f"{host}:0", "--admin-listen", f"{host}:0", "--tls-listen", f"{host}:0",
+                        *tls_server_args[2:], "--proxy-protocol-from", "127.0.0.1/32", "--workers", "1", *extra)
+    nodes = [node(h, "--per-ip-limit", "1", "--drain-grace", "6s", "--drain-timeout", "5s") for h in NODE_HOSTS]
+    proxy = HAProxy(tmp_path, nodes)
+    # The fixture's probe of HAProxy's frontend reached a node as a PROXY
+    # header and a FIN: let it be counted before tests take their baselines.
+    wait_until(lambda: sum(proxy_headers(n) for n in nodes) == 1, 10, 0.05, "the probe's header counted")
+    yield nodes, proxy
+    proxy.stop()
+
+
+def proxy_headers(node) -> float:
+    return total(metrics(node), "ws_proxy_headers_total", command="proxy")
+
+
+def test_clients_reach_the_nodes_with_their_own_addresses(fleet, tls_client_context):
+    nodes, proxy = fleet
+    base = [proxy_headers(n) for n in nodes]  # the fixture's probe made one
+    # per_ip_limit 1 on each node.  Were the nodes to see HAProxy's address
+    # (127.0.0.1 for every client), the second connection would be refused.
+    first, _ = wsraw.handshake(proxy.ws_port, source="127.0.0.9")
+    second, _ = wsraw.handshake(proxy.ws_port, source="127.0.0.9")  # leastconn: the other node
+    with first, second:
+        assert first.echo(b"one")[1] == b"one" and second.echo(b"two")[1] == b"two"
+        assert [proxy_headers(n) - b for n, b in zip(nodes, base)] == [1, 1], "leastconn: one on each node"
+        # A third from the same client: both nodes already hold one of its
+        # connections, and the 429 crosses HAProxy.
+        with pytest.raises(wsraw.UpgradeRefused) as refused:
+            wsraw.handshake(proxy.ws_port, source="127.0.0.9")
+        assert refused.value.status == 429
+        third, _ = wsraw.handshake(proxy.ws_port, source="127.0.0.10")
+        secure, _ = wsraw.handshake(proxy.wss_port, source="127.0.0.11", tls=tls_client_context,
+                                    server_hostname="localhost")
+        with third, secure:
+            assert third.echo(b"three")[1] == b"three"
+            assert secure.echo(b"over wss")[1] == b"over wss"
+    assert sum(total(metrics(n), "ws_handshake_failures_total", reason="per_ip") for n in nodes) == 1
+    assert sum(proxy_headers(n) for n in nodes) - sum(base) == 5
+
+
+def test_a_draining_node_leaves_the_rotation_before_its_clients_move(fleet):
+    nodes, proxy = fleet
+    leaving, staying = nodes
+    clients = [wsraw.handshake(proxy.ws_port, source=f"127.0.0.{20 + i}")[0] for i in range(4)]
+    try:
+        assert [total(metrics(n), "ws_total_connections") for n in nodes] == [2, 2]
+        leaving.signal(signal.SIGTERM)
+        # 1. /readyz is 503 at once (as soon as the main thread takes the
+        #    signal); the node still serves its connections.
+        wait_until(lambda: admin_get(leaving.admin_port, "/readyz", host=leaving.admin_host)[0] == 503, 2, 0.02,
+                   "/readyz 503 after SIGTERM")
+        assert "drain_grace" in admin_get(leaving.admin_port, "/readyz", host=leaving.admin_host)[2]
+        # 2. HAProxy's checks take it out of rotation (fall 2 x 200 ms):
+        #    newcomers all land on the other node.
+        time.sleep(1.0)
+        before = proxy_headers(leaving)
+        newcomers = [wsraw.handshake(proxy.ws_port, source=f"127.0.0.{30 + i}")[0] for i in range(4)]
+        for ws in newcomers:
+            ws.close()
+        assert proxy_headers(leaving) == before, "a node in drain_grace got a newcomer through HAProxy"
+        for ws in clients:
+            assert ws.echo(b"still here")[1] == b"still here"
+        # 3. After drain_grace its clients get 1001 and reconnect through
+        #    HAProxy, to the other node.
+        moved = []
+        for i, ws in enumerate(clients):
+            if ws.poll(5.0):
+                code = ws.expect_close()[0]
+                assert code == 1001
+                moved.append(i)
+        assert len(moved) == 2, f"the leaving node held 2 of the 4 clients, {len(moved)} were closed"
+        for i in moved:
+            clients[i] = wsraw.handshake(proxy.ws_port, source=f"127.0.0.{20 + i}")[0]
+            assert clients[i].echo(b"moved")[1] == b"moved"
+        assert leaving.wait(10) == 0
+        assert total(metrics(staying), "ws_total_connections") == 4
+    finally:
+        for ws in clients:
+            ws.close()
