@@ -59,6 +59,7 @@ std::uint32_t SubscriptionIndex::channel_id(std::string_view name) {
     it->second = base::take_slot(channels_, free_channels_);
     channels_[it->second].name = std::string(name);
     name_bytes_ += name.size();
+    if (watch_) watch_->name_opened(Watch::Kind::channel, name);
   }
   return it->second;
 }
@@ -119,6 +120,7 @@ void SubscriptionIndex::maybe_free_channel(std::uint32_t c) {
   Channel& ch = channels_[c];
   if (ch.count != 0 || c == walk_channel_) return;
   name_bytes_ -= ch.name.size();
+  if (watch_) watch_->name_closed(Watch::Kind::channel, ch.name);
   channel_ids_.erase(ch.name);
   ch = Channel{};
   free_channels_.push_back(c);
@@ -132,6 +134,7 @@ void SubscriptionIndex::set_user(std::uint32_t sub, std::string_view user) {
     it->second = base::take_slot(users_, free_users_);
     users_[it->second].name = std::string(user);
     name_bytes_ += user.size();
+    if (watch_) watch_->name_opened(Watch::Kind::user, user);
   }
   User& u = users_[it->second];
   s.user = it->second;
@@ -151,6 +154,7 @@ void SubscriptionIndex::unlink_user(std::uint32_t sub) {
   if (s.user_next != nil) subs_[s.user_next].user_prev = s.user_prev;
   if (--u.count == 0) {
     name_bytes_ -= u.name.size();
+    if (watch_) watch_->name_closed(Watch::Kind::user, u.name);
     user_ids_.erase(u.name);
     u = User{};
     free_users_.push_back(s.user);

@@ -26,6 +26,20 @@ class SubscriptionIndex {
  public:
   static constexpr std::uint32_t nil = UINT32_MAX;
 
+  // Told when a channel or user name comes into this index (its first
+  // subscriber or connection) and when it leaves (its last is gone): what a
+  // backplane must ask Redis for on this node's behalf.
+  class Watch {
+   public:
+    enum class Kind : std::uint8_t { channel, user };
+    virtual void name_opened(Kind kind, std::string_view name) = 0;
+    virtual void name_closed(Kind kind, std::string_view name) = 0;
+
+   protected:
+    ~Watch() = default;
+  };
+  void set_watch(Watch* watch) noexcept { watch_ = watch; }
+
   // `subscribers_max`: connections that may be subscribers at once (the
   // worker's table slots).  Vectors are reserved here and grow within it.
   void init(std::uint32_t subscribers_max, std::uint32_t subscriptions_per_subscriber_max);
@@ -124,6 +138,7 @@ class SubscriptionIndex {
   std::uint64_t name_bytes_ = 0;
   std::uint32_t walk_channel_ = nil;
   std::uint32_t walk_next_ = nil;  // the node next() returns next
+  Watch* watch_ = nullptr;
 };
 
 }  // namespace rg::server

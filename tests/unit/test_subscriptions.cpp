@@ -139,4 +139,52 @@ TEST(SubscriptionIndex, UsersAndTheirDevices) {
   EXPECT_NE(index.find_user("bob"), nil);
 }
 
+
+
+// The watch a backplane relies on: each name opened once when it comes into
+// the index and closed once when it leaves, whichever way it leaves
+// (unsubscribe, detach, the end of a walk that pinned it).
+struct Recorder final : SubscriptionIndex::Watch {
+  std::vector<std::string> events;
+  void name_opened(Kind kind, std::string_view name) override {
+    events.push_back(std::string(kind == Kind::channel ? "+c:" : "+u:") + std::string(name));
+  }
+  void name_closed(Kind kind, std::string_view name) override {
+    events.push_back(std::string(kind == Kind::channel ? "-c:" : "-u:") + std::string(name));
+  }
+};
+
+TEST(SubscriptionIndex, WatchSeesEachNameComeAndGoOnce) {
+  SubscriptionIndex index;
+  Recorder rec;
+  index.init(8, 4);
+  index.set_watch(&rec);
+  const std::uint32_t a = index.attach(1);
+  const std::uint32_t b = index.attach(2);
+  index.set_user(a, "alice");
+  index.set_user(b, "alice");
+  index.subscribe(a, "news");
+  index.subscribe(b, "news");
+  index.subscribe(b, "sport");
+  EXPECT_EQ(rec.events, (std::vector<std::string>{"+u:alice", "+c:news", "+c:sport"}));
+  rec.events.clear();
+  index.unsubscribe(a, "news");  // b still holds it
+  EXPECT_TRUE(rec.events.empty());
+  // A walk pins the channel: it closes when the walk ends, not before.
+  index.begin_walk(index.find_channel("sport"));
+  index.unsubscribe(b, "sport");
+  EXPECT_TRUE(rec.events.empty());
+  index.end_walk();
+  EXPECT_EQ(rec.events, (std::vector<std::string>{"-c:sport"}));
+  rec.events.clear();
+  index.detach(a);  // alice keeps a device
+  EXPECT_TRUE(rec.events.empty());
+  index.detach(b);
+  EXPECT_EQ(rec.events, (std::vector<std::string>{"-c:news", "-u:alice"}));
+  rec.events.clear();
+  const std::uint32_t c = index.attach(3);
+  index.subscribe(c, "news");  // back again: opened again
+  EXPECT_EQ(rec.events, (std::vector<std::string>{"+c:news"}));
+}
+
 }  // namespace
