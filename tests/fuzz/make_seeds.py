@@ -610,6 +610,27 @@ def proxy_protocol():
     return out
 
 
+def backplane():
+    # Control byte 0: a key length, the key, the payload.  Control byte 1: a
+    # URL.  The rows of BackplaneWire's tables (tests/unit/test_backplane_wire.cpp).
+    def pair(key, payload):
+        return b"\x00" + bytes([len(key)]) + key + payload
+    out = {"channel": pair(b"rg:{c:news}", b"rg1 18c2-7\n{\"a\":1}"),
+           "user": pair(b"rg:{u:alice}", b"rg1 x-1\nhello"),
+           "empty_body": pair(b"rg:{c:a.b:c-d_e}", b"rg1 id\n"),
+           "binary_body": pair(b"rg:{c:bin}", b"rg1 id\n\x00\xff\x80\n"),
+           "foreign_key": pair(b"rg:{x:news}", b"rg1 id\nbody"),
+           "bad_name": pair(b"rg:{c:a b}", b"rg1 id\nbody"),
+           "no_prefix": pair(b"rg:{c:n}", b"hello"),
+           "no_newline": pair(b"rg:{c:n}", b"rg1 " + b"a" * 140),
+           "bad_id": pair(b"rg:{c:n}", b"rg1 a b\nbody")}
+    for name, url in {"url": b"redis://127.0.0.1:6379", "url_v6": b"redis://[::1]:7000",
+                      "url_default_port": b"redis://redis.local", "url_bad_port": b"redis://h:70000",
+                      "url_cluster": b"redis-cluster://h:7000", "url_userinfo": b"redis://u@h:1"}.items():
+        out[name] = b"\x01" + url
+    return out
+
+
 TARGETS = {
     "fuzz_http_upgrade": http_upgrade,
     "fuzz_http_request": http_request,
@@ -625,6 +646,7 @@ TARGETS = {
     "fuzz_tls_ticket_keys": tls_ticket_keys,
     "fuzz_tls_names": tls_names,
     "fuzz_proxy_protocol": proxy_protocol,
+    "fuzz_backplane": backplane,
 }
 
 

@@ -1,0 +1,59 @@
+// The Redis backplane's wire: how ringgate names its channels and users in
+// Redis, and how a message travels between nodes.  Pure: strings in,
+// verdicts out.  The thread that talks to Redis is control/backplane.h.
+//
+// Keys.  A ringgate channel NAME is the Redis (sharded) pub/sub channel
+// "rg:{c:NAME}", a user NAME is "rg:{u:NAME}".  The braces are a Redis
+// Cluster hash tag: a key's slot depends on the name alone, so names spread
+// over the shards, and a name's messages all go through one shard, in
+// order.  Valid ringgate names ([A-Za-z0-9._:-]) hold no braces, so the tag
+// is always the whole name.
+//
+// Messages.  "rg1 " ID "\n" BODY: a version, the message id the publishing
+// node gave it (a valid name), then the body's bytes as published.  The
+// receiving nodes frame it for their own subscribers; what crosses Redis is
+// never a WebSocket frame.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace rg::proto::backplane {
+
+enum class Target : std::uint8_t { channel, user };
+
+// The Redis channel a ringgate channel or user travels on.
+[[nodiscard]] std::string key(Target target, std::string_view name);
+
+struct Key {
+  bool ok = false;
+  Target target = Target::channel;
+  std::string_view name;  // within the parsed string
+};
+// The ringgate name a Redis channel stands for; not ok when the key is not
+// one of ours or the name inside is not a valid name.
+[[nodiscard]] Key parse_key(std::string_view key) noexcept;
+
+inline constexpr std::string_view message_prefix = "rg1 ";
+[[nodiscard]] std::string encode(std::string_view id, std::span<const std::uint8_t> body);
+
+struct Message {
+  bool ok = false;
+  std::string_view id;
+  std::span<const std::uint8_t> body;
+  std::string_view error;  // why not ok
+};
+// Views into `wire`.
+[[nodiscard]] Message decode(std::span<const std::uint8_t> wire) noexcept;
+
+// backplane = "redis://HOST:PORT" (HOST a name, an IPv4 address or [IPv6];
+// PORT 1..65535, 6379 when left out).
+struct Address {
+  std::string host;
+  std::uint16_t port = 6379;
+};
+[[nodiscard]] bool parse_url(std::string_view url, Address& out, std::string& error);
+
+}  // namespace rg::proto::backplane

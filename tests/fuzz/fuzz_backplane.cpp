@@ -1,0 +1,59 @@
+// fuzz_backplane: the Redis backplane's wire, proto/backplane.h: what a node
+// makes of the (channel, payload) pairs Redis hands it, and of the
+// backplane URL.  Input: a control byte (bit 0: the rest is a URL), else a
+// key length byte, the key, then the payload.  Properties:
+//   - parse_key() accepts exactly what key() makes of a valid name, and
+//     key() of what it parsed gives the input back;
+//   - decode() accepts exactly "rg1 " + a valid id + "\n" + anything, its
+//     views lie inside the input, and encode() of what it decoded gives the
+//     input back;
+//   - parse_url() either fails with a reason or gives a non-empty host
+//     without '/', '@' or spaces and a port from 1 to 65535.
+#include <string>
+
+#include "fuzz_support.h"
+#include "proto/backplane.h"
+#include "proto/pubsub.h"
+
+using namespace rg::proto::backplane;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 1) return 0;
+  const std::uint8_t control = data[0];
+  const std::span<const std::uint8_t> rest(data + 1, size - 1);
+  if (control & 1) {
+    Address a;
+    std::string error;
+    const std::string_view url(reinterpret_cast<const char*>(rest.data()), rest.size());
+    if (parse_url(url, a, error)) {
+      FUZZ_CHECK(!a.host.empty() && a.port >= 1);
+      FUZZ_CHECK(a.host.find_first_of("/@?# ") == std::string::npos);
+    } else {
+      FUZZ_CHECK(!error.empty());
+    }
+    return 0;
+  }
+  if (rest.empty()) return 0;
+  const std::size_t key_len = std::min<std::size_t>(rest[0], rest.size() - 1);
+  const std::string_view k(reinterpret_cast<const char*>(rest.data() + 1), key_len);
+  const Key parsed = parse_key(k);
+  if (parsed.ok) {
+    FUZZ_CHECK(rg::proto::pubsub::check_name(parsed.name).ok());
+    FUZZ_CHECK(key(parsed.target, parsed.name) == k);
+  }
+  const std::span<const std::uint8_t> payload = rest.subspan(1 + key_len);
+  const Message m = decode(payload);
+  if (m.ok) {
+    FUZZ_CHECK(rg::proto::pubsub::check_name(m.id).ok());
+    const auto* begin = payload.data();
+    const auto* end = payload.data() + payload.size();
+    FUZZ_CHECK(reinterpret_cast<const std::uint8_t*>(m.id.data()) >= begin);
+    FUZZ_CHECK(m.body.data() >= begin && m.body.data() + m.body.size() == end);
+    const std::string again = encode(m.id, m.body);
+    FUZZ_CHECK(again.size() == payload.size() && std::equal(again.begin(), again.end(), begin,
+                                                            [](char c, std::uint8_t b) { return static_cast<std::uint8_t>(c) == b; }));
+  } else {
+    FUZZ_CHECK(!m.error.empty());
+  }
+  return 0;
+}
