@@ -353,6 +353,12 @@ const std::vector<Option>& options() {
        "A connection that sends nothing (pongs included) for this long is closed with 1000 \"idle timeout\". "
        "0 = never.",
        RG_MS(idle_timeout_ms)},
+      {"backplane", Kind::text, "URL",
+       "redis://HOST:PORT: the Redis (7.0 or later) that carries publishes between the nodes of a fleet. A publish "
+       "on any node then reaches every subscriber of the channel (or device of the user) on every node; each node "
+       "subscribes in Redis only to the names its own clients hold. While Redis is unreachable publishes answer "
+       "503. 'off': this node's subscribers only.",
+       RG_TEXT(backplane)},
       {"drain_grace", Kind::duration, "DURATION",
        "After SIGTERM/SIGINT, how long /readyz answers 503 while connections are still served (and newcomers still "
        "accepted) before the drain closes them with 1001: time for a balancer's health checks to take the node "

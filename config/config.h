@@ -101,6 +101,9 @@ struct Config {
   std::uint32_t fanout_batch = 16384;          // per worker loop turn: deliveries queued before I/O runs again
   WakeMode cross_worker_wake = WakeMode::automatic;  // how publishers wake workers
 
+  // Fleet (docs/fleet.md)
+  std::string backplane = "off";  // redis://HOST:PORT: publishes reach every node's subscribers through Redis
+
   // Process
   std::uint64_t drain_grace_ms = 0;  // after a stop signal: /readyz 503 while still serving, before the drain
   std::uint64_t drain_timeout_ms = 10'000;
@@ -112,6 +115,7 @@ struct Config {
   [[nodiscard]] bool echo_enabled() const noexcept { return echo_path != "off"; }
   [[nodiscard]] bool auth_jwt() const noexcept { return auth == Auth::jwt; }
   [[nodiscard]] bool tls_enabled() const noexcept { return tls_listen != "off"; }
+  [[nodiscard]] bool backplane_enabled() const noexcept { return backplane != "off"; }
 
   // The per-connection backpressure thresholds in bytes.
   [[nodiscard]] std::uint64_t backpressure_on_bytes() const noexcept { return frame_buffer_size; }

@@ -803,6 +803,34 @@ std::string Admin::metrics() const {
         "Of those, answered 429 after a delay: their address had too many failures in the window.",
         load(auth_throttled_));
   }
+  {
+    // The Redis backplane (control/backplane.h).  Alert on
+    // ws_backplane_enabled == 1 and ws_backplane_up == 0.
+    const BackplaneCounters& b = s.backplane;
+    const BackplaneState state = b.state.load();
+    const auto gauge = [&](const char* name, const char* help, std::uint64_t v) {
+      absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", name, help, name, name, v);
+    };
+    const auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+      absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v);
+    };
+    gauge("ws_backplane_enabled", "1 when backplane is set: publishes travel between nodes through Redis.",
+          state != BackplaneState::off ? 1 : 0);
+    gauge("ws_backplane_up", "1 while the connection to the backplane's Redis is up (publishes answer 503 otherwise).",
+          state == BackplaneState::up ? 1 : 0);
+    gauge("ws_backplane_names", "Channels and users this node's clients hold: what it asks Redis for.", load(b.names));
+    gauge("ws_backplane_subscriptions", "Names subscribed in Redis now, as Redis confirmed them.",
+          load(b.subscriptions));
+    counter("ws_backplane_connects_total", "Connections made to the backplane's Redis (the first and every reconnection).",
+            load(b.connects_total));
+    counter("ws_backplane_connect_failures_total", "Attempts to reach the backplane's Redis that failed.",
+            load(b.connect_failures_total));
+    counter("ws_backplane_messages_total", "Messages from Redis posted to this node's workers.", load(b.messages_total));
+    counter("ws_backplane_dropped_total", "Messages from Redis lost here: a worker's mailbox was full (mailbox_size).",
+            load(b.dropped_total));
+    counter("ws_backplane_malformed_total", "Messages on ringgate's Redis channels not in ringgate's format.",
+            load(b.malformed_total));
+  }
   // The admin listener itself: how full it is and why it turned clients away.
   absl::StrAppendFormat(&out,
                         "# HELP ws_admin_connections Connections to the admin listener (of %d).\n"
@@ -889,7 +917,11 @@ std::string Admin::status_json() const {
                           load(c.buffered_bytes), load(c.backpressured_connections), load(c.subscribers),
                           load(c.subscriptions), load(c.channels), load(c.mailbox_depth), now > beat ? now - beat : 0);
   }
-  out += "]}\n";
+  out += "]";
+  const BackplaneState state = s.backplane.state.load();
+  absl::StrAppendFormat(&out, ",\"backplane\":{\"state\":\"%s\",\"names\":%d,\"subscriptions\":%d}}\n",
+                        state == BackplaneState::off ? "off" : state == BackplaneState::up ? "up" : "down",
+                        load(s.backplane.names), load(s.backplane.subscriptions));
   return out;
 }
 

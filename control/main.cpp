@@ -20,11 +20,13 @@
 
 #include <absl/strings/str_join.h>
 
+#include "proto/backplane.h"
 #include "proto/http_upgrade.h"
 #include "proto/pubsub.h"
 #include "ring/ktls.h"
 #include "ring/ring.h"
 #include "control/admin.h"
+#include "control/backplane.h"
 #include "control/secrets.h"
 #include "tooling/capacity_model.h"
 #include "config/config.h"
@@ -61,6 +63,14 @@ bool validate(const Config& c, std::string& error) {
     rg::server::AddressRange r;
     if (!rg::server::AddressRange::parse(range, r, error)) {
       error = "proxy_protocol_from: " + error;
+      return false;
+    }
+  }
+  if (c.backplane_enabled()) {
+    rg::proto::backplane::Address address;
+    if (!rg::proto::backplane::parse_url(c.backplane, address, error)) return false;
+    if (!c.pubsub_enabled()) {
+      error = "backplane carries publishes to pubsub_path's subscribers: it needs pubsub_path on";
       return false;
     }
   }
@@ -523,6 +533,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (config.per_ip_limit > 0) shared->per_ip.init(workers);
+  // The backplane's interest feed exists before the workers, which report
+  // into it from their first subscriber on.
+  std::unique_ptr<rg::server::Interest> interest;
+  std::unique_ptr<rg::server::Backplane> backplane;
+  if (config.backplane_enabled()) {
+    interest = std::make_unique<rg::server::Interest>();
+    if (interest->event_fd() < 0) {
+      RG_LOG(error, "backplane: cannot make an eventfd: %s", std::strerror(errno));
+      return 1;
+    }
+    shared->interest = interest.get();
+  }
   for (const std::string& text : config.proxy_protocol_from) {
     rg::server::AddressRange r;
     (void)rg::server::AddressRange::parse(text, r, error);  // validate() checked each
@@ -569,6 +591,15 @@ int main(int argc, char** argv) {
       for (auto& t : threads) t.join();
       return 1;
     }
+  }
+  if (config.backplane_enabled()) {
+    rg::proto::backplane::Address address;
+    (void)rg::proto::backplane::parse_url(config.backplane, address, error);  // validate() checked it
+    RG_LOG(info, "backplane: publishes travel through Redis at %s:%u (sharded pub/sub); this node subscribes to the "
+                 "channels and users its clients hold",
+           address.host, address.port);
+    backplane = std::make_unique<rg::server::Backplane>(*shared, address);
+    backplane->start();
   }
   // The admin listener starts once the workers are up, so /healthz never
   // reports a loop that has not started yet.
@@ -675,6 +706,8 @@ int main(int argc, char** argv) {
     }
   }
   for (auto& t : threads) t.join();
+  // Before the mailboxes are emptied: nothing posts into them after this.
+  if (backplane) backplane->stop();
   admin.stop();
   teardown_pubsub(*shared);
   std::uint64_t upgraded = 0;

@@ -4,8 +4,14 @@
 // (server/delivery.h), then waits (bounded) for the workers to count their
 // recipients so the answer can say how many there were.
 //
+// With the Redis backplane on (control/backplane.h) a publish goes to Redis
+// instead (SPUBLISH, from this thread, bounded by redis_timeout_ms), and
+// comes back to every node holding subscribers of the name, this one too.
+//
 // One Publisher per publishing thread (the admin listener's).
 #pragma once
+
+#include <hiredis/hiredis.h>
 
 #include <cstdint>
 #include <memory>
@@ -13,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "proto/backplane.h"
 #include "server/delivery.h"
 #include "server/worker.h"
 
@@ -21,6 +28,7 @@ namespace rg::server {
 class Publisher {
  public:
   explicit Publisher(Shared& shared);
+  ~Publisher();
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
 
@@ -36,12 +44,20 @@ class Publisher {
 
   // How long a publish waits for every worker to count its recipients.
   static constexpr std::uint64_t count_wait_ms = 2'000;
+  // How long a publish waits for Redis (connect, or SPUBLISH's answer)
+  // before it answers 503: the admin thread serves health checks too.
+  static constexpr std::uint64_t redis_timeout_ms = 1'000;
 
  private:
+  Outcome publish_to_backplane(Publication::Target target, std::string_view name, std::span<const std::uint8_t> body);
+
   Shared& shared_;
   DeliverySource source_;
   std::uint64_t sequence_ = 0;
   std::string id_prefix_;  // per process start, so ids never repeat across restarts
+  bool backplane_ = false;
+  proto::backplane::Address redis_address_;
+  redisContext* redis_ = nullptr;  // connected on the first publish, again after a failure
 };
 
 }  // namespace rg::server

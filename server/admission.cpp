@@ -123,6 +123,7 @@ const char* publish_refusal_name(PublishRefusal r) noexcept {
     case PublishRefusal::unauthorized: return "unauthorized";
     case PublishRefusal::too_large: return "too_large";
     case PublishRefusal::mailbox_full: return "mailbox_full";
+    case PublishRefusal::backplane_down: return "backplane_down";
     case PublishRefusal::count: break;
   }
   return "other";

@@ -120,7 +120,7 @@ struct alignas(64) WorkerCounters {
 };
 
 // The publish API's counters: one writer (the admin thread).
-enum class PublishRefusal : std::uint8_t { bad_request, unauthorized, too_large, mailbox_full, count };
+enum class PublishRefusal : std::uint8_t { bad_request, unauthorized, too_large, mailbox_full, backplane_down, count };
 [[nodiscard]] const char* publish_refusal_name(PublishRefusal r) noexcept;
 struct PublishCounters {
   base::Counter publishes_total;    // accepted publications (channel or user)
@@ -128,6 +128,20 @@ struct PublishCounters {
   base::Counter body_bytes_total;
   base::Counter recipients_total;   // summed over the answers
   std::array<base::Counter, static_cast<std::size_t>(PublishRefusal::count)> refused{};
+};
+
+// The Redis backplane's figures (control/backplane.h).  One writer: the
+// backplane thread.
+enum class BackplaneState : std::uint8_t { off, down, up };
+struct BackplaneCounters {
+  std::atomic<BackplaneState> state{BackplaneState::off};
+  base::Counter connects_total;          // connections to Redis made (the first and every reconnection)
+  base::Counter connect_failures_total;  // attempts that failed (each followed by a backoff)
+  base::Counter subscriptions;           // names subscribed in Redis now, as Redis confirmed them
+  base::Counter names;                   // names this node's clients hold (what it asks Redis for)
+  base::Counter messages_total;          // messages from Redis posted to the workers
+  base::Counter dropped_total;           // messages from Redis a full mailbox refused (lost: counted, logged)
+  base::Counter malformed_total;         // messages on our keys not in our format (another writer?)
 };
 
 }  // namespace rg::server

@@ -32,6 +32,9 @@ constexpr std::uint64_t deliveries_per_worker_min = 4096;
 
 bool Worker::start_pubsub(std::string& error) {
   index_.init(slots_, config_.max_subscriptions);
+  // With the backplane on, Redis is asked for the names this worker's
+  // clients hold (server/interest.h).
+  if (shared_.interest) index_.set_watch(this);
   fanouts_.assign(config_.mailbox_size, Fanout{});
   const auto deliveries = static_cast<std::uint32_t>(std::clamp(
       outbound_.budget_bytes() / delivery_planned_bytes, deliveries_per_worker_min, deliveries_per_worker_max));

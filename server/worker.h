@@ -15,6 +15,7 @@
 #include "server/budgets.h"
 #include "config/config.h"
 #include "server/fanout.h"
+#include "server/interest.h"
 #include "server/peer_address.h"
 #include "server/tls_context.h"
 
@@ -50,6 +51,10 @@ struct Shared {
   base::Counter tls_reloads_ok;                 // SIGHUP reloads (main thread)
   base::Counter tls_reloads_failed;
   PublishCounters publish;
+  // The Redis backplane (backplane = redis://...): the names workers report
+  // for it to subscribe to, and its state; null/off when there is none.
+  Interest* interest = nullptr;
+  BackplaneCounters backplane;
 
   [[nodiscard]] std::uint64_t buffered_bytes() const noexcept {
     std::uint64_t sum = 0;

@@ -46,6 +46,7 @@
 #include "server/byte_stream.h"
 #include "proto/ws_wire.h"
 #include "server/conn.h"
+#include "server/interest.h"
 #include "server/outbound.h"
 #include "server/peer_address.h"
 #include "server/subscriptions.h"
@@ -61,7 +62,7 @@ namespace ws = rg::proto::ws;
 namespace pubsub = rg::proto::pubsub;
 namespace jwt = rg::proto::jwt;
 
-class Worker final : public ws::MessageHandler, public ByteSink {
+class Worker final : public ws::MessageHandler, public ByteSink, public SubscriptionIndex::Watch {
  public:
   Worker(Shared& shared, std::uint32_t id, Listeners listeners);
   ~Worker();
@@ -77,6 +78,10 @@ class Worker final : public ws::MessageHandler, public ByteSink {
   void on_bytes(std::uint32_t slot, std::span<const std::uint8_t> bytes) override;
   void on_stream_output(std::uint32_t slot) override;
   void on_stream_end(std::uint32_t slot, bool failed) override;
+  // SubscriptionIndex::Watch: names new to this worker or gone from it, to
+  // the backplane (server/interest.h).
+  void name_opened(Kind kind, std::string_view name) override { shared_.interest->note(kind, true, name); }
+  void name_closed(Kind kind, std::string_view name) override { shared_.interest->note(kind, false, name); }
 
  private:
   // ================================================================ loop.cpp

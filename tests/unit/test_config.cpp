@@ -620,6 +620,7 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"ping-interval", "30s"},
       {"pong-timeout", "90s"},
       {"idle-timeout", "0ms"},
+      {"backplane", "off"},
       {"drain-grace", "0ms"},
       {"drain-timeout", "10s"},
       {"log-level", "info"},

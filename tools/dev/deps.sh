@@ -7,6 +7,7 @@ set -euo pipefail
 RINGGATE_BUILD_PACKAGES=(
   meson ninja-build pkg-config g++
   liburing-dev libwslay-dev android-libboringssl-dev libabsl-dev libtomlplusplus-dev
+  libhiredis-dev   # control/backplane.cpp: the Redis backplane
   libgtest-dev googletest libbenchmark-dev libsimdjson-dev
 )
 RINGGATE_TEST_PACKAGES=(
@@ -14,6 +15,7 @@ RINGGATE_TEST_PACKAGES=(
   iproute2 procps
   chromium libnss3-tools   # tests/integration/test_browser.py: headless Chromium, certutil for its NSS trust
   haproxy                  # tests/integration/test_haproxy.py: the balancer of deploy/haproxy/haproxy.cfg
+  redis-server             # tests/integration/test_backplane.py: the backplane (redis-server 7.0, redis-cli)
   clang-14 libclang-rt-14-dev lld-14   # the libFuzzer build (tests/fuzz, tools/fuzz.sh)
 )
 

@@ -1,0 +1,92 @@
+// The Redis backplane (backplane = redis://HOST:PORT): how a publication on
+// one node reaches the subscribers on every node.
+//
+// Publishing: the publish API SPUBLISHes the message (proto/backplane.h) to
+// the name's Redis channel instead of posting it to this node's workers
+// (control/publisher.cpp).  Receiving: this thread holds one Redis
+// connection in RESP2 subscribed mode, SSUBSCRIBEd to exactly the names
+// this node's clients hold (server/interest.h: a channel while some
+// connection here is subscribed to it, a user while one of the user's
+// devices is connected here), and posts each message that arrives into the
+// workers' mailboxes through the delivery-source seam (server/delivery.h),
+// like a local publish.  The publishing node gets its own message back the
+// same way when it has subscribers, so every subscriber on every node sees
+// one channel's messages once each, in the order Redis took them.
+//
+// Sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis 7) rather than the classic
+// kind: on one Redis they behave the same, and in a Redis Cluster a message
+// is broadcast within its shard only instead of over the whole cluster bus.
+//
+// Redis I/O never runs on a worker.  While Redis is unreachable the state
+// is `down`: publishes answer 503 with Retry-After (never a silent
+// local-only delivery), this thread retries with capped exponential backoff
+// and jitter, and on reconnecting it subscribes again to every name held
+// then.  Messages published while a node was cut off do not reach it:
+// delivery is at most once until stream positions and recovery exist.
+#pragma once
+
+#include <hiredis/hiredis.h>
+
+#include <absl/container/flat_hash_map.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/log.h"
+#include "proto/backplane.h"
+#include "server/delivery.h"
+#include "server/interest.h"
+#include "server/worker.h"
+
+namespace rg::server {
+
+class Backplane {
+ public:
+  // Limits, each with its reason.
+  static constexpr std::uint64_t connect_timeout_ms = 1'000;  // one attempt; then backoff
+  static constexpr std::uint64_t backoff_min_ms = 100;
+  static constexpr std::uint64_t backoff_max_ms = 5'000;      // a recovered Redis is found within this
+  static constexpr std::size_t keys_per_command = 512;        // SSUBSCRIBE/SUNSUBSCRIBE batch on resubscribe
+  static constexpr int poll_ms = 100;                          // notice stop and backoff ends this often
+
+  Backplane(Shared& shared, proto::backplane::Address address);
+  ~Backplane();
+  Backplane(const Backplane&) = delete;
+  Backplane& operator=(const Backplane&) = delete;
+
+  void start();
+  void stop();
+
+ private:
+  void run();
+  bool connect();
+  void disconnect(std::string_view why);
+  void apply(const std::vector<Interest::Event>& events);
+  void command(const char* verb, const std::vector<const std::string*>& keys);
+  void subscribe_all();
+  [[nodiscard]] bool flush();
+  [[nodiscard]] bool read_replies();
+  void on_reply(const redisReply& r);
+  void deliver(const redisReply& channel, const redisReply& payload);
+
+  Shared& shared_;
+  BackplaneCounters& counters_;
+  proto::backplane::Address address_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  redisContext* redis_ = nullptr;
+  // Redis key -> how many workers hold the name.  Subscribed in Redis while
+  // above zero (and the connection is up).
+  absl::flat_hash_map<std::string, std::uint32_t> names_;
+  std::vector<Interest::Event> events_;
+  DeliverySource source_;
+  std::uint64_t backoff_ms_ = backoff_min_ms;
+  std::uint64_t next_attempt_ms_ = 0;
+  std::uint64_t rng_ = 0x9E3779B97F4A7C15ull;
+  base::log::RateLimited log_{4, 10'000};
+};
+
+}  // namespace rg::server
