@@ -58,6 +58,8 @@ void Backplane::run() {
     shared_.interest->take(events_);
     if (!events_.empty()) apply(events_);
     if (redis_ && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) && !read_replies()) continue;
+    if (redis_) keep_alive(base::monotonic_ms());
+    if (redis_) pump_commands();
     if (redis_ && !flush()) continue;
   }
   counters_.state.store(BackplaneState::down);
@@ -67,88 +69,120 @@ bool Backplane::connect() {
   const timeval tv{static_cast<time_t>(connect_timeout_ms / 1000),
                    static_cast<suseconds_t>(connect_timeout_ms % 1000 * 1000)};
   redis_ = redisConnectWithTimeout(address_.host.c_str(), address_.port, tv);
-  if (!redis_ || redis_->err) {
+  // Writes are bounded (answers_outstanding_max) and the socket stays
+  // blocking for them, with a send timeout so that a Redis that stops
+  // reading holds this thread at most that long; reads happen only after
+  // poll() says there is something, so none blocks.
+  if (!redis_ || redis_->err || redisSetTimeout(redis_, tv) != REDIS_OK || redisEnableKeepAlive(redis_) != REDIS_OK) {
     counters_.connect_failures_total.add();
     std::uint64_t suppressed = 0;
     if (log_.allow(base::monotonic_ms(), suppressed))
-      RG_LOG(warn, "backplane: cannot reach Redis at %s:%u: %s; publishes answer 503 until it is back (retrying "
+      RG_LOG(warn, "backplane: cannot reach Redis at %s:%u: %s; publishes answer 503 until it is back (next try "
                    "within %u ms; %u similar lines suppressed)",
-             address_.host, address_.port, redis_ ? redis_->errstr : "out of memory", backoff_ms_, suppressed);
+             address_.host, address_.port, redis_ && redis_->err ? redis_->errstr : "cannot set up the connection",
+             backoff_ms_, suppressed);
     if (redis_) redisFree(redis_);
     redis_ = nullptr;
     return false;
   }
-  // Writes are small and the socket stays blocking for them; reads happen
-  // only after poll() says there is something, so none blocks.
   counters_.connects_total.add();
-  backoff_ms_ = backoff_min_ms;
+  answered_ = false;
+  last_answer_ms_ = last_ping_ms_ = base::monotonic_ms();
   subscribe_all();
-  if (!flush()) return false;
-  counters_.state.store(BackplaneState::up);
-  RG_LOG(info, "backplane: connected to Redis at %s:%u, subscribing to the %u names this node's clients hold",
-         address_.host, address_.port, names_.size());
-  return true;
+  // A PING first: its answer says this Redis serves us (a Redis at
+  // maxclients accepts, then answers an error and closes).
+  const char* ping[] = {"PING"};
+  (void)redisAppendCommandArgv(redis_, 1, ping, nullptr);
+  ++answers_outstanding_;
+  pump_commands();
+  // Up once Redis answers (on_reply): a stopped Redis's kernel still
+  // accepts connections.
+  return flush();
 }
 
 void Backplane::disconnect(std::string_view why) {
   counters_.state.store(BackplaneState::down);
   counters_.subscriptions.set(0);
-  RG_LOG(warn, "backplane: lost Redis at %s:%u (%s): publishes answer 503 until it is back; subscribers on this "
-               "node miss what is published meanwhile",
-         address_.host, address_.port, std::string(why));
+  std::uint64_t suppressed = 0;
+  if (lost_log_.allow(base::monotonic_ms(), suppressed))
+    RG_LOG(warn, "backplane: lost Redis at %s:%u (%s): publishes answer 503 until it is back; subscribers on this "
+                 "node miss what is published meanwhile (%u similar lines suppressed)",
+           address_.host, address_.port, std::string(why), suppressed);
   redisFree(redis_);
   redis_ = nullptr;
+  to_send_.clear();
+  answers_outstanding_ = 0;
+  // A connection that never answered (refused us after accepting) does not
+  // reset the backoff: retry later, not at once.
+  if (answered_) backoff_ms_ = backoff_min_ms;
   next_attempt_ms_ = base::monotonic_ms() + backoff_ms_;
+  backoff_ms_ = std::min(backoff_ms_ * 2, backoff_max_ms);
+}
+
+// A silent connection is given up; an idle one is pinged.
+void Backplane::keep_alive(std::uint64_t now_ms) {
+  if (now_ms - last_answer_ms_ >= answer_timeout_ms) {
+    disconnect("no answer within 3 s, not even to PING");
+    return;
+  }
+  if (now_ms - last_answer_ms_ >= ping_interval_ms && now_ms - last_ping_ms_ >= ping_interval_ms) {
+    const char* ping[] = {"PING"};
+    (void)redisAppendCommandArgv(redis_, 1, ping, nullptr);
+    ++answers_outstanding_;
+    last_ping_ms_ = now_ms;
+  }
 }
 
 // Sums each name over workers: Redis is asked for a name when the first
-// worker holds it, and told to drop it when the last one lets go.  A name
-// that comes and goes within one batch is settled by where it ends up.
+// worker holds it, and told to drop it when the last one lets go.
 void Backplane::apply(const std::vector<Interest::Event>& events) {
-  std::vector<std::string> opened;
-  std::vector<std::string> closed;
   for (const Interest::Event& e : events) {
     std::string k = backplane::key(
         e.kind == Interest::Kind::channel ? backplane::Target::channel : backplane::Target::user, e.name);
     if (e.opened) {
       auto [it, inserted] = names_.try_emplace(k, 0);
-      if (++it->second == 1) opened.push_back(std::move(k));
+      if (++it->second == 1 && redis_) to_send_.emplace_back(true, std::move(k));
     } else if (const auto it = names_.find(k); it != names_.end() && --it->second == 0) {
       names_.erase(it);
-      closed.push_back(std::move(k));
+      if (redis_) to_send_.emplace_back(false, std::move(k));
     }
   }
   counters_.names.set(names_.size());
-  if (!redis_) return;  // every name held is subscribed on the next connect
-  std::vector<const std::string*> subscribe;
-  for (const std::string& k : opened)
-    if (names_.contains(k)) subscribe.push_back(&k);
-  std::vector<const std::string*> unsubscribe;
-  for (const std::string& k : closed)
-    if (!names_.contains(k)) unsubscribe.push_back(&k);
-  if (!subscribe.empty()) command("SSUBSCRIBE", subscribe);
-  if (!unsubscribe.empty()) command("SUNSUBSCRIBE", unsubscribe);
+  // Without a connection, names_ is all there is: it is subscribed whole on
+  // the next connect.
 }
 
-void Backplane::command(const char* verb, const std::vector<const std::string*>& keys) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lens;
-  for (std::size_t i = 0; i < keys.size(); i += keys_per_command) {
-    argv.assign(1, verb);
-    lens.assign(1, std::strlen(verb));
-    for (std::size_t j = i; j < keys.size() && j < i + keys_per_command; ++j) {
-      argv.push_back(keys[j]->data());
-      lens.push_back(keys[j]->size());
+// Sends (un)subscribes while few enough answers are outstanding, in the
+// order they were queued, each command one verb for up to 512 names.
+void Backplane::pump_commands() {
+  std::vector<std::string> keys;
+  while (!to_send_.empty() && answers_outstanding_ < answers_outstanding_max) {
+    const bool subscribe = to_send_.front().first;
+    keys.clear();
+    while (!to_send_.empty() && to_send_.front().first == subscribe && keys.size() < keys_per_command) {
+      std::string& k = to_send_.front().second;
+      if (names_.contains(k) == subscribe) keys.push_back(std::move(k));  // still wanted
+      to_send_.pop_front();
     }
-    (void)redisAppendCommandArgv(redis_, static_cast<int>(argv.size()), argv.data(), lens.data());
+    if (!keys.empty()) command(subscribe ? "SSUBSCRIBE" : "SUNSUBSCRIBE", keys);
   }
 }
 
+// Appends one command; flush() sends it.  Every key gets one answer.
+void Backplane::command(const char* verb, const std::vector<std::string>& keys) {
+  std::vector<const char*> argv{verb};
+  std::vector<std::size_t> lens{std::strlen(verb)};
+  for (const std::string& k : keys) {
+    argv.push_back(k.data());
+    lens.push_back(k.size());
+  }
+  (void)redisAppendCommandArgv(redis_, static_cast<int>(argv.size()), argv.data(), lens.data());
+  answers_outstanding_ += keys.size();
+}
+
 void Backplane::subscribe_all() {
-  std::vector<const std::string*> keys;
-  keys.reserve(names_.size());
-  for (const auto& [k, workers] : names_) keys.push_back(&k);
-  if (!keys.empty()) command("SSUBSCRIBE", keys);
+  to_send_.clear();
+  for (const auto& [k, workers] : names_) to_send_.emplace_back(true, k);
 }
 
 bool Backplane::flush() {
@@ -176,28 +210,46 @@ bool Backplane::read_replies() {
     if (!reply) return true;
     on_reply(*static_cast<redisReply*>(reply));
     freeReplyObject(reply);
+    if (!redis_) return false;  // the reply was an error: disconnected
   }
 }
 
 // RESP2 pushes in subscribed mode: [kind, channel, count or payload].
 void Backplane::on_reply(const redisReply& r) {
+  last_answer_ms_ = base::monotonic_ms();
   if (r.type == REDIS_REPLY_ERROR) {
-    std::uint64_t suppressed = 0;
-    if (log_.allow(base::monotonic_ms(), suppressed))
-      RG_LOG(error, "backplane: Redis answered an error: %s (SSUBSCRIBE needs Redis 7; %u similar lines suppressed)",
-             std::string(r.str, r.len), suppressed);
+    // NOAUTH, NOPERM, an unknown SSUBSCRIBE (Redis before 7), a Redis at
+    // maxclients: what was asked for is not in place, and carrying on
+    // would say "up" while nothing arrives.  Drop it and retry with backoff.
+    disconnect("Redis answered an error: " + std::string(r.str, r.len) + " (the backplane needs Redis 7 or later)");
     return;
   }
-  if (r.type != REDIS_REPLY_ARRAY || r.elements != 3 || r.element[0]->type != REDIS_REPLY_STRING) return;
+  if (!answered_) {
+    answered_ = true;
+    backoff_ms_ = backoff_min_ms;
+    counters_.state.store(BackplaneState::up);
+    RG_LOG(info, "backplane: connected to Redis at %s:%u, subscribing to the %u names this node's clients hold",
+           address_.host, address_.port, names_.size());
+  }
+  if (r.type != REDIS_REPLY_ARRAY || r.elements < 2 || r.element[0]->type != REDIS_REPLY_STRING) return;
   const std::string_view kind(r.element[0]->str, r.element[0]->len);
+  if (kind == "pong") {  // RESP2 answers PING this way in subscribed mode
+    if (answers_outstanding_ > 0) --answers_outstanding_;
+    return;
+  }
+  if (r.elements != 3) return;
   if (kind == "smessage" && r.element[1]->type == REDIS_REPLY_STRING && r.element[2]->type == REDIS_REPLY_STRING) {
     deliver(*r.element[1], *r.element[2]);
   } else if ((kind == "ssubscribe" || kind == "sunsubscribe") && r.element[2]->type == REDIS_REPLY_INTEGER) {
+    if (answers_outstanding_ > 0) --answers_outstanding_;
     counters_.subscriptions.set(static_cast<std::uint64_t>(r.element[2]->integer));
   }
 }
 
 void Backplane::deliver(const redisReply& channel, const redisReply& payload) {
+  // Draining: workers are closing their connections and some have exited;
+  // a post would only fill an exited worker's mailbox.
+  if (shared_.stopping.load()) return;
   const backplane::Key k = backplane::parse_key({channel.str, channel.len});
   const backplane::Message m =
       backplane::decode({reinterpret_cast<const std::uint8_t*>(payload.str), payload.len});

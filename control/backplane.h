@@ -30,6 +30,7 @@
 #include <absl/container/flat_hash_map.h>
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <string>
 #include <thread>
@@ -49,8 +50,20 @@ class Backplane {
   static constexpr std::uint64_t connect_timeout_ms = 1'000;  // one attempt; then backoff
   static constexpr std::uint64_t backoff_min_ms = 100;
   static constexpr std::uint64_t backoff_max_ms = 5'000;      // a recovered Redis is found within this
-  static constexpr std::size_t keys_per_command = 512;        // SSUBSCRIBE/SUNSUBSCRIBE batch on resubscribe
+  static constexpr std::size_t keys_per_command = 512;        // SSUBSCRIBE/SUNSUBSCRIBE batch
+  // Names whose (un)subscribe answers may be outstanding at once.  Redis
+  // closes a subscriber whose unread output passes client-output-buffer-
+  // limit pubsub (32 MB hard, 8 MB for 60 s): 1M answers sent in one go on
+  // a reconnect are ~50 MB, and the connection would be closed and retried
+  // forever.  16,384 answers are under 1 MB.
+  static constexpr std::uint64_t answers_outstanding_max = 16'384;
   static constexpr int poll_ms = 100;                          // notice stop and backoff ends this often
+  // A connection that went silent (a partition, a failover without a FIN)
+  // is found by PING: one every ping_interval_ms while nothing else came,
+  // and the connection is given up when nothing at all has come for
+  // answer_timeout_ms.  TCP keepalive backs it up.
+  static constexpr std::uint64_t ping_interval_ms = 1'000;
+  static constexpr std::uint64_t answer_timeout_ms = 3'000;
 
   Backplane(Shared& shared, proto::backplane::Address address);
   ~Backplane();
@@ -65,8 +78,10 @@ class Backplane {
   bool connect();
   void disconnect(std::string_view why);
   void apply(const std::vector<Interest::Event>& events);
-  void command(const char* verb, const std::vector<const std::string*>& keys);
+  void command(const char* verb, const std::vector<std::string>& keys);
   void subscribe_all();
+  void pump_commands();
+  void keep_alive(std::uint64_t now_ms);
   [[nodiscard]] bool flush();
   [[nodiscard]] bool read_replies();
   void on_reply(const redisReply& r);
@@ -81,12 +96,22 @@ class Backplane {
   // Redis key -> how many workers hold the name.  Subscribed in Redis while
   // above zero (and the connection is up).
   absl::flat_hash_map<std::string, std::uint32_t> names_;
+  // Names to SSUBSCRIBE (true) or SUNSUBSCRIBE (false), in the order the
+  // workers reported them, sent as answers come back
+  // (answers_outstanding_max).  When its turn comes, a subscribe of a name
+  // no longer held, or an unsubscribe of one held again, is skipped.
+  std::deque<std::pair<bool, std::string>> to_send_;
+  std::uint64_t answers_outstanding_ = 0;
+  bool answered_ = false;                // this connection has answered once (backoff resets then)
+  std::uint64_t last_answer_ms_ = 0;     // anything from Redis
+  std::uint64_t last_ping_ms_ = 0;
   std::vector<Interest::Event> events_;
   DeliverySource source_;
   std::uint64_t backoff_ms_ = backoff_min_ms;
   std::uint64_t next_attempt_ms_ = 0;
   std::uint64_t rng_ = 0x9E3779B97F4A7C15ull;
   base::log::RateLimited log_{4, 10'000};
+  base::log::RateLimited lost_log_{2, 10'000};
 };
 
 }  // namespace rg::server

@@ -1,6 +1,7 @@
 // The publish API (control/publisher.h): names, ids, posting through the delivery source, the JSON answer.
 #include "control/publisher.h"
 
+#include <poll.h>
 #include <unistd.h>
 
 #include <absl/strings/str_format.h>
@@ -8,6 +9,7 @@
 #include <ctime>
 #include <cstring>
 
+#include "base/clock.h"
 #include "base/log.h"
 
 namespace rg::server {
@@ -41,6 +43,10 @@ Publisher::Outcome Publisher::publish_to_backplane(Publication::Target target, s
                                                    std::span<const std::uint8_t> body) {
   PublishCounters& counters = shared_.publish;
   const bool to_user = target == Publication::Target::user;
+  const auto drop_connection = [&] {
+    if (redis_) redisFree(redis_);
+    redis_ = nullptr;
+  };
   const auto down = [&](std::string_view why) {
     counters.refused[static_cast<std::size_t>(PublishRefusal::backplane_down)].add();
     return Outcome{503, error_json("backplane_down",
@@ -51,47 +57,65 @@ Publisher::Outcome Publisher::publish_to_backplane(Publication::Target target, s
   // The receiving side knows first when Redis is gone: no publish waits
   // out a timeout then.
   if (shared_.backplane.state.load() != BackplaneState::up) return down("not connected");
-  const timeval tv{static_cast<time_t>(redis_timeout_ms / 1000),
-                   static_cast<suseconds_t>(redis_timeout_ms % 1000 * 1000)};
+  // A kept connection that Redis closed, or that has anything unread (it
+  // only ever carries our own command and its answer), is not reused.
+  if (redis_) {
+    pollfd p{redis_->fd, POLLIN | POLLRDHUP, 0};
+    if (poll(&p, 1, 0) != 0) drop_connection();
+  }
+  // One deadline for the connect, the send and the answer: the admin
+  // thread also answers /readyz, which a balancer times out.
+  const std::uint64_t deadline_ms = base::monotonic_ms() + redis_timeout_ms;
+  const auto left = [&] {
+    const std::uint64_t now = base::monotonic_ms();
+    const std::uint64_t ms = now >= deadline_ms ? 1 : deadline_ms - now;
+    return timeval{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+  };
+  if (!redis_) {
+    redis_ = redisConnectWithTimeout(redis_address_.host.c_str(), redis_address_.port, left());
+    if (!redis_ || redis_->err) {
+      const std::string why = redis_ ? redis_->errstr : "out of memory";
+      drop_connection();
+      return down(why);
+    }
+  }
+  if (redisSetTimeout(redis_, left()) != REDIS_OK) {
+    drop_connection();
+    return down("cannot set the connection's timeout");
+  }
   const std::string id = id_prefix_ + std::to_string(++sequence_);
   const std::string key = proto::backplane::key(
       to_user ? proto::backplane::Target::user : proto::backplane::Target::channel, name);
   const std::string payload = proto::backplane::encode(id, body);
   const char* argv[] = {"SPUBLISH", key.data(), payload.data()};
   const std::size_t lens[] = {8, key.size(), payload.size()};
-  redisReply* reply = nullptr;
-  // A connection kept from an earlier publish may have died with a Redis
-  // that came back since: one retry on a fresh one.  A command that failed
-  // on I/O was not executed as far as we know, so the retry cannot make a
-  // duplicate unless Redis took it and the answer was lost (then the
-  // subscribers see the same id twice, which issue 18's idempotency keys
-  // close).
-  for (int attempt = 0; attempt < 2 && !reply; ++attempt) {
-    const bool reused = redis_ != nullptr;
-    if (!redis_) {
-      redis_ = redisConnectWithTimeout(redis_address_.host.c_str(), redis_address_.port, tv);
-      if (!redis_ || redis_->err || redisSetTimeout(redis_, tv) != REDIS_OK) {
-        const std::string why = redis_ ? redis_->errstr : "out of memory";
-        if (redis_) redisFree(redis_);
-        redis_ = nullptr;
-        return down(why);
-      }
+  // Sent, then answered, apart: until the whole command is written Redis
+  // cannot have run it (503, nothing published); once it is, a missing
+  // answer leaves the outcome unknown (504), and nothing is retried here,
+  // so a message is never published twice by this node.
+  (void)redisAppendCommandArgv(redis_, 3, argv, lens);
+  for (int done = 0; !done;) {
+    if (redisBufferWrite(redis_, &done) != REDIS_OK) {
+      const std::string why = redis_->errstr;
+      drop_connection();
+      return down(why);
     }
-    reply = static_cast<redisReply*>(redisCommandArgv(redis_, 3, argv, lens));
-    if (reply || !reused) break;
-    redisFree(redis_);
-    redis_ = nullptr;
   }
-  if (!reply || reply->type != REDIS_REPLY_INTEGER) {
-    const std::string why = !reply ? std::string(redis_->errstr)
-                                   : reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, reply->len)
-                                                                      : std::string("an unexpected answer");
-    if (reply) freeReplyObject(reply);
-    // After an I/O error the context is spent; after a Redis error it is not.
-    if (redis_->err) {
-      redisFree(redis_);
-      redis_ = nullptr;
-    }
+  void* raw = nullptr;
+  if (redisGetReply(redis_, &raw) != REDIS_OK || !raw) {
+    const std::string why = redis_->errstr;
+    drop_connection();
+    counters.refused[static_cast<std::size_t>(PublishRefusal::backplane_timeout)].add();
+    return {504, error_json("backplane_timeout",
+                            absl::StrFormat("Redis took the message but did not answer within 1 s (%s): it may "
+                                            "have been delivered; a retry may deliver it twice",
+                                            why))};
+  }
+  auto* reply = static_cast<redisReply*>(raw);
+  if (reply->type != REDIS_REPLY_INTEGER) {
+    const std::string why =
+        reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, reply->len) : std::string("an unexpected answer");
+    freeReplyObject(reply);
     return down(why);
   }
   const long long nodes = reply->integer;

@@ -124,6 +124,7 @@ const char* publish_refusal_name(PublishRefusal r) noexcept {
     case PublishRefusal::too_large: return "too_large";
     case PublishRefusal::mailbox_full: return "mailbox_full";
     case PublishRefusal::backplane_down: return "backplane_down";
+    case PublishRefusal::backplane_timeout: return "backplane_timeout";
     case PublishRefusal::count: break;
   }
   return "other";

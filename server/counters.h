@@ -120,7 +120,12 @@ struct alignas(64) WorkerCounters {
 };
 
 // The publish API's counters: one writer (the admin thread).
-enum class PublishRefusal : std::uint8_t { bad_request, unauthorized, too_large, mailbox_full, backplane_down, count };
+enum class PublishRefusal : std::uint8_t {
+  bad_request, unauthorized, too_large, mailbox_full,
+  backplane_down,     // 503: Redis unreachable, nothing published
+  backplane_timeout,  // 504: Redis took the message and did not answer in time: outcome unknown
+  count
+};
 [[nodiscard]] const char* publish_refusal_name(PublishRefusal r) noexcept;
 struct PublishCounters {
   base::Counter publishes_total;    // accepted publications (channel or user)

@@ -3,8 +3,8 @@
 RedisServer(port=None) starts Debian's redis-server on 127.0.0.1 (a free
 port unless given), without persistence, and waits (<= 10 s) until it
 answers PING.  .cli(*args) runs redis-cli against it and returns stdout;
-.stop() shuts it down (and waits); .start() starts it again on the same
-port (for reconnection tests).  Every wait is bounded.
+.stop() shuts it down (and waits); .start(*redis_server_args) starts it
+again on the same port (for reconnection tests).  Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
 
-    def start(self):
+    def start(self, *extra):
+        """Starts it (again); `extra` are more redis-server arguments."""
         log = open(self.log_path, "a") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+                                      "--save", "", "--appendonly", "no", "--protected-mode", "no", *extra],
                                      stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
