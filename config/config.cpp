@@ -359,6 +359,10 @@ const std::vector<Option>& options() {
        "subscribes in Redis only to the names its own clients hold. While Redis is unreachable publishes answer "
        "503. 'off': this node's subscribers only.",
        RG_TEXT(backplane)},
+      {"node_id", Kind::text, "NAME",
+       "This node's name in the fleet's registry (with backplane): 1 to 64 of [A-Za-z0-9._:-]. Empty: the host "
+       "name and the listen port.",
+       RG_TEXT(node_id)},
       {"drain_grace", Kind::duration, "DURATION",
        "After SIGTERM/SIGINT, how long /readyz answers 503 while connections are still served (and newcomers still "
        "accepted) before the drain closes them with 1001: time for a balancer's health checks to take the node "

@@ -103,6 +103,7 @@ struct Config {
 
   // Fleet (docs/fleet.md)
   std::string backplane = "off";  // redis://HOST:PORT: publishes reach every node's subscribers through Redis
+  std::string node_id;             // this node in the fleet's registry; empty: HOSTNAME:PORT
 
   // Process
   std::uint64_t drain_grace_ms = 0;  // after a stop signal: /readyz 503 while still serving, before the drain

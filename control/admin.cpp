@@ -464,6 +464,12 @@ void Admin::serve_request(AdminClient& c, std::uint64_t now) {
   const bool publish = path.starts_with("/publish/");
   const bool user_send = path.starts_with("/users/") && path.ends_with("/send") && path.size() > 12;
   const bool posting = (publish || user_send) && req.method == "POST";
+  // The fleet's registry (with the backplane): where a user is connected,
+  // how many subscribers a channel has.  Behind the publish API's token:
+  // it says who is online.
+  const bool lookup = req.method == "GET" && !user_send &&
+                      ((path.starts_with("/users/") && path.size() > 7) ||
+                       (path.starts_with("/channels/") && path.size() > 10));
   if (c.phase != AdminPhase::body) {
     // The head just completed: decide once whether this request may hold a slot.
     c.health = req.method == "GET" && (path == "/healthz" || path == "/readyz");
@@ -491,6 +497,8 @@ void Admin::serve_request(AdminClient& c, std::uint64_t now) {
                false);
         return;
       }
+    }
+    if (posting || lookup) {
       // The token is checked before the body is read: without it nobody
       // gets to hold a slot while a body trickles in.
       if (!shared_.api_token.empty()) {
@@ -547,6 +555,13 @@ void Admin::serve_request(AdminClient& c, std::uint64_t now) {
   // and scrapes are one request per connection, as they always were here
   // (simple clients read the answer until EOF), and a body nobody wants is
   // not read.
+  if (lookup) {
+    const bool user = path.starts_with("/users/");
+    const Publisher::Outcome o = publisher_.lookup(user ? Publication::Target::user : Publication::Target::channel,
+                                                   path.substr(user ? 7 : 10));
+    answer(c, now, o.status, json_type, o.body, false, o.status == 503 ? "Retry-After: 1\r\n" : "");
+    return;
+  }
   if (publish || user_send) {
     answer(c, now, 405, json_type, json_error("method_not_allowed", "publishing takes POST"), false,
            "Allow: POST\r\n");
@@ -596,8 +611,8 @@ Admin::Reply Admin::handle(const std::string& path) const {
   if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", metrics()};
   if (path == "/status") return {200, "application/json", status_json()};
   return {404, text,
-          "404 Not Found: the admin API serves GET /healthz, /readyz, /metrics and /status, and POST "
-          "/publish/{channel} and /users/{user}/send\n"};
+          "404 Not Found: the admin API serves GET /healthz, /readyz, /metrics, /status, /users/{user} and "
+          "/channels/{channel}, and POST /publish/{channel} and /users/{user}/send\n"};
 }
 
 std::string Admin::metrics() const {

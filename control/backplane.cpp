@@ -14,8 +14,14 @@ namespace rg::server {
 
 namespace backplane = rg::proto::backplane;
 
-Backplane::Backplane(Shared& shared, backplane::Address address)
-    : shared_(shared), counters_(shared.backplane), address_(std::move(address)), source_(shared) {
+Backplane::Backplane(Shared& shared, backplane::Address address, std::string instance, std::uint64_t node_ttl_ms)
+    : shared_(shared),
+      counters_(shared.backplane),
+      address_(std::move(address)),
+      instance_(std::move(instance)),
+      node_key_(backplane::node_key(instance_)),
+      node_ttl_ms_(node_ttl_ms),
+      source_(shared) {
   rng_ ^= base::monotonic_ns();
 }
 
@@ -29,10 +35,9 @@ void Backplane::start() {
 void Backplane::stop() {
   stop_.store(true);
   if (thread_.joinable()) thread_.join();
-  if (redis_) {
-    redisFree(redis_);
-    redis_ = nullptr;
-  }
+  if (redis_) redisFree(redis_);
+  if (registry_) redisFree(registry_);
+  redis_ = registry_ = nullptr;
 }
 
 void Backplane::run() {
@@ -48,8 +53,10 @@ void Backplane::run() {
       next_attempt_ms_ = now + backoff_ms_ / 2 + rng_ % (backoff_ms_ / 2 + 1);
       backoff_ms_ = std::min(backoff_ms_ * 2, backoff_max_ms);
     }
-    pollfd fds[2] = {{shared_.interest->event_fd(), POLLIN, 0}, {redis_ ? redis_->fd : -1, POLLIN, 0}};
-    const int n = poll(fds, 2, poll_ms);
+    pollfd fds[3] = {{shared_.interest->event_fd(), POLLIN, 0},
+                     {redis_ ? redis_->fd : -1, POLLIN, 0},
+                     {registry_ ? registry_->fd : -1, POLLIN, 0}};
+    const int n = poll(fds, 3, poll_ms);
     if (n < 0 && errno != EINTR) {
       RG_LOG(error, "backplane: poll failed: %s", std::strerror(errno));
       break;
@@ -58,10 +65,14 @@ void Backplane::run() {
     shared_.interest->take(events_);
     if (!events_.empty()) apply(events_);
     if (redis_ && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) && !read_replies()) continue;
+    if (registry_ && (fds[2].revents & (POLLIN | POLLERR | POLLHUP)) && !read_registry_replies()) continue;
     if (redis_) keep_alive(base::monotonic_ms());
     if (redis_) pump_commands();
+    if (redis_ && answered_) write_registry(base::monotonic_ms());
     if (redis_ && !flush()) continue;
   }
+  // Drain, step 3: the node's registry entries go before it exits.
+  leave();
   counters_.state.store(BackplaneState::down);
 }
 
@@ -73,21 +84,32 @@ bool Backplane::connect() {
   // blocking for them, with a send timeout so that a Redis that stops
   // reading holds this thread at most that long; reads happen only after
   // poll() says there is something, so none blocks.
-  if (!redis_ || redis_->err || redisSetTimeout(redis_, tv) != REDIS_OK || redisEnableKeepAlive(redis_) != REDIS_OK) {
+  if (redis_ && !redis_->err) registry_ = redisConnectWithTimeout(address_.host.c_str(), address_.port, tv);
+  const auto fine = [&](redisContext* c) {
+    return c && !c->err && redisSetTimeout(c, tv) == REDIS_OK && redisEnableKeepAlive(c) == REDIS_OK;
+  };
+  if (!fine(redis_) || !fine(registry_)) {
     counters_.connect_failures_total.add();
     std::uint64_t suppressed = 0;
     if (log_.allow(base::monotonic_ms(), suppressed))
       RG_LOG(warn, "backplane: cannot reach Redis at %s:%u: %s; publishes answer 503 until it is back (next try "
                    "within %u ms; %u similar lines suppressed)",
-             address_.host, address_.port, redis_ && redis_->err ? redis_->errstr : "cannot set up the connection",
+             address_.host, address_.port,
+             redis_ && redis_->err ? redis_->errstr
+             : registry_ && registry_->err ? registry_->errstr
+                                           : "cannot set up the connection",
              backoff_ms_, suppressed);
     if (redis_) redisFree(redis_);
-    redis_ = nullptr;
+    if (registry_) redisFree(registry_);
+    redis_ = registry_ = nullptr;
     return false;
   }
   counters_.connects_total.add();
   answered_ = false;
   last_answer_ms_ = last_ping_ms_ = base::monotonic_ms();
+  registry_outstanding_ = 0;
+  last_renew_ms_ = last_registry_ms_ = 0;  // the node key and every count, at once
+  for (const auto& [k, count] : names_) dirty_.insert(k);
   subscribe_all();
   // A PING first: its answer says this Redis serves us (a Redis at
   // maxclients accepts, then answers an error and closes).
@@ -109,7 +131,8 @@ void Backplane::disconnect(std::string_view why) {
                  "node miss what is published meanwhile (%u similar lines suppressed)",
            address_.host, address_.port, std::string(why), suppressed);
   redisFree(redis_);
-  redis_ = nullptr;
+  if (registry_) redisFree(registry_);
+  redis_ = registry_ = nullptr;
   to_send_.clear();
   answers_outstanding_ = 0;
   // A connection that never answered (refused us after accepting) does not
@@ -133,18 +156,25 @@ void Backplane::keep_alive(std::uint64_t now_ms) {
   }
 }
 
-// Sums each name over workers: Redis is asked for a name when the first
-// worker holds it, and told to drop it when the last one lets go.
+// Sums each name's count over workers: Redis is asked for a name when the
+// node's first subscriber (or connection of the user) arrives, and told to
+// drop it when the last one leaves; the registry hears the count.
 void Backplane::apply(const std::vector<Interest::Event>& events) {
   for (const Interest::Event& e : events) {
     std::string k = backplane::key(
         e.kind == Interest::Kind::channel ? backplane::Target::channel : backplane::Target::user, e.name);
-    if (e.opened) {
+    dirty_.insert(k);
+    if (e.delta > 0) {
       auto [it, inserted] = names_.try_emplace(k, 0);
-      if (++it->second == 1 && redis_) to_send_.emplace_back(true, std::move(k));
-    } else if (const auto it = names_.find(k); it != names_.end() && --it->second == 0) {
-      names_.erase(it);
-      if (redis_) to_send_.emplace_back(false, std::move(k));
+      it->second += static_cast<std::uint64_t>(e.delta);
+      if (it->second == static_cast<std::uint64_t>(e.delta) && redis_) to_send_.emplace_back(true, std::move(k));
+    } else if (const auto it = names_.find(k); it != names_.end()) {
+      const auto less = static_cast<std::uint64_t>(-e.delta);
+      it->second = it->second > less ? it->second - less : 0;
+      if (it->second == 0) {
+        names_.erase(it);
+        if (redis_) to_send_.emplace_back(false, std::move(k));
+      }
     }
   }
   counters_.names.set(names_.size());
@@ -186,14 +216,113 @@ void Backplane::subscribe_all() {
 }
 
 bool Backplane::flush() {
-  int done = 0;
-  while (!done) {
-    if (redisBufferWrite(redis_, &done) != REDIS_OK) {
-      disconnect(redis_->errstr);
-      return false;
+  for (redisContext* c : {redis_, registry_}) {
+    int done = 0;
+    while (c && !done) {
+      if (redisBufferWrite(c, &done) != REDIS_OK) {
+        disconnect(c->errstr);
+        return false;
+      }
     }
   }
   return true;
+}
+
+// The registry: this node's count of each name that changed (HSET, or HDEL
+// at 0), and its node key renewed (SET PX) a third of its TTL before it
+// would lapse, pipelined: one round trip per interval for the whole node,
+// never one per connection.
+void Backplane::write_registry(std::uint64_t now_ms) {
+  if (now_ms - last_renew_ms_ >= node_ttl_ms_ / 3) {
+    renew_node();
+    last_renew_ms_ = now_ms;
+  }
+  if (dirty_.empty() || now_ms - last_registry_ms_ < registry_flush_ms ||
+      registry_outstanding_ >= registry_writes_max)
+    return;
+  last_registry_ms_ = now_ms;
+  std::size_t written = 0;
+  for (auto it = dirty_.begin(); it != dirty_.end() && written < registry_writes_max; ++written) {
+    const std::string registry_key = *it + ":nodes";
+    const auto found = names_.find(*it);
+    if (found != names_.end()) {
+      const std::string count = std::to_string(found->second);
+      const char* argv[] = {"HSET", registry_key.data(), instance_.data(), count.data()};
+      const std::size_t lens[] = {4, registry_key.size(), instance_.size(), count.size()};
+      (void)redisAppendCommandArgv(registry_, 4, argv, lens);
+    } else {
+      const char* argv[] = {"HDEL", registry_key.data(), instance_.data()};
+      const std::size_t lens[] = {4, registry_key.size(), instance_.size()};
+      (void)redisAppendCommandArgv(registry_, 3, argv, lens);
+    }
+    ++registry_outstanding_;
+    dirty_.erase(it++);
+  }
+}
+
+void Backplane::renew_node() {
+  const std::string value = "{\"started\":\"" + instance_ + "\"}";
+  const std::string ttl = std::to_string(node_ttl_ms_);
+  const char* argv[] = {"SET", node_key_.data(), value.data(), "PX", ttl.data()};
+  const std::size_t lens[] = {3, node_key_.size(), value.size(), 2, ttl.size()};
+  (void)redisAppendCommandArgv(registry_, 5, argv, lens);
+  ++registry_outstanding_;
+}
+
+bool Backplane::read_registry_replies() {
+  if (redisBufferRead(registry_) != REDIS_OK) {
+    disconnect(registry_->err == REDIS_ERR_EOF ? "Redis closed the registry connection" : registry_->errstr);
+    return false;
+  }
+  for (;;) {
+    void* raw = nullptr;
+    if (redisGetReplyFromReader(registry_, &raw) != REDIS_OK) {
+      disconnect(registry_->errstr);
+      return false;
+    }
+    if (!raw) return true;
+    auto* r = static_cast<redisReply*>(raw);
+    if (registry_outstanding_ > 0) --registry_outstanding_;
+    if (r->type == REDIS_REPLY_ERROR) {
+      const std::string why = "Redis refused a registry write: " + std::string(r->str, r->len);
+      freeReplyObject(r);
+      disconnect(why);
+      return false;
+    }
+    freeReplyObject(r);
+  }
+}
+
+// Drain, step 3: every field of this instance and its node key are deleted
+// (within leave_timeout_ms), so no reader has to wait for the TTL.
+void Backplane::leave() {
+  if (!registry_ || !answered_) return;
+  for (const auto& [k, count] : names_) dirty_.insert(k);
+  std::uint64_t sent = 0;
+  for (const std::string& k : dirty_) {
+    const std::string registry_key = k + ":nodes";
+    const char* argv[] = {"HDEL", registry_key.data(), instance_.data()};
+    const std::size_t lens[] = {4, registry_key.size(), instance_.size()};
+    (void)redisAppendCommandArgv(registry_, 3, argv, lens);
+    ++sent;
+  }
+  const char* del[] = {"DEL", node_key_.data()};
+  const std::size_t del_lens[] = {3, node_key_.size()};
+  (void)redisAppendCommandArgv(registry_, 2, del, del_lens);
+  ++sent;
+  const timeval tv{static_cast<time_t>(leave_timeout_ms / 1000),
+                   static_cast<suseconds_t>(leave_timeout_ms % 1000 * 1000)};
+  (void)redisSetTimeout(registry_, tv);
+  // Blocking now: answers to what was still outstanding come first.
+  const std::uint64_t expected = sent + registry_outstanding_;
+  std::uint64_t answered = 0;
+  for (; answered < expected; ++answered) {
+    void* raw = nullptr;
+    if (redisGetReply(registry_, &raw) != REDIS_OK || !raw) break;
+    freeReplyObject(raw);
+  }
+  RG_LOG(info, "backplane: left the registry: %u names' entries and the node key deleted%s", sent - 1,
+         answered == expected ? "" : " (not all confirmed: Redis did not answer in time; the TTL ends the rest)");
 }
 
 bool Backplane::read_replies() {

@@ -28,6 +28,7 @@
 #include <hiredis/hiredis.h>
 
 #include <absl/container/flat_hash_map.h>
+#include <absl/container/flat_hash_set.h>
 
 #include <atomic>
 #include <deque>
@@ -64,8 +65,17 @@ class Backplane {
   // answer_timeout_ms.  TCP keepalive backs it up.
   static constexpr std::uint64_t ping_interval_ms = 1'000;
   static constexpr std::uint64_t answer_timeout_ms = 3'000;
+  // The registry: counts that changed are written at most this often (a
+  // name's last count in the interval, one HSET or HDEL), pipelined on a
+  // second connection, at most registry_writes_max per interval.
+  static constexpr std::uint64_t registry_flush_ms = 1'000;
+  static constexpr std::size_t registry_writes_max = 16'384;
+  // On leaving (stop), the node's fields and key are deleted within this.
+  static constexpr std::uint64_t leave_timeout_ms = 1'000;
 
-  Backplane(Shared& shared, proto::backplane::Address address);
+  // `instance`: this node's registry instance (proto::backplane::instance);
+  // `node_ttl_ms`: how long its fields outlive it if it dies without a word.
+  Backplane(Shared& shared, proto::backplane::Address address, std::string instance, std::uint64_t node_ttl_ms);
   ~Backplane();
   Backplane(const Backplane&) = delete;
   Backplane& operator=(const Backplane&) = delete;
@@ -86,16 +96,32 @@ class Backplane {
   [[nodiscard]] bool read_replies();
   void on_reply(const redisReply& r);
   void deliver(const redisReply& channel, const redisReply& payload);
+  // The registry connection (normal mode: the other one is subscribed).
+  void write_registry(std::uint64_t now_ms);
+  void renew_node();
+  [[nodiscard]] bool read_registry_replies();
+  void leave();
 
   Shared& shared_;
   BackplaneCounters& counters_;
   proto::backplane::Address address_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
-  redisContext* redis_ = nullptr;
-  // Redis key -> how many workers hold the name.  Subscribed in Redis while
-  // above zero (and the connection is up).
-  absl::flat_hash_map<std::string, std::uint32_t> names_;
+  redisContext* redis_ = nullptr;     // subscribed mode
+  redisContext* registry_ = nullptr;  // normal mode: HSET/HDEL/SET; up and down with redis_
+  std::string instance_;
+  std::string node_key_;
+  std::uint64_t node_ttl_ms_;
+  // Redis key -> subscribers (channel) or connections (user) on this node,
+  // summed over workers.  Subscribed in Redis while above zero (and the
+  // connection is up).
+  absl::flat_hash_map<std::string, std::uint64_t> names_;
+  // Names whose count changed since the registry last heard: written at
+  // the next registry_flush_ms.
+  absl::flat_hash_set<std::string> dirty_;
+  std::uint64_t registry_outstanding_ = 0;
+  std::uint64_t last_registry_ms_ = 0;
+  std::uint64_t last_renew_ms_ = 0;
   // Names to SSUBSCRIBE (true) or SUNSUBSCRIBE (false), in the order the
   // workers reported them, sent as answers come back
   // (answers_outstanding_max).  When its turn comes, a subscribe of a name

@@ -73,6 +73,10 @@ bool validate(const Config& c, std::string& error) {
       error = "backplane carries publishes to pubsub_path's subscribers: it needs pubsub_path on";
       return false;
     }
+    if (!c.node_id.empty() && (c.node_id.size() > 64 || !rg::proto::pubsub::check_name(c.node_id).ok())) {
+      error = "node_id must be 1 to 64 of [A-Za-z0-9._:-], not '" + c.node_id + "'";
+      return false;
+    }
   }
   if (c.drain_grace_ms > 3'600'000) {
     error = "drain_grace must be at most 1h";
@@ -598,7 +602,26 @@ int main(int argc, char** argv) {
     RG_LOG(info, "backplane: publishes travel through Redis at %s:%u (sharded pub/sub); this node subscribes to the "
                  "channels and users its clients hold",
            address.host, address.port);
-    backplane = std::make_unique<rg::server::Backplane>(*shared, address);
+    // This node in the registry: its id, and its start time so that a
+    // restarted node never revives what a previous life left behind.
+    std::string node_id = config.node_id;
+    if (node_id.empty()) {
+      char hostname[256] = {};
+      (void)gethostname(hostname, sizeof hostname - 1);
+      for (char* p = hostname; *p; ++p)
+        if (!rg::proto::pubsub::name_char(*p)) *p = '-';
+      node_id = std::string(hostname).substr(0, 57) + ":" + std::to_string(port);
+    }
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    const std::string instance = rg::proto::backplane::instance(
+        node_id, static_cast<std::uint64_t>(now.tv_sec) * 1000 + static_cast<std::uint64_t>(now.tv_nsec) / 1'000'000);
+    // A node that dies without a word is forgotten within pong_timeout, as
+    // its clients would be (at least 3 s: the key is renewed every third).
+    const std::uint64_t node_ttl_ms = std::max<std::uint64_t>(config.pong_timeout_ms, 3'000);
+    RG_LOG(info, "backplane: this node is %s in the fleet's registry (entries outlive a silent death by %u ms)",
+           instance, node_ttl_ms);
+    backplane = std::make_unique<rg::server::Backplane>(*shared, address, instance, node_ttl_ms);
     backplane->start();
   }
   // The admin listener starts once the workers are up, so /healthz never

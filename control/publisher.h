@@ -41,6 +41,9 @@ class Publisher {
   };
   // `name` is validated here; the body's size by the caller (413).
   Outcome publish(Publication::Target target, std::string_view name, std::span<const std::uint8_t> body);
+  // GET /users/{user}, /channels/{channel}: the fleet registry's counts per
+  // node (with the backplane; 501 without).
+  Outcome lookup(Publication::Target target, std::string_view name);
 
   // How long a publish waits for every worker to count its recipients.
   static constexpr std::uint64_t count_wait_ms = 2'000;
@@ -49,6 +52,8 @@ class Publisher {
   static constexpr std::uint64_t redis_timeout_ms = 1'000;
 
  private:
+  [[nodiscard]] bool ready_connection(std::string& why);
+  void drop_connection();
   Outcome publish_to_backplane(Publication::Target target, std::string_view name, std::span<const std::uint8_t> body);
 
   Shared& shared_;

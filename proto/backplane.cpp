@@ -32,6 +32,37 @@ Key parse_key(std::string_view key) noexcept {
   return k;
 }
 
+std::string registry_key(Target target, std::string_view name) {
+  std::string out = key(target, name);
+  out.append(":nodes");
+  return out;
+}
+
+std::string node_key(std::string_view instance) {
+  std::string out = "rg:{n:";
+  out.append(instance);
+  out.push_back('}');
+  return out;
+}
+
+std::string instance(std::string_view node_id, std::uint64_t start_ms) {
+  std::string out(node_id);
+  out.push_back('/');
+  out.append(std::to_string(start_ms));
+  return out;
+}
+
+std::string_view instance_node(std::string_view instance) noexcept {
+  const std::size_t slash = instance.rfind('/');
+  if (slash == std::string_view::npos || slash + 1 == instance.size()) return {};
+  const std::string_view node = instance.substr(0, slash);
+  const std::string_view start = instance.substr(slash + 1);
+  if (!pubsub::check_name(node).ok()) return {};
+  for (const char c : start)
+    if (c < '0' || c > '9') return {};
+  return node;
+}
+
 std::string encode(std::string_view id, std::span<const std::uint8_t> body) {
   std::string out;
   out.reserve(message_prefix.size() + id.size() + 1 + body.size());

@@ -36,6 +36,19 @@ struct Key {
 // one of ours or the name inside is not a valid name.
 [[nodiscard]] Key parse_key(std::string_view key) noexcept;
 
+// The registry.  A name's counts per node: the hash "rg:{c:NAME}:nodes" or
+// "rg:{u:NAME}:nodes" (the same slot as the name's channel), one field per
+// node instance ("NODE/START", a node id and its start time in ms, so that
+// a restarted node never revives its previous life's fields), its value
+// the subscribers or connections on that node.  A node instance is alive
+// while "rg:{n:NODE/START}" exists: the node renews it with a TTL, and
+// readers ignore (and delete) the fields of instances whose key is gone.
+[[nodiscard]] std::string registry_key(Target target, std::string_view name);
+[[nodiscard]] std::string node_key(std::string_view instance);
+[[nodiscard]] std::string instance(std::string_view node_id, std::uint64_t start_ms);
+// The node id of an instance ("NODE/START" -> "NODE"); empty when it is not one.
+[[nodiscard]] std::string_view instance_node(std::string_view instance) noexcept;
+
 inline constexpr std::string_view message_prefix = "rg1 ";
 [[nodiscard]] std::string encode(std::string_view id, std::span<const std::uint8_t> body);
 

@@ -13,12 +13,12 @@ Interest::~Interest() {
   if (event_fd_ >= 0) close(event_fd_);
 }
 
-void Interest::note(Kind kind, bool opened, std::string_view name) {
+void Interest::note(Kind kind, int delta, std::string_view name) {
   bool wake = false;
   {
     std::lock_guard<std::mutex> hold(lock_);
     wake = pending_.empty();
-    pending_.push_back({kind, opened, std::string(name)});
+    pending_.push_back({kind, delta, std::string(name)});
   }
   if (wake && event_fd_ >= 0) {
     const std::uint64_t one = 1;

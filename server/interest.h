@@ -2,14 +2,14 @@
 // for it by name: the Redis backplane subscribes to a channel while some
 // connection here holds it, and to a user while one of the user's devices
 // is connected here, so that a node never receives the whole fleet's
-// traffic.
+// traffic; and it writes the counts to the fleet's registry.
 //
-// Workers report each name as it comes into their index and leaves it
-// (SubscriptionIndex::Watch): once per name per worker, not per
-// subscriber.  The consumer (the backplane thread) takes the events in
-// order and keeps the sum over workers.  A worker only takes a mutex here
-// when a name is new to it or gone from it, and never waits on the
-// consumer: events queue until it takes them.
+// Workers report every subscriber a channel gains or loses and every
+// connection of a user (SubscriptionIndex::Watch).  The consumer (the
+// backplane thread) takes the events in order and keeps the sums over
+// workers.  A worker takes a mutex here once per subscribe, unsubscribe
+// and user connection, and never waits on the consumer: events queue until
+// it takes them (every 100 ms at the latest).
 #pragma once
 
 #include <cstdint>
@@ -27,7 +27,7 @@ class Interest {
   using Kind = SubscriptionIndex::Watch::Kind;
   struct Event {
     Kind kind;
-    bool opened;  // else closed
+    int delta;  // +1: a subscriber or connection more; -1: one less
     std::string name;
   };
 
@@ -37,7 +37,7 @@ class Interest {
   Interest& operator=(const Interest&) = delete;
 
   // Any worker.
-  void note(Kind kind, bool opened, std::string_view name);
+  void note(Kind kind, int delta, std::string_view name);
   // The consumer: the events since the last take, in the order noted.
   void take(std::vector<Event>& out);
   // Readable while events wait: the consumer polls it with its other fds.

@@ -59,7 +59,6 @@ std::uint32_t SubscriptionIndex::channel_id(std::string_view name) {
     it->second = base::take_slot(channels_, free_channels_);
     channels_[it->second].name = std::string(name);
     name_bytes_ += name.size();
-    if (watch_) watch_->name_opened(Watch::Kind::channel, name);
   }
   return it->second;
 }
@@ -80,6 +79,7 @@ SubscriptionIndex::Added SubscriptionIndex::subscribe(std::uint32_t sub, std::st
   else ch.head = n;
   ch.tail = n;
   ++ch.count;
+  if (watch_) watch_->counted(Watch::Kind::channel, ch.name, +1);
   s.head = n;
   ++s.count;
   ++subscriptions_;
@@ -111,6 +111,7 @@ void SubscriptionIndex::unlink(std::uint32_t n) {
   if (node.next != nil) nodes_[node.next].prev = node.prev;
   else ch.tail = node.prev;
   --ch.count;
+  if (watch_) watch_->counted(Watch::Kind::channel, ch.name, -1);
   // A walk about to visit this node moves on to the one after it.
   if (walk_next_ == n) walk_next_ = node.next;
   free_nodes_.push_back(n);
@@ -120,7 +121,6 @@ void SubscriptionIndex::maybe_free_channel(std::uint32_t c) {
   Channel& ch = channels_[c];
   if (ch.count != 0 || c == walk_channel_) return;
   name_bytes_ -= ch.name.size();
-  if (watch_) watch_->name_closed(Watch::Kind::channel, ch.name);
   channel_ids_.erase(ch.name);
   ch = Channel{};
   free_channels_.push_back(c);
@@ -134,7 +134,6 @@ void SubscriptionIndex::set_user(std::uint32_t sub, std::string_view user) {
     it->second = base::take_slot(users_, free_users_);
     users_[it->second].name = std::string(user);
     name_bytes_ += user.size();
-    if (watch_) watch_->name_opened(Watch::Kind::user, user);
   }
   User& u = users_[it->second];
   s.user = it->second;
@@ -143,6 +142,7 @@ void SubscriptionIndex::set_user(std::uint32_t sub, std::string_view user) {
   if (u.head != nil) subs_[u.head].user_prev = sub;
   u.head = sub;
   ++u.count;
+  if (watch_) watch_->counted(Watch::Kind::user, u.name, +1);
 }
 
 void SubscriptionIndex::unlink_user(std::uint32_t sub) {
@@ -152,9 +152,9 @@ void SubscriptionIndex::unlink_user(std::uint32_t sub) {
   if (s.user_prev != nil) subs_[s.user_prev].user_next = s.user_next;
   else u.head = s.user_next;
   if (s.user_next != nil) subs_[s.user_next].user_prev = s.user_prev;
+  if (watch_) watch_->counted(Watch::Kind::user, u.name, -1);
   if (--u.count == 0) {
     name_bytes_ -= u.name.size();
-    if (watch_) watch_->name_closed(Watch::Kind::user, u.name);
     user_ids_.erase(u.name);
     u = User{};
     free_users_.push_back(s.user);

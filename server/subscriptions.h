@@ -26,14 +26,14 @@ class SubscriptionIndex {
  public:
   static constexpr std::uint32_t nil = UINT32_MAX;
 
-  // Told when a channel or user name comes into this index (its first
-  // subscriber or connection) and when it leaves (its last is gone): what a
-  // backplane must ask Redis for on this node's behalf.
+  // Told every time a channel gains or loses a subscriber and a user a
+  // connection: what a backplane sums over workers to know which names to
+  // ask Redis for on this node's behalf (while the sum is above 0), and
+  // what the fleet's registry counts.
   class Watch {
    public:
     enum class Kind : std::uint8_t { channel, user };
-    virtual void name_opened(Kind kind, std::string_view name) = 0;
-    virtual void name_closed(Kind kind, std::string_view name) = 0;
+    virtual void counted(Kind kind, std::string_view name, int delta) = 0;
 
    protected:
     ~Watch() = default;

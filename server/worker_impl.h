@@ -78,10 +78,9 @@ class Worker final : public ws::MessageHandler, public ByteSink, public Subscrip
   void on_bytes(std::uint32_t slot, std::span<const std::uint8_t> bytes) override;
   void on_stream_output(std::uint32_t slot) override;
   void on_stream_end(std::uint32_t slot, bool failed) override;
-  // SubscriptionIndex::Watch: names new to this worker or gone from it, to
-  // the backplane (server/interest.h).
-  void name_opened(Kind kind, std::string_view name) override { shared_.interest->note(kind, true, name); }
-  void name_closed(Kind kind, std::string_view name) override { shared_.interest->note(kind, false, name); }
+  // SubscriptionIndex::Watch: subscribers and user connections counted,
+  // for the backplane (server/interest.h).
+  void counted(Kind kind, std::string_view name, int delta) override { shared_.interest->note(kind, delta, name); }
 
  private:
   // ================================================================ loop.cpp

@@ -7,6 +7,7 @@
 //   - decode() accepts exactly "rg1 " + a valid id + "\n" + anything, its
 //     views lie inside the input, and encode() of what it decoded gives the
 //     input back;
+//   - instance_node() gives a valid node id only for "NODE/DIGITS";
 //   - parse_url() either fails with a reason or gives a non-empty host
 //     without '/', '@' or spaces and a port from 1 to 65535.
 #include <string>
@@ -36,6 +37,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (rest.empty()) return 0;
   const std::size_t key_len = std::min<std::size_t>(rest[0], rest.size() - 1);
   const std::string_view k(reinterpret_cast<const char*>(rest.data() + 1), key_len);
+  // The same bytes as a registry field: a node instance "NODE/START".
+  const std::string_view node = instance_node(k);
+  if (!node.empty()) {
+    FUZZ_CHECK(rg::proto::pubsub::check_name(node).ok());
+    FUZZ_CHECK(k.size() > node.size() + 1 && k.substr(0, node.size()) == node && k[node.size()] == '/');
+    FUZZ_CHECK(k.substr(node.size() + 1).find_first_not_of("0123456789") == std::string_view::npos);
+  }
   const Key parsed = parse_key(k);
   if (parsed.ok) {
     FUZZ_CHECK(rg::proto::pubsub::check_name(parsed.name).ok());

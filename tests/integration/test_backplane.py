@@ -287,3 +287,112 @@ def test_a_redis_that_stops_answering_is_given_up_and_found_again(nodes, redis):
             assert (await recv_json(ws))["data"] == "after"
 
     run_async(scenario(), 90)
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def lookup(node, path, token=None):
+    import http.client
+    conn = http.client.HTTPConnection(node.admin_host, node.admin_port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+    finally:
+        conn.close()
+
+
+def per_node(answer, field):
+    return sorted((n["node"], n[field]) for n in answer["nodes"])
+
+
+@pytest.fixture
+def named_nodes(ringgate, redis):
+    return [ringgate("--backplane", redis.url, "--workers", "2", "--node-id", f"node-{i}", "--pong-timeout", "3s")
+            for i in "ab"]
+
+
+def test_the_registry_says_where_a_user_is_and_how_many_subscribe_across_the_fleet(named_nodes):
+    a, b = named_nodes
+
+    async def scenario():
+        conns = [await ws_connect(n.uri(q)).__aenter__() for n, q in
+                 ((a, "/ws?user=alice&channels=news"), (a, "/ws?user=alice&channels=news"),
+                  (b, "/ws?user=alice"), (b, "/ws?channels=news,sport"))]
+        for ws in conns[:2] + conns[3:]:
+            await recv_json(ws)
+
+        # Any node answers for the whole fleet, within the 1 s write interval.
+        for asked in (a, b):
+            wait_until(lambda: per_node(lookup(asked, "/users/alice")[1], "connections") ==
+                       [("node-a", 2), ("node-b", 1)], 10, 0.1, "alice: 2 on a, 1 on b")
+            wait_until(lambda: per_node(lookup(asked, "/channels/news")[1], "subscribers") ==
+                       [("node-a", 2), ("node-b", 1)], 10, 0.1, "news: 2 on a, 1 on b")
+        assert lookup(a, "/users/alice")[1]["connections"] == 3
+        assert lookup(b, "/channels/news")[1]["subscribers"] == 3
+        sport = lookup(a, "/channels/sport")[1]
+        assert sport["subscribers"] == 1 and per_node(sport, "subscribers") == [("node-b", 1)]
+        assert sport["nodes"][0]["instance"].startswith("node-b/")
+        assert lookup(a, "/users/nobody")[1] == {"user": "nobody", "connections": 0, "nodes": []}
+        # Connections leave, and the counts follow.
+        await conns[0].close()
+        await conns[3].close()
+        wait_until(lambda: per_node(lookup(b, "/users/alice")[1], "connections") == [("node-a", 1), ("node-b", 1)],
+                   10, 0.1, "alice: 1 on a, 1 on b")
+        wait_until(lambda: per_node(lookup(b, "/channels/news")[1], "subscribers") == [("node-a", 1)], 10, 0.1,
+                   "news: 1 on a")
+        for ws in conns[1:3]:
+            await ws.close()
+
+    run_async(scenario(), 60)
+
+
+def test_a_node_that_dies_without_a_word_leaves_the_registry_within_its_ttl(named_nodes, redis):
+    a, b = named_nodes
+
+    async def scenario():
+        async with ws_connect(a.uri("/ws?user=alice")) as on_a, ws_connect(b.uri("/ws?user=alice")) as on_b:
+            wait_until(lambda: per_node(lookup(b, "/users/alice")[1], "connections") == [("node-a", 1), ("node-b", 1)],
+                       10, 0.1, "alice on both")
+            a.expected_exit = None
+            a.signal(__import__("signal").SIGKILL)
+            a.wait(10)
+            # pong_timeout 3 s is the node key's TTL: then a's entry is gone,
+            # and the reader deletes its field.
+            wait_until(lambda: per_node(lookup(b, "/users/alice")[1], "connections") == [("node-b", 1)], 10, 0.2,
+                       "node-a forgotten")
+            assert "node-a" not in redis.cli("HKEYS", "rg:{u:alice}:nodes")
+
+    run_async(scenario(), 60)
+
+
+def test_a_draining_node_removes_its_entries_before_it_exits(named_nodes, redis):
+    a, b = named_nodes
+
+    async def scenario():
+        async with ws_connect(a.uri("/ws?user=alice&channels=news")) as ws:
+            await recv_json(ws)
+            wait_until(lambda: lookup(b, "/users/alice")[1]["connections"] == 1, 10, 0.1, "alice on a")
+            a.signal(__import__("signal").SIGTERM)
+            assert a.wait(15) == 0
+        # Gone at once, not after a TTL: the hash fields and the node key.
+        assert redis.cli("EXISTS", "rg:{u:alice}:nodes").strip() == "0"
+        assert redis.cli("EXISTS", "rg:{c:news}:nodes").strip() == "0"
+        assert not [k for k in redis.cli("KEYS", "rg:{n:node-a/*").split() if k]
+        assert lookup(b, "/users/alice")[1]["connections"] == 0
+
+    run_async(scenario(), 60)
+
+
+def test_the_registry_api_needs_the_token_and_the_backplane(ringgate, redis, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret" * 8 + "\n")
+    node = ringgate("--backplane", redis.url, "--api-token-file", str(token))
+    assert lookup(node, "/users/alice")[0] == 401
+    assert lookup(node, "/users/alice", token="s3cret" * 8)[0] == 200
+    assert lookup(node, "/users/bad%20name", token="s3cret" * 8)[0] == 400
+    assert lookup(node, "/users/alice/send", token="s3cret" * 8)[0] == 405
+    alone = ringgate()
+    status, answer = lookup(alone, "/channels/news")
+    assert status == 501 and answer["error"] == "no_registry"

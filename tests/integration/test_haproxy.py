@@ -12,6 +12,7 @@ can be told from HAProxy's address.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT, admin_get, metrics, total, wait_until
+from conftest import REPO_ROOT, admin_get, metrics, publish, total, wait_until
 import wsraw
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -91,9 +92,13 @@ class HAProxy:
 
 @pytest.fixture
 def fleet(ringgate, tmp_path, tls_server_args):
+    from redis_server import RedisServer
+    redis = RedisServer(log_path=tmp_path / "redis.log")
+
     def node(host, *extra):
         return ringgate("--listen", f"{host}:0", "--admin-listen", f"{host}:0", "--tls-listen", f"{host}:0",
-                        *tls_server_args[2:], "--proxy-protocol-from", "127.0.0.1/32", "--workers", "1", *extra)
+                        *tls_server_args[2:], "--proxy-protocol-from", "127.0.0.1/32", "--workers", "1",
+                        "--backplane", redis.url, "--node-id", f"node-{host}", *extra)
     nodes = [node(h, "--per-ip-limit", "1", "--drain-grace", "6s", "--drain-timeout", "5s") for h in NODE_HOSTS]
     proxy = HAProxy(tmp_path, nodes)
     # The fixture's probe of HAProxy's frontend reached a node as a PROXY
@@ -101,6 +106,7 @@ def fleet(ringgate, tmp_path, tls_server_args):
     wait_until(lambda: sum(proxy_headers(n) for n in nodes) == 1, 10, 0.05, "the probe's header counted")
     yield nodes, proxy
     proxy.stop()
+    redis.stop()
 
 
 def proxy_headers(node) -> float:
@@ -168,6 +174,43 @@ def test_a_draining_node_leaves_the_rotation_before_its_clients_move(fleet):
             assert clients[i].echo(b"moved")[1] == b"moved"
         assert leaving.wait(10) == 0
         assert total(metrics(staying), "ws_total_connections") == 4
+
+    finally:
+        for ws in clients:
+            ws.close()
+
+
+def registry(node, path):
+    import http.client
+    conn = http.client.HTTPConnection(node.admin_host, node.admin_port, timeout=10)
+    try:
+        conn.request("GET", path)
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+def test_a_publish_reaches_clients_on_every_node_behind_haproxy_and_the_registry_knows_where(fleet):
+    nodes, proxy = fleet
+    clients = []
+    try:
+        for i in range(4):
+            ws, _ = wsraw.handshake(proxy.ws_port, f"/ws?channels=news&user=user{i}", source=f"127.0.0.{40 + i}")
+            assert json.loads(ws.recv_message()[1])["type"] == "subscribed"
+            clients.append(ws)
+        # leastconn spread them 2 and 2; any node says where each one is.
+        wait_until(lambda: sorted(n["subscribers"] for n in registry(nodes[0], "/channels/news")["nodes"]) == [2, 2],
+                   10, 0.1, "news: two subscribers on each node")
+        homes = [registry(nodes[1], f"/users/user{i}")["nodes"] for i in range(4)]
+        assert all(len(h) == 1 and h[0]["connections"] == 1 for h in homes), homes
+        assert sorted(h[0]["node"] for h in homes) == ["node-127.0.0.2"] * 2 + ["node-127.0.0.3"] * 2
+        wait_until(lambda: all(total(metrics(n), "ws_backplane_subscriptions") == 3 for n in nodes), 10, 0.05,
+                   "each node subscribed to news and its two users")
+        status, body = publish(nodes[0], "news", b'{"breaking":true}')
+        assert status == 200 and json.loads(body)["nodes"] == 2, body
+        for ws in clients:
+            message = json.loads(ws.recv_message()[1])
+            assert message["channel"] == "news" and message["data"] == {"breaking": True}
     finally:
         for ws in clients:
             ws.close()

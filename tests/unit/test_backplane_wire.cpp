@@ -127,3 +127,23 @@ TEST(BackplaneWire, Urls) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(BackplaneWire, RegistryKeysShareTheNamesSlotAndInstancesNameTheirNode) {
+  EXPECT_EQ(registry_key(Target::channel, "news"), "rg:{c:news}:nodes");
+  EXPECT_EQ(registry_key(Target::user, "alice"), "rg:{u:alice}:nodes");
+  EXPECT_EQ(instance("node-1.example:8080", 1765100000123), "node-1.example:8080/1765100000123");
+  EXPECT_EQ(node_key("n1/42"), "rg:{n:n1/42}");
+  struct Row {
+    const char* instance;
+    const char* node;
+  };
+  const Row rows[] = {
+      {"n1/42", "n1"}, {"node-1.example:8080/1765100000123", "node-1.example:8080"},
+      {"n1/", ""}, {"/42", ""}, {"n1", ""}, {"n 1/42", ""}, {"n1/4x2", ""}, {"", ""},
+  };
+  for (const Row& r : rows) EXPECT_EQ(instance_node(r.instance), r.node) << r.instance;
+}
+
+}  // namespace

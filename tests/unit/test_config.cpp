@@ -621,6 +621,7 @@ TEST(Help, MentionsEveryOptionWithItsDefault) {
       {"pong-timeout", "90s"},
       {"idle-timeout", "0ms"},
       {"backplane", "off"},
+      {"node-id", ""},
       {"drain-grace", "0ms"},
       {"drain-timeout", "10s"},
       {"log-level", "info"},
