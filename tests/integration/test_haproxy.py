@@ -101,6 +101,8 @@ def fleet(ringgate, tmp_path, tls_server_args):
                         "--backplane", redis.url, "--node-id", f"node-{host}", *extra)
     nodes = [node(h, "--per-ip-limit", "1", "--drain-grace", "6s", "--drain-timeout", "5s") for h in NODE_HOSTS]
     proxy = HAProxy(tmp_path, nodes)
+    for n in nodes:  # the backplane connects on its own thread, after start-up
+        wait_until(lambda: total(metrics(n), "ws_backplane_up") == 1, 10, 0.05, "the backplane up")
     # The fixture's probe of HAProxy's frontend reached a node as a PROXY
     # header and a FIN: let it be counted before tests take their baselines.
     wait_until(lambda: sum(proxy_headers(n) for n in nodes) == 1, 10, 0.05, "the probe's header counted")
