@@ -64,8 +64,10 @@ void Backplane::run() {
     // Interest first: names held are tracked whether or not Redis is up.
     shared_.interest->take(events_);
     if (!events_.empty()) apply(events_);
-    if (redis_ && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) && !read_replies()) continue;
-    if (registry_ && (fds[2].revents & (POLLIN | POLLERR | POLLHUP)) && !read_registry_replies()) continue;
+    if (redis_ && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) && !read_from(redis_, &Backplane::on_reply)) continue;
+    if (registry_ && (fds[2].revents & (POLLIN | POLLERR | POLLHUP)) &&
+        !read_from(registry_, &Backplane::on_registry_reply))
+      continue;
     if (redis_) keep_alive(base::monotonic_ms());
     if (redis_) pump_commands();
     if (redis_ && answered_) write_registry(base::monotonic_ms());
@@ -269,28 +271,9 @@ void Backplane::renew_node() {
   ++registry_outstanding_;
 }
 
-bool Backplane::read_registry_replies() {
-  if (redisBufferRead(registry_) != REDIS_OK) {
-    disconnect(registry_->err == REDIS_ERR_EOF ? "Redis closed the registry connection" : registry_->errstr);
-    return false;
-  }
-  for (;;) {
-    void* raw = nullptr;
-    if (redisGetReplyFromReader(registry_, &raw) != REDIS_OK) {
-      disconnect(registry_->errstr);
-      return false;
-    }
-    if (!raw) return true;
-    auto* r = static_cast<redisReply*>(raw);
-    if (registry_outstanding_ > 0) --registry_outstanding_;
-    if (r->type == REDIS_REPLY_ERROR) {
-      const std::string why = "Redis refused a registry write: " + std::string(r->str, r->len);
-      freeReplyObject(r);
-      disconnect(why);
-      return false;
-    }
-    freeReplyObject(r);
-  }
+void Backplane::on_registry_reply(const redisReply& r) {
+  if (registry_outstanding_ > 0) --registry_outstanding_;
+  if (r.type == REDIS_REPLY_ERROR) disconnect("Redis refused a registry write: " + std::string(r.str, r.len));
 }
 
 // Drain, step 3: every field of this instance and its node key are deleted
@@ -325,19 +308,21 @@ void Backplane::leave() {
          answered == expected ? "" : " (not all confirmed: Redis did not answer in time; the TTL ends the rest)");
 }
 
-bool Backplane::read_replies() {
-  if (redisBufferRead(redis_) != REDIS_OK) {
-    disconnect(redis_->err == REDIS_ERR_EOF ? "Redis closed the connection" : redis_->errstr);
+// Reads what Redis sent on `c` (poll said there is something) and hands
+// each reply to `handle`; false once the connections are gone.
+bool Backplane::read_from(redisContext* c, void (Backplane::*handle)(const redisReply&)) {
+  if (redisBufferRead(c) != REDIS_OK) {
+    disconnect(c->err == REDIS_ERR_EOF ? "Redis closed the connection" : c->errstr);
     return false;
   }
   for (;;) {
     void* reply = nullptr;
-    if (redisGetReplyFromReader(redis_, &reply) != REDIS_OK) {
-      disconnect(redis_->errstr);
+    if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
+      disconnect(c->errstr);
       return false;
     }
     if (!reply) return true;
-    on_reply(*static_cast<redisReply*>(reply));
+    (this->*handle)(*static_cast<redisReply*>(reply));
     freeReplyObject(reply);
     if (!redis_) return false;  // the reply was an error: disconnected
   }

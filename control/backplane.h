@@ -93,13 +93,13 @@ class Backplane {
   void pump_commands();
   void keep_alive(std::uint64_t now_ms);
   [[nodiscard]] bool flush();
-  [[nodiscard]] bool read_replies();
+  [[nodiscard]] bool read_from(redisContext* c, void (Backplane::*handle)(const redisReply&));
   void on_reply(const redisReply& r);
   void deliver(const redisReply& channel, const redisReply& payload);
   // The registry connection (normal mode: the other one is subscribed).
   void write_registry(std::uint64_t now_ms);
   void renew_node();
-  [[nodiscard]] bool read_registry_replies();
+  void on_registry_reply(const redisReply& r);
   void leave();
 
   Shared& shared_;

@@ -58,10 +58,17 @@ class RedisServer:
                               text=True, timeout=timeout).stdout
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc:
+            stop_process(self.proc)
+
+
+def stop_process(proc, timeout: float = 10):
+    """SIGTERM, then SIGKILL after `timeout` s: for the peers tests start."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

@@ -152,16 +152,20 @@ def test_a_user_send_reaches_the_users_devices_on_every_node(nodes):
     run_async(scenario(), 30)
 
 
-def publish_raw(node, path, body):
-    """POST to the admin listener: (status, headers, body)."""
+def admin_request(node, method, path, body=None, token=None):
+    """One request to the node's admin listener: (status, headers, body)."""
     import http.client
     conn = http.client.HTTPConnection(node.admin_host, node.admin_port, timeout=10)
     try:
-        conn.request("POST", path, body=body)
+        conn.request(method, path, body=body, headers={"Authorization": f"Bearer {token}"} if token else {})
         r = conn.getresponse()
         return r.status, dict(r.getheaders()), r.read()
     finally:
         conn.close()
+
+
+def publish_raw(node, path, body):
+    return admin_request(node, "POST", path, body)
 
 
 def publish_user(node, user, body):
@@ -304,14 +308,8 @@ def test_a_redis_that_stops_answering_is_given_up_and_found_again(nodes, redis):
 
 
 def lookup(node, path, token=None):
-    import http.client
-    conn = http.client.HTTPConnection(node.admin_host, node.admin_port, timeout=10)
-    try:
-        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
-        r = conn.getresponse()
-        return r.status, json.loads(r.read() or b"null")
-    finally:
-        conn.close()
+    status, _, body = admin_request(node, "GET", path, token=token)
+    return status, json.loads(body or b"null")
 
 
 def per_node(answer, field):

@@ -81,12 +81,8 @@ class HAProxy:
         return self.log.read()
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        from redis_server import stop_process
+        stop_process(self.proc)
         self.log.close()
 
 
