@@ -357,7 +357,8 @@ const std::vector<Option>& options() {
        "redis://HOST:PORT: the Redis (7.0 or later) that carries publishes between the nodes of a fleet. A publish "
        "on any node then reaches every subscriber of the channel (or device of the user) on every node; each node "
        "subscribes in Redis only to the names its own clients hold. While Redis is unreachable publishes answer "
-       "503. 'off': this node's subscribers only.",
+       "503. redis-cluster://HOST:PORT[,HOST:PORT...]: a Redis Cluster, found through up to 16 of its nodes. 'off': "
+       "this node's subscribers only.",
        RG_TEXT(backplane)},
       {"node_id", Kind::text, "NAME",
        "This node's name in the fleet's registry (with backplane): 1 to 64 of [A-Za-z0-9._:-]. Empty: the host "

@@ -102,7 +102,7 @@ struct Config {
   WakeMode cross_worker_wake = WakeMode::automatic;  // how publishers wake workers
 
   // Fleet (docs/fleet.md)
-  std::string backplane = "off";  // redis://HOST:PORT: publishes reach every node's subscribers through Redis
+  std::string backplane = "off";  // redis://HOST:PORT or redis-cluster://SEEDS: publishes reach every node's subscribers through Redis
   std::string node_id;             // this node in the fleet's registry; empty: HOSTNAME:PORT
 
   // Process

@@ -837,6 +837,11 @@ std::string Admin::metrics() const {
     gauge("ws_backplane_names", "Channels and users this node's clients hold: what it asks Redis for.", load(b.names));
     gauge("ws_backplane_subscriptions", "Names subscribed in Redis now, as Redis confirmed them.",
           load(b.subscriptions));
+    gauge("ws_backplane_primaries", "Redis primaries this node is connected to (1 for one Redis, a cluster's primaries).",
+          load(b.primaries));
+    counter("ws_backplane_slots_moved_total",
+            "Times the Redis Cluster said slots moved, each followed by learning its map again and resubscribing.",
+            load(b.slots_moved_total));
     counter("ws_backplane_connects_total", "Connections made to the backplane's Redis (the first and every reconnection).",
             load(b.connects_total));
     counter("ws_backplane_connect_failures_total", "Attempts to reach the backplane's Redis that failed.",
@@ -935,9 +940,10 @@ std::string Admin::status_json() const {
   }
   out += "]";
   const BackplaneState state = s.backplane.state.load();
-  absl::StrAppendFormat(&out, ",\"backplane\":{\"state\":\"%s\",\"names\":%d,\"subscriptions\":%d}}\n",
+  absl::StrAppendFormat(&out,
+                        ",\"backplane\":{\"state\":\"%s\",\"names\":%d,\"subscriptions\":%d,\"primaries\":%d}}\n",
                         state == BackplaneState::off ? "off" : state == BackplaneState::up ? "up" : "down",
-                        load(s.backplane.names), load(s.backplane.subscriptions));
+                        load(s.backplane.names), load(s.backplane.subscriptions), load(s.backplane.primaries));
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -17,7 +18,7 @@ namespace backplane = rg::proto::backplane;
 Backplane::Backplane(Shared& shared, backplane::Address address, std::string instance, std::uint64_t node_ttl_ms)
     : shared_(shared),
       counters_(shared.backplane),
-      address_(std::move(address)),
+      shards_(std::move(address)),
       instance_(std::move(instance)),
       node_key_(backplane::node_key(instance_)),
       node_ttl_ms_(node_ttl_ms),
@@ -35,16 +36,22 @@ void Backplane::start() {
 void Backplane::stop() {
   stop_.store(true);
   if (thread_.joinable()) thread_.join();
-  if (redis_) redisFree(redis_);
-  if (registry_) redisFree(registry_);
-  redis_ = registry_ = nullptr;
+  for (Link& l : links_) {
+    if (l.redis) redisFree(l.redis);
+    if (l.registry) redisFree(l.registry);
+  }
+  links_.clear();
+}
+
+std::string Backplane::where(const Link& link) const {
+  return shards_.name(static_cast<std::size_t>(&link - links_.data()));
 }
 
 void Backplane::run() {
   source_.start();
   while (!stop_.load()) {
     const std::uint64_t now = base::monotonic_ms();
-    if (!redis_ && now >= next_attempt_ms_ && !connect()) {
+    if (!connected() && now >= next_attempt_ms_ && !connect()) {
       // Capped exponential backoff with jitter: a fleet that lost its Redis
       // does not reconnect in lockstep.
       rng_ ^= rng_ << 13;
@@ -53,10 +60,12 @@ void Backplane::run() {
       next_attempt_ms_ = now + backoff_ms_ / 2 + rng_ % (backoff_ms_ / 2 + 1);
       backoff_ms_ = std::min(backoff_ms_ * 2, backoff_max_ms);
     }
-    pollfd fds[3] = {{shared_.interest->event_fd(), POLLIN, 0},
-                     {redis_ ? redis_->fd : -1, POLLIN, 0},
-                     {registry_ ? registry_->fd : -1, POLLIN, 0}};
-    const int n = poll(fds, 3, poll_ms);
+    pollfds_.assign(1, {shared_.interest->event_fd(), POLLIN, 0});
+    for (const Link& l : links_) {
+      pollfds_.push_back({l.redis->fd, POLLIN, 0});
+      pollfds_.push_back({l.registry->fd, POLLIN, 0});
+    }
+    const int n = poll(pollfds_.data(), pollfds_.size(), poll_ms);
     if (n < 0 && errno != EINTR) {
       RG_LOG(error, "backplane: poll failed: %s", std::strerror(errno));
       break;
@@ -64,97 +73,120 @@ void Backplane::run() {
     // Interest first: names held are tracked whether or not Redis is up.
     shared_.interest->take(events_);
     if (!events_.empty()) apply(events_);
-    if (redis_ && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) && !read_from(redis_, &Backplane::on_reply)) continue;
-    if (registry_ && (fds[2].revents & (POLLIN | POLLERR | POLLHUP)) &&
-        !read_from(registry_, &Backplane::on_registry_reply))
-      continue;
-    if (redis_) keep_alive(base::monotonic_ms());
-    if (redis_) pump_commands();
-    if (redis_ && answered_) write_registry(base::monotonic_ms());
-    if (redis_ && !flush()) continue;
+    bool lost = false;
+    for (std::size_t i = 0; i < links_.size() && !lost; ++i) {
+      constexpr short ready = POLLIN | POLLERR | POLLHUP;
+      Link& l = links_[i];
+      lost = ((pollfds_[1 + 2 * i].revents & ready) && !read_from(l, l.redis, &Backplane::on_reply)) ||
+             ((pollfds_[2 + 2 * i].revents & ready) && !read_from(l, l.registry, &Backplane::on_registry_reply));
+    }
+    if (lost) continue;
+    const std::uint64_t later = base::monotonic_ms();
+    for (std::size_t i = 0; i < links_.size(); ++i) keep_alive(links_[i], later);  // may disconnect all
+    if (!connected()) continue;
+    for (Link& l : links_) pump_commands(l);
+    if (answered_) write_registry(later);
+    if (!flush()) continue;
   }
   // Drain, step 3: the node's registry entries go before it exits.
   leave();
   counters_.state.store(BackplaneState::down);
 }
 
+// Every primary, two connections each; all or none.
 bool Backplane::connect() {
   const timeval tv{static_cast<time_t>(connect_timeout_ms / 1000),
                    static_cast<suseconds_t>(connect_timeout_ms % 1000 * 1000)};
-  redis_ = redisConnectWithTimeout(address_.host.c_str(), address_.port, tv);
-  // Writes are bounded (answers_outstanding_max) and the socket stays
-  // blocking for them, with a send timeout so that a Redis that stops
-  // reading holds this thread at most that long; reads happen only after
-  // poll() says there is something, so none blocks.
-  if (redis_ && !redis_->err) registry_ = redisConnectWithTimeout(address_.host.c_str(), address_.port, tv);
-  const auto fine = [&](redisContext* c) {
-    return c && !c->err && redisSetTimeout(c, tv) == REDIS_OK && redisEnableKeepAlive(c) == REDIS_OK;
-  };
-  if (!fine(redis_) || !fine(registry_)) {
+  std::string why;
+  bool fine = shards_.discover(tv, why);
+  if (fine && shards_.shards().size() > shards_max) {
+    why = "more primaries than the backplane holds connections for (256)";
+    fine = false;
+  }
+  if (fine) {
+    links_.resize(shards_.shards().size());
+    for (std::size_t i = 0; fine && i < links_.size(); ++i) {
+      const backplane::Endpoint& e = shards_.shards()[i];
+      Link& l = links_[i];
+      // Writes are bounded (answers_outstanding_max) and the socket stays
+      // blocking for them, with a send timeout so that a Redis that stops
+      // reading holds this thread at most that long; reads happen only
+      // after poll() says there is something, so none blocks.
+      for (redisContext** c : {&l.redis, &l.registry}) {
+        *c = redisConnectWithTimeout(e.host.c_str(), e.port, tv);
+        if (!*c || (*c)->err || redisSetTimeout(*c, tv) != REDIS_OK || redisEnableKeepAlive(*c) != REDIS_OK) {
+          why = shards_.name(i) + ": " + (*c && (*c)->err ? (*c)->errstr : "cannot set up the connection");
+          fine = false;
+          break;
+        }
+      }
+    }
+  }
+  if (!fine) {
     counters_.connect_failures_total.add();
     std::uint64_t suppressed = 0;
     if (log_.allow(base::monotonic_ms(), suppressed))
-      RG_LOG(warn, "backplane: cannot reach Redis at %s:%u: %s; publishes answer 503 until it is back (next try "
+      RG_LOG(warn, "backplane: cannot reach Redis at %s: %s; publishes answer 503 until it is back (next try "
                    "within %u ms; %u similar lines suppressed)",
-             address_.host, address_.port,
-             redis_ && redis_->err ? redis_->errstr
-             : registry_ && registry_->err ? registry_->errstr
-                                           : "cannot set up the connection",
-             backoff_ms_, suppressed);
-    if (redis_) redisFree(redis_);
-    if (registry_) redisFree(registry_);
-    redis_ = registry_ = nullptr;
+             backplane::describe(shards_.address()), why, backoff_ms_, suppressed);
+    for (Link& l : links_) {
+      if (l.redis) redisFree(l.redis);
+      if (l.registry) redisFree(l.registry);
+    }
+    links_.clear();
     return false;
   }
   counters_.connects_total.add();
   answered_ = false;
-  last_answer_ms_ = last_ping_ms_ = base::monotonic_ms();
-  registry_outstanding_ = 0;
+  const std::uint64_t now = base::monotonic_ms();
   last_renew_ms_ = last_registry_ms_ = 0;  // the node key and every count, at once
   for (const auto& [k, count] : names_) dirty_.insert(k);
   subscribe_all();
-  // A PING first: its answer says this Redis serves us (a Redis at
-  // maxclients accepts, then answers an error and closes).
-  const char* ping[] = {"PING"};
-  (void)redisAppendCommandArgv(redis_, 1, ping, nullptr);
-  ++answers_outstanding_;
-  pump_commands();
-  // Up once Redis answers (on_reply): a stopped Redis's kernel still
-  // accepts connections.
+  for (Link& l : links_) {
+    l.last_answer_ms = l.last_ping_ms = now;
+    // A PING first: its answer says this Redis serves us (a Redis at
+    // maxclients accepts, then answers an error and closes).
+    (void)redisAppendCommand(l.redis, "PING");
+    ++l.answers_outstanding;
+    pump_commands(l);
+  }
+  // Up once every primary answers (on_reply): a stopped Redis's kernel
+  // still accepts connections.
   return flush();
 }
 
 void Backplane::disconnect(std::string_view why) {
   counters_.state.store(BackplaneState::down);
   counters_.subscriptions.set(0);
+  counters_.primaries.set(0);
   std::uint64_t suppressed = 0;
   if (lost_log_.allow(base::monotonic_ms(), suppressed))
-    RG_LOG(warn, "backplane: lost Redis at %s:%u (%s): publishes answer 503 until it is back; subscribers on this "
+    RG_LOG(warn, "backplane: lost Redis at %s (%s): publishes answer 503 until it is back; subscribers on this "
                  "node miss what is published meanwhile (%u similar lines suppressed)",
-           address_.host, address_.port, std::string(why), suppressed);
-  redisFree(redis_);
-  if (registry_) redisFree(registry_);
-  redis_ = registry_ = nullptr;
-  to_send_.clear();
-  answers_outstanding_ = 0;
+           backplane::describe(shards_.address()), std::string(why), suppressed);
+  for (Link& l : links_) {
+    redisFree(l.redis);
+    redisFree(l.registry);
+  }
+  links_.clear();
   // A connection that never answered (refused us after accepting) does not
   // reset the backoff: retry later, not at once.
   if (answered_) backoff_ms_ = backoff_min_ms;
+  answered_ = false;
   next_attempt_ms_ = base::monotonic_ms() + backoff_ms_;
   backoff_ms_ = std::min(backoff_ms_ * 2, backoff_max_ms);
 }
 
 // A silent connection is given up; an idle one is pinged.
-void Backplane::keep_alive(std::uint64_t now_ms) {
-  if (now_ms - last_answer_ms_ >= answer_timeout_ms) {
-    disconnect("no answer within 3 s, not even to PING");
+void Backplane::keep_alive(Link& link, std::uint64_t now_ms) {
+  if (now_ms - link.last_answer_ms >= answer_timeout_ms) {
+    disconnect(where(link) + ": no answer within 3 s, not even to PING");
     return;
   }
-  if (now_ms - last_answer_ms_ >= ping_interval_ms && now_ms - last_ping_ms_ >= ping_interval_ms) {
-    const char* ping[] = {"PING"};
-    (void)redisAppendCommandArgv(redis_, 1, ping, nullptr);
-    ++answers_outstanding_;
-    last_ping_ms_ = now_ms;
+  if (now_ms - link.last_answer_ms >= ping_interval_ms && now_ms - link.last_ping_ms >= ping_interval_ms) {
+    (void)redisAppendCommand(link.redis, "PING");
+    ++link.answers_outstanding;
+    link.last_ping_ms = now_ms;
   }
 }
 
@@ -169,13 +201,14 @@ void Backplane::apply(const std::vector<Interest::Event>& events) {
     if (e.delta > 0) {
       auto [it, inserted] = names_.try_emplace(k, 0);
       it->second += static_cast<std::uint64_t>(e.delta);
-      if (it->second == static_cast<std::uint64_t>(e.delta) && redis_) to_send_.emplace_back(true, std::move(k));
+      if (it->second == static_cast<std::uint64_t>(e.delta) && connected())
+        link_of(k).to_send.emplace_back(true, std::move(k));
     } else if (const auto it = names_.find(k); it != names_.end()) {
       const auto less = static_cast<std::uint64_t>(-e.delta);
       it->second = it->second > less ? it->second - less : 0;
       if (it->second == 0) {
         names_.erase(it);
-        if (redis_) to_send_.emplace_back(false, std::move(k));
+        if (connected()) link_of(k).to_send.emplace_back(false, std::move(k));
       }
     }
   }
@@ -185,45 +218,61 @@ void Backplane::apply(const std::vector<Interest::Event>& events) {
 }
 
 // Sends (un)subscribes while few enough answers are outstanding, in the
-// order they were queued, each command one verb for up to 512 names.
-void Backplane::pump_commands() {
+// order they were queued, each command one verb for up to 512 names (of
+// one slot in a cluster: Redis refuses CROSSSLOT otherwise).
+void Backplane::pump_commands(Link& link) {
   std::vector<std::string> keys;
-  while (!to_send_.empty() && answers_outstanding_ < answers_outstanding_max) {
-    const bool subscribe = to_send_.front().first;
+  while (!link.to_send.empty() && link.answers_outstanding < answers_outstanding_max) {
+    const bool subscribe = link.to_send.front().first;
+    const std::uint16_t slot = backplane::slot(link.to_send.front().second);
     keys.clear();
-    while (!to_send_.empty() && to_send_.front().first == subscribe && keys.size() < keys_per_command) {
-      std::string& k = to_send_.front().second;
-      if (names_.contains(k) == subscribe) keys.push_back(std::move(k));  // still wanted
-      to_send_.pop_front();
+    while (!link.to_send.empty() && link.to_send.front().first == subscribe && keys.size() < keys_per_command &&
+           (!shards_.cluster() || backplane::slot(link.to_send.front().second) == slot)) {
+      std::string& k = link.to_send.front().second;
+      if (names_.contains(k) == subscribe) {  // still wanted
+        if (!subscribe) ++link.unsubscribing[k];
+        keys.push_back(std::move(k));
+      }
+      link.to_send.pop_front();
     }
-    if (!keys.empty()) command(subscribe ? "SSUBSCRIBE" : "SUNSUBSCRIBE", keys);
+    if (!keys.empty()) command(link, subscribe ? "SSUBSCRIBE" : "SUNSUBSCRIBE", keys);
   }
 }
 
 // Appends one command; flush() sends it.  Every key gets one answer.
-void Backplane::command(const char* verb, const std::vector<std::string>& keys) {
+void Backplane::command(Link& link, const char* verb, const std::vector<std::string>& keys) {
   std::vector<const char*> argv{verb};
   std::vector<std::size_t> lens{std::strlen(verb)};
   for (const std::string& k : keys) {
     argv.push_back(k.data());
     lens.push_back(k.size());
   }
-  (void)redisAppendCommandArgv(redis_, static_cast<int>(argv.size()), argv.data(), lens.data());
-  answers_outstanding_ += keys.size();
+  (void)redisAppendCommandArgv(link.redis, static_cast<int>(argv.size()), argv.data(), lens.data());
+  link.answers_outstanding += keys.size();
 }
 
+// In a cluster, sorted by slot so that names sharing one go in one command.
 void Backplane::subscribe_all() {
-  to_send_.clear();
-  for (const auto& [k, workers] : names_) to_send_.emplace_back(true, k);
+  std::vector<std::pair<std::uint16_t, const std::string*>> order;
+  order.reserve(names_.size());
+  for (const auto& [k, count] : names_) order.emplace_back(shards_.cluster() ? backplane::slot(k) : 0, &k);
+  if (shards_.cluster()) std::sort(order.begin(), order.end());
+  for (Link& l : links_) {
+    l.to_send.clear();
+    l.unsubscribing.clear();
+  }
+  for (const auto& [slot, k] : order) link_of(*k).to_send.emplace_back(true, *k);
 }
 
 bool Backplane::flush() {
-  for (redisContext* c : {redis_, registry_}) {
-    int done = 0;
-    while (c && !done) {
-      if (redisBufferWrite(c, &done) != REDIS_OK) {
-        disconnect(c->errstr);
-        return false;
+  for (Link& l : links_) {
+    for (redisContext* c : {l.redis, l.registry}) {
+      int done = 0;
+      while (!done) {
+        if (redisBufferWrite(c, &done) != REDIS_OK) {
+          disconnect(where(l) + ": " + c->errstr);
+          return false;
+        }
       }
     }
   }
@@ -232,32 +281,33 @@ bool Backplane::flush() {
 
 // The registry: this node's count of each name that changed (HSET, or HDEL
 // at 0), and its node key renewed (SET PX) a third of its TTL before it
-// would lapse, pipelined: one round trip per interval for the whole node,
-// never one per connection.
+// would lapse, pipelined: one round trip per interval per primary for the
+// whole node, never one per connection.
 void Backplane::write_registry(std::uint64_t now_ms) {
   if (now_ms - last_renew_ms_ >= node_ttl_ms_ / 3) {
     renew_node();
     last_renew_ms_ = now_ms;
   }
-  if (dirty_.empty() || now_ms - last_registry_ms_ < registry_flush_ms ||
-      registry_outstanding_ >= registry_writes_max)
-    return;
+  std::uint64_t outstanding = 0;
+  for (const Link& l : links_) outstanding += l.registry_outstanding;
+  if (dirty_.empty() || now_ms - last_registry_ms_ < registry_flush_ms || outstanding >= registry_writes_max) return;
   last_registry_ms_ = now_ms;
   std::size_t written = 0;
   for (auto it = dirty_.begin(); it != dirty_.end() && written < registry_writes_max; ++written) {
     const std::string registry_key = *it + ":nodes";
+    Link& l = link_of(*it);
     const auto found = names_.find(*it);
     if (found != names_.end()) {
       const std::string count = std::to_string(found->second);
       const char* argv[] = {"HSET", registry_key.data(), instance_.data(), count.data()};
       const std::size_t lens[] = {4, registry_key.size(), instance_.size(), count.size()};
-      (void)redisAppendCommandArgv(registry_, 4, argv, lens);
+      (void)redisAppendCommandArgv(l.registry, 4, argv, lens);
     } else {
       const char* argv[] = {"HDEL", registry_key.data(), instance_.data()};
       const std::size_t lens[] = {4, registry_key.size(), instance_.size()};
-      (void)redisAppendCommandArgv(registry_, 3, argv, lens);
+      (void)redisAppendCommandArgv(l.registry, 3, argv, lens);
     }
-    ++registry_outstanding_;
+    ++l.registry_outstanding;
     dirty_.erase(it++);
   }
 }
@@ -267,97 +317,151 @@ void Backplane::renew_node() {
   const std::string ttl = std::to_string(node_ttl_ms_);
   const char* argv[] = {"SET", node_key_.data(), value.data(), "PX", ttl.data()};
   const std::size_t lens[] = {3, node_key_.size(), value.size(), 2, ttl.size()};
-  (void)redisAppendCommandArgv(registry_, 5, argv, lens);
-  ++registry_outstanding_;
+  Link& l = link_of(node_key_);
+  (void)redisAppendCommandArgv(l.registry, 5, argv, lens);
+  ++l.registry_outstanding;
 }
 
-void Backplane::on_registry_reply(const redisReply& r) {
-  if (registry_outstanding_ > 0) --registry_outstanding_;
-  if (r.type == REDIS_REPLY_ERROR) disconnect("Redis refused a registry write: " + std::string(r.str, r.len));
+void Backplane::on_registry_reply(Link& link, const redisReply& r) {
+  if (link.registry_outstanding > 0) --link.registry_outstanding;
+  if (r.type != REDIS_REPLY_ERROR) return;
+  const std::string_view error(r.str, r.len);
+  if (backplane::parse_redirect(error).kind != backplane::Redirect::Kind::none) counters_.slots_moved_total.add();
+  disconnect(where(link) + ": " +
+             (backplane::parse_redirect(error).kind != backplane::Redirect::Kind::none
+                  ? "slots moved (" + std::string(error) + "): learning the cluster's map again"
+                  : "Redis refused a registry write: " + std::string(error)));
 }
 
 // Drain, step 3: every field of this instance and its node key are deleted
 // (within leave_timeout_ms), so no reader has to wait for the TTL.
 void Backplane::leave() {
-  if (!registry_ || !answered_) return;
+  if (!connected() || !answered_) return;
   for (const auto& [k, count] : names_) dirty_.insert(k);
   std::uint64_t sent = 0;
+  std::vector<std::uint64_t> expected(links_.size());
   for (const std::string& k : dirty_) {
     const std::string registry_key = k + ":nodes";
     const char* argv[] = {"HDEL", registry_key.data(), instance_.data()};
     const std::size_t lens[] = {4, registry_key.size(), instance_.size()};
-    (void)redisAppendCommandArgv(registry_, 3, argv, lens);
+    Link& l = link_of(k);
+    (void)redisAppendCommandArgv(l.registry, 3, argv, lens);
+    ++expected[static_cast<std::size_t>(&l - links_.data())];
     ++sent;
   }
   const char* del[] = {"DEL", node_key_.data()};
   const std::size_t del_lens[] = {3, node_key_.size()};
-  (void)redisAppendCommandArgv(registry_, 2, del, del_lens);
-  ++sent;
+  Link& node_link = link_of(node_key_);
+  (void)redisAppendCommandArgv(node_link.registry, 2, del, del_lens);
+  ++expected[static_cast<std::size_t>(&node_link - links_.data())];
   const timeval tv{static_cast<time_t>(leave_timeout_ms / 1000),
                    static_cast<suseconds_t>(leave_timeout_ms % 1000 * 1000)};
-  (void)redisSetTimeout(registry_, tv);
   // Blocking now: answers to what was still outstanding come first.
-  const std::uint64_t expected = sent + registry_outstanding_;
-  std::uint64_t answered = 0;
-  for (; answered < expected; ++answered) {
-    void* raw = nullptr;
-    if (redisGetReply(registry_, &raw) != REDIS_OK || !raw) break;
-    freeReplyObject(raw);
+  std::uint64_t want = 0, answered = 0;
+  for (std::size_t i = 0; i < links_.size(); ++i) {
+    Link& l = links_[i];
+    (void)redisSetTimeout(l.registry, tv);
+    const std::uint64_t n = expected[i] + l.registry_outstanding;
+    want += n;
+    for (std::uint64_t got = 0; got < n; ++got, ++answered) {
+      void* raw = nullptr;
+      if (redisGetReply(l.registry, &raw) != REDIS_OK || !raw) break;
+      freeReplyObject(raw);
+    }
   }
-  RG_LOG(info, "backplane: left the registry: %u names' entries and the node key deleted%s", sent - 1,
-         answered == expected ? "" : " (not all confirmed: Redis did not answer in time; the TTL ends the rest)");
+  RG_LOG(info, "backplane: left the registry: %u names' entries and the node key deleted%s", sent,
+         answered == want ? "" : " (not all confirmed: Redis did not answer in time; the TTL ends the rest)");
 }
 
 // Reads what Redis sent on `c` (poll said there is something) and hands
 // each reply to `handle`; false once the connections are gone.
-bool Backplane::read_from(redisContext* c, void (Backplane::*handle)(const redisReply&)) {
+bool Backplane::read_from(Link& link, redisContext* c, void (Backplane::*handle)(Link&, const redisReply&)) {
   if (redisBufferRead(c) != REDIS_OK) {
-    disconnect(c->err == REDIS_ERR_EOF ? "Redis closed the connection" : c->errstr);
+    disconnect(where(link) + ": " + (c->err == REDIS_ERR_EOF ? "Redis closed the connection" : c->errstr));
     return false;
   }
   for (;;) {
     void* reply = nullptr;
     if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
-      disconnect(c->errstr);
+      disconnect(where(link) + ": " + c->errstr);
       return false;
     }
     if (!reply) return true;
-    (this->*handle)(*static_cast<redisReply*>(reply));
+    (this->*handle)(link, *static_cast<redisReply*>(reply));
     freeReplyObject(reply);
-    if (!redis_) return false;  // the reply was an error: disconnected
+    if (!connected()) return false;  // the reply was an error: disconnected
   }
 }
 
+// The first answer on a link; up once every link has given one.
+void Backplane::on_answer(Link& link) {
+  link.last_answer_ms = base::monotonic_ms();
+  if (link.answered) return;
+  link.answered = true;
+  if (!std::all_of(links_.begin(), links_.end(), [](const Link& l) { return l.answered; })) return;
+  answered_ = true;
+  backoff_ms_ = backoff_min_ms;
+  counters_.primaries.set(links_.size());
+  counters_.state.store(BackplaneState::up);
+  RG_LOG(info, "backplane: connected to Redis at %s (%u primar%s), subscribing to the %u names this node's clients "
+               "hold",
+         backplane::describe(shards_.address()), links_.size(), links_.size() == 1 ? "y" : "ies", names_.size());
+}
+
 // RESP2 pushes in subscribed mode: [kind, channel, count or payload].
-void Backplane::on_reply(const redisReply& r) {
-  last_answer_ms_ = base::monotonic_ms();
+void Backplane::on_reply(Link& link, const redisReply& r) {
   if (r.type == REDIS_REPLY_ERROR) {
+    const std::string_view error(r.str, r.len);
+    if (backplane::parse_redirect(error).kind != backplane::Redirect::Kind::none) {
+      counters_.slots_moved_total.add();
+      disconnect(where(link) + ": slots moved (" + std::string(error) + "): learning the cluster's map again" +
+                 (shards_.cluster() ? "" : "; is this Redis a cluster node? then say redis-cluster://"));
+      return;
+    }
     // NOAUTH, NOPERM, an unknown SSUBSCRIBE (Redis before 7), a Redis at
-    // maxclients: what was asked for is not in place, and carrying on
-    // would say "up" while nothing arrives.  Drop it and retry with backoff.
-    disconnect("Redis answered an error: " + std::string(r.str, r.len) + " (the backplane needs Redis 7 or later)");
+    // maxclients, CLUSTERDOWN: what was asked for is not in place, and
+    // carrying on would say "up" while nothing arrives.  Drop it and retry
+    // with backoff.
+    disconnect(where(link) + ": Redis answered an error: " + std::string(error) +
+               " (the backplane needs Redis 7 or later)");
     return;
   }
-  if (!answered_) {
-    answered_ = true;
-    backoff_ms_ = backoff_min_ms;
-    counters_.state.store(BackplaneState::up);
-    RG_LOG(info, "backplane: connected to Redis at %s:%u, subscribing to the %u names this node's clients hold",
-           address_.host, address_.port, names_.size());
+  on_answer(link);
+  // PING's answer: "PONG" while the connection holds no subscription (the
+  // first one always), ["pong", ""] once it does.
+  if (r.type == REDIS_REPLY_STATUS) {
+    if (link.answers_outstanding > 0) --link.answers_outstanding;
+    return;
   }
   if (r.type != REDIS_REPLY_ARRAY || r.elements < 2 || r.element[0]->type != REDIS_REPLY_STRING) return;
   const std::string_view kind(r.element[0]->str, r.element[0]->len);
-  if (kind == "pong") {  // RESP2 answers PING this way in subscribed mode
-    if (answers_outstanding_ > 0) --answers_outstanding_;
+  if (kind == "pong") {
+    if (link.answers_outstanding > 0) --link.answers_outstanding;
     return;
   }
   if (r.elements != 3) return;
   if (kind == "smessage" && r.element[1]->type == REDIS_REPLY_STRING && r.element[2]->type == REDIS_REPLY_STRING) {
     deliver(*r.element[1], *r.element[2]);
-  } else if ((kind == "ssubscribe" || kind == "sunsubscribe") && r.element[2]->type == REDIS_REPLY_INTEGER) {
-    if (answers_outstanding_ > 0) --answers_outstanding_;
-    counters_.subscriptions.set(static_cast<std::uint64_t>(r.element[2]->integer));
+    return;
   }
+  if ((kind != "ssubscribe" && kind != "sunsubscribe") || r.element[2]->type != REDIS_REPLY_INTEGER) return;
+  if (kind == "sunsubscribe" && r.element[1]->type == REDIS_REPLY_STRING) {
+    const std::string k(r.element[1]->str, r.element[1]->len);
+    const auto asked = link.unsubscribing.find(k);
+    if (asked == link.unsubscribing.end()) {
+      // Not asked for: Redis dropped the name because its slot now lives
+      // on another primary.  Learn the map again and subscribe anew.
+      counters_.slots_moved_total.add();
+      disconnect(where(link) + ": Redis unsubscribed " + k + " (its slot moved): learning the cluster's map again");
+      return;
+    }
+    if (--asked->second == 0) link.unsubscribing.erase(asked);
+  }
+  if (link.answers_outstanding > 0) --link.answers_outstanding;
+  link.subscriptions = static_cast<std::uint64_t>(r.element[2]->integer);
+  std::uint64_t total = 0;
+  for (const Link& l : links_) total += l.subscriptions;
+  counters_.subscriptions.set(total);
 }
 
 void Backplane::deliver(const redisReply& channel, const redisReply& payload) {

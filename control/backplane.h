@@ -17,6 +17,18 @@
 // kind: on one Redis they behave the same, and in a Redis Cluster a message
 // is broadcast within its shard only instead of over the whole cluster bus.
 //
+// A Redis Cluster (backplane = redis-cluster://SEEDS) is the path past one
+// Redis: each name's channel lives on the primary of its slot
+// (control/redis_shards.h), so this thread holds one pair of connections
+// per primary, subscribes each name on its own primary (an SSUBSCRIBE's
+// names must share a slot there), and writes each registry field to its
+// key's primary.  The backplane is up while every primary is: a node that
+// could reach only some would deliver some channels and silently not
+// others.  When slots move (resharding, a failover), Redis unsubscribes
+// the names of the slots it lost or answers MOVED; the backplane then
+// learns the map again and subscribes everything anew, as after a
+// reconnect.
+//
 // Redis I/O never runs on a worker.  While Redis is unreachable the state
 // is `down`: publishes answer 503 with Retry-After (never a silent
 // local-only delivery), this thread retries with capped exponential backoff
@@ -26,6 +38,7 @@
 #pragma once
 
 #include <hiredis/hiredis.h>
+#include <poll.h>
 
 #include <absl/container/flat_hash_map.h>
 #include <absl/container/flat_hash_set.h>
@@ -38,6 +51,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "control/redis_shards.h"
 #include "proto/backplane.h"
 #include "server/delivery.h"
 #include "server/interest.h"
@@ -83,32 +97,62 @@ class Backplane {
   void start();
   void stop();
 
+  // At most this many primaries in a cluster: each holds two connections
+  // and two pollfds of this thread.
+  static constexpr std::size_t shards_max = 256;
+
  private:
+  // One primary's connections and what is in flight on them.
+  struct Link {
+    redisContext* redis = nullptr;     // subscribed mode
+    redisContext* registry = nullptr;  // normal mode: HSET/HDEL/SET
+    // Names to SSUBSCRIBE (true) or SUNSUBSCRIBE (false), in the order
+    // the workers reported them, sent as answers come back
+    // (answers_outstanding_max).  When its turn comes, a subscribe of a
+    // name no longer held, or an unsubscribe of one held again, is skipped.
+    std::deque<std::pair<bool, std::string>> to_send;
+    // Names unsubscribed and not yet answered: any other sunsubscribe is
+    // Redis telling us the name's slot moved away.
+    absl::flat_hash_map<std::string, std::uint32_t> unsubscribing;
+    std::uint64_t answers_outstanding = 0;
+    std::uint64_t registry_outstanding = 0;
+    std::uint64_t subscriptions = 0;
+    bool answered = false;             // this connection has answered once
+    std::uint64_t last_answer_ms = 0;  // anything from Redis
+    std::uint64_t last_ping_ms = 0;
+  };
+
   void run();
   bool connect();
   void disconnect(std::string_view why);
   void apply(const std::vector<Interest::Event>& events);
-  void command(const char* verb, const std::vector<std::string>& keys);
+  void command(Link& link, const char* verb, const std::vector<std::string>& keys);
   void subscribe_all();
-  void pump_commands();
-  void keep_alive(std::uint64_t now_ms);
+  void pump_commands(Link& link);
+  void keep_alive(Link& link, std::uint64_t now_ms);
   [[nodiscard]] bool flush();
-  [[nodiscard]] bool read_from(redisContext* c, void (Backplane::*handle)(const redisReply&));
-  void on_reply(const redisReply& r);
+  [[nodiscard]] bool read_from(Link& link, redisContext* c, void (Backplane::*handle)(Link&, const redisReply&));
+  void on_reply(Link& link, const redisReply& r);
+  void on_answer(Link& link);
   void deliver(const redisReply& channel, const redisReply& payload);
   // The registry connection (normal mode: the other one is subscribed).
   void write_registry(std::uint64_t now_ms);
   void renew_node();
-  void on_registry_reply(const redisReply& r);
+  void on_registry_reply(Link& link, const redisReply& r);
   void leave();
+  [[nodiscard]] Link& link_of(std::string_view key) { return links_[shards_.shard_of(key)]; }
+  [[nodiscard]] bool connected() const noexcept { return !links_.empty(); }
+  [[nodiscard]] std::string where(const Link& link) const;
 
   Shared& shared_;
   BackplaneCounters& counters_;
-  proto::backplane::Address address_;
+  ShardMap shards_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
-  redisContext* redis_ = nullptr;     // subscribed mode
-  redisContext* registry_ = nullptr;  // normal mode: HSET/HDEL/SET; up and down with redis_
+  // One per shard while connected (every primary answered, or trying to);
+  // empty while down.
+  std::vector<Link> links_;
+  std::vector<pollfd> pollfds_;
   std::string instance_;
   std::string node_key_;
   std::uint64_t node_ttl_ms_;
@@ -119,18 +163,9 @@ class Backplane {
   // Names whose count changed since the registry last heard: written at
   // the next registry_flush_ms.
   absl::flat_hash_set<std::string> dirty_;
-  std::uint64_t registry_outstanding_ = 0;
   std::uint64_t last_registry_ms_ = 0;
   std::uint64_t last_renew_ms_ = 0;
-  // Names to SSUBSCRIBE (true) or SUNSUBSCRIBE (false), in the order the
-  // workers reported them, sent as answers come back
-  // (answers_outstanding_max).  When its turn comes, a subscribe of a name
-  // no longer held, or an unsubscribe of one held again, is skipped.
-  std::deque<std::pair<bool, std::string>> to_send_;
-  std::uint64_t answers_outstanding_ = 0;
-  bool answered_ = false;                // this connection has answered once (backoff resets then)
-  std::uint64_t last_answer_ms_ = 0;     // anything from Redis
-  std::uint64_t last_ping_ms_ = 0;
+  bool answered_ = false;  // every link has answered once (up; backoff resets then)
   std::vector<Interest::Event> events_;
   DeliverySource source_;
   std::uint64_t backoff_ms_ = backoff_min_ms;

@@ -599,9 +599,9 @@ int main(int argc, char** argv) {
   if (config.backplane_enabled()) {
     rg::proto::backplane::Address address;
     (void)rg::proto::backplane::parse_url(config.backplane, address, error);  // validate() checked it
-    RG_LOG(info, "backplane: publishes travel through Redis at %s:%u (sharded pub/sub); this node subscribes to the "
+    RG_LOG(info, "backplane: publishes travel through Redis at %s (sharded pub/sub); this node subscribes to the "
                  "channels and users its clients hold",
-           address.host, address.port);
+           rg::proto::backplane::describe(address));
     // This node in the registry: its id, and its start time so that a
     // restarted node never revives what a previous life left behind.
     std::string node_id = config.node_id;

@@ -1,7 +1,6 @@
 // The publish API (control/publisher.h): names, ids, posting through the delivery source, the JSON answer.
 #include "control/publisher.h"
 
-#include <poll.h>
 #include <unistd.h>
 
 #include <absl/strings/str_format.h>
@@ -31,56 +30,29 @@ Publisher::Publisher(Shared& shared) : shared_(shared), source_(shared) {
   id_prefix_ = absl::StrFormat("%x-", static_cast<std::uint64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000);
   if (shared.config.backplane_enabled()) {
     std::string error;
-    backplane_ = proto::backplane::parse_url(shared.config.backplane, redis_address_, error);  // validated at start
+    proto::backplane::Address address;
+    if (proto::backplane::parse_url(shared.config.backplane, address, error))  // validated at start
+      redis_ = std::make_unique<RoutedRedis>(std::move(address), redis_timeout_ms);
   }
 }
 
-Publisher::~Publisher() { drop_connection(); }
+Publisher::~Publisher() = default;
 
-// A connection to the backplane's Redis for one request, under one
-// deadline (redis_timeout_ms) for the connect, the send and the answer: the
-// admin thread also answers /readyz, which a balancer times out.
-bool Publisher::ready_connection(std::string& why) {
-  // The receiving side knows first when Redis is gone: no request waits out
-  // a timeout then.
-  if (shared_.backplane.state.load() != BackplaneState::up) {
-    why = "not connected";
-    return false;
-  }
-  // A kept connection that Redis closed, or that has anything unread (it
-  // only ever carries our own commands and their answers), is not reused.
-  if (redis_) {
-    pollfd p{redis_->fd, POLLIN | POLLRDHUP, 0};
-    if (poll(&p, 1, 0) != 0) drop_connection();
-  }
-  const timeval tv{static_cast<time_t>(redis_timeout_ms / 1000),
-                   static_cast<suseconds_t>(redis_timeout_ms % 1000 * 1000)};
-  if (!redis_) {
-    redis_ = redisConnectWithTimeout(redis_address_.host.c_str(), redis_address_.port, tv);
-    if (!redis_ || redis_->err) {
-      why = redis_ ? redis_->errstr : "out of memory";
-      drop_connection();
-      return false;
-    }
-  }
-  if (redisSetTimeout(redis_, tv) != REDIS_OK) {
-    why = "cannot set the connection's timeout";
-    drop_connection();
-    return false;
-  }
-  return true;
-}
-
-void Publisher::drop_connection() {
-  if (redis_) redisFree(redis_);
-  redis_ = nullptr;
+// The receiving side knows first when Redis is gone: no request waits out
+// a timeout then.
+bool Publisher::backplane_up(std::string& why) const {
+  if (shared_.backplane.state.load() == BackplaneState::up) return true;
+  why = "not connected";
+  return false;
 }
 
 // The fleet's registry: a name's count per node instance, the instances
-// that are no longer alive left out (and their fields deleted).
+// that are no longer alive left out (and their fields deleted).  Each
+// command under redis_timeout_ms: the admin thread also answers /readyz,
+// which a balancer times out.
 Publisher::Outcome Publisher::lookup(Publication::Target target, std::string_view name) {
   const bool user = target == Publication::Target::user;
-  if (!backplane_)
+  if (!redis_)
     return {501, error_json("no_registry", "the fleet registry needs the backplane (backplane = redis://HOST:PORT)")};
   if (const pubsub::NameCheck check = pubsub::check_name(name); !check.ok())
     return {400, error_json("bad_request", absl::StrFormat("%s name is %s", user ? "user" : "channel",
@@ -88,60 +60,46 @@ Publisher::Outcome Publisher::lookup(Publication::Target target, std::string_vie
   const auto down = [&](std::string_view why) {
     return Outcome{503, error_json("backplane_down", absl::StrFormat("the Redis backplane is unreachable (%s)", why))};
   };
-  if (std::string why; !ready_connection(why)) return down(why);
+  if (std::string why; !backplane_up(why)) return down(why);
   const std::string key = proto::backplane::registry_key(
       user ? proto::backplane::Target::user : proto::backplane::Target::channel, name);
-  const auto run = [&](int argc, const char** argv, const std::size_t* lens) -> redisReply* {
-    auto* r = static_cast<redisReply*>(redisCommandArgv(redis_, argc, argv, lens));
-    if (!r) drop_connection();
-    return r;
-  };
   const char* hgetall[] = {"HGETALL", key.data()};
   const std::size_t hgetall_lens[] = {7, key.size()};
-  redisReply* fields = run(2, hgetall, hgetall_lens);
-  if (!fields) return down("no answer to HGETALL");
+  RoutedRedis::Result fields = redis_->command(key, 2, hgetall, hgetall_lens);
+  if (fields.status != RoutedRedis::Result::Status::answered) return down(fields.why);
   struct Entry {
     std::string instance;
     long long count;
+    bool alive;
   };
   std::vector<Entry> entries;
-  if (fields->type == REDIS_REPLY_ARRAY)
-    for (std::size_t i = 0; i + 1 < fields->elements; i += 2)
-      entries.push_back({std::string(fields->element[i]->str, fields->element[i]->len),
-                         std::strtoll(fields->element[i + 1]->str, nullptr, 10)});
-  freeReplyObject(fields);
-  // Which instances are alive: one pipelined EXISTS each.
-  std::vector<std::string> node_keys;
-  for (const Entry& e : entries) node_keys.push_back(proto::backplane::node_key(e.instance));
-  for (const std::string& k : node_keys) {
+  if (fields.reply->type == REDIS_REPLY_ARRAY)
+    for (std::size_t i = 0; i + 1 < fields.reply->elements; i += 2)
+      entries.push_back({std::string(fields.reply->element[i]->str, fields.reply->element[i]->len),
+                         std::strtoll(fields.reply->element[i + 1]->str, nullptr, 10), false});
+  // Which instances are alive: an EXISTS each (a fleet's few nodes; in a
+  // cluster each node key has its own slot).
+  for (Entry& e : entries) {
+    const std::string k = proto::backplane::node_key(e.instance);
     const char* argv[] = {"EXISTS", k.data()};
     const std::size_t lens[] = {6, k.size()};
-    (void)redisAppendCommandArgv(redis_, 2, argv, lens);
-  }
-  std::vector<bool> alive(entries.size(), false);
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    void* raw = nullptr;
-    if (redisGetReply(redis_, &raw) != REDIS_OK || !raw) {
-      drop_connection();
-      return down("no answer to EXISTS");
-    }
-    auto* r = static_cast<redisReply*>(raw);
-    alive[i] = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    freeReplyObject(r);
+    RoutedRedis::Result r = redis_->command(k, 2, argv, lens);
+    if (r.status != RoutedRedis::Result::Status::answered) return down(r.why);
+    e.alive = r.reply->type == REDIS_REPLY_INTEGER && r.reply->integer == 1;
   }
   std::string nodes;
   long long sum = 0;
   std::vector<const std::string*> dead;
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    if (!alive[i]) {
-      dead.push_back(&entries[i].instance);
+  for (const Entry& e : entries) {
+    if (!e.alive) {
+      dead.push_back(&e.instance);
       continue;
     }
-    const std::string_view node = proto::backplane::instance_node(entries[i].instance);
-    if (node.empty() || entries[i].count <= 0) continue;
-    sum += entries[i].count;
+    const std::string_view node = proto::backplane::instance_node(e.instance);
+    if (node.empty() || e.count <= 0) continue;
+    sum += e.count;
     absl::StrAppendFormat(&nodes, R"(%s{"node":"%s","instance":"%s","%s":%d})", nodes.empty() ? "" : ",", node,
-                          entries[i].instance, user ? "connections" : "subscribers", entries[i].count);
+                          e.instance, user ? "connections" : "subscribers", e.count);
   }
   // A node that died without a word left its fields: they go now.
   if (!dead.empty()) {
@@ -151,7 +109,7 @@ Publisher::Outcome Publisher::lookup(Publication::Target target, std::string_vie
       argv.push_back(d->data());
       lens.push_back(d->size());
     }
-    if (redisReply* r = run(static_cast<int>(argv.size()), argv.data(), lens.data())) freeReplyObject(r);
+    (void)redis_->command(key, static_cast<int>(argv.size()), argv.data(), lens.data());
   }
   return {200, absl::StrFormat(R"({"%s":"%s","%s":%d,"nodes":[%s]})", user ? "user" : "channel", name,
                                user ? "connections" : "subscribers", sum, nodes)};
@@ -168,44 +126,29 @@ Publisher::Outcome Publisher::publish_to_backplane(Publication::Target target, s
                                                    "retry",
                                                    why))};
   };
-  if (std::string why; !ready_connection(why)) return down(why);
+  if (std::string why; !backplane_up(why)) return down(why);
   const std::string id = id_prefix_ + std::to_string(++sequence_);
   const std::string key = proto::backplane::key(
       to_user ? proto::backplane::Target::user : proto::backplane::Target::channel, name);
   const std::string payload = proto::backplane::encode(id, body);
   const char* argv[] = {"SPUBLISH", key.data(), payload.data()};
   const std::size_t lens[] = {8, key.size(), payload.size()};
-  // Sent, then answered, apart: until the whole command is written Redis
-  // cannot have run it (503, nothing published); once it is, a missing
-  // answer leaves the outcome unknown (504), and nothing is retried here,
-  // so a message is never published twice by this node.
-  (void)redisAppendCommandArgv(redis_, 3, argv, lens);
-  for (int done = 0; !done;) {
-    if (redisBufferWrite(redis_, &done) != REDIS_OK) {
-      const std::string why = redis_->errstr;
-      drop_connection();
-      return down(why);
-    }
-  }
-  void* raw = nullptr;
-  if (redisGetReply(redis_, &raw) != REDIS_OK || !raw) {
-    const std::string why = redis_->errstr;
-    drop_connection();
+  // Not sent (or redirected, which means not run): 503, nothing published.
+  // Sent whole without an answer: the outcome is unknown (504), and nothing
+  // is retried here, so a message is never published twice by this node.
+  const RoutedRedis::Result r = redis_->command(key, 3, argv, lens);
+  if (r.status == RoutedRedis::Result::Status::not_sent) return down(r.why);
+  if (r.status == RoutedRedis::Result::Status::no_answer) {
     counters.refused[static_cast<std::size_t>(PublishRefusal::backplane_timeout)].add();
     return {504, error_json("backplane_timeout",
                             absl::StrFormat("Redis took the message but did not answer within 1 s (%s): it may "
                                             "have been delivered; a retry may deliver it twice",
-                                            why))};
+                                            r.why))};
   }
-  auto* reply = static_cast<redisReply*>(raw);
-  if (reply->type != REDIS_REPLY_INTEGER) {
-    const std::string why =
-        reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, reply->len) : std::string("an unexpected answer");
-    freeReplyObject(reply);
-    return down(why);
-  }
-  const long long nodes = reply->integer;
-  freeReplyObject(reply);
+  if (r.reply->type != REDIS_REPLY_INTEGER)
+    return down(r.reply->type == REDIS_REPLY_ERROR ? std::string(r.reply->str, r.reply->len)
+                                                   : std::string("an unexpected answer"));
+  const long long nodes = r.reply->integer;
   counters.publishes_total.add();
   if (to_user) counters.user_sends_total.add();
   counters.body_bytes_total.add(body.size());
@@ -224,7 +167,7 @@ Publisher::Outcome Publisher::publish(Publication::Target target, std::string_vi
     return {400, error_json("bad_request", absl::StrFormat("%s name is %s", to_user ? "user" : "channel",
                                                            pubsub::name_error_text(check.error)))};
   }
-  if (backplane_) return publish_to_backplane(target, name, body);
+  if (redis_) return publish_to_backplane(target, name, body);
   Publication* p = source_.frame(target, name, id_prefix_ + std::to_string(++sequence_), body);
   if (!p) return {503, error_json("out_of_memory", "could not allocate the message; retry")};
   if (source_.post(p) == DeliverySource::Posted::mailbox_full) {

@@ -5,13 +5,12 @@
 // recipients so the answer can say how many there were.
 //
 // With the Redis backplane on (control/backplane.h) a publish goes to Redis
-// instead (SPUBLISH, from this thread, bounded by redis_timeout_ms), and
+// instead (SPUBLISH, from this thread, bounded by redis_timeout_ms; in a
+// Redis Cluster to the primary of the name's slot), and
 // comes back to every node holding subscribers of the name, this one too.
 //
 // One Publisher per publishing thread (the admin listener's).
 #pragma once
-
-#include <hiredis/hiredis.h>
 
 #include <cstdint>
 #include <memory>
@@ -19,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "control/redis_shards.h"
 #include "proto/backplane.h"
 #include "server/delivery.h"
 #include "server/worker.h"
@@ -52,17 +52,16 @@ class Publisher {
   static constexpr std::uint64_t redis_timeout_ms = 1'000;
 
  private:
-  [[nodiscard]] bool ready_connection(std::string& why);
-  void drop_connection();
+  [[nodiscard]] bool backplane_up(std::string& why) const;
   Outcome publish_to_backplane(Publication::Target target, std::string_view name, std::span<const std::uint8_t> body);
 
   Shared& shared_;
   DeliverySource source_;
   std::uint64_t sequence_ = 0;
   std::string id_prefix_;  // per process start, so ids never repeat across restarts
-  bool backplane_ = false;
-  proto::backplane::Address redis_address_;
-  redisContext* redis_ = nullptr;  // connected on the first publish, again after a failure
+  // With the backplane: connections to its Redis (each shard's primary
+  // in a cluster), made on the first publish, again after a failure.
+  std::unique_ptr<RoutedRedis> redis_;
 };
 
 }  // namespace rg::server

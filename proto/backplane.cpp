@@ -1,6 +1,7 @@
 #include "proto/backplane.h"
 
 #include <algorithm>
+#include <array>
 
 #include "proto/pubsub.h"
 
@@ -99,14 +100,12 @@ Message decode(std::span<const std::uint8_t> wire) noexcept {
   return m;
 }
 
-bool parse_url(std::string_view url, Address& out, std::string& error) {
-  constexpr std::string_view scheme = "redis://";
-  if (!url.starts_with(scheme)) {
-    error = "backplane must be off or redis://HOST:PORT";
-    return false;
-  }
-  std::string_view rest = url.substr(scheme.size());
-  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+namespace {
+
+constexpr std::string_view usage = "backplane must be off, redis://HOST:PORT or redis-cluster://HOST:PORT[,HOST:PORT...]";
+
+// One "HOST[:PORT]" of a backplane URL.
+bool parse_endpoint(std::string_view rest, Endpoint& out, std::string& error) {
   if (rest.empty() || rest.find_first_of("/@?# ") != std::string_view::npos) {
     error = "backplane: a host is needed, without user, password, path or query: redis://HOST:PORT";
     return false;
@@ -136,7 +135,7 @@ bool parse_url(std::string_view url, Address& out, std::string& error) {
       return false;
     }
   }
-  if (host.empty() || host.find_first_of("/@?# ") != std::string_view::npos) {
+  if (host.empty() || host.find_first_of("/@?#, ") != std::string_view::npos) {
     error = "backplane: a host is needed, without user, password, path or query: redis://HOST:PORT";
     return false;
   }
@@ -157,6 +156,121 @@ bool parse_url(std::string_view url, Address& out, std::string& error) {
   out.host = std::string(host);
   out.port = static_cast<std::uint16_t>(p);
   return true;
+}
+
+// CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), the one Redis
+// Cluster hashes keys with, table built at compile time.
+constexpr std::array<std::uint16_t, 256> crc16_table = [] {
+  std::array<std::uint16_t, 256> t{};
+  for (std::uint32_t i = 0; i < 256; ++i) {
+    std::uint32_t crc = i << 8;
+    for (int bit = 0; bit < 8; ++bit) crc = (crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1;
+    t[i] = static_cast<std::uint16_t>(crc);
+  }
+  return t;
+}();
+
+}  // namespace
+
+bool parse_url(std::string_view url, Address& out, std::string& error) {
+  constexpr std::string_view single = "redis://";
+  constexpr std::string_view cluster = "redis-cluster://";
+  out = {};
+  std::string_view rest;
+  if (url.starts_with(single)) {
+    rest = url.substr(single.size());
+  } else if (url.starts_with(cluster)) {
+    rest = url.substr(cluster.size());
+    out.cluster = true;
+  } else {
+    error = usage;
+    return false;
+  }
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (!out.cluster && rest.find(',') != std::string_view::npos) {
+    error = "backplane: redis:// names one Redis; several nodes are redis-cluster://HOST:PORT,HOST:PORT";
+    return false;
+  }
+  for (;;) {
+    const std::size_t comma = rest.find(',');
+    Endpoint e;
+    if (!parse_endpoint(rest.substr(0, comma), e, error)) return false;
+    if (out.endpoints.size() == seeds_max) {
+      error = "backplane: at most 16 seed nodes in redis-cluster://";
+      return false;
+    }
+    out.endpoints.push_back(std::move(e));
+    if (comma == std::string_view::npos) return true;
+    rest = rest.substr(comma + 1);
+  }
+}
+
+std::string describe(const Address& address) {
+  std::string out = address.cluster ? "redis-cluster://" : "redis://";
+  for (std::size_t i = 0; i < address.endpoints.size(); ++i) {
+    const Endpoint& e = address.endpoints[i];
+    if (i > 0) out.push_back(',');
+    const bool v6 = e.host.find(':') != std::string::npos;
+    if (v6) out.push_back('[');
+    out.append(e.host);
+    if (v6) out.push_back(']');
+    out.push_back(':');
+    out.append(std::to_string(e.port));
+  }
+  return out;
+}
+
+std::uint16_t slot(std::string_view key) noexcept {
+  if (const std::size_t open = key.find('{'); open != std::string_view::npos) {
+    const std::size_t close = key.find('}', open + 1);
+    if (close != std::string_view::npos && close > open + 1) key = key.substr(open + 1, close - open - 1);
+  }
+  std::uint16_t crc = 0;
+  for (const char c : key)
+    crc = static_cast<std::uint16_t>((crc << 8) ^ crc16_table[((crc >> 8) ^ static_cast<std::uint8_t>(c)) & 0xff]);
+  return crc % slots;
+}
+
+Redirect parse_redirect(std::string_view error) {
+  Redirect r;
+  Redirect::Kind kind;
+  if (error.starts_with("MOVED ")) {
+    kind = Redirect::Kind::moved;
+    error.remove_prefix(6);
+  } else if (error.starts_with("ASK ")) {
+    kind = Redirect::Kind::ask;
+    error.remove_prefix(4);
+  } else {
+    return r;
+  }
+  const std::size_t space = error.find(' ');
+  if (space == 0 || space == std::string_view::npos || space > 5) return r;
+  std::uint32_t s = 0;
+  for (const char c : error.substr(0, space)) {
+    if (c < '0' || c > '9') return r;
+    s = s * 10 + static_cast<std::uint32_t>(c - '0');
+  }
+  if (s >= slots) return r;
+  // HOST:PORT with the port after the last ':' (Redis writes IPv6 hosts
+  // without brackets here).
+  const std::string_view where = error.substr(space + 1);
+  const std::size_t colon = where.rfind(':');
+  if (colon == std::string_view::npos) return r;
+  std::string_view host = where.substr(0, colon);
+  if (host.starts_with('[') && host.ends_with(']')) host = host.substr(1, host.size() - 2);
+  const std::string_view port = where.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || host.find_first_of("/@?#, ") != std::string_view::npos) return r;
+  std::uint32_t p = 0;
+  for (const char c : port) {
+    if (c < '0' || c > '9') return r;
+    p = p * 10 + static_cast<std::uint32_t>(c - '0');
+  }
+  if (p == 0 || p > 65535) return r;
+  r.kind = kind;
+  r.slot = static_cast<std::uint16_t>(s);
+  r.to.host = std::string(host);
+  r.to.port = static_cast<std::uint16_t>(p);
+  return r;
 }
 
 }  // namespace rg::proto::backplane

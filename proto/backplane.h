@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace rg::proto::backplane {
 
@@ -62,11 +63,38 @@ struct Message {
 [[nodiscard]] Message decode(std::span<const std::uint8_t> wire) noexcept;
 
 // backplane = "redis://HOST:PORT" (HOST a name, an IPv4 address or [IPv6];
-// PORT 1..65535, 6379 when left out).
-struct Address {
+// PORT 1..65535, 6379 when left out), or
+// "redis-cluster://HOST:PORT[,HOST:PORT...]": a Redis Cluster, found
+// through any of up to seeds_max of its nodes.
+struct Endpoint {
   std::string host;
   std::uint16_t port = 6379;
 };
+struct Address {
+  bool cluster = false;
+  std::vector<Endpoint> endpoints;  // one for redis://; the seeds for redis-cluster://
+};
+inline constexpr std::size_t seeds_max = 16;
 [[nodiscard]] bool parse_url(std::string_view url, Address& out, std::string& error);
+[[nodiscard]] std::string describe(const Address& address);  // "redis://h:p" or "redis-cluster://h:p,h:p"
+
+// Redis Cluster's key slots: CRC16 (XMODEM) of the key's hash tag (the
+// bytes between the first '{' and the next '}', when not empty) or else of
+// the whole key, modulo 16384.  Every ringgate key is tagged by its name,
+// so a name's channel and registry hash share a slot.
+inline constexpr std::uint16_t slots = 16384;
+[[nodiscard]] std::uint16_t slot(std::string_view key) noexcept;
+
+// A cluster's answer that a key's slot is served elsewhere: "MOVED SLOT
+// HOST:PORT" (for good: the map is stale) or "ASK SLOT HOST:PORT" (this
+// once, during a migration: send ASKING first).  An empty HOST means the
+// node that answered.
+struct Redirect {
+  enum class Kind : std::uint8_t { none, moved, ask };
+  Kind kind = Kind::none;
+  std::uint16_t slot = 0;
+  Endpoint to;
+};
+[[nodiscard]] Redirect parse_redirect(std::string_view error);
 
 }  // namespace rg::proto::backplane

@@ -147,6 +147,8 @@ struct BackplaneCounters {
   base::Counter messages_total;          // messages from Redis posted to the workers
   base::Counter dropped_total;           // messages from Redis a full mailbox refused (lost: counted, logged)
   base::Counter malformed_total;         // messages on our keys not in our format (another writer?)
+  base::Counter primaries;               // Redis primaries connected now (1 for one Redis; 0 while down)
+  base::Counter slots_moved_total;       // times a cluster said slots moved (MOVED, or a name unsubscribed by Redis)
 };
 
 }  // namespace rg::server

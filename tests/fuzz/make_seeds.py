@@ -612,7 +612,7 @@ def proxy_protocol():
 
 def backplane():
     # Control byte 0: a key length, the key, the payload.  Control byte 1: a
-    # URL.  The rows of BackplaneWire's tables (tests/unit/test_backplane_wire.cpp).
+    # URL.  Control byte 2: a cluster's error answer.  The rows of BackplaneWire's tables (tests/unit/test_backplane_wire.cpp).
     def pair(key, payload):
         return b"\x00" + bytes([len(key)]) + key + payload
     out = {"channel": pair(b"rg:{c:news}", b"rg1 18c2-7\n{\"a\":1}"),
@@ -626,8 +626,14 @@ def backplane():
            "bad_id": pair(b"rg:{c:n}", b"rg1 a b\nbody")}
     for name, url in {"url": b"redis://127.0.0.1:6379", "url_v6": b"redis://[::1]:7000",
                       "url_default_port": b"redis://redis.local", "url_bad_port": b"redis://h:70000",
-                      "url_cluster": b"redis-cluster://h:7000", "url_userinfo": b"redis://u@h:1"}.items():
+                      "url_cluster": b"redis-cluster://h:7000", "url_userinfo": b"redis://u@h:1",
+                      "url_cluster_seeds": b"redis-cluster://[::1]:7000,h:7001/",
+                      "url_two_singles": b"redis://a:1,b:2"}.items():
         out[name] = b"\x01" + url
+    for name, error in {"moved": b"MOVED 3999 127.0.0.1:6381", "ask": b"ASK 16383 10.0.0.2:7000",
+                        "moved_no_host": b"MOVED 0 :7002", "moved_v6": b"MOVED 12 ::1:7003",
+                        "moved_bad_slot": b"MOVED 16384 h:1", "crossslot": b"CROSSSLOT Keys in request"}.items():
+        out["redirect_" + name] = b"\x02" + error
     return out
 
 

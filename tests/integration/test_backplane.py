@@ -219,7 +219,8 @@ def test_a_foreign_message_on_a_ringgate_key_is_counted_not_delivered(nodes, red
 
 @pytest.mark.parametrize("url,says", [
     ("redis://h:70000", "from 1 to 65535"),
-    ("redis-cluster://h:7000", "off or redis://"),
+    ("rediss://h:7000", "off, redis://HOST:PORT or redis-cluster://"),
+    ("redis://a:1,b:2", "several nodes are redis-cluster://"),
     ("redis://user@h:6379", "a host is needed"),
 ])
 def test_a_bad_backplane_url_refuses_to_start_naming_it(url, says):

@@ -109,20 +109,107 @@ TEST(BackplaneWire, Urls) {
       {"redis://", false, "", 0, "a host is needed"},
       {"redis://user:pw@h:6379", false, "", 0, "a host is needed"},
       {"redis://h:6379/0", false, "", 0, "a host is needed"},
-      {"rediss://h:6379", false, "", 0, "off or redis://"},
-      {"redis-cluster://h:7000", false, "", 0, "off or redis://"},
-      {"h:6379", false, "", 0, "off or redis://"},
+      {"rediss://h:6379", false, "", 0, "off, redis://"},
+      {"redis://a:1,b:2", false, "", 0, "redis-cluster://HOST:PORT,HOST:PORT"},
+      {"redis-cluster://h:7000", true, "h", 7000, ""},
+      {"redis-cluster://[::1]:7000,h:7001/", true, "::1", 7000, ""},
+      {"redis-cluster://h:7000,", false, "", 0, "a host is needed"},
+      {"redis-cluster://,h:7000", false, "", 0, "a host is needed"},
+      {"redis-cluster://h:70000", false, "", 0, "from 1 to 65535"},
+      {"h:6379", false, "", 0, "off, redis://"},
   };
   for (const Row& r : rows) {
     Address a;
     std::string error;
     EXPECT_EQ(parse_url(r.url, a, error), r.ok) << r.url << ": " << error;
     if (r.ok) {
-      EXPECT_EQ(a.host, r.host) << r.url;
-      EXPECT_EQ(a.port, r.port) << r.url;
+      ASSERT_FALSE(a.endpoints.empty()) << r.url;
+      EXPECT_EQ(a.endpoints[0].host, r.host) << r.url;
+      EXPECT_EQ(a.endpoints[0].port, r.port) << r.url;
+      EXPECT_EQ(a.cluster, std::string_view(r.url).starts_with("redis-cluster://")) << r.url;
     } else {
       EXPECT_NE(error.find(r.says), std::string::npos) << r.url << ": " << error;
     }
+  }
+}
+
+TEST(BackplaneWire, ClusterUrlsKeepEverySeedInOrderUpToSixteen) {
+  Address a;
+  std::string error;
+  ASSERT_TRUE(parse_url("redis-cluster://127.0.0.1:7000,[::1]:7001,r3", a, error)) << error;
+  ASSERT_EQ(a.endpoints.size(), 3u);
+  EXPECT_EQ(a.endpoints[1].host, "::1");
+  EXPECT_EQ(a.endpoints[1].port, 7001);
+  EXPECT_EQ(a.endpoints[2].port, 6379);
+  EXPECT_EQ(describe(a), "redis-cluster://127.0.0.1:7000,[::1]:7001,r3:6379");
+  std::string sixteen = "redis-cluster://h:1";
+  for (int i = 2; i <= 16; ++i) sixteen += ",h:" + std::to_string(i);
+  EXPECT_TRUE(parse_url(sixteen, a, error)) << error;
+  EXPECT_FALSE(parse_url(sixteen + ",h:17", a, error));
+  EXPECT_NE(error.find("at most 16"), std::string::npos) << error;
+}
+
+// Slots as Redis computes them (CLUSTER KEYSLOT on redis-server 7.0, and
+// the cluster specification's CRC16 check value for "123456789").
+TEST(BackplaneWire, SlotsHashTheTagLikeRedisCluster) {
+  struct Row {
+    const char* key;
+    std::uint16_t slot;
+  };
+  const Row rows[] = {
+      {"123456789", 12739},  // 0x31C3, the CRC16 check value
+      {"foo", 12182},
+      {"bar", 5061},
+      {"", 0},
+      {"{foo}.anything", 12182},
+      {"x{foo}y{bar}", 12182},     // the first tag only
+      {"{}foo", 9500},             // an empty tag: the whole key
+      {"foo{", 7673},              // no closing brace: the whole key
+      {"rg:{c:news}", 3985},
+  };
+  for (const Row& r : rows) EXPECT_EQ(slot(r.key), r.slot) << r.key;
+  // A name's channel, registry hash and the name's own tag share a slot.
+  EXPECT_EQ(slot(key(Target::channel, "news")), slot("c:news"));
+  EXPECT_EQ(slot(registry_key(Target::channel, "news")), slot(key(Target::channel, "news")));
+  EXPECT_EQ(slot(registry_key(Target::user, "alice")), slot(key(Target::user, "alice")));
+  EXPECT_NE(slot(key(Target::user, "news")), slot(key(Target::channel, "news")));
+}
+
+TEST(BackplaneWire, RedirectsNameTheSlotAndWhereItWent) {
+  struct Row {
+    const char* error;
+    Redirect::Kind kind;
+    std::uint16_t slot;
+    const char* host;
+    std::uint16_t port;
+  };
+  using K = Redirect::Kind;
+  const Row rows[] = {
+      {"MOVED 3999 127.0.0.1:6381", K::moved, 3999, "127.0.0.1", 6381},
+      {"ASK 16383 10.0.0.2:7000", K::ask, 16383, "10.0.0.2", 7000},
+      {"MOVED 0 :7002", K::moved, 0, "", 7002},
+      {"MOVED 12 ::1:7003", K::moved, 12, "::1", 7003},
+      {"MOVED 12 [::1]:7003", K::moved, 12, "::1", 7003},
+      {"MOVED 12 redis-2.internal:7003", K::moved, 12, "redis-2.internal", 7003},
+      {"MOVED 16384 h:1", K::none, 0, "", 0},
+      {"MOVED 1 h:0", K::none, 0, "", 0},
+      {"MOVED 1 h:65536", K::none, 0, "", 0},
+      {"MOVED 1 h", K::none, 0, "", 0},
+      {"MOVED x h:1", K::none, 0, "", 0},
+      {"MOVED  h:1", K::none, 0, "", 0},
+      {"MOVED 123456 h:1", K::none, 0, "", 0},
+      {"CROSSSLOT Keys in request don't hash to the same slot", K::none, 0, "", 0},
+      {"CLUSTERDOWN The cluster is down", K::none, 0, "", 0},
+      {"moved 1 h:1", K::none, 0, "", 0},
+      {"", K::none, 0, "", 0},
+  };
+  for (const Row& r : rows) {
+    const Redirect got = parse_redirect(r.error);
+    EXPECT_EQ(got.kind, r.kind) << r.error;
+    if (r.kind == K::none) continue;
+    EXPECT_EQ(got.slot, r.slot) << r.error;
+    EXPECT_EQ(got.to.host, r.host) << r.error;
+    EXPECT_EQ(got.to.port, r.port) << r.error;
   }
 }
 
