@@ -370,6 +370,18 @@ TEST(Options, FanoutFlags) {
   EXPECT_TRUE(api.loopback);
   ASSERT_TRUE(parse_api("http://localhost", api, error)) << error;
   EXPECT_EQ(api.port, 80);
+
+  // A fleet's nodes: publishes go to each in turn.
+  std::vector<Target> apis;
+  ASSERT_TRUE(parse_apis("http://127.0.0.2:9090,http://127.0.0.3:9091/admin,http://[::1]:9092", apis, error)) << error;
+  ASSERT_EQ(apis.size(), 3u);
+  EXPECT_EQ(apis[0].host_header, "127.0.0.2:9090");
+  EXPECT_EQ(apis[1].path, "/admin");
+  EXPECT_EQ(apis[2].port, 9092);
+  ASSERT_EQ(parse({"fanout", "--api", "http://127.0.0.2:9090,http://127.0.0.3:9090", "ws://127.0.0.1:8080/ws"}, o,
+                  error),
+            ParseResult::run)
+      << error;
 }
 
 TEST(Options, FanoutRejects) {
@@ -392,6 +404,11 @@ TEST(Options, FanoutRejects) {
   refused({"fanout", "--api", "https://127.0.0.1:9090", "ws://127.0.0.1:9/"}, "http://HOST");
   refused({"fanout", "--api", "http://127.0.0.1:9090/x?y=1", "ws://127.0.0.1:9/"}, "no query");
   refused({"fanout", "--api", "http://example.com/", "ws://127.0.0.1:9/"}, "no DNS");
+  refused({"fanout", "--api", "http://127.0.0.1:9090,", "ws://127.0.0.1:9/"}, "http://HOST");
+  refused({"fanout", "--api", "http://127.0.0.1:9090,http://example.com", "ws://127.0.0.1:9/"}, "no DNS");
+  std::string seventeen = "http://127.0.0.1:1";
+  for (int i = 2; i <= 17; ++i) seventeen += ",http://127.0.0.1:" + std::to_string(i);
+  refused({"fanout", "--api", seventeen.c_str(), "ws://127.0.0.1:9/"}, "at most 16");
   refused({"fanout", "--api-token", "a\r\nX-Evil: 1", "ws://127.0.0.1:9/"}, "visible ASCII");
   refused({"fanout", "--messages", "0", "ws://127.0.0.1:9/"}, "--messages");
   refused({"fanout", "--channels", "0", "ws://127.0.0.1:9/"}, "--channels");
@@ -1276,6 +1293,12 @@ TEST(Fanout, PublishRequestAndAnswer) {
   EXPECT_TRUE(fanout::read_recipients(std::string_view(ok).substr(a.header_bytes), recipients));
   EXPECT_EQ(recipients, 12u);
   EXPECT_FALSE(fanout::read_recipients(R"({"error":"x"})", recipients));
+  // Through the backplane: the nodes holding subscribers, no total.
+  std::uint64_t nodes = 0;
+  EXPECT_TRUE(fanout::read_nodes(R"({"channel":"c","id":"1a-2","nodes":3})", nodes));
+  EXPECT_EQ(nodes, 3u);
+  EXPECT_FALSE(fanout::read_recipients(R"({"channel":"c","id":"1a-2","nodes":3})", recipients));
+  EXPECT_FALSE(fanout::read_nodes(R"({"error":"x"})", nodes));
 
   a = fanout::parse_answer("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(a.status, fanout::AnswerStatus::complete);

@@ -348,4 +348,6 @@ bool read_recipients(std::string_view body, std::uint64_t& recipients) noexcept 
   return number_member(body, "\"recipients\"", recipients);
 }
 
+bool read_nodes(std::string_view body, std::uint64_t& nodes) noexcept { return number_member(body, "\"nodes\"", nodes); }
+
 }  // namespace rg::load::fanout

@@ -301,5 +301,7 @@ struct Answer {
 
 // "recipients":N in a 200 answer's body; false if absent.
 [[nodiscard]] bool read_recipients(std::string_view body, std::uint64_t& recipients) noexcept;
+// "nodes":N, what a publish through ringgate's backplane answers instead.
+[[nodiscard]] bool read_nodes(std::string_view body, std::uint64_t& nodes) noexcept;
 
 }  // namespace rg::load::fanout

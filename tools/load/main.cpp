@@ -60,8 +60,8 @@ class Runner {
  public:
   // `api` and `board` are used by fanout only, `tls` by wss:// only.
   Runner(const Options& o, const Target& t, const SourcePlan& sp, std::uint32_t threads, std::uint32_t slots,
-         const Target& api, fanout::Board& board, const tls::Context* tls)
-      : o_(o), t_(t), sp_(sp), threads_(threads), slots_(slots), live_(threads), api_(api), board_(board), tls_(tls) {}
+         const std::vector<Target>& apis, fanout::Board& board, const tls::Context* tls)
+      : o_(o), t_(t), sp_(sp), threads_(threads), slots_(slots), live_(threads), apis_(apis), board_(board), tls_(tls) {}
 
   int run();
 
@@ -156,7 +156,7 @@ class Runner {
   double last_progress_cpu_ = 0;
   RunReport report_;
   std::vector<double> step_cpu_;
-  const Target& api_;
+  const std::vector<Target>& apis_;
   fanout::Board& board_;
   PublishLive publish_live_;
   std::uint64_t last_progress_answered_ = 0;  // publishes answered at the last progress line
@@ -332,7 +332,7 @@ void Runner::run_fanout() {
 // deliveries: every ok publish's tracked subscribers, and as many as the
 // server said it had recipients.
 void Runner::publish_all() {
-  Publisher publisher(o_, api_, board_, publish_live_);
+  Publisher publisher(o_, apis_, board_, publish_live_);
   std::atomic<bool> stop{false};
   const std::uint64_t deadline = monotonic_ns() + o_.duration_ms * 1'000'000;
   std::thread thread([&] { publisher.run(deadline, stop); });
@@ -502,11 +502,13 @@ int main_impl(int argc, char** argv) {
 
   // fanout: the publish API must be as local as the target, and the board
   // (9 bytes per publish) is allocated before any socket exists.
-  Target api;
+  std::vector<Target> apis;
   fanout::Board board;
   if (o.mode == Mode::fanout) {
-    if (!parse_api(o.api_url, api, error) ||
-        !target_allowed(api, current_net_namespace(), current_default_route(), error)) {
+    bool allowed = parse_apis(o.api_url, apis, error);
+    for (const Target& api : apis)
+      allowed = allowed && target_allowed(api, current_net_namespace(), current_default_route(), error);
+    if (!allowed) {
       std::fprintf(stderr, "ringgate-load: %s\n", error.c_str());
       return exit_usage;
     }
@@ -532,7 +534,7 @@ int main_impl(int argc, char** argv) {
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  Runner runner(o, t, sources, threads, slots, api, board, tls.get());
+  Runner runner(o, t, sources, threads, slots, apis, board, tls.get());
   return runner.run();
 }
 

@@ -80,8 +80,8 @@ bool check_fanout(Options& o, bool have_rate, std::string& error) {
             std::string(proto::pubsub::name_error_text(check.error));
     return false;
   }
-  Target api;
-  return parse_api(o.api_url, api, error);
+  std::vector<Target> apis;
+  return parse_apis(o.api_url, apis, error);
 }
 
 }  // namespace
@@ -211,10 +211,15 @@ options:
                          subscriber i takes channel i mod M.
   --messages K           fanout: messages per channel (default 100); M x K is
                          at most 10,000,000 publishes.
-  --api URL              fanout: the publish API, http://HOST[:PORT][/PREFIX]
+  --api URL[,URL...]     fanout: the publish API, http://HOST[:PORT][/PREFIX]
                          (default http://127.0.0.1:9090, ringgate's admin
                          listener); POST PREFIX/publish/NAME, one keep-alive
-                         connection.  Loopback only, like the target.
+                         connection.  Loopback only, like the target.  Up to
+                         16 URLs (a fleet's nodes): publish i goes to URL
+                         i mod n, still one request in flight, so each
+                         channel's order is the order published.  An answer
+                         may give "recipients" (one node) or "nodes" (through
+                         a backplane, where each node counts its own).
   --api-token T          fanout: sent as Authorization: Bearer T.
   --connect-rate R       fanout: subscribers connect at R per second (default
                          0: as fast as the slots allow; pace large runs).
@@ -600,6 +605,22 @@ bool parse_api(std::string_view url, Target& api, std::string& error) {
   }
   while (api.path.ends_with("/")) api.path.pop_back();
   return true;
+}
+
+bool parse_apis(std::string_view urls, std::vector<Target>& apis, std::string& error) {
+  apis.clear();
+  for (;;) {
+    const std::size_t comma = urls.find(',');
+    Target api;
+    if (!parse_api(urls.substr(0, comma), api, error)) return false;
+    if (apis.size() == apis_max) {
+      error = "--api takes at most 16 URLs";
+      return false;
+    }
+    apis.push_back(std::move(api));
+    if (comma == std::string_view::npos) return true;
+    urls.remove_prefix(comma + 1);
+  }
 }
 
 NetNamespace current_net_namespace() {

@@ -107,6 +107,10 @@ struct Target {
 // parse_target.  `path` keeps the prefix without a trailing '/' ("" for
 // the root); requests go to PREFIX/publish/NAME.
 [[nodiscard]] bool parse_api(std::string_view url, Target& api, std::string& error);
+// --api URL[,URL...]: up to apis_max publish APIs (a fleet's nodes), each
+// as parse_api.  Publishes go to them in turn.
+inline constexpr std::size_t apis_max = 16;
+[[nodiscard]] bool parse_apis(std::string_view urls, std::vector<Target>& apis, std::string& error);
 
 enum class NetNamespace : std::uint8_t { initial, other };
 // Compares the inode of /proc/self/ns/net with /proc/1/ns/net.  Unreadable

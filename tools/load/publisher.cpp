@@ -37,15 +37,16 @@ double PublishResult::rate_per_s(std::uint64_t answered) const noexcept {
   return static_cast<double>(answered) / (static_cast<double>(last_answer_ns - first_send_ns) / 1e9);
 }
 
-Publisher::Publisher(const Options& options, const Target& api, fanout::Board& board, PublishLive& live)
-    : o_(options), api_(api), board_(board), live_(live) {
+Publisher::Publisher(const Options& options, const std::vector<Target>& apis, fanout::Board& board, PublishLive& live)
+    : o_(options), apis_(apis), fds_(apis.size(), -1), board_(board), live_(live) {
   body_.resize(std::max<std::size_t>(fanout::publish_body_bytes_max, o_.size_bytes));
-  out_.resize(request_text_bytes + api_.path.size() + channel_.size() + api_.host_header.size() +
-              o_.api_token.size() + body_.size());
+  std::size_t api_text = 0;
+  for (const Target& a : apis_) api_text = std::max(api_text, a.path.size() + a.host_header.size());
+  out_.resize(request_text_bytes + api_text + channel_.size() + o_.api_token.size() + body_.size());
   in_.resize(fanout::answer_head_bytes_max + fanout::answer_body_bytes_max);
 }
 
-Publisher::~Publisher() { disconnect(); }
+Publisher::~Publisher() { disconnect_all(); }
 
 void Publisher::run(std::uint64_t deadline_ns, const std::atomic<bool>& stop) {
   const std::uint64_t total = std::uint64_t{o_.channels} * o_.messages;
@@ -61,6 +62,7 @@ void Publisher::run(std::uint64_t deadline_ns, const std::atomic<bool>& stop) {
       std::this_thread::sleep_for(std::chrono::nanoseconds(std::min(due_ns - now, pacing_sleep_ns_max)));
     if (monotonic_ns() >= deadline_ns || stop.load(std::memory_order_relaxed)) break;
     const auto channel = static_cast<std::uint32_t>(i % o_.channels);
+    api_ = static_cast<std::size_t>(i % apis_.size());
     if (publish(channel, i / o_.channels) != Sent::no_connection) {
       refused_in_row = 0;
     } else if (++refused_in_row >= connect_failures_max) {
@@ -68,7 +70,7 @@ void Publisher::run(std::uint64_t deadline_ns, const std::atomic<bool>& stop) {
       break;
     }
   }
-  disconnect();
+  disconnect_all();
   live_.done.store(true, std::memory_order_release);
 }
 
@@ -79,7 +81,7 @@ Publisher::Sent Publisher::publish(std::uint32_t channel, std::uint64_t seq) {
     live_.answered.fetch_add(1, std::memory_order_relaxed);
     return how;
   };
-  if (fd_ < 0 && !connect_api()) {
+  if (fds_[api_] < 0 && !connect_api()) {
     ++result_.connect_errors;
     return fail(Sent::no_connection);
   }
@@ -89,12 +91,13 @@ Publisher::Sent Publisher::publish(std::uint32_t channel, std::uint64_t seq) {
       fanout::publish_body(std::span<char, fanout::publish_body_bytes_max>(body_.data(), fanout::publish_body_bytes_max),
                            seq, sent_ns);
   body_len = fanout::pad_body(body_, body_len, o_.size_bytes);
-  const std::size_t n = fanout::build_publish_request(out_, api_.host_header, api_.path, {channel_.data(), name_len},
+  const Target& api = apis_[api_];
+  const std::size_t n = fanout::build_publish_request(out_, api.host_header, api.path, {channel_.data(), name_len},
                                                       o_.api_token, {body_.data(), body_len});
   assert(n > 0 && name_len > 0);  // sized at construction
   if (result_.first_send_ns == 0) result_.first_send_ns = sent_ns;
   for (std::size_t done = 0; done < n;) {
-    const ssize_t w = ::send(fd_, out_.data() + done, n - done, MSG_NOSIGNAL);
+    const ssize_t w = ::send(fds_[api_], out_.data() + done, n - done, MSG_NOSIGNAL);
     if (w <= 0) {
       ++result_.io_errors;
       disconnect();
@@ -120,8 +123,10 @@ Publisher::Sent Publisher::publish(std::uint32_t channel, std::uint64_t seq) {
     ++result_.failed_by_status[std::min<std::size_t>(answer.code, PublishResult::status_max - 1)];
     return fail(Sent::failed);
   }
-  std::uint64_t recipients = 0;
-  if (!fanout::read_recipients(body_text, recipients)) {
+  // Through a backplane the answer names the nodes that hold subscribers
+  // ("nodes"); each node counts its own recipients, so there is no total.
+  std::uint64_t recipients = 0, nodes = 0;
+  if (!fanout::read_recipients(body_text, recipients) && !fanout::read_nodes(body_text, nodes)) {
     ++result_.bad_answers;
     return fail(Sent::failed);
   }
@@ -151,7 +156,7 @@ std::size_t Publisher::read_answer(fanout::Answer& answer) {
       disconnect();
       return 0;
     }
-    const ssize_t r = ::recv(fd_, in_.data() + in_len_, in_.size() - in_len_, 0);
+    const ssize_t r = ::recv(fds_[api_], in_.data() + in_len_, in_.size() - in_len_, 0);
     if (r <= 0) {
       ++result_.io_errors;
       disconnect();
@@ -162,7 +167,8 @@ std::size_t Publisher::read_answer(fanout::Answer& answer) {
 }
 
 bool Publisher::connect_api() {
-  const int fd = ::socket(api_.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const Target& api = apis_[api_];
+  const int fd = ::socket(api.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
   const int one = 1;
   const timeval timeout{.tv_sec = api_io_timeout_ms / 1000, .tv_usec = (api_io_timeout_ms % 1000) * 1000};
@@ -170,17 +176,24 @@ bool Publisher::connect_api() {
   if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) != 0 ||
       ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout) != 0 ||
-      ::connect(fd, reinterpret_cast<const sockaddr*>(&api_.addr), api_.addr_len) != 0) {
+      ::connect(fd, reinterpret_cast<const sockaddr*>(&api.addr), api.addr_len) != 0) {
     ::close(fd);
     return false;
   }
-  fd_ = fd;
+  fds_[api_] = fd;
   return true;
 }
 
 void Publisher::disconnect() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+  if (fds_[api_] >= 0) ::close(fds_[api_]);
+  fds_[api_] = -1;
+}
+
+void Publisher::disconnect_all() {
+  for (int& fd : fds_) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
 }
 
 }  // namespace rg::load

@@ -1,5 +1,6 @@
 // fanout mode's publisher: one thread, one keep-alive HTTP/1.1 connection
-// to the publish API, plain blocking sockets.  It publishes K messages per
+// to each publish API (publishes go to them in turn), plain blocking
+// sockets.  It publishes K messages per
 // channel, round robin over the channels, paced at --rate, one request in
 // flight: the next publish of a channel therefore always leaves after the
 // answer to the previous one, which is what lets a subscriber tell a gap
@@ -49,7 +50,7 @@ struct PublishLive {
 class Publisher {
  public:
   // `api` from parse_api.  The board must outlive the publisher.
-  Publisher(const Options& options, const Target& api, fanout::Board& board, PublishLive& live);
+  Publisher(const Options& options, const std::vector<Target>& apis, fanout::Board& board, PublishLive& live);
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
   ~Publisher();
@@ -64,15 +65,17 @@ class Publisher {
   Sent publish(std::uint32_t channel, std::uint64_t seq);
   bool connect_api();
   void disconnect();
+  void disconnect_all();
   // Reads one whole answer into in_; its length, or 0 (io or malformed).
   std::size_t read_answer(fanout::Answer& answer);
 
   const Options& o_;
-  const Target& api_;
+  const std::vector<Target>& apis_;
+  std::size_t api_ = 0;      // the API of the publish being made
+  std::vector<int> fds_;     // one keep-alive connection per API, -1 when none
   fanout::Board& board_;
   PublishLive& live_;
   PublishResult result_;
-  int fd_ = -1;
   std::vector<char> body_;  // one body: publish_body_bytes_max, or --size when larger
   std::vector<char> out_;  // one request, sized at construction
   std::vector<char> in_;   // one answer: head + body limits
