@@ -61,6 +61,9 @@ HERE = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
+# The fleet's peers (redis-server, a Redis Cluster, HAProxy), shared with tools/fleet/fleet.py.
+if str(REPO_ROOT / "tools/fleet") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "tools/fleet"))
 
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
 ADMIN_RE = re.compile(r"admin=(\S+):(\d+)")

@@ -1,6 +1,6 @@
 """The Redis backplane: ringgate nodes sharing publishes through a real Redis.
 
-Each test starts its own redis-server (redis_server.py) and two nodes with
+Each test starts its own redis-server (tools/fleet/peers.py) and two nodes with
 --backplane redis://...; clients are python3-websockets on /ws.  What is
 asserted is the fleet's promise: a publish on any node reaches every
 subscriber of the channel (or device of the user) on every node once, in
@@ -18,7 +18,7 @@ import shutil
 import pytest
 
 from conftest import admin_get, metrics, publish, run_async, run_ringgate, total, wait_until, ws_connect
-from redis_server import REDIS_SERVER, RedisServer
+from peers import REDIS_SERVER, RedisServer
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed "
                                 "(tools/dev/deps.sh)")

@@ -14,81 +14,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import signal
-import socket
-import subprocess
 import time
 
 import pytest
 
-from conftest import REPO_ROOT, admin_get, metrics, publish, total, wait_until
+from conftest import admin_get, metrics, publish, total, wait_until
+from peers import HAPROXY, HAProxy, RedisServer
 import wsraw
 
-HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 pytestmark = pytest.mark.skipif(not os.path.exists(HAPROXY), reason="haproxy is not installed (tools/dev/deps.sh)")
 
 NODE_HOSTS = ("127.0.0.2", "127.0.0.3")
 
 
-def free_port(host="127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def haproxy_config(ws_port, wss_port, nodes) -> str:
-    """deploy/haproxy/haproxy.cfg with this machine's addresses."""
-    text = (REPO_ROOT / "deploy/haproxy/haproxy.cfg").read_text()
-    text = re.sub(r"(?m)^(\s*)bind :80$", rf"\g<1>bind 127.0.0.1:{ws_port}", text)
-    text = re.sub(r"(?m)^(\s*)bind :443$", rf"\g<1>bind 127.0.0.1:{wss_port}", text)
-    text = re.sub(r"(?m)^(\s*)maxconn \d+$", r"\g<1>maxconn 4000", text)
-    text = re.sub(r"inter 2s fall 2 rise 3", "inter 200ms fall 2 rise 2", text)
-    for backend, port_of in (("ringgate_ws", lambda n: n.port), ("ringgate_wss", lambda n: n.tls_port)):
-        servers = "".join(f"    server node{i + 1} {n.host}:{port_of(n)} check port {n.admin_port}\n"
-                          for i, n in enumerate(nodes))
-        block = re.search(rf"(?ms)^backend {backend}\n.*?(?=^\S|\Z)", text)
-        assert block, f"the shipped haproxy.cfg has no backend {backend}"
-        body = re.sub(r"(?m)^\s*server .*\n", "", block.group(0))
-        text = text.replace(block.group(0), body.rstrip("\n") + "\n" + servers + "\n")
-    return text
-
-
-class HAProxy:
-    def __init__(self, tmp_path, nodes):
-        self.ws_port = free_port()
-        self.wss_port = free_port()
-        self.config = tmp_path / "haproxy.cfg"
-        self.config.write_text(haproxy_config(self.ws_port, self.wss_port, nodes))
-        check = subprocess.run([HAPROXY, "-c", "-f", str(self.config)], capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
-        self.log = open(tmp_path / "haproxy.log", "w+")
-        self.proc = subprocess.Popen([HAPROXY, "-db", "-f", str(self.config)], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-
-        def accepting():
-            try:
-                socket.create_connection(("127.0.0.1", self.ws_port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-        wait_until(accepting, 10, 0.05, "haproxy accepting")
-
-    def output(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
-
-    def stop(self):
-        from redis_server import stop_process
-        stop_process(self.proc)
-        self.log.close()
-
-
 @pytest.fixture
 def fleet(ringgate, tmp_path, tls_server_args):
-    from redis_server import RedisServer
     redis = RedisServer(log_path=tmp_path / "redis.log")
 
     def node(host, *extra):
@@ -96,7 +37,7 @@ def fleet(ringgate, tmp_path, tls_server_args):
                         *tls_server_args[2:], "--proxy-protocol-from", "127.0.0.1/32", "--workers", "1",
                         "--backplane", redis.url, "--node-id", f"node-{host}", *extra)
     nodes = [node(h, "--per-ip-limit", "1", "--drain-grace", "6s", "--drain-timeout", "5s") for h in NODE_HOSTS]
-    proxy = HAProxy(tmp_path, nodes)
+    proxy = HAProxy(tmp_path, nodes)  # health checks every 200 ms
     for n in nodes:  # the backplane connects on its own thread, after start-up
         wait_until(lambda: total(metrics(n), "ws_backplane_up") == 1, 10, 0.05, "the backplane up")
     # The fixture's probe of HAProxy's frontend reached a node as a PROXY

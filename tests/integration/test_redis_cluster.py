@@ -1,5 +1,5 @@
 """The backplane on a Redis Cluster: three primaries started by the test
-(redis_server.RedisCluster), three ringgate nodes given one seed with
+(tools/fleet/peers.py RedisCluster), three ringgate nodes given one seed with
 --backplane redis-cluster://..., real python3-websockets clients.
 
 What is asserted: names spread over the primaries, each subscribed on the
@@ -19,7 +19,7 @@ import shutil
 import pytest
 
 from conftest import metrics, publish, run_async, total, wait_until, ws_connect
-from redis_server import RedisCluster
+from peers import RedisCluster
 from test_backplane import connected, lookup, per_node, publish_user, recv_json, shard_subscribers, subscribed
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed "

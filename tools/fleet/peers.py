@@ -1,14 +1,20 @@
-"""A real redis-server for backplane tests, started and stopped by the test.
+"""The peers a ringgate fleet runs with, started and stopped by
+tools/fleet/fleet.py and by the integration tests: Debian's redis-server
+(one, or a Redis Cluster) and HAProxy with deploy/haproxy/haproxy.cfg.
 
-RedisServer(port=None) starts Debian's redis-server on 127.0.0.1 (a free
-port unless given), without persistence, and waits (<= 10 s) until it
-answers PING.  .cli(*args) runs redis-cli against it and returns stdout;
-.stop() shuts it down (and waits); .start(*redis_server_args) starts it
-again on the same port (for reconnection tests).  Every wait is bounded.
+RedisServer(port=None) starts redis-server on 127.0.0.1 (a free port unless
+given), without persistence, and waits (<= 10 s) until it answers PING.
+.cli(*args) runs redis-cli against it and returns stdout; .stop() shuts it
+down (and waits); .start(*redis_server_args) starts it again on the same
+port (for reconnection tests).  RedisCluster forms a cluster of such
+servers; HAProxy runs the shipped configuration with this machine's
+addresses.  Every wait is bounded.  Standard library only.
 """
 
 from __future__ import annotations
 
+import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -16,12 +22,25 @@ import time
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.05):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)
 
 
 class RedisServer:
@@ -42,7 +61,7 @@ class RedisServer:
         self.proc = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                                       "--save", "", "--appendonly", "no", "--protected-mode", "no", *self.extra,
                                       *extra],
-                                     stdout=log, stderr=subprocess.STDOUT)
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -99,13 +118,13 @@ class RedisCluster:
     redis-cluster:// with the first node as the only seed (the others are
     found through it)."""
 
-    def __init__(self, tmp_path, primaries: int = 3):
+    def __init__(self, tmp_path, primaries: int = 3, base_port=None):
         self.dir = tmp_path / "cluster"
         self.dir.mkdir(exist_ok=True)
         self.nodes = []
         try:
             for _ in range(primaries):
-                port = free_cluster_port()
+                port = base_port + len(self.nodes) if base_port else free_cluster_port()
                 self.nodes.append(RedisServer(port, log_path=self.dir / f"{port}.log", extra=(
                     "--cluster-enabled", "yes", "--cluster-config-file", str(self.dir / f"{port}.conf"),
                     "--cluster-node-timeout", "2000", "--dir", str(self.dir))))
@@ -167,3 +186,65 @@ class RedisCluster:
     def stop(self):
         for n in self.nodes:
             n.stop()
+
+
+def haproxy_config(ws_port: int, wss_port, nodes, check_inter: str = "2s", host: str = "127.0.0.1",
+                   maxconn: int = 4000) -> str:
+    """deploy/haproxy/haproxy.cfg with this machine's addresses: frontends
+    on host:ws_port (and host:wss_port, or no wss at all when None), the
+    nodes (objects with .host, .port, .tls_port, .admin_port) as servers,
+    global maxconn (RLIMIT_NOFILE bounds it), and the health check's
+    interval (`timeout check` stays 2 s)."""
+    text = (REPO_ROOT / "deploy/haproxy/haproxy.cfg").read_text()
+    text = re.sub(r"(?m)^(\s*)bind :80$", rf"\g<1>bind {host}:{ws_port}", text)
+    text = re.sub(r"(?m)^(\s*)maxconn \d+$", rf"\g<1>maxconn {maxconn}", text)
+    text = re.sub(r"inter 2s fall 2 rise 3", f"inter {check_inter} fall 2 rise 2", text)
+    if wss_port is None:
+        for block in (r"(?ms)^frontend wss\n.*?(?=^\S|\Z)", r"(?ms)^backend ringgate_wss\n.*?(?=^\S|\Z)"):
+            text = re.sub(block, "", text)
+    else:
+        text = re.sub(r"(?m)^(\s*)bind :443$", rf"\g<1>bind {host}:{wss_port}", text)
+    backends = [("ringgate_ws", lambda n: n.port)] + ([("ringgate_wss", lambda n: n.tls_port)] if wss_port else [])
+    for backend, port_of in backends:
+        servers = "".join(f"    server node{i + 1} {n.host}:{port_of(n)} check port {n.admin_port}\n"
+                          for i, n in enumerate(nodes))
+        block = re.search(rf"(?ms)^backend {backend}\n.*?(?=^\S|\Z)", text)
+        assert block, f"the shipped haproxy.cfg has no backend {backend}"
+        body = re.sub(r"(?m)^\s*server .*\n", "", block.group(0))
+        text = text.replace(block.group(0), body.rstrip("\n") + "\n" + servers + "\n")
+    return text
+
+
+class HAProxy:
+    """haproxy -db running haproxy_config(...), its output in dir/haproxy.log;
+    ready once its ws frontend accepts (<= 10 s)."""
+
+    def __init__(self, dir, nodes, ws_port: int = 0, wss_port=0, check_inter: str = "200ms",
+                 host: str = "127.0.0.1"):
+        self.host = host
+        self.ws_port = ws_port or free_port(host)
+        self.wss_port = None if wss_port is None else (wss_port or free_port(host))
+        self.config = pathlib.Path(dir) / "haproxy.cfg"
+        self.config.write_text(haproxy_config(self.ws_port, self.wss_port, nodes, check_inter, host))
+        check = subprocess.run([HAPROXY, "-c", "-f", str(self.config)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+        self.log = open(pathlib.Path(dir) / "haproxy.log", "w+")
+        self.proc = subprocess.Popen([HAPROXY, "-db", "-f", str(self.config)], stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+        def accepting():
+            try:
+                socket.create_connection((host, self.ws_port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_for(accepting, 10, "haproxy accepting")
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self):
+        stop_process(self.proc)
+        self.log.close()
