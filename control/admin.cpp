@@ -847,8 +847,13 @@ std::string Admin::metrics() const {
     counter("ws_backplane_connect_failures_total", "Attempts to reach the backplane's Redis that failed.",
             load(b.connect_failures_total));
     counter("ws_backplane_messages_total", "Messages from Redis posted to this node's workers.", load(b.messages_total));
-    counter("ws_backplane_dropped_total", "Messages from Redis lost here: a worker's mailbox was full (mailbox_size).",
+    counter("ws_backplane_dropped_total",
+            "Messages from Redis lost here: a worker's mailbox stayed full (mailbox_size) for 2 s.",
             load(b.dropped_total));
+    counter("ws_backplane_mailbox_waits_total",
+            "Milliseconds the backplane waited for a full worker mailbox (the workers deliver slower than messages "
+            "arrive; Redis buffers the rest).",
+            load(b.mailbox_waits_total));
     counter("ws_backplane_malformed_total", "Messages on ringgate's Redis channels not in ringgate's format.",
             load(b.malformed_total));
   }

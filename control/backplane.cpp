@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstring>
 
 #include "base/clock.h"
@@ -487,12 +489,21 @@ void Backplane::deliver(const redisReply& channel, const redisReply& payload) {
     counters_.dropped_total.add();
     return;
   }
-  if (source_.post(p) == DeliverySource::Posted::mailbox_full) {
+  // A full mailbox: wait for the workers (see mailbox_wait_ms).
+  DeliverySource::Posted posted = source_.post(p);
+  for (const std::uint64_t until = base::monotonic_ms() + mailbox_wait_ms;
+       posted == DeliverySource::Posted::mailbox_full && base::monotonic_ms() < until && !stop_.load() &&
+       !shared_.stopping.load();
+       posted = source_.post(p)) {
+    counters_.mailbox_waits_total.add();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (posted == DeliverySource::Posted::mailbox_full) {
     counters_.dropped_total.add();
     std::uint64_t suppressed = 0;
     if (log_.allow(base::monotonic_ms(), suppressed))
-      RG_LOG(warn, "backplane: a worker's mailbox is full (mailbox_size): dropped message %s on %s (%u similar lines "
-                   "suppressed)",
+      RG_LOG(warn, "backplane: a worker's mailbox stayed full for 2 s (mailbox_size): dropped message %s on %s (%u "
+                   "similar lines suppressed)",
              std::string(m.id), std::string(k.name), suppressed);
   } else {
     counters_.messages_total.add();

@@ -84,6 +84,15 @@ class Backplane {
   // second connection, at most registry_writes_max per interval.
   static constexpr std::uint64_t registry_flush_ms = 1'000;
   static constexpr std::size_t registry_writes_max = 16'384;
+  // A message for a worker whose mailbox is full (mailbox_size: the
+  // workers deliver slower than Redis brings messages) is retried for up
+  // to this long before it is dropped and counted.  Meanwhile nothing more
+  // is read from Redis: a burst becomes latency, with the rest buffered in
+  // Redis (up to its client-output-buffer-limit pubsub, 8 MB for 60 s or 32
+  // MB, past which Redis drops the connection and the node reconnects),
+  // in order, instead of a loss.  PINGs are not answered meanwhile, so this
+  // stays under answer_timeout_ms.
+  static constexpr std::uint64_t mailbox_wait_ms = 2'000;
   // On leaving (stop), the node's fields and key are deleted within this.
   static constexpr std::uint64_t leave_timeout_ms = 1'000;
 

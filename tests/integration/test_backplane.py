@@ -406,3 +406,39 @@ def test_the_registry_api_needs_the_token_and_the_backplane(ringgate, redis, tmp
     alone = ringgate()
     status, answer = lookup(alone, "/channels/news")
     assert status == 501 and answer["error"] == "no_registry"
+
+
+def test_a_burst_faster_than_the_workers_waits_in_redis_instead_of_being_dropped(ringgate, redis):
+    """mailbox_size 1: a burst of 300 messages from Redis (pipelined
+    SPUBLISH, straight to Redis) finds the workers' mailboxes full again and
+    again.  The backplane waits for them, reading nothing more meanwhile, so
+    every subscriber gets all 300 in order and nothing is dropped."""
+    import socket
+    node = connected(ringgate("--backplane", redis.url, "--workers", "2", "--mailbox-size", "1"))
+    count, subscribers = 300, 100
+
+    async def scenario():
+        clients = [await ws_connect(node.uri("/ws?channels=burst")).__aenter__() for _ in range(subscribers)]
+        for ws in clients:
+            assert (await recv_json(ws))["type"] == "subscribed"
+        subscribed(node, 1)
+        commands = []
+        for i in range(count):
+            payload = f"rg1 burst-{i}\n{i}".encode()
+            commands.append(b"*3\r\n$8\r\nSPUBLISH\r\n$12\r\nrg:{c:burst}\r\n$%d\r\n%s\r\n" % (len(payload), payload))
+        with socket.create_connection(("127.0.0.1", redis.port), timeout=10) as s:
+            s.sendall(b"".join(commands))
+            answers = b""
+            while answers.count(b"\r\n") < count:
+                answers += s.recv(65536)
+        assert answers.count(b":1\r\n") == count, "each message reached the one node subscribed"
+        for ws in clients:
+            assert [(await recv_json(ws))["data"] for _ in range(count)] == list(range(count))
+        for ws in clients:
+            await ws.close()
+
+    run_async(scenario(), 120)
+    m = metrics(node)
+    assert total(m, "ws_backplane_dropped_total") == 0
+    assert total(m, "ws_backplane_messages_total") == count
+    assert total(m, "ws_backplane_mailbox_waits_total") > 0, "the burst did find a full mailbox"
