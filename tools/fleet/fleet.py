@@ -107,7 +107,8 @@ class Fleet:
 
     def __init__(self, dir, nodes: int = 3, binary=None, cluster: bool = False, workers: int = 1, node_args=(),
                  net: int = 1, node_port: int = 0, admin_port: int = 0, haproxy_port: int = 0,
-                 redis_port: int = 0, check_inter: str = "200ms", drain_grace: str = "6s"):
+                 redis_port: int = 0, check_inter: str = "200ms", drain_grace: str = "6s",
+                 haproxy_maxconn: int = 4000):
         self.dir = pathlib.Path(dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.binary = pathlib.Path(binary or os.environ.get("RINGGATE_BIN", REPO_ROOT / "build/ringgate"))
@@ -125,7 +126,8 @@ class Fleet:
                                        backplane, workers, drain_grace, node_args))
             for n in self.nodes:
                 wait_for(n.backplane_up, 15, f"{n.node_id}'s backplane up")
-            self.haproxy = HAProxy(self.dir, self.nodes, ws_port=haproxy_port, wss_port=None, check_inter=check_inter)
+            self.haproxy = HAProxy(self.dir, self.nodes, ws_port=haproxy_port, wss_port=None, check_inter=check_inter,
+                                   maxconn=haproxy_maxconn)
         except BaseException:
             self.down()
             raise

@@ -220,12 +220,12 @@ class HAProxy:
     ready once its ws frontend accepts (<= 10 s)."""
 
     def __init__(self, dir, nodes, ws_port: int = 0, wss_port=0, check_inter: str = "200ms",
-                 host: str = "127.0.0.1"):
+                 host: str = "127.0.0.1", maxconn: int = 4000):
         self.host = host
         self.ws_port = ws_port or free_port(host)
         self.wss_port = None if wss_port is None else (wss_port or free_port(host))
         self.config = pathlib.Path(dir) / "haproxy.cfg"
-        self.config.write_text(haproxy_config(self.ws_port, self.wss_port, nodes, check_inter, host))
+        self.config.write_text(haproxy_config(self.ws_port, self.wss_port, nodes, check_inter, host, maxconn))
         check = subprocess.run([HAPROXY, "-c", "-f", str(self.config)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
         self.log = open(pathlib.Path(dir) / "haproxy.log", "w+")

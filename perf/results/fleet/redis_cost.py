@@ -9,7 +9,8 @@ subscription, how fast one connection subscribes them (SSUBSCRIBE commands
 of 512 keys, at most 16,384 answers outstanding, as the backplane does on
 reconnect), and
 the SPUBLISH rate to those names (pipelined, 1,000 per batch) with the
-subscriber draining what Redis pushes.
+subscriber draining what Redis pushes, and what the registry's entries
+(one hash per user, one field per node) cost.
 
     perf/results/fleet/redis_cost.py [N]        (default 1,000,000)
 
@@ -100,6 +101,20 @@ def main():
         t_pub = time.monotonic() - t0
         print(f"spublish: {publishes:,} to random names among {n:,}, delivered to the subscriber, in {t_pub:.2f} s "
               f"({publishes / t_pub:,.0f}/s)")
+        # The registry: one hash per user, one field for this node's
+        # instance, written as the backplane writes them (HSET, pipelined,
+        # 1,000 per round trip here; the backplane sends a second's changes
+        # at once).
+        before = info_memory(port)
+        instance = b"node-1.example:8080/1796686866917"
+        t0 = time.monotonic()
+        for start in range(0, n, 1000):
+            pub.sendall(b"".join(resp(b"HSET", name + b":nodes", instance, b"1")
+                                 for name in names[start:start + 1000]))
+            read_until(pub, b":1\r\n", min(1000, n - start))
+        t_reg = time.monotonic() - t0
+        after = info_memory(port)
+        print(f"registry: {n:,} HSET in {t_reg:.2f} s ({n / t_reg:,.0f}/s), {(after - before) / n:.0f} B per entry")
         rss = int(open(f"/proc/{redis.pid}/status").read().split("VmRSS:")[1].split()[0])
         print(f"redis-server RSS: {rss / 1024:.0f} MiB")
     finally:
