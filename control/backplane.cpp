@@ -1,6 +1,7 @@
 // The Redis backplane's receiving side (control/backplane.h): one thread,
-// one Redis connection in subscribed mode, the names this node's clients
-// hold, and the messages Redis pushes for them posted to the workers.
+// a Redis connection in subscribed mode per primary (one for a single
+// Redis), the names this node's clients hold, and the messages Redis
+// pushes for them posted to the workers.
 #include "control/backplane.h"
 
 #include <poll.h>
@@ -76,6 +77,7 @@ void Backplane::run() {
     shared_.interest->take(events_);
     if (!events_.empty()) apply(events_);
     bool lost = false;
+    waited_ms_ = 0;
     for (std::size_t i = 0; i < links_.size() && !lost; ++i) {
       constexpr short ready = POLLIN | POLLERR | POLLHUP;
       Link& l = links_[i];
@@ -84,6 +86,11 @@ void Backplane::run() {
     }
     if (lost) continue;
     const std::uint64_t later = base::monotonic_ms();
+    // Waiting for the workers is not Redis's silence.
+    for (Link& l : links_) {
+      l.last_answer_ms = std::min(later, l.last_answer_ms + waited_ms_);
+      l.registry_waiting_since_ms = std::min(later, l.registry_waiting_since_ms + waited_ms_);
+    }
     for (std::size_t i = 0; i < links_.size(); ++i) keep_alive(links_[i], later);  // may disconnect all
     if (!connected()) continue;
     for (Link& l : links_) pump_commands(l);
@@ -95,35 +102,11 @@ void Backplane::run() {
   counters_.state.store(BackplaneState::down);
 }
 
-// Every primary, two connections each; all or none.
+// Every primary, two connections each; all or none, within
+// connect_attempt_ms.
 bool Backplane::connect() {
-  const timeval tv{static_cast<time_t>(connect_timeout_ms / 1000),
-                   static_cast<suseconds_t>(connect_timeout_ms % 1000 * 1000)};
   std::string why;
-  bool fine = shards_.discover(tv, why);
-  if (fine && shards_.shards().size() > shards_max) {
-    why = "more primaries than the backplane holds connections for (256)";
-    fine = false;
-  }
-  if (fine) {
-    links_.resize(shards_.shards().size());
-    for (std::size_t i = 0; fine && i < links_.size(); ++i) {
-      const backplane::Endpoint& e = shards_.shards()[i];
-      Link& l = links_[i];
-      // Writes are bounded (answers_outstanding_max) and the socket stays
-      // blocking for them, with a send timeout so that a Redis that stops
-      // reading holds this thread at most that long; reads happen only
-      // after poll() says there is something, so none blocks.
-      for (redisContext** c : {&l.redis, &l.registry}) {
-        *c = redisConnectWithTimeout(e.host.c_str(), e.port, tv);
-        if (!*c || (*c)->err || redisSetTimeout(*c, tv) != REDIS_OK || redisEnableKeepAlive(*c) != REDIS_OK) {
-          why = shards_.name(i) + ": " + (*c && (*c)->err ? (*c)->errstr : "cannot set up the connection");
-          fine = false;
-          break;
-        }
-      }
-    }
-  }
+  const bool fine = open_links(base::monotonic_ms() + connect_attempt_ms, why);
   if (!fine) {
     counters_.connect_failures_total.add();
     std::uint64_t suppressed = 0;
@@ -157,6 +140,40 @@ bool Backplane::connect() {
   return flush();
 }
 
+bool Backplane::open_links(std::uint64_t deadline_ms, std::string& why) {
+  const auto tv = [](std::uint64_t ms) {
+    return timeval{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+  };
+  if (!shards_.discover(tv(connect_timeout_ms), deadline_ms, why)) return false;
+  if (shards_.shards().size() > shards_max) {
+    why = "more primaries than the backplane holds connections for (256)";
+    return false;
+  }
+  links_.resize(shards_.shards().size());
+  for (std::size_t i = 0; i < links_.size(); ++i) {
+    const backplane::Endpoint& e = shards_.shards()[i];
+    Link& l = links_[i];
+    // Writes are bounded (answers_outstanding_max) and the socket stays
+    // blocking for them, with a send timeout so that a Redis that stops
+    // reading holds this thread at most that long; reads happen only
+    // after poll() says there is something, so none blocks.
+    for (redisContext** c : {&l.redis, &l.registry}) {
+      const std::uint64_t now = base::monotonic_ms();
+      if (stop_.load() || now >= deadline_ms) {
+        why = stop_.load() ? "stopping" : "the attempt took longer than 5 s";
+        return false;
+      }
+      *c = redisConnectWithTimeout(e.host.c_str(), e.port, tv(std::min(connect_timeout_ms, deadline_ms - now)));
+      if (!*c || (*c)->err || redisSetTimeout(*c, tv(connect_timeout_ms)) != REDIS_OK ||
+          redisEnableKeepAlive(*c) != REDIS_OK) {
+        why = shards_.name(i) + ": " + (*c && (*c)->err ? (*c)->errstr : "cannot set up the connection");
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 void Backplane::disconnect(std::string_view why) {
   counters_.state.store(BackplaneState::down);
   counters_.subscriptions.set(0);
@@ -171,9 +188,9 @@ void Backplane::disconnect(std::string_view why) {
     redisFree(l.registry);
   }
   links_.clear();
-  // A connection that never answered (refused us after accepting) does not
-  // reset the backoff: retry later, not at once.
-  if (answered_) backoff_ms_ = backoff_min_ms;
+  // Only a connection that stayed up resets the backoff: one refused after
+  // accepting, or an error soon after the first answers, retries later.
+  if (answered_ && base::monotonic_ms() - up_since_ms_ >= stable_ms) backoff_ms_ = backoff_min_ms;
   answered_ = false;
   next_attempt_ms_ = base::monotonic_ms() + backoff_ms_;
   backoff_ms_ = std::min(backoff_ms_ * 2, backoff_max_ms);
@@ -183,6 +200,10 @@ void Backplane::disconnect(std::string_view why) {
 void Backplane::keep_alive(Link& link, std::uint64_t now_ms) {
   if (now_ms - link.last_answer_ms >= answer_timeout_ms) {
     disconnect(where(link) + ": no answer within 3 s, not even to PING");
+    return;
+  }
+  if (link.registry_outstanding > 0 && now_ms - link.registry_waiting_since_ms >= answer_timeout_ms) {
+    disconnect(where(link) + ": registry writes unanswered for 3 s");
     return;
   }
   if (now_ms - link.last_answer_ms >= ping_interval_ms && now_ms - link.last_ping_ms >= ping_interval_ms) {
@@ -309,7 +330,8 @@ void Backplane::write_registry(std::uint64_t now_ms) {
       const std::size_t lens[] = {4, registry_key.size(), instance_.size()};
       (void)redisAppendCommandArgv(l.registry, 3, argv, lens);
     }
-    ++l.registry_outstanding;
+    if (l.registry_outstanding++ == 0) l.registry_waiting_since_ms = now_ms;
+    l.registry_names.push_back(*it);
     dirty_.erase(it++);
   }
 }
@@ -321,18 +343,42 @@ void Backplane::renew_node() {
   const std::size_t lens[] = {3, node_key_.size(), value.size(), 2, ttl.size()};
   Link& l = link_of(node_key_);
   (void)redisAppendCommandArgv(l.registry, 5, argv, lens);
-  ++l.registry_outstanding;
+  if (l.registry_outstanding++ == 0) l.registry_waiting_since_ms = base::monotonic_ms();
+  l.registry_names.emplace_back();  // the node key: renewed again within a third of its TTL
 }
 
 void Backplane::on_registry_reply(Link& link, const redisReply& r) {
   if (link.registry_outstanding > 0) --link.registry_outstanding;
+  link.registry_waiting_since_ms = base::monotonic_ms();
+  std::string name;
+  if (!link.registry_names.empty()) {
+    name = std::move(link.registry_names.front());
+    link.registry_names.pop_front();
+  }
   if (r.type != REDIS_REPLY_ERROR) return;
   const std::string_view error(r.str, r.len);
-  if (backplane::parse_redirect(error).kind != backplane::Redirect::Kind::none) counters_.slots_moved_total.add();
-  disconnect(where(link) + ": " +
-             (backplane::parse_redirect(error).kind != backplane::Redirect::Kind::none
-                  ? "slots moved (" + std::string(error) + "): learning the cluster's map again"
-                  : "Redis refused a registry write: " + std::string(error)));
+  switch (backplane::parse_redirect(error).kind) {
+    case backplane::Redirect::Kind::ask:
+      // The name's slot is being migrated and its hash already went: the
+      // write goes again at the next flush, by when the slot has moved
+      // (MOVED then) or finished moving.
+      if (!name.empty()) dirty_.insert(std::move(name));
+      return;
+    case backplane::Redirect::Kind::moved:
+      slots_moved(link, error);
+      return;
+    case backplane::Redirect::Kind::none:
+      disconnect(where(link) + ": Redis refused a registry write: " + std::string(error));
+      return;
+  }
+}
+
+// MOVED: the map is stale (or, with redis://, this Redis is a cluster
+// node): everything is connected again after learning the map.
+void Backplane::slots_moved(Link& link, std::string_view error) {
+  counters_.slots_moved_total.add();
+  disconnect(where(link) + ": slots moved (" + std::string(error) + "): learning the cluster's map again" +
+             (shards_.cluster() ? "" : "; is this Redis a cluster node? then say redis-cluster://"));
 }
 
 // Drain, step 3: every field of this instance and its node key are deleted
@@ -356,16 +402,21 @@ void Backplane::leave() {
   Link& node_link = link_of(node_key_);
   (void)redisAppendCommandArgv(node_link.registry, 2, del, del_lens);
   ++expected[static_cast<std::size_t>(&node_link - links_.data())];
-  const timeval tv{static_cast<time_t>(leave_timeout_ms / 1000),
-                   static_cast<suseconds_t>(leave_timeout_ms % 1000 * 1000)};
-  // Blocking now: answers to what was still outstanding come first.
+  if (!flush()) return;
+  // Blocking now, under one deadline for every link: answers to what was
+  // still outstanding come first.
+  const std::uint64_t deadline = base::monotonic_ms() + leave_timeout_ms;
   std::uint64_t want = 0, answered = 0;
   for (std::size_t i = 0; i < links_.size(); ++i) {
     Link& l = links_[i];
-    (void)redisSetTimeout(l.registry, tv);
     const std::uint64_t n = expected[i] + l.registry_outstanding;
     want += n;
     for (std::uint64_t got = 0; got < n; ++got, ++answered) {
+      const std::uint64_t now = base::monotonic_ms();
+      if (now >= deadline) break;
+      const std::uint64_t left = deadline - now;
+      const timeval tv{static_cast<time_t>(left / 1000), static_cast<suseconds_t>(left % 1000 * 1000)};
+      (void)redisSetTimeout(l.registry, tv);
       void* raw = nullptr;
       if (redisGetReply(l.registry, &raw) != REDIS_OK || !raw) break;
       freeReplyObject(raw);
@@ -402,7 +453,7 @@ void Backplane::on_answer(Link& link) {
   link.answered = true;
   if (!std::all_of(links_.begin(), links_.end(), [](const Link& l) { return l.answered; })) return;
   answered_ = true;
-  backoff_ms_ = backoff_min_ms;
+  up_since_ms_ = base::monotonic_ms();
   counters_.primaries.set(links_.size());
   counters_.state.store(BackplaneState::up);
   RG_LOG(info, "backplane: connected to Redis at %s (%u primar%s), subscribing to the %u names this node's clients "
@@ -415,9 +466,7 @@ void Backplane::on_reply(Link& link, const redisReply& r) {
   if (r.type == REDIS_REPLY_ERROR) {
     const std::string_view error(r.str, r.len);
     if (backplane::parse_redirect(error).kind != backplane::Redirect::Kind::none) {
-      counters_.slots_moved_total.add();
-      disconnect(where(link) + ": slots moved (" + std::string(error) + "): learning the cluster's map again" +
-                 (shards_.cluster() ? "" : "; is this Redis a cluster node? then say redis-cluster://"));
+      slots_moved(link, error);
       return;
     }
     // NOAUTH, NOPERM, an unknown SSUBSCRIBE (Redis before 7), a Redis at
@@ -425,7 +474,8 @@ void Backplane::on_reply(Link& link, const redisReply& r) {
     // carrying on would say "up" while nothing arrives.  Drop it and retry
     // with backoff.
     disconnect(where(link) + ": Redis answered an error: " + std::string(error) +
-               " (the backplane needs Redis 7 or later)");
+               (error.starts_with("CROSSSLOT") ? " (is this Redis a cluster node? then say redis-cluster://)"
+                                               : " (the backplane needs Redis 7 or later)"));
     return;
   }
   on_answer(link);
@@ -491,19 +541,21 @@ void Backplane::deliver(const redisReply& channel, const redisReply& payload) {
   }
   // A full mailbox: wait for the workers (see mailbox_wait_ms).
   DeliverySource::Posted posted = source_.post(p);
-  for (const std::uint64_t until = base::monotonic_ms() + mailbox_wait_ms;
-       posted == DeliverySource::Posted::mailbox_full && base::monotonic_ms() < until && !stop_.load() &&
-       !shared_.stopping.load();
-       posted = source_.post(p)) {
-    counters_.mailbox_waits_total.add();
+  while (posted == DeliverySource::Posted::mailbox_full && waited_ms_ < mailbox_wait_ms && !stop_.load() &&
+         !shared_.stopping.load()) {
+    const std::uint64_t before = base::monotonic_ms();
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    posted = source_.post(p);
+    const std::uint64_t waited = std::max<std::uint64_t>(base::monotonic_ms() - before, 1);
+    waited_ms_ += waited;
+    counters_.mailbox_waits_total.add(waited);
   }
   if (posted == DeliverySource::Posted::mailbox_full) {
     counters_.dropped_total.add();
     std::uint64_t suppressed = 0;
     if (log_.allow(base::monotonic_ms(), suppressed))
-      RG_LOG(warn, "backplane: a worker's mailbox stayed full for 2 s (mailbox_size): dropped message %s on %s (%u "
-                   "similar lines suppressed)",
+      RG_LOG(warn, "backplane: a worker's mailbox stayed full for 2 s (mailbox_size): dropped message %s on %s "
+                   "(%u similar lines suppressed)",
              std::string(m.id), std::string(k.name), suppressed);
   } else {
     counters_.messages_total.add();

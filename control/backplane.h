@@ -65,6 +65,14 @@ class Backplane {
   static constexpr std::uint64_t connect_timeout_ms = 1'000;  // one attempt; then backoff
   static constexpr std::uint64_t backoff_min_ms = 100;
   static constexpr std::uint64_t backoff_max_ms = 5'000;      // a recovered Redis is found within this
+  // The backoff starts again from backoff_min_ms only after the connection
+  // stayed up this long: a Redis that answers PING and then refuses what
+  // follows (NOPERM, CROSSSLOT, MOVED with a stale map) is not retried ten
+  // times a second.
+  static constexpr std::uint64_t stable_ms = 5'000;
+  // One connection attempt (the cluster's map, then every primary's two
+  // connections) gives up after this, and looks at stop() in between.
+  static constexpr std::uint64_t connect_attempt_ms = 5'000;
   static constexpr std::size_t keys_per_command = 512;        // SSUBSCRIBE/SUNSUBSCRIBE batch
   // Names whose (un)subscribe answers may be outstanding at once.  Redis
   // closes a subscriber whose unread output passes client-output-buffer-
@@ -85,13 +93,14 @@ class Backplane {
   static constexpr std::uint64_t registry_flush_ms = 1'000;
   static constexpr std::size_t registry_writes_max = 16'384;
   // A message for a worker whose mailbox is full (mailbox_size: the
-  // workers deliver slower than Redis brings messages) is retried for up
-  // to this long before it is dropped and counted.  Meanwhile nothing more
-  // is read from Redis: a burst becomes latency, with the rest buffered in
-  // Redis (up to its client-output-buffer-limit pubsub, 8 MB for 60 s or 32
-  // MB, past which Redis drops the connection and the node reconnects),
-  // in order, instead of a loss.  PINGs are not answered meanwhile, so this
-  // stays under answer_timeout_ms.
+  // workers deliver slower than Redis brings messages) is retried until
+  // it fits, for at most this long per turn of the thread's loop (all
+  // messages of the turn together), then dropped and counted.  Meanwhile
+  // nothing more is read from Redis: a burst becomes latency, with the rest
+  // buffered in Redis (up to its client-output-buffer-limit pubsub, 8 MB
+  // for 60 s or 32 MB, past which Redis drops the connection and the node
+  // reconnects), in order, instead of a loss.  Time spent waiting does not
+  // count as Redis's silence (answer_timeout_ms).
   static constexpr std::uint64_t mailbox_wait_ms = 2'000;
   // On leaving (stop), the node's fields and key are deleted within this.
   static constexpr std::uint64_t leave_timeout_ms = 1'000;
@@ -125,6 +134,10 @@ class Backplane {
     absl::flat_hash_map<std::string, std::uint32_t> unsubscribing;
     std::uint64_t answers_outstanding = 0;
     std::uint64_t registry_outstanding = 0;
+    // The names whose registry writes await an answer, in order: one an
+    // "ASK" answer refused (its slot is being migrated) is written again.
+    std::deque<std::string> registry_names;
+    std::uint64_t registry_waiting_since_ms = 0;  // the oldest unanswered write's time
     std::uint64_t subscriptions = 0;
     bool answered = false;             // this connection has answered once
     std::uint64_t last_answer_ms = 0;  // anything from Redis
@@ -133,6 +146,7 @@ class Backplane {
 
   void run();
   bool connect();
+  [[nodiscard]] bool open_links(std::uint64_t deadline_ms, std::string& why);
   void disconnect(std::string_view why);
   void apply(const std::vector<Interest::Event>& events);
   void command(Link& link, const char* verb, const std::vector<std::string>& keys);
@@ -148,6 +162,7 @@ class Backplane {
   void write_registry(std::uint64_t now_ms);
   void renew_node();
   void on_registry_reply(Link& link, const redisReply& r);
+  void slots_moved(Link& link, std::string_view error);
   void leave();
   [[nodiscard]] Link& link_of(std::string_view key) { return links_[shards_.shard_of(key)]; }
   [[nodiscard]] bool connected() const noexcept { return !links_.empty(); }
@@ -174,7 +189,9 @@ class Backplane {
   absl::flat_hash_set<std::string> dirty_;
   std::uint64_t last_registry_ms_ = 0;
   std::uint64_t last_renew_ms_ = 0;
-  bool answered_ = false;  // every link has answered once (up; backoff resets then)
+  bool answered_ = false;  // every link has answered once (up)
+  std::uint64_t up_since_ms_ = 0;
+  std::uint64_t waited_ms_ = 0;  // mailbox waits in this turn of the loop (mailbox_wait_ms)
   std::vector<Interest::Event> events_;
   DeliverySource source_;
   std::uint64_t backoff_ms_ = backoff_min_ms;

@@ -53,7 +53,7 @@ bool Publisher::backplane_up(std::string& why) const {
 Publisher::Outcome Publisher::lookup(Publication::Target target, std::string_view name) {
   const bool user = target == Publication::Target::user;
   if (!redis_)
-    return {501, error_json("no_registry", "the fleet registry needs the backplane (backplane = redis://HOST:PORT)")};
+    return {501, error_json("no_registry", "the fleet registry needs the backplane (backplane = redis://HOST:PORT or redis-cluster://SEEDS)")};
   if (const pubsub::NameCheck check = pubsub::check_name(name); !check.ok())
     return {400, error_json("bad_request", absl::StrFormat("%s name is %s", user ? "user" : "channel",
                                                            pubsub::name_error_text(check.error)))};

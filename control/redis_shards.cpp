@@ -5,6 +5,8 @@
 
 #include <absl/strings/str_format.h>
 
+#include "base/clock.h"
+
 namespace rg::server {
 
 namespace backplane = rg::proto::backplane;
@@ -61,15 +63,20 @@ std::size_t ShardMap::moved(std::uint16_t slot, backplane::Endpoint to, std::siz
   return shard;
 }
 
-bool ShardMap::discover(timeval timeout, std::string& why) {
+bool ShardMap::discover(timeval timeout, std::uint64_t deadline_ms, std::string& why) {
   if (!address_.cluster) return true;
-  // Seeds first (an operator's list), then what the last map knew (a
-  // cluster whose seeds were all replaced is still found).
-  std::vector<backplane::Endpoint> ask = address_.endpoints;
-  for (const backplane::Endpoint& e : shards_)
+  // What the last map knew first (after MOVED it names where slots went),
+  // then the seeds (an operator's list; a cluster whose primaries were all
+  // replaced is still found through them).
+  std::vector<backplane::Endpoint> ask = shards_;
+  for (const backplane::Endpoint& e : address_.endpoints)
     if (std::none_of(ask.begin(), ask.end(), [&](const backplane::Endpoint& a) { return same(a, e); })) ask.push_back(e);
   why.clear();
   for (const backplane::Endpoint& seed : ask) {
+    if (base::monotonic_ms() >= deadline_ms) {
+      why += why.empty() ? "no time left to ask the cluster" : "; no time left to ask more nodes";
+      return false;
+    }
     redisContext* c = redisConnectWithTimeout(seed.host.c_str(), seed.port, timeout);
     const auto fail = [&](std::string_view what) {
       if (!why.empty()) why += "; ";
@@ -150,9 +157,14 @@ void RoutedRedis::drop(std::size_t shard) {
 
 // A kept connection that Redis closed, or that has anything unread (it
 // only ever carries our own commands and their answers), is not reused.
-redisContext* RoutedRedis::connection(std::size_t shard, std::string& why) {
+redisContext* RoutedRedis::connection(std::size_t shard, std::uint64_t deadline_ms, std::string& why) {
   const std::string name = map_.name(shard);
-  const timeval tv = to_timeval(timeout_ms_);
+  const std::uint64_t now = base::monotonic_ms();
+  if (now >= deadline_ms) {
+    why = absl::StrFormat("%s: no time left within %u ms", name, timeout_ms_);
+    return nullptr;
+  }
+  const timeval tv = to_timeval(deadline_ms - now);
   if (const auto it = connections_.find(name); it != connections_.end()) {
     pollfd p{it->second->fd, POLLIN | POLLRDHUP, 0};
     if (poll(&p, 1, 0) == 0 && redisSetTimeout(it->second, tv) == REDIS_OK) return it->second;
@@ -172,14 +184,22 @@ redisContext* RoutedRedis::connection(std::size_t shard, std::string& why) {
 
 RoutedRedis::Result RoutedRedis::command(std::string_view key, int argc, const char** argv, const std::size_t* lens) {
   Result out;
+  const std::uint64_t deadline = base::monotonic_ms() + timeout_ms_;
   if (!map_known_) {
-    if (!map_.discover(to_timeval(timeout_ms_), out.why)) return out;
+    if (base::monotonic_ms() < map_retry_at_ms_) {
+      out.why = "the cluster's map is unknown (learning it failed less than 1 s ago)";
+      return out;
+    }
+    if (!map_.discover(to_timeval(timeout_ms_), deadline, out.why)) {
+      map_retry_at_ms_ = base::monotonic_ms() + map_retry_ms;
+      return out;
+    }
     map_known_ = true;
   }
   std::size_t shard = map_.shard_of(key);
   bool asking = false;
   for (int hop = 0; hop <= redirects_max; ++hop) {
-    redisContext* c = connection(shard, out.why);
+    redisContext* c = connection(shard, deadline, out.why);
     if (!c) return out;
     // Sent, then answered, apart: until the whole command is written Redis
     // cannot have run it; once it is, a missing answer leaves the outcome

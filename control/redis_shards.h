@@ -40,10 +40,12 @@ class ShardMap {
   [[nodiscard]] const proto::backplane::Address& address() const noexcept { return address_; }
 
   // Learns which primary serves each slot: for one Redis, its endpoint at
-  // once; for a cluster, CLUSTER SLOTS asked of each seed and then of each
-  // primary known before, until one answers with every slot served.  Each
-  // attempt is bounded by `timeout`.  On failure the map is unchanged.
-  [[nodiscard]] bool discover(timeval timeout, std::string& why);
+  // once; for a cluster, CLUSTER SLOTS asked of each primary known before
+  // (the map is usually right about most of them) and then of each seed,
+  // until one answers with every slot served.  Each node's connect and
+  // answer are bounded by `timeout`, and no node is asked after
+  // `deadline_ms` (base::monotonic_ms).  On failure the map is unchanged.
+  [[nodiscard]] bool discover(timeval timeout, std::uint64_t deadline_ms, std::string& why);
 
   [[nodiscard]] const std::vector<proto::backplane::Endpoint>& shards() const noexcept { return shards_; }
   [[nodiscard]] std::size_t shard_of(std::string_view key) const noexcept;
@@ -63,12 +65,15 @@ class ShardMap {
 };
 
 // Blocking commands routed by key, for the publishing thread: one
-// connection per shard, made when first needed, each command under one
-// deadline per hop.  A redirection is followed at most redirects_max times;
-// after MOVED the whole map is learnt again before the next command.
+// connection per shard, made when first needed, each command (learning the
+// map included) under one deadline of timeout_ms.  A redirection is
+// followed at most redirects_max times; after MOVED the whole map is learnt
+// again before the next command, and a map that could not be learnt is not
+// asked for again within map_retry_ms (commands answer "not sent" at once).
 class RoutedRedis {
  public:
   static constexpr int redirects_max = 5;
+  static constexpr std::uint64_t map_retry_ms = 1'000;
 
   RoutedRedis(proto::backplane::Address address, std::uint64_t timeout_ms);
   ~RoutedRedis();
@@ -93,12 +98,13 @@ class RoutedRedis {
   void drop_all();
 
  private:
-  redisContext* connection(std::size_t shard, std::string& why);
+  redisContext* connection(std::size_t shard, std::uint64_t deadline_ms, std::string& why);
   void drop(std::size_t shard);
 
   ShardMap map_;
   std::uint64_t timeout_ms_;
   bool map_known_ = false;
+  std::uint64_t map_retry_at_ms_ = 0;
   absl::flat_hash_map<std::string, redisContext*> connections_;  // by ShardMap::name
 };
 

@@ -203,3 +203,29 @@ def test_a_primary_down_is_a_503_and_its_return_restores_every_subscription(node
             await ws.close()
 
     run_async(scenario(), 90)
+
+
+def test_a_cluster_node_given_as_one_redis_is_refused_with_a_hint_and_backoff(ringgate, cluster):
+    """redis:// pointed at a cluster node: PING answers, then subscribing
+    names of other primaries' slots is refused (MOVED).  The node says to
+    use redis-cluster://, and does not retry ten times a second: a
+    connection that failed soon after its first answer keeps backing off."""
+    node = ringgate("--backplane", f"redis://127.0.0.1:{cluster.nodes[0].port}", "--workers", "1")
+    elsewhere = [ch for ch in CHANNELS if cluster.owner(cluster.keyslot(key(ch))) is not cluster.nodes[0]]
+    assert elsewhere
+
+    async def scenario():
+        async with ws_connect(node.uri(f"/ws?channels={elsewhere[0]}")) as ws:
+            assert (await recv_json(ws))["type"] == "subscribed"
+            wait_until(lambda: "redis-cluster://" in node.log(), 10, 0.1, "the hint in the log")
+            first = total(metrics(node), "ws_backplane_connects_total")
+            await asyncio.sleep(3)
+            again = total(metrics(node), "ws_backplane_connects_total") - first
+            # 100, 200, 400, 800, 1,600 ms apart (+-50% jitter): a handful in
+            # 3 s, not the ~20 a backoff reset at every first answer gave.
+            assert again <= 6, f"{again} reconnections in 3 s"
+            status, body = publish(node, elsewhere[0], b'"x"')
+            assert status in (503, 200), body
+
+    run_async(scenario(), 30)
+    assert total(metrics(node), "ws_backplane_slots_moved_total") >= 1
