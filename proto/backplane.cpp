@@ -135,8 +135,13 @@ bool parse_endpoint(std::string_view rest, Endpoint& out, std::string& error) {
       return false;
     }
   }
-  if (host.empty() || host.find_first_of("/@?#, ") != std::string_view::npos) {
+  if (host.empty() || host.find_first_of("/@?#, []") != std::string_view::npos) {
     error = "backplane: a host is needed, without user, password, path or query: redis://HOST:PORT";
+    return false;
+  }
+  // A name or an address: visible ASCII only.
+  if (!std::all_of(host.begin(), host.end(), [](char c) { return c > ' ' && c < 0x7f; })) {
+    error = "backplane: the host must be a name or an address in visible ASCII";
     return false;
   }
   std::uint32_t p = 6379;

@@ -116,6 +116,8 @@ TEST(BackplaneWire, Urls) {
       {"redis-cluster://h:7000,", false, "", 0, "a host is needed"},
       {"redis-cluster://,h:7000", false, "", 0, "a host is needed"},
       {"redis-cluster://h:70000", false, "", 0, "from 1 to 65535"},
+      {"redis-cluster://h:7,[[x]:700", false, "", 0, "a host is needed"},  // a fuzz finding: '[' inside brackets
+      {"redis://h\x01st:1", false, "", 0, "visible ASCII"},
       {"h:6379", false, "", 0, "off, redis://"},
   };
   for (const Row& r : rows) {
