@@ -247,10 +247,13 @@ void Backplane::pump_commands(Link& link) {
   std::vector<std::string> keys;
   while (!link.to_send.empty() && link.answers_outstanding < answers_outstanding_max) {
     const bool subscribe = link.to_send.front().first;
-    const std::uint16_t slot = backplane::slot(link.to_send.front().second);
+    // One Redis takes names of any slots in one command; only a cluster
+    // needs them apart (and the CRC16 per name).
+    const bool cluster = shards_.cluster();
+    const std::uint16_t slot = cluster ? backplane::slot(link.to_send.front().second) : 0;
     keys.clear();
     while (!link.to_send.empty() && link.to_send.front().first == subscribe && keys.size() < keys_per_command &&
-           (!shards_.cluster() || backplane::slot(link.to_send.front().second) == slot)) {
+           (!cluster || backplane::slot(link.to_send.front().second) == slot)) {
       std::string& k = link.to_send.front().second;
       if (names_.contains(k) == subscribe) {  // still wanted
         if (!subscribe) ++link.unsubscribing[k];

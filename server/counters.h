@@ -146,7 +146,7 @@ struct BackplaneCounters {
   base::Counter names;                   // names this node's clients hold (what it asks Redis for)
   base::Counter messages_total;          // messages from Redis posted to the workers
   base::Counter dropped_total;           // messages from Redis a mailbox full for 2 s refused (lost: counted, logged)
-  base::Counter mailbox_waits_total;     // 1 ms waits for a full mailbox before a message from Redis went in
+  base::Counter mailbox_waits_total;     // ms spent waiting for a full mailbox before a message from Redis went in
   base::Counter malformed_total;         // messages on our keys not in our format (another writer?)
   base::Counter primaries;               // Redis primaries connected now (1 for one Redis; 0 while down)
   base::Counter slots_moved_total;       // times a cluster said slots moved (MOVED, or a name unsubscribed by Redis)
